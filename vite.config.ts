@@ -1,0 +1,15 @@
+import { defineConfig } from 'vite';
+import { resolve } from 'node:path';
+
+// The relay serves dist/ (see server/http/static.ts); every page is one entry.
+export default defineConfig({
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    rollupOptions: {
+      input: { volunteer: resolve(import.meta.dirname, 'index.html') },
+    },
+  },
+  worker: { format: 'es' },
+});

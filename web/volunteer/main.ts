@@ -1,0 +1,1 @@
+document.querySelector("#app p")!.textContent = "The volunteer page is being built.";
