@@ -1,1 +1,221 @@
-document.querySelector("#app p")!.textContent = "The volunteer page is being built.";
+// The volunteer page: says what the tab does and for whom, asks consent once (remembered), then runs the
+// loop in a Web Worker and shows its state. Pauses on request, while hidden (option) and on battery.
+// window.tabtrain mirrors what is shown, for the e2e tests and for anyone curious in the console.
+import './style.css';
+import type { JobInfo, JobSummary } from '../../shared/protocol/messages.ts';
+import { bytes, count, rate } from '../shared/format.ts';
+import type { DeviceInfo, PageSends, Phase, Stats, WorkerSends } from './messages.ts';
+
+const CONSENT_KEY = 'tabtrain.consent.v1';
+const SETTINGS_KEY = 'tabtrain.settings.v1';
+/** Per tab (sessionStorage survives a reload): the storage slot whose residual and task this tab resumes. */
+const SLOT_KEY = 'tabtrain.slot';
+const JOB_RETRY_MS = 5000;
+
+type Settings = { intensity: number; pauseHidden: boolean; pauseBattery: boolean; paused: boolean };
+type PageState = { phase: Phase; detail?: string; device?: DeviceInfo; stats?: Stats; job?: JobInfo; consent: boolean };
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const params = new URLSearchParams(location.search);
+const state: PageState = { phase: 'starting', consent: false };
+(globalThis as unknown as { tabtrain: PageState }).tabtrain = state;
+
+function loadSettings(): Settings {
+  const fallback: Settings = { intensity: 1, pauseHidden: false, pauseBattery: true, paused: false };
+  try {
+    return { ...fallback, ...(JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? '{}') as Partial<Settings>) };
+  } catch {
+    return fallback;
+  }
+}
+const settings = loadSettings();
+const saveSettings = () => localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+
+// ------------------------------------------------------------------ job description
+
+async function describeJob(): Promise<void> {
+  const want = params.get('job');
+  try {
+    const { jobs } = (await (await fetch('/api/jobs')).json()) as { jobs: JobSummary[] };
+    const summary = jobs.find((j) => j.jobId === want) ?? jobs.find((j) => j.status === 'running') ?? jobs[0];
+    if (!summary) {
+      $('job-name').textContent = 'No job is running right now';
+      $('job-description').textContent = 'This tab will wait and start when a researcher’s job is approved.';
+      setTimeout(() => void describeJob(), JOB_RETRY_MS);
+      return;
+    }
+    const job = (await (await fetch(`/api/jobs/${encodeURIComponent(summary.jobId)}`)).json()) as JobInfo;
+    state.job = job;
+    $('job-name').textContent = job.name;
+    $('job-researcher').textContent = job.researcher;
+    $('job-data').textContent = `${job.dataset.name} (${job.dataset.shards} shards)`;
+    const m = job.model;
+    $('job-model').textContent = m.kind === 'mlp'
+      ? `MLP ${[m.inputs, ...m.hidden, m.classes].join('–')}, ${count(job.paramCount)} parameters`
+      : `GPT ${m.layers} layers × ${m.width}, ${count(job.paramCount)} parameters`;
+    $('job-description').textContent = job.description;
+  } catch {
+    $('job-name').textContent = 'The relay cannot be reached right now';
+    $('job-description').textContent = 'This tab will keep trying in the background.';
+    setTimeout(() => void describeJob(), JOB_RETRY_MS);
+  }
+}
+
+// ------------------------------------------------------------------ live view
+
+function setPhase(phase: Phase, detail?: string): void {
+  const shown = isPaused() && phase !== 'error' ? 'paused' : phase;
+  state.phase = shown;
+  state.detail = detail;
+  const el = $('phase');
+  el.textContent = shown;
+  el.dataset.phase = shown;
+  $('phase-detail').textContent = shown === 'paused' ? pauseReason() : detail ?? '';
+  document.title = `Tabtrain — ${shown}`;
+}
+
+function showDevice(d: DeviceInfo): void {
+  state.device = d;
+  $('s-device').textContent = d.backend === 'webgpu' ? `WebGPU · ${d.description}` : d.forced ? 'CPU (asked for)' : 'CPU fallback (slower)';
+  const note = $('gpu-note');
+  if (d.backend === 'cpu') {
+    note.hidden = false;
+    note.textContent = d.forced
+      ? `Training on the processor: ${d.fallbackReason}. Remove ?cpu=1 from the address to use the GPU.`
+      : `No WebGPU here: ${d.fallbackReason ?? 'unavailable'}. This tab still helps, training on the processor instead — more slowly.`;
+  } else {
+    note.hidden = true;
+  }
+}
+
+function showStats(s: Stats): void {
+  state.stats = s;
+  $('s-job').textContent = s.jobId ? `${state.job?.name ?? s.jobId} · v${s.baseVersion ?? '–'}` : '–';
+  $('s-steps').textContent = rate(s.stepsPerSec);
+  $('s-samples-rate').textContent = rate(s.samplesPerSec);
+  $('s-samples').textContent = count(s.samples);
+  $('s-credit').textContent = count(s.credit);
+  $('s-bytes').textContent = bytes(s.bytesSent);
+  $('s-ratio').textContent = s.denseBytes > 0 && s.bytesSent > 0 ? `${(s.denseBytes / s.bytesSent).toFixed(1)}× smaller than fp32` : '–';
+  $('s-updates').textContent = `${s.updatesAccepted} of ${s.updatesSent}`;
+  const losses = s.recentLosses;
+  if (losses.length) {
+    $('s-loss').textContent = losses[losses.length - 1].toFixed(3);
+    const max = Math.max(...losses), min = Math.min(...losses), span = max - min || 1;
+    const pts = losses.map((l, i) => `${(i / Math.max(1, losses.length - 1)) * 100},${22 - ((l - min) / span) * 20}`).join(' ');
+    document.querySelector('#s-loss-chart polyline')!.setAttribute('points', pts);
+  }
+}
+
+function showError(message: string): void {
+  const el = $('error');
+  el.hidden = false;
+  el.textContent = message;
+  setPhase('error', message);
+}
+
+// ------------------------------------------------------------------ worker and controls
+
+let worker: Worker | undefined;
+let hiddenPause = false, batteryPause = false;
+const send = (m: PageSends) => worker?.postMessage(m);
+
+function isPaused(): boolean {
+  return settings.paused || hiddenPause || batteryPause;
+}
+
+function pauseReason(): string {
+  if (hiddenPause) return 'Paused while this tab is hidden.';
+  if (batteryPause) return 'Paused: running on battery.';
+  return 'Paused by you. Press Resume to continue.';
+}
+
+function applyPause(): void {
+  const paused = isPaused();
+  send(paused ? { type: 'pause', reason: pauseReason() } : { type: 'resume' });
+  $('toggle').textContent = settings.paused ? 'Resume' : 'Pause';
+  if (paused) setPhase('paused');
+  else if (state.phase === 'paused') setPhase('starting', 'resuming');
+}
+
+function startWorker(): void {
+  $('consent').hidden = true;
+  $('live').hidden = false;
+  setPhase('starting', 'choosing a device');
+  worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
+  worker.onmessage = (e: MessageEvent<WorkerSends>) => {
+    const m = e.data;
+    if (m.type === 'device') showDevice(m.device);
+    else if (m.type === 'slot') sessionStorage.setItem(SLOT_KEY, String(m.slot));
+    else if (m.type === 'phase') {
+      if (m.phase === 'error') showError(m.detail ?? 'error');
+      else setPhase(m.phase, m.detail);
+    }
+    else if (m.type === 'stats') showStats(m.stats);
+    else if (m.type === 'log') console.info('[tabtrain]', m.message);
+  };
+  worker.onerror = (e) => showError(`The training worker stopped: ${e.message || 'unknown error'}. Reload the page to try again.`);
+  send({
+    type: 'start', server: location.origin, jobId: params.get('job') ?? undefined, intensity: settings.intensity,
+    paused: isPaused(), forceCpu: params.get('cpu') === '1',
+    slot: sessionStorage.getItem(SLOT_KEY) === null ? undefined : Number(sessionStorage.getItem(SLOT_KEY)),
+  });
+}
+
+function wireControls(): void {
+  const slider = $<HTMLInputElement>('intensity');
+  slider.value = String(Math.round(settings.intensity * 100));
+  $('intensity-value').textContent = `${slider.value} %`;
+  slider.addEventListener('input', () => {
+    settings.intensity = Number(slider.value) / 100;
+    $('intensity-value').textContent = `${slider.value} %`;
+    saveSettings();
+    send({ type: 'intensity', value: settings.intensity });
+  });
+  $('toggle').addEventListener('click', () => {
+    settings.paused = !settings.paused;
+    saveSettings();
+    applyPause();
+  });
+  const hidden = $<HTMLInputElement>('pause-hidden');
+  hidden.checked = settings.pauseHidden;
+  const onVisibility = () => {
+    hiddenPause = settings.pauseHidden && document.visibilityState === 'hidden';
+    applyPause();
+  };
+  hidden.addEventListener('change', () => { settings.pauseHidden = hidden.checked; saveSettings(); onVisibility(); });
+  document.addEventListener('visibilitychange', onVisibility);
+  hiddenPause = settings.pauseHidden && document.visibilityState === 'hidden';
+
+  const battery = $<HTMLInputElement>('pause-battery');
+  battery.checked = settings.pauseBattery;
+  type Battery = EventTarget & { charging: boolean };
+  const getBattery = (navigator as Navigator & { getBattery?: () => Promise<Battery> }).getBattery;
+  if (!getBattery) {
+    battery.disabled = true;
+    battery.parentElement!.title = 'This browser does not say whether it runs on battery';
+  } else {
+    void getBattery.call(navigator).then((b) => {
+      const onBattery = () => { batteryPause = settings.pauseBattery && !b.charging; applyPause(); };
+      b.addEventListener('chargingchange', onBattery);
+      battery.addEventListener('change', () => { settings.pauseBattery = battery.checked; saveSettings(); onBattery(); });
+      onBattery();
+    }).catch(() => { battery.disabled = true; });
+  }
+}
+
+async function main(): Promise<void> {
+  $('relay-host').textContent = location.host;
+  wireControls();
+  await describeJob();
+  state.consent = localStorage.getItem(CONSENT_KEY) === 'yes';
+  if (state.consent) return startWorker();
+  $('consent').hidden = false;
+  $('consent-yes').addEventListener('click', () => {
+    localStorage.setItem(CONSENT_KEY, 'yes');
+    state.consent = true;
+    startWorker();
+  }, { once: true });
+}
+
+main().catch((e: unknown) => showError(`The page failed to start: ${(e as Error).message}. Reload to try again.`));

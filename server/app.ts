@@ -1,0 +1,137 @@
+// The relay as a Fastify app: storage and services first, then routes, then the operator plugin, in
+// this order. Tests build this same app on a temporary data directory; server/cli/main.ts only starts it.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import fastifyStatic from '@fastify/static';
+import type { Hyperparameters } from '../shared/protocol/messages.ts';
+import { DEFAULT_JOB_ID, defaultJobSpec } from './default-job.ts';
+import { RelayError, errors } from './errors.ts';
+import { createMetrics } from './metrics.ts';
+import type { DefenceOptions } from './defence/guard.ts';
+import { healthRoutes } from './routes/health.ts';
+import { jobRoutes } from './routes/jobs.ts';
+import { taskRoutes } from './routes/tasks.ts';
+import { updateRoutes } from './routes/updates.ts';
+import { volunteerRoutes } from './routes/volunteers.ts';
+import './routes/common.ts';
+import { loadLeaseSecret } from './scheduler/leases.ts';
+import { createScheduler } from './scheduler/scheduler.ts';
+import { openSqliteStore } from './store/sqlite.ts';
+import opsPlugin from './ops/index.ts';
+
+export type RelayOptions = {
+  /** SQLite file, lease secret; created if missing */
+  dataDir: string;
+  /** listen when given (0 = a random free port) */
+  port?: number;
+  host?: string;
+  logger?: FastifyServerOptions['logger'];
+  /** create the default MNIST job, running, when the database has no jobs (default true) */
+  defaultJob?: boolean | Partial<Hyperparameters>;
+  /** how often leases are expired and round timers checked */
+  sweepMs?: number;
+  /** absolute cap on any update body */
+  maxBodyBytes?: number;
+  /** evaluate every version on held-out data (default true) */
+  evaluate?: boolean;
+  /** the Vite build to serve at / (default: dist/ at the repository root) */
+  staticDir?: string;
+  /** defences against untrusted volunteers: identity mode, proof-of-work difficulty, spot checks, rate limits */
+  defence?: DefenceOptions;
+};
+
+export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
+
+export async function buildApp(opts: RelayOptions): Promise<Relay> {
+  mkdirSync(opts.dataDir, { recursive: true });
+  // forceCloseConnections: a stopping relay drops keep-alive sockets instead of waiting out their timeout
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true });
+  const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'));
+  const metrics = createMetrics();
+  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence });
+  app.decorate('db', store.db);
+  app.decorate('store', store);
+  app.decorate('scheduler', scheduler);
+  app.decorate('metrics', metrics);
+  app.decorate('dataDir', opts.dataDir);
+
+  installBodyRules(app);
+  installErrorHandlers(app);
+
+  await app.register(volunteerRoutes);
+  await app.register(jobRoutes);
+  await app.register(taskRoutes);
+  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024 });
+  await app.register(healthRoutes);
+
+  // ---- operator plugin registration point (server/ops/index.ts, owned by the ops engineer) ----
+  await app.register(opsPlugin);
+  // ----------------------------------------------------------------------------------------------
+
+  const staticDir = resolve(opts.staticDir ?? join(import.meta.dirname, '..', 'dist'));
+  if (existsSync(join(staticDir, 'index.html'))) {
+    await app.register(fastifyStatic, { root: staticDir, prefix: '/', wildcard: false });
+  } else {
+    app.get('/', async (_req, reply) => reply.type('text/html').send('<!doctype html><title>Tabtrain</title><p>The volunteer page is not built; run <code>npm run build</code>.</p>'));
+  }
+
+  if (opts.defaultJob !== false && store.listJobs().length === 0) {
+    scheduler.createJob(DEFAULT_JOB_ID, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
+  }
+  scheduler.recover();
+  const sweeper = setInterval(() => {
+    try {
+      scheduler.sweep();
+    } catch (e) {
+      app.log.error({ err: e }, 'sweep failed');
+    }
+  }, opts.sweepMs ?? 1000);
+  sweeper.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(sweeper);
+    store.close();
+  });
+
+  let url: string | undefined;
+  if (opts.port !== undefined) url = await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
+  return { app, url, close: () => app.close() };
+}
+
+/** Octet-stream bodies arrive as Buffers; a route's config.body says which kind it takes. */
+function installBodyRules(app: FastifyInstance): void {
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addHook('preParsing', async (req) => {
+    const want = req.routeOptions.config.body;
+    if (!want) return;
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
+    if (want === 'json' && hasBody && type !== 'application/json') {
+      throw new RelayError('TT_ERR_CONTENT_TYPE', `this route takes application/json, got "${type || 'no content-type'}"`);
+    }
+    if (want === 'binary' && type !== 'application/octet-stream') {
+      throw new RelayError('TT_ERR_CONTENT_TYPE', `updates are binary frames: send content-type application/octet-stream, got "${type || 'no content-type'}"`);
+    }
+  });
+}
+
+/** One error shape for everything: 4xx pass their message through, 5xx are logged and made generic. */
+function installErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, req, reply) => {
+    const send = (status: number, code: string, message: string) => reply.status(status).send({ error: { code, message } });
+    if (err instanceof RelayError) {
+      app.metrics.updatesRefused.inc({ code: err.code });
+      return send(err.statusCode, err.code, err.message);
+    }
+    if (err.validation) return send(400, 'TT_ERR_VALIDATION', errors.TT_ERR_VALIDATION.message(err.message));
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(413, 'TT_ERR_BODY_TOO_LARGE', `request body exceeds this route's limit; ${err.message}`);
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return send(415, 'TT_ERR_CONTENT_TYPE', `unsupported content-type "${req.headers['content-type'] ?? ''}"; JSON routes take application/json, updates application/octet-stream`);
+    if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
+      return send(400, 'TT_ERR_BAD_JSON', errors.TT_ERR_BAD_JSON.message(err.message));
+    }
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return send(err.statusCode, err.code ?? 'TT_ERR_BAD_REQUEST', err.message);
+    req.log.error({ err }, 'relay fault');
+    return send(500, 'TT_ERR_INTERNAL', errors.TT_ERR_INTERNAL.message());
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'TT_ERR_NOT_FOUND', message: errors.TT_ERR_NOT_FOUND.message(`${req.method} ${req.url.split('?')[0]}`) } }));
+}

@@ -1,0 +1,40 @@
+// The `tabtrain` command line. `start` runs the relay; operator subcommands come from server/ops/cli.ts.
+import { Command, InvalidArgumentError } from 'commander';
+import { buildApp } from '../app.ts';
+import { registerOpsCommands } from '../ops/cli.ts';
+import { registerVolunteerCommand } from '../volunteer/cli.ts';
+
+const int = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
+  return n;
+};
+
+export function buildProgram(): Command {
+  const program = new Command('tabtrain').description('Tabtrain: train AI models in browser tabs');
+  program.command('start')
+    .description('run the relay: HTTP API, scheduler, SQLite storage, and the volunteer page')
+    .option('--port <n>', 'port to listen on (env PORT)', int('--port'), Number(process.env.PORT ?? 8080))
+    .option('--host <addr>', 'address to bind', '0.0.0.0')
+    .option('--data-dir <dir>', 'data directory (env TABTRAIN_DATA_DIR)', process.env.TABTRAIN_DATA_DIR ?? './data')
+    .option('--sweep-ms <n>', 'how often leases expire and round timers fire', int('--sweep-ms'), 1000)
+    .option('--lease-ms <n>', 'lease length of the default job, when it is created', int('--lease-ms'))
+    .option('--quiet', 'log warnings and errors only')
+    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; quiet?: boolean }) => {
+      const relay = await buildApp({
+        dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs,
+        logger: { level: o.quiet ? 'warn' : 'info' },
+        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true,
+      });
+      // One plain line that scripts (and the crash test) can wait for.
+      process.stdout.write(`tabtrain relay listening on ${relay.url}\n`);
+      const stop = () => { void relay.close().then(() => process.exit(0)); };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  registerOpsCommands(program);
+  registerVolunteerCommand(program);
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

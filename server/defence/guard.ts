@@ -1,0 +1,123 @@
+// The relay's defences against untrusted volunteers, in one object the routes and the scheduler share:
+// identities (public key + proof of work, rate-limited per address), upload signatures, rate limits per
+// address and identity, reputation (spot checks), and every refusal counted by reason.
+import { createHmac } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { Counter, type Registry } from 'prom-client';
+import { identityId, verifyUpdate } from '../../shared/security/identity.ts';
+import { fromBase64Url } from '../../shared/security/encoding.ts';
+import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
+import { RelayError, fail } from '../errors.ts';
+import { RateLimiter, RefusalCounter, type RateLimitOptions } from './rate-limit.ts';
+import { defaultPolicy, mayReceiveWork, recordOutcome, replicationRate, type ReplicationPolicy, type SpotCheckOutcome, type VolunteerRecord } from './replication.ts';
+import { openDefenceStore, type DefenceStore } from './store.ts';
+
+export type DefenceOptions = {
+  /** 'required' (default): volunteers register a public key with a solved proof of work and sign every
+   * upload. 'optional': key-less registration and unsigned uploads are also taken (trusted deployments). */
+  identity?: 'required' | 'optional';
+  /** leading zero bits of the registration proof of work (default 16, ~65k hashes) */
+  powDifficulty?: number;
+  /** spot-check policy (share of tasks replicated, reputation thresholds) */
+  replication?: Partial<ReplicationPolicy>;
+  /** relative L2 distance two copies of one task may differ by */
+  spotCheckTolerance?: number;
+  /** norm bound = factor × median norm of the round's accepted updates (default 3), once minCount (3) are in */
+  normBound?: { factor?: number; minCount?: number };
+  limits?: Partial<Record<LimitName, RateLimitOptions>>;
+};
+
+export type LimitName = 'registerPerAddress' | 'tasksPerAddress' | 'tasksPerIdentity' | 'uploadsPerAddress' | 'uploadsPerIdentity';
+
+/** Generous for a lab or a classroom behind one NAT, tight enough that one address cannot flood. */
+export const defaultLimits: Record<LimitName, RateLimitOptions> = {
+  registerPerAddress: { capacity: 30, refillPerSecond: 0.2 },
+  tasksPerAddress: { capacity: 600, refillPerSecond: 200 },
+  tasksPerIdentity: { capacity: 40, refillPerSecond: 10 },
+  uploadsPerAddress: { capacity: 400, refillPerSecond: 100 },
+  uploadsPerIdentity: { capacity: 20, refillPerSecond: 5 },
+};
+
+export function createGuard(db: Database.Database, secret: Buffer, registry: Registry, o: DefenceOptions = {}) {
+  const store: DefenceStore = openDefenceStore(db);
+  const required = (o.identity ?? 'required') === 'required';
+  const difficulty = o.powDifficulty ?? defaultPowDifficulty;
+  const policy: ReplicationPolicy = { ...defaultPolicy, ...o.replication };
+  // a key of its own for PoW challenges, so a challenge can never pass as a lease and back
+  const powSecret = createHmac('sha256', secret).update('tabtrain-pow-v1').digest();
+  const limiters = Object.fromEntries((Object.keys(defaultLimits) as LimitName[]).map((k) => [k, new RateLimiter({ ...defaultLimits[k], ...o.limits?.[k] })])) as Record<LimitName, RateLimiter>;
+  const counter = new RefusalCounter();
+  const rejected = new Counter({ name: 'tabtrain_updates_rejected_total', help: 'volunteer requests refused, by reason (error code)', labelNames: ['reason'], registers: [registry] });
+  const spotChecks = new Counter({ name: 'tabtrain_spot_checks_total', help: 'spot checks compared, by outcome', labelNames: ['outcome'], registers: [registry] });
+
+  /** Throws 429 TT_ERR_RATE_LIMITED (the route turns retryAfter into a Retry-After header). */
+  function limit(name: LimitName, key: string, now: number): void {
+    const d = limiters[name].take(key, now);
+    if (!d.ok) throw Object.assign(new RelayError('TT_ERR_RATE_LIMITED', `${name} limit reached; retry after ${d.retryAfterSeconds} s`), { retryAfterSeconds: d.retryAfterSeconds });
+  }
+
+  async function challenge(now: number): Promise<{ challenge: string; difficulty: number }> {
+    return { challenge: await issuePowChallenge(powSecret, now, difficulty), difficulty };
+  }
+
+  /** Checks key + proof of work and returns the volunteer id the key derives to; undefined = key-less (optional mode). */
+  async function admitIdentity(body: { publicKey?: string; challenge?: string; nonce?: string }, now: number): Promise<{ volunteerId: string; publicKey: string } | undefined> {
+    if (body.publicKey === undefined) {
+      if (required) fail('TT_ERR_IDENTITY_REQUIRED', 'field "publicKey" is missing: send your ECDSA P-256 public key (base64url raw point) with a solved "challenge" and "nonce" from GET /api/volunteers/challenge');
+      return undefined;
+    }
+    const raw = fromBase64Url(body.publicKey);
+    if (!raw || raw.length !== 65 || raw[0] !== 4) fail('TT_ERR_IDENTITY_REQUIRED', 'field "publicKey" must be a base64url uncompressed P-256 point (65 bytes)');
+    if (typeof body.challenge !== 'string' || typeof body.nonce !== 'string') fail('TT_ERR_POW', 'fields "challenge" and "nonce" are required: get a challenge from GET /api/volunteers/challenge and solve it');
+    const check = await verifyPowSolution(powSecret, body.challenge!, body.nonce!, now);
+    if (!check.ok) fail('TT_ERR_POW', `${check.code}: ${check.message}`);
+    else if (!store.usePowChallenge(body.challenge!, check.claims.expiresAt, now)) fail('TT_ERR_POW', 'this challenge was already used to register; get a new one');
+    try {
+      await crypto.subtle.importKey('raw', raw as Uint8Array<ArrayBuffer>, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+    } catch {
+      fail('TT_ERR_IDENTITY_REQUIRED', 'field "publicKey" is not a point on P-256');
+    }
+    const volunteerId = await identityId(raw!);
+    store.putPublicKey(volunteerId, body.publicKey, now);
+    return { volunteerId, publicKey: body.publicKey };
+  }
+
+  /** Verifies the upload's signature against the volunteer's registered key. */
+  async function verifyUpload(volunteerId: string, signature: string | undefined, taskId: string, lease: string, body: Uint8Array): Promise<void> {
+    const key = store.publicKey(volunteerId);
+    if (!key) {
+      if (required) fail('TT_ERR_SIGNATURE', `volunteer ${volunteerId} has no registered key; register with a public key and sign uploads`);
+      return; // a key-less volunteer of an 'optional' relay
+    }
+    if (!signature) fail('TT_ERR_SIGNATURE', 'header "x-tabtrain-signature" is missing: sign the upload with your volunteer key');
+    const r = await verifyUpdate(key, signature!, taskId, lease, body);
+    if (!r.ok) fail('TT_ERR_SIGNATURE', `${r.code}: ${r.message}`);
+  }
+
+  function requireWork(volunteerId: string): VolunteerRecord {
+    const r = store.reputation(volunteerId);
+    if (!mayReceiveWork(r)) fail('TT_ERR_VOLUNTEER_BANNED', `volunteer ${volunteerId} failed too many spot checks and gets no more work`);
+    return r;
+  }
+
+  function outcome(volunteerId: string, what: SpotCheckOutcome, now: number): VolunteerRecord {
+    const next = recordOutcome(store.reputation(volunteerId), what, policy);
+    store.putReputation(volunteerId, next, now);
+    return next;
+  }
+
+  return {
+    store, policy, required, limit, challenge, admitIdentity, verifyUpload, requireWork, outcome,
+    replicationRate: (r: VolunteerRecord) => replicationRate(r, policy),
+    tolerance: o.spotCheckTolerance,
+    normBound: o.normBound ?? {},
+    spotChecked: (agree: boolean) => spotChecks.inc({ outcome: agree ? 'agree' : 'disagree' }),
+    refused(reason: string): void {
+      counter.add(reason);
+      rejected.inc({ reason });
+    },
+    /** Refusals by reason since start, for the dashboard. */
+    refusals: () => counter.snapshot(),
+  };
+}
+export type Guard = ReturnType<typeof createGuard>;

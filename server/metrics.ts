@@ -1,0 +1,21 @@
+// Prometheus metrics of one relay instance (its own registry, so tests can run several relays in one process).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tabtrain_process_' });
+  const r = [registry];
+  return {
+    registry,
+    tasksIssued: new Counter({ name: 'tabtrain_tasks_issued_total', help: 'tasks leased to volunteers', labelNames: ['job', 'reissue'], registers: r }),
+    leasesExpired: new Counter({ name: 'tabtrain_leases_expired_total', help: 'task leases that ran out', labelNames: ['job'], registers: r }),
+    updatesAccepted: new Counter({ name: 'tabtrain_updates_accepted_total', help: 'updates checked and stored', labelNames: ['job'], registers: r }),
+    updatesRefused: new Counter({ name: 'tabtrain_updates_refused_total', help: 'updates refused, by error code', labelNames: ['code'], registers: r }),
+    updateBytes: new Counter({ name: 'tabtrain_update_bytes_total', help: 'bytes of accepted update frames', labelNames: ['job'], registers: r }),
+    rounds: new Counter({ name: 'tabtrain_rounds_total', help: 'rounds aggregated (versions published)', labelNames: ['job', 'trigger'], registers: r }),
+    version: new Gauge({ name: 'tabtrain_job_version', help: 'current version of each job', labelNames: ['job'], registers: r }),
+    accuracy: new Gauge({ name: 'tabtrain_job_heldout_accuracy', help: 'held-out accuracy of the latest evaluated version', labelNames: ['job'], registers: r }),
+    roundSeconds: new Histogram({ name: 'tabtrain_round_aggregate_seconds', help: 'time to aggregate and commit a round', registers: r, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5] }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

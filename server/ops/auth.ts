@@ -1,0 +1,35 @@
+// Bearer-token authentication and the two rules of authorisation: some actions are the operators'
+// alone, and a researcher acts only on jobs it submitted. 401 = no or unknown token; 403 = known, not allowed.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { OpsError } from './errors.ts';
+import { getOpsJob } from './store.ts';
+import { findToken, type Principal, type Role } from './tokens.ts';
+
+export function principalOf(app: FastifyInstance, req: FastifyRequest): Principal {
+  const h = req.headers.authorization;
+  if (!h) throw new OpsError('TT_ERR_UNAUTHENTICATED', 'this route needs an API token: send "Authorization: Bearer <token>" (an operator creates one with `tabtrain token create`)');
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  if (!m) throw new OpsError('TT_ERR_UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>"');
+  const p = findToken(app.db, m[1]);
+  if (!p) throw new OpsError('TT_ERR_UNAUTHENTICATED', 'the API token is unknown or revoked; ask an operator for a new one');
+  return p;
+}
+
+export function requireRole(app: FastifyInstance, req: FastifyRequest, roles: readonly Role[]): Principal {
+  const p = principalOf(app, req);
+  if (!roles.includes(p.role)) throw new OpsError('TT_ERR_FORBIDDEN', `this action needs the ${roles.join(' or ')} role; your token is a ${p.role} token`);
+  return p;
+}
+
+/** An operator, or the researcher who submitted the job. */
+export function requireJobActor(app: FastifyInstance, req: FastifyRequest, jobId: string): Principal {
+  const p = principalOf(app, req);
+  if (!app.store.getJob(jobId)) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
+  if (p.role === 'operator') return p;
+  const owner = getOpsJob(app.db, jobId)?.ownerTokenId;
+  if (owner !== p.tokenId) throw new OpsError('TT_ERR_FORBIDDEN', `job ${jobId} belongs to another researcher; a researcher may act only on jobs it submitted`);
+  return p;
+}
+
+/** How the audit log names a principal: role and token id (never the secret). */
+export const actorOf = (p: Principal) => `${p.role}:${p.name}:${p.tokenId}`;

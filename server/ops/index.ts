@@ -1,0 +1,27 @@
+// The operator plugin: API tokens and roles, job submission with dataset upload, approve/pause/resume/
+// rollback, the loss-regression guardrail, the hash-chained audit log, the dashboard feed and extra
+// Prometheus metrics. Registered by server/app.ts after the store and scheduler exist; its tables are
+// its own (migrateOps), the relay's are only read or changed through app.store.
+import fp from 'fastify-plugin';
+import type { FastifyPluginAsync } from 'fastify';
+import { installDatasetResolver } from './datasets.ts';
+import { countTraffic, feedPlugin } from './feed.ts';
+import { installStoreHooks } from './hooks.ts';
+import { adminRoutes } from './routes-admin.ts';
+import { jobOpsRoutes } from './routes-jobs.ts';
+import { modelRoutes } from './routes-models.ts';
+import { migrateOps } from './store.ts';
+
+const ops: FastifyPluginAsync = async (app) => {
+  migrateOps(app.db);
+  installDatasetResolver(app);
+  installStoreHooks(app);
+  // Traffic is counted on the root context (fastify-plugin), so the relay's own routes count too.
+  const traffic = countTraffic(app);
+  await app.register(adminRoutes);
+  await app.register(jobOpsRoutes);
+  await app.register(modelRoutes);
+  await app.register(feedPlugin(traffic));
+};
+
+export default fp(ops, { name: 'tabtrain-ops' });

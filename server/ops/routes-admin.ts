@@ -1,0 +1,43 @@
+// Tokens (operators create and revoke them) and the audit log (readable by any token holder; verifiable).
+import type { FastifyPluginAsync } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { listAudit, verifyAudit } from './audit.ts';
+import { actorOf, principalOf, requireRole } from './auth.ts';
+import { OpsError } from './errors.ts';
+import { createToken, listTokens, revokeToken, ROLES } from './tokens.ts';
+
+const TokenBody = Type.Object({
+  role: Type.Union(ROLES.map((r) => Type.Literal(r))),
+  name: Type.String({ minLength: 1, maxLength: 80, pattern: '^[^:]+$' }),
+}, { additionalProperties: false });
+const TokenParams = Type.Object({ tokenId: Type.String({ minLength: 1, maxLength: 64 }) });
+const AuditQuery = Type.Object({
+  after: Type.Optional(Type.Integer({ minimum: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  jobId: Type.Optional(Type.String({ maxLength: 128 })),
+});
+
+export const adminRoutes: FastifyPluginAsync = async (app) => {
+  app.post<{ Body: Static<typeof TokenBody> }>('/api/ops/tokens', { schema: { body: TokenBody }, config: { body: 'json' } }, async (req, reply) => {
+    const who = requireRole(app, req, ['operator']);
+    return reply.status(201).send(createToken(app.db, { role: req.body.role, name: req.body.name, actor: actorOf(who) }));
+  });
+  app.get('/api/ops/tokens', async (req) => {
+    requireRole(app, req, ['operator']);
+    return { tokens: listTokens(app.db) };
+  });
+  app.delete<{ Params: Static<typeof TokenParams> }>('/api/ops/tokens/:tokenId', { schema: { params: TokenParams } }, async (req) => {
+    const who = requireRole(app, req, ['operator']);
+    if (!revokeToken(app.db, req.params.tokenId, actorOf(who))) throw new OpsError('TT_ERR_UNKNOWN_TOKEN', `no live token with id "${req.params.tokenId}"; list them with GET /api/ops/tokens`);
+    return { revoked: req.params.tokenId };
+  });
+
+  app.get<{ Querystring: Static<typeof AuditQuery> }>('/api/ops/audit', { schema: { querystring: AuditQuery } }, async (req) => {
+    principalOf(app, req);
+    return { entries: listAudit(app.db, { afterSeq: req.query.after, limit: req.query.limit, jobId: req.query.jobId }) };
+  });
+  app.get('/api/ops/audit/verify', async (req) => {
+    principalOf(app, req);
+    return verifyAudit(app.db);
+  });
+};

@@ -1,0 +1,91 @@
+// Researchers' and operators' job routes: submit (multipart: "spec" = job.json text, "data" = dataset
+// file), list, approve (operators only), pause, resume, rollback (operators, or the job's researcher).
+// Each state change and its audit entry are written in one transaction.
+import type { FastifyPluginAsync } from 'fastify';
+import multipart from '@fastify/multipart';
+import { Type, type Static } from '@sinclair/typebox';
+import { LIMITS } from '../../shared/jobs/spec.ts';
+import type { JobStatus } from '../../shared/protocol/messages.ts';
+import { appendAudit, type AuditAction } from './audit.ts';
+import { actorOf, principalOf, requireJobActor, requireRole } from './auth.ts';
+import { OpsError } from './errors.ts';
+import { getOpsJob } from './store.ts';
+import { submitJob } from './submit.ts';
+
+const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }) });
+const RollbackBody = Type.Object({ version: Type.Integer({ minimum: 0, description: 'the version to make current again' }) }, { additionalProperties: false });
+
+export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
+  await app.register(multipart, { limits: { fileSize: LIMITS.datasetBytes, files: 1, fields: 4, fieldSize: 64 * 1024 } });
+
+  app.post('/api/ops/jobs', { bodyLimit: LIMITS.datasetBytes + 256 * 1024 }, async (req, reply) => {
+    const who = requireRole(app, req, ['researcher', 'operator']);
+    if (!req.isMultipart()) throw new OpsError('TT_ERR_JOB_SPEC', 'send multipart/form-data with a "spec" field (job.json) and a "data" file', 'spec');
+    let specText: string | undefined, data: Uint8Array | undefined;
+    try {
+      for await (const part of req.parts()) {
+        if (part.type === 'file') {
+          if (part.fieldname !== 'data') throw new OpsError('TT_ERR_JOB_SPEC', `${part.fieldname}: is not a known file field; attach the dataset as "data"`, part.fieldname);
+          data = new Uint8Array(await part.toBuffer());
+        } else if (part.fieldname === 'spec') specText = String(part.value);
+      }
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        throw new OpsError('TT_ERR_DATASET_TOO_LARGE', `dataset: the upload is over the ${LIMITS.datasetBytes}-byte limit; use a smaller file`, 'dataset');
+      }
+      throw e;
+    }
+    return reply.status(201).send(submitJob(app, who, specText, data));
+  });
+
+  // Operators see every job; researchers see their own.
+  app.get('/api/ops/jobs', async (req) => {
+    const who = principalOf(app, req);
+    const jobs = app.store.listJobs().map((j) => ({ jobId: j.jobId, name: j.name, status: j.status, version: j.version, researcher: j.researcher, owner: getOpsJob(app.db, j.jobId)?.ownerTokenId ?? null, createdAt: j.createdAt }));
+    return { jobs: who.role === 'operator' ? jobs : jobs.filter((j) => j.owner === who.tokenId) };
+  });
+
+  const transition = (action: AuditAction, from: JobStatus[], to: JobStatus, operatorOnly: boolean) =>
+    async (req: { params: Static<typeof JobParams> } & Parameters<typeof principalOf>[1]) => {
+      const { jobId } = req.params;
+      const who = operatorOnly ? requireRole(app, req, ['operator']) : requireJobActor(app, req, jobId);
+      const job = app.store.getJob(jobId);
+      if (!job) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
+      if (!from.includes(job.status)) throw new OpsError('TT_ERR_BAD_TRANSITION', `job ${jobId} is ${job.status}; ${action.slice(4)} applies to a ${from.join(' or ')} job`);
+      const row = app.db.transaction(() => {
+        const r = app.store.setJobStatus(jobId, to);
+        appendAudit(app.db, { actor: actorOf(who), action, jobId, detail: { from: job.status, to, version: job.version } });
+        return r;
+      })();
+      app.log.info({ job: jobId, by: who.tokenId }, `job ${action.slice(4)}: ${job.status}=>${to}`);
+      return { jobId, status: row.status, version: row.version };
+    };
+
+  app.post<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/approve', { schema: { params: JobParams } }, transition('job.approve', ['pending'], 'running', true));
+  app.post<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/pause', { schema: { params: JobParams } }, transition('job.pause', ['running'], 'paused', false));
+  app.post<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/resume', { schema: { params: JobParams } }, transition('job.resume', ['paused'], 'running', false));
+
+  app.post<{ Params: Static<typeof JobParams>; Body: Static<typeof RollbackBody> }>('/api/ops/jobs/:jobId/rollback', {
+    schema: { params: JobParams, body: RollbackBody },
+  }, async (req) => {
+    const { jobId } = req.params;
+    const who = requireJobActor(app, req, jobId);
+    const job = app.store.getJob(jobId)!;
+    const { version } = req.body;
+    if (version > job.version) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${jobId} is at version ${job.version}; roll back to ${job.version} or earlier`, 'version');
+    if (!app.store.versionHash(jobId, version)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${jobId} has no checkpoint of version ${version}`, 'version');
+    const row = app.db.transaction(() => {
+      const r = app.store.rollback(jobId, version, Date.now());
+      // Leases on dropped versions can never be accepted; ending them now frees their slots in the round
+      // instead of blocking new work until they expire.
+      const orphaned = app.db.prepare("SELECT task_id AS taskId FROM tasks WHERE job_id = ? AND state = 'issued' AND base_version > ?").all(jobId, version) as { taskId: string }[];
+      for (const t of orphaned) app.store.rejectTask(t.taskId);
+      appendAudit(app.db, { actor: actorOf(who), action: 'job.rollback', jobId, detail: { from: job.version, to: version, hash: app.store.versionHash(jobId, version), leasesEnded: orphaned.length } });
+      return r;
+    })();
+    app.log.info({ job: jobId, by: who.tokenId }, `job rolled back: version ${job.version}=>${version}`);
+    return { jobId, status: row.status, version: row.version };
+  });
+};
+

@@ -1,0 +1,53 @@
+// What a job page reads without a token: the job's overview (status, curves, volunteers, checkpoints,
+// tokenizer) and checkpoint downloads as ONNX (raw fp32 is the relay's /api/jobs/:jobId/versions/:v/params).
+import { createReadStream } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { FastifyPluginAsync } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { exportOnnx } from '../../shared/export/onnx.ts';
+import { OpsError } from './errors.ts';
+import { getOpsJob } from './store.ts';
+
+// onnxruntime-web's wasm runtime, served from the installed package so "try the model" works the same in
+// the built app and under Vite's dev server (whose pre-bundling breaks ort's own relative wasm URLs).
+const ortDir = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
+const ORT_FILE = /^ort-wasm-simd-threaded(\.jsep|\.asyncify|\.jspi)?\.(wasm|mjs)$/;
+const OrtParams = Type.Object({ file: Type.String({ maxLength: 64 }) });
+
+const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }) });
+const VersionParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }), version: Type.Integer({ minimum: 0 }) });
+
+export const modelRoutes: FastifyPluginAsync = async (app) => {
+  app.get<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/overview', { schema: { params: JobParams } }, async (req) => {
+    const job = app.scheduler.requireJob(req.params.jobId);
+    const ops = getOpsJob(app.db, job.jobId);
+    const volunteers = app.db.prepare(`SELECT t.volunteer_id AS volunteerId, v.device, COUNT(*) AS tasks,
+        SUM(CASE WHEN t.state = 'accepted' THEN 1 ELSE 0 END) AS accepted, MAX(t.issued_at) AS lastSeen,
+        COALESCE((SELECT SUM(u.samples) FROM updates u WHERE u.job_id = t.job_id AND u.volunteer_id = t.volunteer_id AND u.discarded = 0), 0) AS samples
+      FROM tasks t LEFT JOIN volunteers v ON v.volunteer_id = t.volunteer_id
+      WHERE t.job_id = ? GROUP BY t.volunteer_id ORDER BY samples DESC LIMIT 100`).all(job.jobId);
+    const checkpoints = app.db.prepare('SELECT version, hash, created_at AS at FROM versions WHERE job_id = ? ORDER BY version').all(job.jobId);
+    return {
+      job: app.scheduler.jobInfo(job), owner: ops?.ownerName ?? job.researcher, maxLossRise: ops?.maxLossRise ?? null,
+      tokenizer: ops?.tokenizer ?? null, evals: app.store.listEvals(job.jobId), volunteers, checkpoints,
+    };
+  });
+
+  app.get<{ Params: Static<typeof OrtParams> }>('/api/ops/ort/:file', { schema: { params: OrtParams } }, async (req, reply) => {
+    if (!ORT_FILE.test(req.params.file)) return reply.status(404).send({ error: { code: 'TT_ERR_NOT_FOUND', message: `no onnxruntime file "${req.params.file}"` } });
+    return reply.header('content-type', req.params.file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript')
+      .header('cache-control', 'public, max-age=86400').send(createReadStream(join(ortDir, req.params.file)));
+  });
+
+  app.get<{ Params: Static<typeof VersionParams> }>('/api/ops/jobs/:jobId/versions/:version/model.onnx', { schema: { params: VersionParams } }, async (req, reply) => {
+    const job = app.scheduler.requireJob(req.params.jobId);
+    const v = app.store.getVersion(job.jobId, req.params.version);
+    if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${job.jobId} has no checkpoint of version ${req.params.version} (current is ${job.version})`, 'version');
+    const bytes = exportOnnx(job.model, v.params, { producer: 'tabtrain' });
+    return reply.header('content-type', 'application/octet-stream')
+      .header('content-disposition', `attachment; filename="${job.jobId}-v${v.version}.onnx"`)
+      .header('x-tabtrain-hash', v.hash)
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+};

@@ -1,0 +1,37 @@
+// Shared route pieces: the error body schema every 4xx/5xx uses, and the fastify type augmentation.
+import type Database from 'better-sqlite3';
+import type { FastifyInstance } from 'fastify';
+import { RelaySendsError } from '../../shared/protocol/messages.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Scheduler } from '../scheduler/scheduler.ts';
+import type { Store } from '../store/types.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** raw SQLite handle, for plugins that add their own tables (server/ops) */
+    db: Database.Database;
+    store: Store;
+    scheduler: Scheduler;
+    metrics: Metrics;
+    dataDir: string;
+  }
+  interface FastifyContextConfig {
+    /** the body kind a route takes; anything else is refused with 415 before parsing */
+    body?: 'json' | 'binary';
+  }
+}
+
+export const errorResponses = {
+  400: RelaySendsError, 403: RelaySendsError, 404: RelaySendsError, 409: RelaySendsError, 413: RelaySendsError, 415: RelaySendsError,
+  422: RelaySendsError, 429: RelaySendsError,
+};
+
+/** For a volunteer-facing route plugin: counts every refusal by reason (its error code) for /metrics and
+ * the dashboard, and turns a rate-limit refusal's wait into a Retry-After header. */
+export function countRefusals(app: FastifyInstance): void {
+  app.addHook('onError', async (_req, reply, err: Error & { code?: string; validation?: unknown; retryAfterSeconds?: number }) => {
+    const reason = err.validation ? 'TT_ERR_VALIDATION' : err.code?.startsWith('TT_ERR_') ? err.code : err.code?.startsWith('FST_') ? 'TT_ERR_BAD_REQUEST' : 'other';
+    app.scheduler.guard.refused(reason);
+    if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+  });
+}

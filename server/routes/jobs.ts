@@ -1,0 +1,45 @@
+// Read side of jobs: listing, info, checkpoints (params by version), shards and held-out evaluations.
+import type { FastifyPluginAsync } from 'fastify';
+import { dataset } from '../data/datasets.ts';
+import { fail } from '../errors.ts';
+import { errorResponses } from './common.ts';
+import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, ShardParams, VersionParams, type Static } from './schemas.ts';
+
+export const jobRoutes: FastifyPluginAsync = async (app) => {
+  app.get('/api/jobs', { schema: { response: { 200: RelaySendsJobs } } }, async () => ({
+    jobs: app.store.listJobs('running').map((j) => ({ jobId: j.jobId, name: j.name, status: j.status, version: j.version })),
+  }));
+
+  app.get<{ Params: Static<typeof JobParams> }>('/api/jobs/:jobId', {
+    schema: { params: JobParams, response: { 200: JobInfoSchema, ...errorResponses } },
+  }, async (req) => app.scheduler.jobInfo(app.scheduler.requireJob(req.params.jobId)));
+
+  app.get<{ Params: Static<typeof JobParams> }>('/api/jobs/:jobId/evals', {
+    schema: { params: JobParams, response: { 200: RelaySendsEvals, ...errorResponses } },
+  }, async (req) => {
+    app.scheduler.requireJob(req.params.jobId);
+    return { evals: app.store.listEvals(req.params.jobId) };
+  });
+
+  app.get<{ Params: Static<typeof VersionParams> }>('/api/jobs/:jobId/versions/:version/params', {
+    schema: { params: VersionParams, response: errorResponses },
+  }, async (req, reply) => {
+    const { jobId, version } = req.params;
+    const job = app.scheduler.requireJob(jobId);
+    const v = app.store.getVersion(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', `job ${jobId} has no version ${version} (current is ${job.version})`);
+    // A version's parameters never change, so caches may keep them forever.
+    return reply.header('content-type', 'application/octet-stream').header('x-tabtrain-hash', v.hash)
+      .header('cache-control', 'public, max-age=31536000, immutable')
+      .send(Buffer.from(v.params.buffer, v.params.byteOffset, v.params.byteLength));
+  });
+
+  app.get<{ Params: Static<typeof ShardParams> }>('/api/jobs/:jobId/shards/:shard', {
+    schema: { params: ShardParams, response: errorResponses },
+  }, async (req, reply) => {
+    const job = app.scheduler.requireJob(req.params.jobId);
+    const shards = dataset(job.dataset.name).shardBytes;
+    const bytes = shards[req.params.shard] ?? fail('TT_ERR_UNKNOWN_SHARD', `job ${job.jobId} has shards 0..${shards.length - 1}, not ${req.params.shard}`);
+    return reply.header('content-type', 'application/octet-stream').header('cache-control', 'public, max-age=31536000, immutable')
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+};

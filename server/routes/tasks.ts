@@ -1,0 +1,26 @@
+// POST /api/jobs/:jobId/tasks: lease a task, or 204 + Retry-After when the round has all its work out.
+import type { FastifyPluginAsync } from 'fastify';
+import { countRefusals, errorResponses } from './common.ts';
+import { JobParams, RelaySendsTask, VolunteerSendsTaskRequest, type Static } from './schemas.ts';
+
+/** How soon a volunteer told "no work now" should ask again. */
+export const NO_WORK_RETRY_MS = 250;
+
+export const taskRoutes: FastifyPluginAsync = async (app) => {
+  countRefusals(app);
+  app.post<{ Params: Static<typeof JobParams>; Body: Static<typeof VolunteerSendsTaskRequest> }>('/api/jobs/:jobId/tasks', {
+    config: { body: 'json' },
+    schema: { params: JobParams, body: VolunteerSendsTaskRequest, response: { 200: RelaySendsTask, ...errorResponses } },
+  }, async (req, reply) => {
+    const t = Date.now();
+    app.scheduler.guard.limit('tasksPerAddress', req.ip, t);
+    app.scheduler.guard.limit('tasksPerIdentity', req.body.volunteerId, t);
+    const task = app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId);
+    if (!task) {
+      const paused = app.store.getJob(req.params.jobId)?.status === 'paused';
+      return reply.status(204).header('retry-after', paused ? '5' : '1').header('x-tabtrain-retry-ms', String(paused ? 5000 : NO_WORK_RETRY_MS))
+        .header('x-tabtrain-job-status', paused ? 'paused' : 'running').send();
+    }
+    return task;
+  });
+};

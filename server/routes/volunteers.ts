@@ -1,0 +1,26 @@
+// Volunteer identity: GET /api/volunteers/challenge hands out a signed proof-of-work challenge; POST
+// /api/volunteers registers a public key with the solved challenge (rate-limited per address), and the
+// volunteer id is derived from the key. Key-less registration only on a relay whose identity is 'optional'.
+import type { FastifyPluginAsync } from 'fastify';
+import { RelaySendsPowChallenge, RelaySendsVolunteer, VolunteerSendsRegistration, type Static } from './schemas.ts';
+import { countRefusals, errorResponses } from './common.ts';
+
+export const volunteerRoutes: FastifyPluginAsync = async (app) => {
+  countRefusals(app);
+  app.get('/api/volunteers/challenge', { schema: { response: { 200: RelaySendsPowChallenge, ...errorResponses } } }, async (req) => {
+    app.scheduler.guard.limit('tasksPerAddress', `challenge:${req.ip}`, Date.now());
+    return app.scheduler.guard.challenge(Date.now());
+  });
+
+  app.post<{ Body: Static<typeof VolunteerSendsRegistration> }>('/api/volunteers', {
+    config: { body: 'json' },
+    // the body is optional: a bare POST registers an anonymous volunteer (on an 'optional' relay)
+    preValidation: async (req) => { req.body ??= {}; },
+    schema: { body: VolunteerSendsRegistration, response: { 201: RelaySendsVolunteer, ...errorResponses } },
+  }, async (req, reply) => {
+    const body = req.body ?? {};
+    app.scheduler.guard.limit('registerPerAddress', req.ip, Date.now());
+    const volunteerId = await app.scheduler.registerVolunteer(body.agent ?? '', body.device ?? '', body);
+    return reply.status(201).send({ volunteerId });
+  });
+};

@@ -1,0 +1,347 @@
+// The relay's work: hand out tasks under signed leases, check and store updates, close rounds
+// (aggregate + DiLoCo outer step + checkpoint), expire leases and re-issue their work, evaluate versions.
+// Everything durable goes through the Store; this module keeps no state a restart would lose.
+import { createHash, randomInt, randomUUID } from 'node:crypto';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { FastifyBaseLogger } from 'fastify';
+import type Database from 'better-sqlite3';
+import { CodecError, decodeUpdate, readHeader, updateNorm, type Update } from '../../shared/codec/index.ts';
+import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
+import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
+import { initParams, paramCount } from '../../shared/models/config.ts';
+import { mlpEvaluate } from '../../shared/reference/mlp.ts';
+import { dataset } from '../data/datasets.ts';
+import { RelayError, fail } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import type { JobRow, JobSpec, Store, TaskRow } from '../store/types.ts';
+import { createGuard, type DefenceOptions } from '../defence/guard.ts';
+import { referenceUpdate } from '../defence/recompute.ts';
+import { compareUpdates } from '../defence/replication.ts';
+import { normBoundFrom, validateUpdate, type ValidationCode } from '../defence/validate.ts';
+import { combine } from './combine.ts';
+import { signLease, verifyLease } from './leases.ts';
+import { outerStep, stalenessWeight } from './outer-step.ts';
+
+export type SchedulerOptions = {
+  store: Store; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics;
+  /** evaluate each new version on the held-out split (off in benchmarks) */
+  evaluate?: boolean;
+  now?: () => number;
+  /** the relay's SQLite handle, for the defence's own tables (default: the store's) */
+  db?: Database.Database;
+  defence?: DefenceOptions;
+};
+
+/** How a validation failure is answered: code, and whether it is a strike against the volunteer
+ * (only what an honest tab can never produce; a norm over the bound can be honest bad luck). */
+const validationRefusal: Record<ValidationCode, { code: 'TT_ERR_BAD_UPDATE' | 'TT_ERR_PARAM_COUNT' | 'TT_ERR_EMPTY_UPDATE' | 'TT_ERR_UPDATE_NORM'; strike: boolean }> = {
+  WRONG_LENGTH: { code: 'TT_ERR_PARAM_COUNT', strike: true },
+  NON_FINITE: { code: 'TT_ERR_BAD_UPDATE', strike: true },
+  BAD_INDICES: { code: 'TT_ERR_BAD_UPDATE', strike: true },
+  EMPTY_UPDATE: { code: 'TT_ERR_EMPTY_UPDATE', strike: false },
+  NORM_TOO_LARGE: { code: 'TT_ERR_UPDATE_NORM', strike: false },
+};
+
+/** Compiled once: the frame header is checked on every upload. */
+const headerCheck = TypeCompiler.Compile(VolunteerSendsUpdateHeader);
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const paramHash = (p: Float32Array): string => sha256(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+
+export function createScheduler(o: SchedulerOptions) {
+  const { store, secret, log, metrics } = o;
+  const now = o.now ?? Date.now;
+  const scheduled = new Set<string>();
+  const guard = createGuard(o.db ?? (store as unknown as { db: Database.Database }).db, secret, metrics.registry, o.defence);
+  /** Norms of the updates accepted in each job's current round, for the norm bound (rebuilt after a restart). */
+  const roundNorms = new Map<string, { version: number; norms: number[] }>();
+  /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
+  const tieBreaks = new Set<Promise<void>>();
+
+  const requireJob = (jobId: string): JobRow => store.getJob(jobId) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
+
+  function createJob(jobId: string, spec: JobSpec, status: JobRow['status'], seed = 1): JobRow {
+    const params = initParams(spec.model, seed);
+    const job = store.createJob(jobId, spec, status, { params, hash: paramHash(params) }, now());
+    log.info({ job: jobId, status }, 'job created');
+    evaluate(jobId, 0);
+    return job;
+  }
+
+  function jobInfo(job: JobRow): JobInfo {
+    return {
+      jobId: job.jobId, name: job.name, researcher: job.researcher, description: job.description, dataset: job.dataset,
+      model: job.model, hyperparameters: job.hyperparameters, version: job.version, status: job.status, paramCount: paramCount(job.model),
+    };
+  }
+
+  /** A task for this volunteer, or null when the round has all the work it needs in flight. */
+  function leaseTask(jobId: string, volunteerId: string): Task | null {
+    const job = requireJob(jobId);
+    if (job.status === 'paused') return null;
+    if (job.status !== 'running') fail('TT_ERR_JOB_NOT_RUNNING', `job ${jobId} is ${job.status}; only running jobs give tasks`);
+    if (!store.hasVolunteer(volunteerId)) fail('TT_ERR_UNKNOWN_VOLUNTEER', volunteerId);
+    const record = guard.requireWork(volunteerId);
+    const t = now();
+    expireLeases(t);
+    const h = job.hyperparameters;
+    // A round needs K updates: hand out no more work than that (stored but unapplied + leased).
+    if (store.countPendingUpdates(jobId) + store.countLiveTasks(jobId, t) >= h.updatesPerRound) return null;
+    const taskId = `t-${randomUUID()}`;
+    // Spot check: an open one (another volunteer's task) is served first, with its base version, shard and seed.
+    let check = guard.store.takeOpenReplica(jobId, volunteerId, Math.max(0, job.version - h.stalenessBound));
+    if (check && (check.baseVersion > job.version || store.versionHash(jobId, check.baseVersion) === undefined)) check = undefined; // rolled back
+    const again = check ? undefined : store.takeReissue(jobId);
+    const shards = dataset(job.dataset.name).shardBytes.length;
+    const task: TaskRow = {
+      taskId, jobId, volunteerId, baseVersion: check ? check.baseVersion : job.version,
+      shard: check ? check.shard : again ? again.shard : store.nextShard(jobId, shards),
+      seed: check ? check.seed : again ? again.seed : randomInt(0, 2 ** 31),
+      state: 'issued', issuedAt: t, expiresAt: t + h.leaseMs, reissueOf: again?.taskId ?? null, payloadHash: null, ack: null,
+    };
+    store.insertTask(task);
+    const replica = check !== undefined || Math.random() < guard.replicationRate(record);
+    if (replica) {
+      guard.store.addReplica({
+        taskId, jobId, groupId: check ? check.groupId : taskId, volunteerId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, open: !check,
+      }, t);
+    }
+    metrics.tasksIssued.inc({ job: jobId, reissue: again ? 'yes' : 'no' });
+    if (again) log.info({ task: task.taskId, reissueOf: again.taskId, job: jobId }, 'task re-issued');
+    const lease = signLease(secret, {
+      taskId: task.taskId, jobId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, volunteerId, expiresAt: task.expiresAt,
+    });
+    return {
+      taskId: task.taskId, jobId, baseVersion: task.baseVersion, versionHash: store.versionHash(jobId, task.baseVersion)!,
+      shard: task.shard, seed: task.seed, steps: h.steps, batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm,
+      compression: h.compression, lease, deadline: task.expiresAt, model: job.model, paramCount: paramCount(job.model),
+      ...(replica ? { replica: true } : {}),
+    };
+  }
+
+  /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task. */
+  async function intakeUpdate(taskId: string, body: Uint8Array, signature?: string): Promise<UpdateAck> {
+    let task = store.getTask(taskId) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
+    let frame: ReturnType<typeof decodeUpdateFrame>;
+    try {
+      frame = decodeUpdateFrame(body);
+    } catch (e) {
+      throw e instanceof FrameError ? new RelayError('TT_ERR_BAD_FRAME', e.message) : e;
+    }
+    if (!headerCheck.Check(frame.header)) {
+      const first = headerCheck.Errors(frame.header).First();
+      fail('TT_ERR_BAD_FRAME', `header field "${(first?.path || '/').slice(1)}": ${first?.message ?? 'is invalid'}`);
+    }
+    const header = frame.header as typeof VolunteerSendsUpdateHeader.static;
+    const claims = verifyLease(secret, header.lease);
+    if (claims.taskId !== taskId) fail('TT_ERR_LEASE_INVALID', `it was issued for task ${claims.taskId}, not ${taskId}`);
+    if (claims.volunteerId !== header.volunteerId) fail('TT_ERR_LEASE_INVALID', `it was issued to volunteer ${claims.volunteerId}, not ${header.volunteerId}`);
+
+    if (task.state === 'expired' || (task.state === 'issued' && claims.expiresAt <= now())) fail('TT_ERR_LEASE_EXPIRED', taskId);
+    // the volunteer's key signs task, lease and the exact body: a tampered body or a stolen lease fails here
+    await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, body);
+    // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
+    guard.limit('uploadsPerIdentity', header.volunteerId, now());
+    task = store.getTask(taskId)!; // re-read: another request may have changed it during the await
+
+    const hash = sha256(body);
+    if (task.state === 'accepted') {
+      if (task.payloadHash === hash) return { ...(JSON.parse(task.ack!) as UpdateAck), duplicate: true };
+      fail('TT_ERR_LEASE_USED', taskId);
+    }
+    if (task.state === 'rejected') fail('TT_ERR_LEASE_USED', taskId);
+    const t = now();
+    if (task.state === 'expired' || claims.expiresAt <= t) fail('TT_ERR_LEASE_EXPIRED', taskId);
+
+    const job = requireJob(task.jobId);
+    if (job.status !== 'running') fail('TT_ERR_JOB_NOT_RUNNING', `job ${job.jobId} is ${job.status}; its updates are not taken now`);
+    const h = job.hyperparameters;
+    const staleness = job.version - task.baseVersion;
+    if (staleness < 0 || staleness > h.stalenessBound) {
+      store.rejectTask(taskId);
+      fail('TT_ERR_TOO_STALE', `update is based on version ${task.baseVersion} but the job is at ${job.version} (staleness bound ${h.stalenessBound}); lease a new task`);
+    }
+    const n = paramCount(job.model);
+    const update = decodeChecked(frame.payload, n);
+    const checked = validateUpdate(update, { paramCount: n, normBound: normBoundFrom(normsOf(job.jobId, job.version, n), guard.normBound) });
+    if (!checked.ok) {
+      store.rejectTask(taskId);
+      const r = validationRefusal[checked.code];
+      if (r.strike) guard.outcome(header.volunteerId, 'invalid', t);
+      fail(r.code, checked.message);
+    }
+    const norm = checked.ok ? checked.norm : updateNorm(update);
+    if (!(norm <= h.maxUpdateNorm)) {
+      store.rejectTask(taskId);
+      fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
+    }
+    const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
+    store.acceptUpdate({
+      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: ack.weight,
+      payload: frame.payload, payloadHash: hash, losses: header.losses, samples: header.samples, computeMs: header.computeMs, acceptedAt: t,
+    }, JSON.stringify(ack));
+    normsOf(job.jobId, job.version, n).push(norm);
+    spotCheck(taskId, frame.payload, n, t);
+    metrics.updatesAccepted.inc({ job: job.jobId });
+    metrics.updateBytes.inc({ job: job.jobId }, body.length);
+    if (store.countPendingUpdates(job.jobId) >= h.updatesPerRound) scheduleRound(job.jobId);
+    return ack;
+  }
+
+  /** Norms of the job's accepted, unapplied updates (the current round's), cached per version. */
+  function normsOf(jobId: string, version: number, n: number): number[] {
+    let c = roundNorms.get(jobId);
+    if (!c || c.version !== version || c.norms.length !== store.countPendingUpdates(jobId)) {
+      c = { version, norms: store.pendingUpdates(jobId).map((u) => updateNorm(decodeUpdate(u.payload, n))) };
+      roundNorms.set(jobId, c);
+    }
+    return c.norms;
+  }
+
+  /** When both copies of a spot-checked task are in, compares them. Agreement is a clean result for both.
+   * On disagreement the relay breaks the tie with its own CPU-reference copy (MLP jobs), in the
+   * background: a copy that matches it is clean, one that does not is a strike; with no reference
+   * (GPT jobs, base version gone) both are struck, and an honest volunteer's strikes are forgiven by
+   * later clean checks. */
+  function spotCheck(taskId: string, payload: Uint8Array, n: number, t: number): void {
+    const mine = guard.store.getReplica(taskId);
+    if (!mine) return;
+    guard.store.setReplicaPayload(taskId, payload);
+    const group = guard.store.group(mine.groupId);
+    if (group.length < 2 || group.some((g) => g.taskId !== taskId && !g.payload)) return;
+    const copies = group.map((g) => decodeUpdate(g.taskId === taskId ? payload : g.payload!, n));
+    const { agree, distance } = compareUpdates(copies[0], copies[1], guard.tolerance);
+    guard.spotChecked(agree);
+    log.info({ group: mine.groupId, agree, distance, volunteers: group.map((g) => g.volunteerId) }, 'spot check compared');
+    if (agree) {
+      for (const g of group) guard.outcome(g.volunteerId, 'agree', t);
+      return;
+    }
+    const job = store.getJob(mine.jobId);
+    const base = job && store.getVersion(mine.jobId, mine.baseVersion);
+    if (!job || !base || job.model.kind !== 'mlp') {
+      for (const g of group) guard.outcome(g.volunteerId, 'disagree', t);
+      return;
+    }
+    const shard = dataset(job.dataset.name).shardBytes[mine.shard];
+    const pending = referenceUpdate(job.model, job.hyperparameters, base.params, shard, mine.seed).then((ref) => {
+      group.forEach((g, i) => {
+        const r = compareUpdates(copies[i], ref, guard.tolerance);
+        guard.outcome(g.volunteerId, r.agree ? 'agree' : 'disagree', now());
+        log.info({ group: mine.groupId, volunteer: g.volunteerId, agree: r.agree, distance: r.distance }, 'spot check tie-break against the relay\'s reference copy');
+      });
+    }).catch((e: unknown) => {
+      log.error({ err: e, group: mine.groupId }, 'spot check tie-break failed; striking both copies');
+      try {
+        for (const g of group) guard.outcome(g.volunteerId, 'disagree', now());
+      } catch { /* the relay is closing: its database is gone */ }
+    }).finally(() => tieBreaks.delete(pending));
+    tieBreaks.add(pending);
+  }
+
+  function decodeChecked(payload: Uint8Array, n: number): Update {
+    try {
+      const head = readHeader(payload);
+      if (head.length !== n) fail('TT_ERR_PARAM_COUNT', `update has ${head.length} parameters but the model has ${n}; encode the full delta of this job's model`);
+      return decodeUpdate(payload, n);
+    } catch (e) {
+      throw e instanceof CodecError ? new RelayError('TT_ERR_BAD_UPDATE', e.message) : e;
+    }
+  }
+
+  /** Rounds close outside the request that completed them, so the uploader gets its answer at once. */
+  function scheduleRound(jobId: string): void {
+    if (scheduled.has(jobId)) return;
+    scheduled.add(jobId);
+    setImmediate(() => {
+      scheduled.delete(jobId);
+      try {
+        closeRound(jobId, false);
+      } catch (e) {
+        log.error({ err: e, job: jobId }, 'round failed');
+      }
+    });
+  }
+
+  /** Aggregates the pending updates into the next version when K are in, or the round timer fired with a quorum. */
+  function closeRound(jobId: string, byTimer: boolean): boolean {
+    const job = requireJob(jobId);
+    if (job.status !== 'running') return false;
+    const h = job.hyperparameters;
+    const count = store.countPendingUpdates(jobId);
+    const timerDue = byTimer && count >= h.quorum && now() - job.roundStartedAt >= h.roundTimeoutMs;
+    if (count < h.updatesPerRound && !timerDue) return false;
+    const stop = metrics.roundSeconds.startTimer();
+    const pending = store.pendingUpdates(jobId);
+    const n = paramCount(job.model);
+    const delta = combine(h.aggregator, pending.map((u) => decodeUpdate(u.payload, n)), pending.map((u) => u.weight), job.version);
+    const cur = store.getVersion(jobId, job.version)!;
+    const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
+    const version = job.version + 1;
+    store.commitRound(jobId, { version, ...next, hash: paramHash(next.params) }, pending.map((u) => u.taskId), now());
+    stop();
+    const trigger = count >= h.updatesPerRound ? 'k' : 'timer';
+    metrics.rounds.inc({ job: jobId, trigger });
+    metrics.version.set({ job: jobId }, version);
+    log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
+    if (o.evaluate !== false) setImmediate(() => evaluate(jobId, version));
+    return true;
+  }
+
+  function evaluate(jobId: string, version: number): void {
+    if (o.evaluate === false) return;
+    const job = store.getJob(jobId);
+    const v = job && store.getVersion(jobId, version);
+    if (!job || !v || job.model.kind !== 'mlp') return;
+    let heldOut;
+    try {
+      heldOut = dataset(job.dataset.name).heldOut;
+    } catch (e) {
+      log.warn({ job: jobId, err: e }, 'no held-out data to evaluate on');
+      return;
+    }
+    if (!heldOut) return;
+    const r = mlpEvaluate(job.model, v.params, heldOut);
+    store.putEval(jobId, { version, loss: r.loss, accuracy: r.accuracy, at: now() });
+    metrics.accuracy.set({ job: jobId }, r.accuracy);
+    log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
+  }
+
+  function expireLeases(t: number): void {
+    for (const task of store.expireDueTasks(t)) {
+      metrics.leasesExpired.inc({ job: task.jobId });
+      log.info({ task: task.taskId, job: task.jobId, volunteer: task.volunteerId }, 'lease expired: issued=>expired, queued for re-issue');
+    }
+  }
+
+  /** Periodic: expire leases, fire round timers. */
+  function sweep(): void {
+    expireLeases(now());
+    for (const job of store.listJobs('running')) closeRound(job.jobId, true);
+  }
+
+  /** After a restart: finish any round that was ready, evaluate versions the crash left unevaluated. */
+  function recover(): void {
+    for (const job of store.listJobs()) {
+      metrics.version.set({ job: job.jobId }, job.version);
+      if (job.status === 'running') closeRound(job.jobId, false);
+      const latest = store.getJob(job.jobId)!;
+      const evals = store.listEvals(job.jobId);
+      if (!evals.some((e) => e.version === latest.version)) evaluate(job.jobId, latest.version);
+    }
+  }
+
+  /** Registers a volunteer: with a key (+ proof of work) its id derives from the key; key-less only on an 'optional' relay. */
+  async function registerVolunteer(agent: string, device: string, identity: { publicKey?: string; challenge?: string; nonce?: string } = {}): Promise<string> {
+    const t = now();
+    const admitted = await guard.admitIdentity(identity, t);
+    const id = admitted?.volunteerId ?? `v-${randomUUID()}`;
+    if (!store.hasVolunteer(id)) store.addVolunteer(id, agent, device, t);
+    return id;
+  }
+
+  return { createJob, jobInfo, leaseTask, intakeUpdate, closeRound, sweep, recover, evaluate, registerVolunteer, requireJob, paramHash, guard,
+    /** Resolves when the spot-check tie-breaks started so far are done. */
+    settled: async (): Promise<void> => { await Promise.all([...tieBreaks]); },
+  };
+}
+export type Scheduler = ReturnType<typeof createScheduler>;

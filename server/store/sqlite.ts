@@ -1,0 +1,225 @@
+// The embedded store: better-sqlite3 in WAL mode, one file in the data directory. Numbered migrations
+// run on open (PRAGMA user_version). Every multi-row change is one transaction, so a kill -9 leaves
+// either the old state or the new one, never half of a round.
+import Database from 'better-sqlite3';
+import type { Eval, JobStatus } from '../../shared/protocol/messages.ts';
+import { transitionJob } from '../scheduler/job-state.ts';
+import { RelayError } from '../errors.ts';
+import type { JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
+
+const migrations: string[] = [
+  `CREATE TABLE jobs (
+     job_id TEXT PRIMARY KEY, spec TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('pending','running','paused','done')),
+     version INTEGER NOT NULL, round_started_at INTEGER NOT NULL, shard_cursor INTEGER NOT NULL DEFAULT 0,
+     created_at INTEGER NOT NULL);
+   CREATE TABLE versions (
+     job_id TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL,
+     params BLOB NOT NULL, momentum BLOB NOT NULL, created_at INTEGER NOT NULL,
+     PRIMARY KEY (job_id, version));
+   CREATE TABLE volunteers (volunteer_id TEXT PRIMARY KEY, agent TEXT NOT NULL, device TEXT NOT NULL, created_at INTEGER NOT NULL);
+   CREATE TABLE tasks (
+     task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, volunteer_id TEXT NOT NULL, base_version INTEGER NOT NULL,
+     shard INTEGER NOT NULL, seed INTEGER NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('issued','accepted','rejected','expired')),
+     issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, reissue_of TEXT, reissued INTEGER NOT NULL DEFAULT 0,
+     payload_hash TEXT, ack TEXT);
+   CREATE INDEX tasks_due ON tasks (state, expires_at);
+   CREATE INDEX tasks_job_state ON tasks (job_id, state);
+   CREATE TABLE updates (
+     task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, volunteer_id TEXT NOT NULL, base_version INTEGER NOT NULL,
+     round INTEGER NOT NULL, weight REAL NOT NULL, payload BLOB NOT NULL, payload_hash TEXT NOT NULL,
+     losses TEXT NOT NULL, samples INTEGER NOT NULL, compute_ms REAL NOT NULL, accepted_at INTEGER NOT NULL,
+     applied_in INTEGER, discarded INTEGER NOT NULL DEFAULT 0);
+   CREATE INDEX updates_pending ON updates (job_id, applied_in, discarded);
+   CREATE TABLE evals (job_id TEXT NOT NULL, version INTEGER NOT NULL, loss REAL NOT NULL, accuracy REAL NOT NULL,
+     at INTEGER NOT NULL, PRIMARY KEY (job_id, version));`,
+  // O(1) slot accounting: counting rows per request made intake quadratic in the number of updates.
+  `ALTER TABLE jobs ADD COLUMN pending_updates INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE jobs ADD COLUMN issued_tasks INTEGER NOT NULL DEFAULT 0;`,
+];
+
+const blob = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+/** Copies, so the Float32Array is aligned and owns its memory. */
+const floats = (b: Buffer): Float32Array => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+
+type JobDb = { job_id: string; spec: string; status: JobStatus; version: number; round_started_at: number; created_at: number };
+type TaskDb = {
+  task_id: string; job_id: string; volunteer_id: string; base_version: number; shard: number; seed: number; state: TaskRow['state'];
+  issued_at: number; expires_at: number; reissue_of: string | null; payload_hash: string | null; ack: string | null;
+};
+type UpdateDb = {
+  task_id: string; job_id: string; volunteer_id: string; base_version: number; round: number; weight: number; payload?: Buffer;
+  payload_hash: string; losses: string; samples: number; compute_ms: number; accepted_at: number;
+};
+
+const jobRow = (r: JobDb): JobRow => ({
+  ...(JSON.parse(r.spec) as JobSpec), jobId: r.job_id, status: r.status, version: r.version, roundStartedAt: r.round_started_at, createdAt: r.created_at,
+});
+const taskRow = (r: TaskDb): TaskRow => ({
+  taskId: r.task_id, jobId: r.job_id, volunteerId: r.volunteer_id, baseVersion: r.base_version, shard: r.shard, seed: r.seed,
+  state: r.state, issuedAt: r.issued_at, expiresAt: r.expires_at, reissueOf: r.reissue_of, payloadHash: r.payload_hash, ack: r.ack,
+});
+const updateRow = (r: UpdateDb) => ({
+  taskId: r.task_id, jobId: r.job_id, volunteerId: r.volunteer_id, baseVersion: r.base_version, round: r.round, weight: r.weight,
+  payloadHash: r.payload_hash, losses: JSON.parse(r.losses) as number[], samples: r.samples, computeMs: r.compute_ms, acceptedAt: r.accepted_at,
+});
+
+export type SqliteStore = Store & { readonly db: Database.Database };
+
+export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'normal'): SqliteStore {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  // NORMAL in WAL mode: every commit survives a process crash (kill -9); a power loss may drop the last
+  // few commits, which leaves an older consistent state (FULL costs an fsync per accepted update).
+  db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
+  db.pragma('busy_timeout = 5000');
+  const applied = db.pragma('user_version', { simple: true }) as number;
+  for (let i = applied; i < migrations.length; i++) {
+    db.transaction(() => {
+      db.exec(migrations[i]);
+      db.pragma(`user_version = ${i + 1}`);
+    })();
+  }
+
+  // Statements are prepared once per SQL text: preparing on every call showed up in the relay's profile.
+  const prepared = new Map<string, Database.Statement>();
+  const stmt = <P extends unknown[] = unknown[], R = unknown>(sql: string): Database.Statement<P, R> => {
+    let st = prepared.get(sql);
+    if (!st) { st = db.prepare(sql); prepared.set(sql, st); }
+    return st as unknown as Database.Statement<P, R>;
+  };
+  const q = {
+    job: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE job_id = ?'),
+    jobs: db.prepare<[], JobDb>('SELECT * FROM jobs ORDER BY created_at, job_id'),
+    jobsByStatus: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE status = ? ORDER BY created_at, job_id'),
+    version: db.prepare<[string, number], { job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; created_at: number }>(
+      'SELECT * FROM versions WHERE job_id = ? AND version = ?'),
+    versionHash: db.prepare<[string, number], { hash: string }>('SELECT hash FROM versions WHERE job_id = ? AND version = ?'),
+    task: db.prepare<[string], TaskDb>('SELECT * FROM tasks WHERE task_id = ?'),
+    pending: db.prepare<[string], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id'),
+    countPending: db.prepare<[string], { n: number }>('SELECT pending_updates AS n FROM jobs WHERE job_id = ?'),
+    insertUpdate: db.prepare(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_hash, losses, samples, compute_ms, accepted_at)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    acceptTask: db.prepare('UPDATE tasks SET state = \'accepted\', payload_hash = ?, ack = ? WHERE task_id = ?'),
+    pendingInc: db.prepare('UPDATE jobs SET pending_updates = pending_updates + 1 WHERE job_id = ?'),
+    insertTask: db.prepare(`INSERT INTO tasks (task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of)
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    issuedDelta: db.prepare<[number, string]>('UPDATE jobs SET issued_tasks = issued_tasks + ? WHERE job_id = ?'),
+  };
+
+  const store: SqliteStore = {
+    db,
+    createJob(jobId, spec, status, initial, now) {
+      db.transaction(() => {
+        stmt('INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at) VALUES (?, ?, ?, 0, ?, ?)')
+          .run(jobId, JSON.stringify(spec), status, now, now);
+        stmt('INSERT INTO versions VALUES (?, 0, ?, ?, ?, ?)')
+          .run(jobId, initial.hash, blob(initial.params), blob(new Float32Array(initial.params.length)), now);
+      })();
+      return store.getJob(jobId)!;
+    },
+    getJob: (jobId) => { const r = q.job.get(jobId); return r && jobRow(r); },
+    listJobs: (status) => (status ? q.jobsByStatus.all(status) : q.jobs.all()).map(jobRow),
+    setJobStatus(jobId, status) {
+      const job = store.getJob(jobId) ?? (() => { throw new RelayError('TT_ERR_UNKNOWN_JOB', jobId); })();
+      transitionJob(job.status, status);
+      stmt('UPDATE jobs SET status = ?, round_started_at = ? WHERE job_id = ?').run(status, Date.now(), jobId);
+      return store.getJob(jobId)!;
+    },
+    rollback(jobId, version, now) {
+      const job = store.getJob(jobId) ?? (() => { throw new RelayError('TT_ERR_UNKNOWN_JOB', jobId); })();
+      if (!store.versionHash(jobId, version)) {
+        throw new RelayError('TT_ERR_UNKNOWN_VERSION', `job ${jobId} has no checkpoint of version ${version} (current is ${job.version})`);
+      }
+      db.transaction(() => {
+        stmt('DELETE FROM versions WHERE job_id = ? AND version > ?').run(jobId, version);
+        stmt('DELETE FROM evals WHERE job_id = ? AND version > ?').run(jobId, version);
+        stmt('UPDATE updates SET discarded = 1 WHERE job_id = ? AND (applied_in IS NULL OR applied_in > ?)').run(jobId, version);
+        stmt('UPDATE jobs SET version = ?, round_started_at = ?, pending_updates = 0 WHERE job_id = ?').run(version, now, jobId);
+      })();
+      return store.getJob(jobId)!;
+    },
+    getVersion(jobId, version) {
+      const r = q.version.get(jobId, version);
+      return r && { jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params), momentum: floats(r.momentum), createdAt: r.created_at };
+    },
+    versionHash: (jobId, version) => q.versionHash.get(jobId, version)?.hash,
+    commitRound(jobId, next, taskIds, now) {
+      db.transaction(() => {
+        const cur = q.job.get(jobId)!;
+        if (cur.version + 1 !== next.version) throw new Error(`commitRound: job ${jobId} is at version ${cur.version}, cannot commit ${next.version}`);
+        stmt('INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)').run(jobId, next.version, next.hash, blob(next.params), blob(next.momentum), now);
+        const mark = stmt('UPDATE updates SET applied_in = ? WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
+        let applied = 0;
+        for (const t of taskIds) applied += mark.run(next.version, t).changes;
+        stmt('UPDATE jobs SET version = ?, round_started_at = ?, pending_updates = pending_updates - ? WHERE job_id = ?').run(next.version, now, applied, jobId);
+      })();
+    },
+    addVolunteer(id, agent, device, now) {
+      stmt('INSERT INTO volunteers VALUES (?, ?, ?, ?)').run(id, agent, device, now);
+    },
+    hasVolunteer: (id) => stmt('SELECT 1 FROM volunteers WHERE volunteer_id = ?').get(id) !== undefined,
+    insertTask(t) {
+      db.transaction(() => {
+      q.issuedDelta.run(1, t.jobId);
+      q.insertTask.run(t.taskId, t.jobId, t.volunteerId, t.baseVersion, t.shard, t.seed, t.state, t.issuedAt, t.expiresAt, t.reissueOf);
+      })();
+    },
+    getTask: (taskId) => { const r = q.task.get(taskId); return r && taskRow(r); },
+    // issued tasks whose lease is due but not yet swept count too; leaseTask sweeps first
+    countLiveTasks: (jobId) => (stmt('SELECT issued_tasks AS n FROM jobs WHERE job_id = ?').get(jobId) as { n: number }).n,
+    expireDueTasks(now) {
+      return db.transaction(() => {
+        const due = stmt<[number], TaskDb>('SELECT * FROM tasks WHERE state = \'issued\' AND expires_at <= ?').all(now);
+        const mark = stmt('UPDATE tasks SET state = \'expired\' WHERE task_id = ?');
+        for (const t of due) { mark.run(t.task_id); q.issuedDelta.run(-1, t.job_id); }
+        return due.map((t) => ({ ...taskRow(t), state: 'expired' as const }));
+      })();
+    },
+    takeReissue(jobId) {
+      return db.transaction(() => {
+        const r = stmt<[string], TaskDb>('SELECT * FROM tasks WHERE job_id = ? AND state = \'expired\' AND reissued = 0 ORDER BY expires_at LIMIT 1').get(jobId);
+        if (!r) return undefined;
+        stmt('UPDATE tasks SET reissued = 1 WHERE task_id = ?').run(r.task_id);
+        return taskRow(r);
+      })();
+    },
+    rejectTask(taskId) {
+      db.transaction(() => {
+        const t = q.task.get(taskId);
+        if (t?.state !== 'issued') return;
+        stmt('UPDATE tasks SET state = \'rejected\' WHERE task_id = ?').run(taskId);
+        q.issuedDelta.run(-1, t.job_id);
+      })();
+    },
+    acceptUpdate(u, ack) {
+      db.transaction(() => {
+        q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, Buffer.from(u.payload.buffer, u.payload.byteOffset, u.payload.byteLength),
+            u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt);
+        const was = q.task.get(u.taskId)!.state;
+        q.acceptTask.run(u.payloadHash, ack, u.taskId);
+        q.pendingInc.run(u.jobId);
+        if (was === 'issued') q.issuedDelta.run(-1, u.jobId);
+      })();
+    },
+    pendingUpdates: (jobId) => q.pending.all(jobId).map((r) => ({ ...updateRow(r), payload: new Uint8Array(r.payload!) })),
+    countPendingUpdates: (jobId) => q.countPending.get(jobId)!.n,
+    listUpdates: (jobId) =>
+      stmt<[string], UpdateDb>(`SELECT task_id, job_id, volunteer_id, base_version, round, weight, payload_hash, losses, samples, compute_ms, accepted_at
+                                      FROM updates WHERE job_id = ? ORDER BY accepted_at, task_id`).all(jobId).map(updateRow),
+    nextShard(jobId, shards) {
+      return db.transaction(() => {
+        const { shard_cursor } = stmt('SELECT shard_cursor FROM jobs WHERE job_id = ?').get(jobId) as { shard_cursor: number };
+        stmt('UPDATE jobs SET shard_cursor = ? WHERE job_id = ?').run(shard_cursor + 1, jobId);
+        return shard_cursor % shards;
+      })();
+    },
+    putEval(jobId, e) {
+      stmt('INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?, ?)').run(jobId, e.version, e.loss, e.accuracy, e.at);
+    },
+    listEvals: (jobId) => stmt<[string], Eval>('SELECT version, loss, accuracy, at FROM evals WHERE job_id = ? ORDER BY version').all(jobId),
+    close: () => db.close(),
+  };
+  return store;
+}

@@ -1,0 +1,80 @@
+// What the scheduler needs from storage, and nothing about how it is stored: SQLite embedded today
+// (sqlite.ts), a server database later, behind this same interface. All methods are synchronous
+// because the embedded store is; a networked store would wrap the scheduler's calls, not change them.
+import type { Dataset, Eval, Hyperparameters, JobStatus } from '../../shared/protocol/messages.ts';
+import type { ModelConfig } from '../../shared/models/config.ts';
+
+export type JobSpec = {
+  name: string; researcher: string; description: string;
+  model: ModelConfig; hyperparameters: Hyperparameters; dataset: Dataset;
+};
+export type JobRow = JobSpec & {
+  jobId: string; status: JobStatus; version: number;
+  /** when the round building version+1 started collecting (ms since epoch), for the round timer */
+  roundStartedAt: number; createdAt: number;
+};
+
+/** A checkpoint: parameters AND outer momentum of one version, so a rollback restores both. */
+export type VersionRow = { jobId: string; version: number; hash: string; params: Float32Array; momentum: Float32Array; createdAt: number };
+
+export type TaskState = 'issued' | 'accepted' | 'rejected' | 'expired';
+export const taskStates: Record<TaskState, string> = {
+  issued: 'leased to a volunteer, waiting for its update',
+  accepted: 'its update was checked and stored (final)',
+  rejected: 'its update was refused (final)',
+  expired: 'its lease ran out; its shard and seed go back to the re-issue queue',
+};
+export type TaskRow = {
+  taskId: string; jobId: string; volunteerId: string; baseVersion: number; shard: number; seed: number;
+  state: TaskState; issuedAt: number; expiresAt: number; reissueOf: string | null;
+  /** sha-256 of the accepted upload, and the answer given, for idempotent re-sends */
+  payloadHash: string | null; ack: string | null;
+};
+
+export type UpdateRow = {
+  taskId: string; jobId: string; volunteerId: string; baseVersion: number; round: number; weight: number;
+  /** the codec payload exactly as received (compressed) */
+  payload: Uint8Array; payloadHash: string; losses: number[]; samples: number; computeMs: number; acceptedAt: number;
+};
+
+export interface Store {
+  /** Creates the job with its version-0 checkpoint (momentum zero). */
+  createJob(jobId: string, spec: JobSpec, status: JobStatus, initial: { params: Float32Array; hash: string }, now: number): JobRow;
+  getJob(jobId: string): JobRow | undefined;
+  listJobs(status?: JobStatus): JobRow[];
+  /** Follows the job transition table (server/scheduler/job-state.ts). */
+  setJobStatus(jobId: string, status: JobStatus): JobRow;
+  /** Makes `version` current again: its params and momentum; later versions, evals and unapplied updates are dropped. */
+  rollback(jobId: string, version: number, now: number): JobRow;
+
+  getVersion(jobId: string, version: number): VersionRow | undefined;
+  versionHash(jobId: string, version: number): string | undefined;
+  /** Atomically: stores version+1's checkpoint, advances the job, marks the given updates applied. */
+  commitRound(jobId: string, next: { version: number; params: Float32Array; momentum: Float32Array; hash: string }, taskIds: string[], now: number): void;
+
+  addVolunteer(volunteerId: string, agent: string, device: string, now: number): void;
+  hasVolunteer(volunteerId: string): boolean;
+
+  insertTask(task: TaskRow): void;
+  getTask(taskId: string): TaskRow | undefined;
+  /** Issued tasks whose lease has not run out. */
+  countLiveTasks(jobId: string, now: number): number;
+  /** Marks issued tasks with expiresAt ≤ now as expired and returns them. */
+  expireDueTasks(now: number): TaskRow[];
+  /** Takes one expired, not yet re-issued task of the job (its shard and seed are to be issued again). */
+  takeReissue(jobId: string): TaskRow | undefined;
+  rejectTask(taskId: string): void;
+  /** Stores the update and marks its task accepted with the answer given, atomically. */
+  acceptUpdate(update: UpdateRow, ack: string): void;
+  /** Accepted updates not yet applied by a round. */
+  pendingUpdates(jobId: string): UpdateRow[];
+  countPendingUpdates(jobId: string): number;
+  /** Every accepted update (applied or not), without payloads: for audits and crash tests. */
+  listUpdates(jobId: string): Omit<UpdateRow, 'payload'>[];
+  /** Round-robin shard counter. */
+  nextShard(jobId: string, shards: number): number;
+
+  putEval(jobId: string, e: Eval): void;
+  listEvals(jobId: string): Eval[];
+  close(): void;
+}

@@ -1,0 +1,115 @@
+// The decoder-only GPT (pre-norm blocks, fused qkv, causal attention, GELU MLP, untied head) as explicit
+// forward and backward dispatches. Every activation backward needs has its own buffer; the backward
+// pass reuses one gradient stream `dx` through the residual blocks (LN backward adds the skip path).
+import { paramLayout, type GptConfig } from '../../models/config.ts';
+import type { Dispatch, Gpu } from '../device.ts';
+import { attention, attentionBack } from '../kernels/attention.ts';
+import { embed, embedBack, tokenCsr } from '../kernels/embedding.ts';
+import { layerNorm, layerNormBack } from '../kernels/layernorm.ts';
+import { at, Epi, matmul } from '../kernels/matmul.ts';
+import { colsum } from '../kernels/reduce.ts';
+import { offsetsOf, type Plan, type PlanBuffers } from './plan.ts';
+
+export async function buildGptPlan(gpu: Gpu, config: GptConfig, n: number, b: PlanBuffers): Promise<Plan> {
+  const { vocab: V, context: T, layers: L, heads: H, width: w } = config;
+  if (w % H !== 0) throw new Error(`gpt: width ${w} must be a multiple of heads ${H}`);
+  const off = offsetsOf(paramLayout(config));
+  const R = n * T;
+  const buf = (floats: number, label: string) => gpu.buffer(floats, `gpt.${label}`);
+  // ints: input ids [R] | targets [R] | CSR start [V+1] | CSR positions [R]
+  const ints = buf(3 * R + V + 1, 'ints');
+  const oTargets = R, oStart = 2 * R, oPos = 2 * R + V + 1;
+
+  const xs = [buf(R * w, 'x0')];
+  const blk = Array.from({ length: L }, (_, l) => ({
+    ln1: buf(R * w, `h${l}.ln1`), s1: buf(2 * R, `h${l}.s1`), qkv: buf(R * 3 * w, `h${l}.qkv`), P: buf(n * H * T * T, `h${l}.P`),
+    att: buf(R * w, `h${l}.att`), xa: buf(R * w, `h${l}.xa`), ln2: buf(R * w, `h${l}.ln2`), s2: buf(2 * R, `h${l}.s2`),
+    hpre: buf(R * 4 * w, `h${l}.hpre`), h: buf(R * 4 * w, `h${l}.h`),
+  }));
+  for (let l = 0; l < L; l++) xs.push(buf(R * w, `x${l + 1}`));
+  const lnf = buf(R * w, 'lnf'), sf = buf(2 * R, 'sf'), logits = buf(R * V, 'logits');
+  const th = b.theta, g = b.grad;
+  const dims = { batch: n, heads: H, context: T, width: w };
+
+  const forward: Dispatch[] = [await embed(gpu, { ids: at(ints), params: th, offWte: off('wte'), offWpe: off('wpe'), x: xs[0], rows: R, width: w, context: T })];
+  for (let l = 0; l < L; l++) {
+    const k = blk[l], p = (s: string) => off(`h${l}.${s}`);
+    forward.push(
+      await layerNorm(gpu, { x: xs[l], params: th, offG: p('ln1.g'), offB: p('ln1.b'), y: k.ln1, stats: k.s1, rows: R, width: w }, `h${l}.ln1`),
+      await matmul(gpu, { a: at(k.ln1), b: at(th, p('attn.wqkv')), c: at(k.qkv), M: R, N: 3 * w, K: w, bias: at(th, p('attn.bqkv')) }, `h${l}.qkv`),
+      await attention(gpu, { ...dims, qkv: k.qkv, P: k.P, out: k.att }, `h${l}.attn`),
+      await matmul(gpu, { a: at(k.att), b: at(th, p('attn.wo')), c: at(k.xa), M: R, N: w, K: w, bias: at(th, p('attn.bo')), epi: Epi.residual, aux: at(xs[l]) }, `h${l}.proj`),
+      await layerNorm(gpu, { x: k.xa, params: th, offG: p('ln2.g'), offB: p('ln2.b'), y: k.ln2, stats: k.s2, rows: R, width: w }, `h${l}.ln2`),
+      await matmul(gpu, { a: at(k.ln2), b: at(th, p('mlp.w1')), c: at(k.h), M: R, N: 4 * w, K: w, bias: at(th, p('mlp.b1')), epi: Epi.gelu, aux: at(k.hpre) }, `h${l}.fc`),
+      await matmul(gpu, { a: at(k.h), b: at(th, p('mlp.w2')), c: at(xs[l + 1]), M: R, N: w, K: 4 * w, bias: at(th, p('mlp.b2')), epi: Epi.residual, aux: at(k.xa) }, `h${l}.fc2`),
+    );
+  }
+  forward.push(
+    await layerNorm(gpu, { x: xs[L], params: th, offG: off('lnf.g'), offB: off('lnf.b'), y: lnf, stats: sf, rows: R, width: w }, 'lnf'),
+    await matmul(gpu, { a: at(lnf), b: at(th, off('head.w')), c: at(logits), M: R, N: V, K: w }, 'head'),
+  );
+
+  // Backward scratch, shared by all blocks.
+  const dx = buf(R * w, 'dx'), dxa = buf(R * w, 'dxa'), dln = buf(R * w, 'dln'), dh = buf(R * 4 * w, 'dh');
+  const datt = buf(R * w, 'datt'), dqkv = buf(R * 3 * w, 'dqkv'), dS = buf(n * H * T * T, 'dS');
+  const backward: Dispatch[] = [
+    await matmul(gpu, { a: at(lnf), b: at(logits), c: at(g, off('head.w')), M: w, N: V, K: R, transA: true }, 'head.dw'),
+    await matmul(gpu, { a: at(logits), b: at(th, off('head.w')), c: at(dln), M: R, N: w, K: V, transB: true }, 'head.dx'),
+    ...(await layerNormBack(gpu, { x: xs[L], params: th, offG: off('lnf.g'), offB: off('lnf.b'), dy: dln, stats: sf, dx, grad: g, rows: R, width: w }, 'lnf.back')),
+  ];
+  for (let l = L - 1; l >= 0; l--) {
+    const k = blk[l], p = (s: string) => off(`h${l}.${s}`);
+    backward.push(
+      // MLP branch: dx is the gradient w.r.t. x_{l+1} = xa + fc2(gelu(fc(ln2(xa)))).
+      await matmul(gpu, { a: at(k.h), b: at(dx), c: at(g, p('mlp.w2')), M: 4 * w, N: w, K: R, transA: true }, `h${l}.fc2.dw`),
+      await colsum(gpu, at(dx), R, w, at(g, p('mlp.b2')), `h${l}.fc2.db`),
+      await matmul(gpu, { a: at(dx), b: at(th, p('mlp.w2')), c: at(dh), M: R, N: 4 * w, K: w, transB: true, epi: Epi.geluGrad, aux: at(k.hpre) }, `h${l}.fc2.dx`),
+      await matmul(gpu, { a: at(k.ln2), b: at(dh), c: at(g, p('mlp.w1')), M: w, N: 4 * w, K: R, transA: true }, `h${l}.fc.dw`),
+      await colsum(gpu, at(dh), R, 4 * w, at(g, p('mlp.b1')), `h${l}.fc.db`),
+      await matmul(gpu, { a: at(dh), b: at(th, p('mlp.w1')), c: at(dln), M: R, N: w, K: 4 * w, transB: true }, `h${l}.fc.dx`),
+      ...(await layerNormBack(gpu, { x: k.xa, params: th, offG: p('ln2.g'), offB: p('ln2.b'), dy: dln, stats: k.s2, resid: dx, dx: dxa, grad: g, rows: R, width: w }, `h${l}.ln2.back`)),
+      // Attention branch: dxa is the gradient w.r.t. xa = x_l + proj(attn(ln1(x_l))).
+      await matmul(gpu, { a: at(k.att), b: at(dxa), c: at(g, p('attn.wo')), M: w, N: w, K: R, transA: true }, `h${l}.proj.dw`),
+      await colsum(gpu, at(dxa), R, w, at(g, p('attn.bo')), `h${l}.proj.db`),
+      await matmul(gpu, { a: at(dxa), b: at(th, p('attn.wo')), c: at(datt), M: R, N: w, K: w, transB: true }, `h${l}.proj.dx`),
+      ...(await attentionBack(gpu, { ...dims, qkv: k.qkv, P: k.P, dout: datt, dS, dqkv }, `h${l}.attn.back`)),
+      await matmul(gpu, { a: at(k.ln1), b: at(dqkv), c: at(g, p('attn.wqkv')), M: w, N: 3 * w, K: R, transA: true }, `h${l}.qkv.dw`),
+      await colsum(gpu, at(dqkv), R, 3 * w, at(g, p('attn.bqkv')), `h${l}.qkv.db`),
+      await matmul(gpu, { a: at(dqkv), b: at(th, p('attn.wqkv')), c: at(dln), M: R, N: w, K: 3 * w, transB: true }, `h${l}.qkv.dx`),
+      ...(await layerNormBack(gpu, { x: xs[l], params: th, offG: p('ln1.g'), offB: p('ln1.b'), dy: dln, stats: k.s1, resid: dxa, dx, grad: g, rows: R, width: w }, `h${l}.ln1.back`)),
+    );
+  }
+  backward.push(await embedBack(gpu, {
+    ints, offCsrStart: oStart, offCsrPos: oPos, dx, grad: g, offDwte: off('wte'), offDwpe: off('wpe'), vocab: V, width: w, context: T, batch: n,
+  }));
+
+  const staging = new Uint32Array(3 * R + V + 1);
+  return {
+    rows: R,
+    classes: V,
+    logits,
+    targets: at(ints, oTargets),
+    forward,
+    backward,
+    write(batch) {
+      if (batch.kind !== 'tokens') throw new Error(`the gpt needs a token batch, got kind=${batch.kind}`);
+      if (batch.tokens.length !== n * (T + 1)) {
+        throw new Error(`batch.tokens has ${batch.tokens.length} ids; expected n·(context+1) = ${n}·${T + 1}`);
+      }
+      for (let s = 0; s < n; s++) {
+        for (let t = 0; t < T; t++) {
+          staging[s * T + t] = batch.tokens[s * (T + 1) + t];
+          staging[oTargets + s * T + t] = batch.tokens[s * (T + 1) + t + 1];
+        }
+      }
+      for (let i = 0; i < batch.tokens.length; i++) {
+        const v = batch.tokens[i];
+        if (!(v >= 0 && v < V)) throw new Error(`batch.tokens[${i}] = ${v} is not a token id in [0, ${V})`);
+      }
+      const csr = tokenCsr(staging.subarray(0, R), V);
+      staging.set(csr.start, oStart);
+      staging.set(csr.pos, oPos);
+      gpu.device.queue.writeBuffer(ints, 0, staging);
+    },
+  };
+}

@@ -1,0 +1,217 @@
+// The WebGPU implementation of the Trainer contract. θ, its gradient and AdamW's m and v are each one
+// flat fp32 buffer in paramLayout order, so clipping, the optimizer and the pseudo-gradient are single
+// dispatches over the whole model. A step is one command buffer (forward, loss, backward, norm,
+// AdamW) and reads nothing back: its loss lands in a GPU slot that losses() reads once.
+import { paramCount, type ModelConfig } from '../models/config.ts';
+import type { Batch, Trainer, TrainOptions } from '../train/trainer.ts';
+import { acquireDevice, Gpu, type Device, type Dispatch } from './device.ts';
+import { adamw, delta, packAdamwParams, packStep } from './kernels/elementwise.ts';
+import { globalNorm, meanLoss, sumsqPartials } from './kernels/reduce.ts';
+import { softmaxCe } from './kernels/softmax-ce.ts';
+import { buildGptPlan } from './models/gpt.ts';
+import { buildMlpPlan } from './models/mlp.ts';
+import type { Plan, PlanBuffers } from './models/plan.ts';
+
+export interface WebGpuTrainer extends Trainer {
+  readonly backend: 'webgpu';
+  readonly adapterInfo: Device['adapterInfo'];
+  readonly features: Device['features'];
+  /** Training steps this trainer has submitted to the GPU since it was created. */
+  readonly gpuSteps: number;
+  /** Buffers alive on the device (for leak checks). */
+  readonly liveBuffers: number;
+  /**
+   * Forward pass only: logits [rows, classes] for `batch` (rows = n, or n·context for the GPT),
+   * with `params` (or the current θ when null). Does not disturb training state.
+   */
+  logits(params: Float32Array | null, batch: Batch): Promise<Float32Array>;
+  /** Loss and full gradient at the current θ, without an optimizer step (tests compare it with the CPU). */
+  lossAndGrad(batch: Batch): Promise<{ loss: number; grad: Float32Array }>;
+  /**
+   * Where a step's time goes: runs each dispatch of one training step on its own, `repeats` times,
+   * and returns wall milliseconds per dispatch (for benchmarks; it changes θ like `repeats` steps).
+   */
+  profileStep(batch: Batch, repeats?: number): Promise<{ name: string; ms: number }[]>;
+}
+
+/** Loss slots held on the GPU before losses() must drain them to the CPU. */
+const lossSlots = 4096;
+
+function buildPlan(gpu: Gpu, model: ModelConfig, n: number, b: PlanBuffers): Promise<Plan> {
+  return model.kind === 'mlp' ? buildMlpPlan(gpu, model, n, b) : buildGptPlan(gpu, model, n, b);
+}
+
+function batchRows(batch: Batch): number {
+  if (!Number.isInteger(batch.n) || batch.n <= 0) throw new Error(`batch.n must be a positive integer, got ${batch.n}`);
+  return batch.n;
+}
+
+// One device per GPU object, shared by its trainers so compiled pipelines are reused (compiling is the
+// slow part on SwiftShader); each trainer owns and frees its own buffers.
+const devices = new WeakMap<GPU, Promise<Gpu>>();
+
+async function deviceFor(gpuApi: GPU | undefined, storageBytes: number): Promise<Gpu> {
+  if (!gpuApi) return new Gpu(await acquireDevice(gpuApi));
+  const known = await devices.get(gpuApi)?.catch(() => undefined);
+  if (known && !known.lost && known.device.limits.maxStorageBufferBindingSize >= storageBytes) return known;
+  const fresh = acquireDevice(gpuApi, { storageBytes }).then((d) => new Gpu(d));
+  devices.set(gpuApi, fresh);
+  return fresh;
+}
+
+export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelConfig, opts: TrainOptions): Promise<WebGpuTrainer> {
+  const count = paramCount(model);
+  const root = await deviceFor(gpuApi, count * 4);
+  const gpu = root.child();
+  const dev = root.dev;
+  const theta = gpu.buffer(count, 'theta'), grad = gpu.buffer(count, 'grad');
+  const m = gpu.buffer(count, 'adam.m'), v = gpu.buffer(count, 'adam.v');
+  const base = gpu.buffer(count, 'theta.base'), deltaOut = gpu.buffer(count, 'delta');
+  const evalTheta = gpu.buffer(count, 'theta.eval');
+  const norm = gpu.buffer(4, 'grad.norm'), partial = gpu.buffer(sumsqPartials, 'grad.norm.partial');
+  const losses = gpu.buffer(lossSlots, 'losses');
+  const stepU = gpu.uniform(packStep(0, 1, opts.adamw), 'step');
+  const adamwU = gpu.uniform(packAdamwParams(count, opts.adamw, opts.clipNorm), 'adamw.params');
+  const clip = opts.clipNorm > 0 && Number.isFinite(opts.clipNorm);
+  const deltaDispatch = await delta(gpu, count, base, theta, deltaOut);
+  const adamwDispatch = await adamw(gpu, count, { params: adamwU, step: stepU, theta, grad, m, v, norm });
+  const normDispatches = clip ? await globalNorm(gpu, grad, count, partial, stepU, norm) : [];
+
+  type StepPlan = { plan: Plan; rowLoss: GPUBuffer; tail: Dispatch[] };
+  const trainPlans = new Map<number, Promise<StepPlan>>();
+  const evalPlans = new Map<number, Promise<Plan>>();
+  const trainPlan = (n: number) => {
+    let p = trainPlans.get(n);
+    if (!p) {
+      p = (async () => {
+        const plan = await buildPlan(gpu, model, n, { theta, grad });
+        const rowLoss = gpu.buffer(plan.rows, 'rowLoss');
+        const ce = await softmaxCe(gpu, plan.logits, plan.targets, rowLoss, plan.rows, plan.classes);
+        const mean = await meanLoss(gpu, rowLoss, plan.rows, stepU, losses);
+        return { plan, rowLoss, tail: [ce, mean] };
+      })();
+      trainPlans.set(n, p);
+    }
+    return p;
+  };
+  const evalPlan = (n: number) => {
+    let p = evalPlans.get(n);
+    if (!p) { p = buildPlan(gpu, model, n, { theta: evalTheta, grad }); evalPlans.set(n, p); }
+    return p;
+  };
+
+  let t = 0; // optimizer steps since load()
+  let drained: number[] = []; // losses already read back from full slot buffers
+  let slot = 0;
+  let steps = 0;
+  let loaded = false;
+  const q = gpu.device.queue;
+  // At most this many steps queued ahead of the GPU, so batch uploads do not pile up over H steps.
+  const maxInFlight = 2;
+  const inFlight: Promise<unknown>[] = [];
+  const alive = (what: string) => {
+    if (root.lost) throw new Error(`${what}: the WebGPU device was lost; this task failed (fall back to the CPU trainer)`);
+  };
+
+  const trainer: WebGpuTrainer = {
+    backend: 'webgpu',
+    model,
+    adapterInfo: dev.adapterInfo,
+    features: dev.features,
+    get gpuSteps() { return steps; },
+    get liveBuffers() { return gpu.liveBuffers; },
+    async load(params) {
+      if (params.length !== count) throw new Error(`load: got ${params.length} parameters, the ${model.kind} model has ${count}`);
+      q.writeBuffer(theta, 0, params.buffer, params.byteOffset, params.byteLength);
+      q.writeBuffer(base, 0, params.buffer, params.byteOffset, params.byteLength);
+      const zeros = new Float32Array(count);
+      q.writeBuffer(m, 0, zeros);
+      q.writeBuffer(v, 0, zeros);
+      t = 0; slot = 0; drained = []; loaded = true;
+    },
+    async step(batch) {
+      if (!loaded) throw new Error('step: call load(params) first');
+      alive('step');
+      const { plan, tail } = await trainPlan(batchRows(batch));
+      while (inFlight.length >= maxInFlight) await inFlight.shift();
+      plan.write(batch);
+      if (slot === lossSlots) { drained.push(...(await gpu.read(losses, 0, lossSlots))); slot = 0; }
+      t += 1;
+      q.writeBuffer(stepU, 0, packStep(slot, t, opts.adamw));
+      const enc = gpu.device.createCommandEncoder({ label: `step ${t}` });
+      gpu.record(enc, [...plan.forward, ...tail, ...plan.backward, ...normDispatches, adamwDispatch]);
+      q.submit([enc.finish()]);
+      inFlight.push(q.onSubmittedWorkDone());
+      slot += 1;
+      steps += 1;
+    },
+    async losses() {
+      alive('losses');
+      const recent = slot > 0 ? await gpu.read(losses, 0, slot) : new Float32Array(0);
+      return [...drained, ...recent];
+    },
+    async delta() {
+      alive('delta');
+      gpu.run([deltaDispatch]);
+      return gpu.read(deltaOut, 0, count);
+    },
+    async logits(params, batch) {
+      const n = batchRows(batch);
+      const plan = await evalPlan(n);
+      if (params) {
+        if (params.length !== count) throw new Error(`logits: got ${params.length} parameters, the ${model.kind} model has ${count}`);
+        q.writeBuffer(evalTheta, 0, params.buffer, params.byteOffset, params.byteLength);
+      } else {
+        const enc = gpu.device.createCommandEncoder();
+        enc.copyBufferToBuffer(theta, 0, evalTheta, 0, count * 4);
+        q.submit([enc.finish()]);
+      }
+      plan.write(batch);
+      gpu.run(plan.forward);
+      return gpu.read(plan.logits, 0, plan.rows * plan.classes);
+    },
+    async lossAndGrad(batch) {
+      if (!loaded) throw new Error('lossAndGrad: call load(params) first');
+      const { plan, tail } = await trainPlan(batchRows(batch));
+      plan.write(batch);
+      // Uses the next loss slot as scratch; the next step overwrites it.
+      q.writeBuffer(stepU, 0, packStep(slot % lossSlots, Math.max(t, 1), opts.adamw));
+      gpu.run([...plan.forward, ...tail, ...plan.backward]);
+      const [loss] = await gpu.read(losses, slot % lossSlots, 1);
+      return { loss, grad: await gpu.read(grad, 0, count) };
+    },
+    async profileStep(batch, repeats = 3) {
+      if (!loaded) throw new Error('profileStep: call load(params) first');
+      const { plan, tail } = await trainPlan(batchRows(batch));
+      plan.write(batch);
+      q.writeBuffer(stepU, 0, packStep(slot % lossSlots, Math.max(t, 1), opts.adamw));
+      const all = [...plan.forward, ...tail, ...plan.backward, ...normDispatches, adamwDispatch];
+      gpu.run(all);
+      await q.onSubmittedWorkDone();
+      const out: { name: string; ms: number }[] = [];
+      for (const d of all) {
+        const t0 = performance.now();
+        for (let r = 0; r < repeats; r++) gpu.run([d]);
+        await q.onSubmittedWorkDone();
+        out.push({ name: d.name, ms: (performance.now() - t0) / repeats });
+      }
+      return out;
+    },
+    destroy() {
+      gpu.releaseAll();
+      trainPlans.clear();
+      evalPlans.clear();
+    },
+  };
+  return trainer;
+}
+
+/** Forward-only helper: logits of `params` on `batch`, on a device of its own. */
+export async function webGpuLogits(gpuApi: GPU | undefined, model: ModelConfig, params: Float32Array, batch: Batch): Promise<Float32Array> {
+  const tr = await createWebGpuTrainer(gpuApi, model, { batchSize: batch.n, adamw: { lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, clipNorm: 0 });
+  try {
+    return await tr.logits(params, batch);
+  } finally {
+    tr.destroy();
+  }
+}

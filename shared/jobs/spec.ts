@@ -1,0 +1,151 @@
+// What a researcher submits (job.json): a model from the zoo, hyperparameters (any subset; the rest take
+// defaults) and how to read the uploaded dataset. The relay derives the parts the data decides (an MLP's
+// inputs/classes, a GPT's vocabulary) and checks everything here before a job exists.
+// Shared by the submit form (early, field-named errors in the browser) and the relay.
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import {
+  AdamWSchema, AggregatorSchema, CompressionSchema, HyperparametersSchema, type Hyperparameters,
+} from '../protocol/messages.ts';
+
+export const LIMITS = {
+  /** Largest dataset upload, bytes (the relay's body limit is a little above it). */
+  datasetBytes: 16 * 1024 * 1024,
+  /** Largest model a volunteer tab is asked to hold (fp32 params + AdamW state ≈ 16 bytes each). */
+  params: 20_000_000,
+  gptContext: 1024,
+  charVocab: 4096,
+  shards: 256,
+} as const;
+
+const Partial_ = <T extends Parameters<typeof Type.Partial>[0]>(t: T) => Type.Partial(t, { additionalProperties: false });
+
+export const MlpSubmission = Type.Object({
+  kind: Type.Literal('mlp'),
+  hidden: Type.Array(Type.Integer({ minimum: 1, maximum: 8192 }), { maxItems: 8, description: 'hidden layer widths' }),
+}, { additionalProperties: false });
+
+export const GptSubmission = Type.Object({
+  kind: Type.Literal('gpt'),
+  context: Type.Integer({ minimum: 2, maximum: LIMITS.gptContext }),
+  layers: Type.Integer({ minimum: 1, maximum: 48 }),
+  heads: Type.Integer({ minimum: 1, maximum: 64 }),
+  width: Type.Integer({ minimum: 2, maximum: 4096 }),
+}, { additionalProperties: false });
+
+export const TextDataset = Type.Object({
+  format: Type.Literal('text'),
+  tokenizer: Type.Union([Type.Literal('char'), Type.Literal('byte')], { description: 'char: one token per distinct character; byte: UTF-8 bytes, vocab 256' }),
+  heldOutFraction: Type.Optional(Type.Number({ minimum: 0.01, maximum: 0.5 })),
+  shards: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.shards })),
+}, { additionalProperties: false });
+
+export const LabelledDataset = Type.Object({
+  format: Type.Literal('labelled'),
+  heldOutFraction: Type.Optional(Type.Number({ minimum: 0.01, maximum: 0.5 })),
+  shards: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.shards })),
+}, { additionalProperties: false });
+
+export const GuardrailSchema = Type.Object({
+  maxLossRise: Type.Number({ exclusiveMinimum: 0, description: 'pause for review when held-out loss rises more than this (nats) above the best so far' }),
+}, { additionalProperties: false });
+
+const HyperparametersInput = Type.Partial(Type.Object({
+  ...HyperparametersSchema.properties,
+  adamw: Partial_(AdamWSchema),
+}), { additionalProperties: false });
+
+export const JobSubmissionSchema = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 80 }),
+  description: Type.Optional(Type.String({ maxLength: 2000 })),
+  model: Type.Union([MlpSubmission, GptSubmission]),
+  hyperparameters: Type.Optional(HyperparametersInput),
+  dataset: Type.Union([TextDataset, LabelledDataset]),
+  guardrail: Type.Optional(GuardrailSchema),
+}, { additionalProperties: false });
+
+export type JobSubmission = Static<typeof JobSubmissionSchema>;
+export type TextDatasetSpec = Static<typeof TextDataset>;
+export type LabelledDatasetSpec = Static<typeof LabelledDataset>;
+export type DatasetSpec = TextDatasetSpec | LabelledDatasetSpec;
+
+export const defaultHyperparameters: Hyperparameters = {
+  steps: 20,
+  batchSize: 32,
+  adamw: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+  clipNorm: 1,
+  outerLr: 0.7, // DiLoCo defaults (arXiv 2311.08105)
+  outerMomentum: 0.9,
+  updatesPerRound: 2,
+  quorum: 1,
+  roundTimeoutMs: 60_000,
+  stalenessBound: 2,
+  leaseMs: 120_000,
+  compression: { kind: 'int8', block: 256 },
+  aggregator: 'centered-clip',
+  maxUpdateNorm: 1000,
+};
+export const defaultGuardrail = { maxLossRise: 0.5 };
+export const defaultHeldOutFraction = 0.1;
+export const defaultShards = 4;
+
+/** A refusal that names the field (dotted path, e.g. "hyperparameters.steps") and what to do. */
+export class SpecError extends Error {
+  override name = 'SpecError';
+  constructor(readonly field: string, readonly problem: string) {
+    super(`${field}: ${problem}`);
+  }
+}
+
+const dotted = (path: string) => path.replace(/^\//, '').replace(/\//g, '.') || '(job)';
+
+/** First schema error as a SpecError; unions are narrowed on their tag first, so the message names the real field. */
+function firstError(schema: Parameters<typeof Value.Errors>[0], value: unknown, prefix: string): SpecError | undefined {
+  const e = Value.Errors(schema, value).First();
+  if (!e) return undefined;
+  const field = [prefix, dotted(e.path)].filter((s) => s && s !== '(job)').join('.') || '(job)';
+  if (e.message.startsWith('Unexpected property')) return new SpecError(field, 'is not a known field; remove it (see docs/jobs.md)');
+  return new SpecError(field, `${e.message.toLowerCase()} (got ${JSON.stringify(e.value)?.slice(0, 60)})`);
+}
+
+function checkTagged(options: Record<string, Parameters<typeof Value.Errors>[0]>, tag: string, value: unknown, field: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new SpecError(field, 'must be an object');
+  const kind = (value as Record<string, unknown>)[tag];
+  const schema = typeof kind === 'string' ? options[kind] : undefined;
+  if (!schema) throw new SpecError(`${field}.${tag}`, `must be one of ${Object.keys(options).map((k) => `"${k}"`).join(', ')} (got ${JSON.stringify(kind)})`);
+  const err = firstError(schema, value, field);
+  if (err) throw err;
+}
+
+/** Checks a parsed job.json; returns it typed, or throws a SpecError naming the first bad field. */
+export function checkSubmission(input: unknown): JobSubmission {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new SpecError('(job)', 'must be a JSON object with name, model, dataset and optional hyperparameters');
+  const o = input as Record<string, unknown>;
+  for (const f of ['name', 'model', 'dataset'] as const) if (o[f] === undefined) throw new SpecError(f, 'is required');
+  checkTagged({ mlp: MlpSubmission, gpt: GptSubmission }, 'kind', o.model, 'model');
+  checkTagged({ text: TextDataset, labelled: LabelledDataset }, 'format', o.dataset, 'dataset');
+  const h = o.hyperparameters as Record<string, unknown> | undefined;
+  if (h && typeof h === 'object' && h.compression !== undefined) {
+    checkTagged({ int8: CompressionSchema.anyOf[0], topk: CompressionSchema.anyOf[1], fp32: CompressionSchema.anyOf[2] }, 'kind', h.compression, 'hyperparameters.compression');
+  }
+  if (h && typeof h === 'object' && h.aggregator !== undefined && !Value.Check(AggregatorSchema, h.aggregator)) {
+    throw new SpecError('hyperparameters.aggregator', `must be one of ${AggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(h.aggregator)})`);
+  }
+  const err = firstError(JobSubmissionSchema, input, '');
+  if (err) throw err;
+  const job = input as JobSubmission;
+  if (job.model.kind === 'gpt' && job.model.width % job.model.heads !== 0) {
+    throw new SpecError('model.width', `must be a multiple of model.heads (${job.model.heads}); got ${job.model.width}`);
+  }
+  if (job.model.kind === 'gpt' && job.dataset.format !== 'text') throw new SpecError('dataset.format', 'a gpt model trains on a text corpus: use "text"');
+  if (job.model.kind === 'mlp' && job.dataset.format !== 'labelled') throw new SpecError('dataset.format', 'an mlp model trains on labelled arrays: use "labelled"');
+  const hp = resolveHyperparameters(job);
+  if (hp.quorum > hp.updatesPerRound) throw new SpecError('hyperparameters.quorum', `must not exceed hyperparameters.updatesPerRound (${hp.updatesPerRound}); got ${hp.quorum}`);
+  return job;
+}
+
+/** Hyperparameters with defaults filled in. */
+export function resolveHyperparameters(job: JobSubmission): Hyperparameters {
+  const h = job.hyperparameters ?? {};
+  return { ...defaultHyperparameters, ...h, adamw: { ...defaultHyperparameters.adamw, ...(h.adamw ?? {}) } } as Hyperparameters;
+}

@@ -1,0 +1,123 @@
+// The relay's HTTP contract (docs/protocol.md), written once as TypeBox schemas: the relay validates
+// requests with them, clients check answers with them, and both sides take their types from them.
+// Names say direction: VolunteerSends… is a request body, RelaySends… a response body.
+import { Type, type Static } from '@sinclair/typebox';
+
+export const PROTOCOL_VERSION = 1;
+
+const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
+
+export const AdamWSchema = Type.Object({
+  lr: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+  beta1: Type.Number({ minimum: 0, exclusiveMaximum: 1 }),
+  beta2: Type.Number({ minimum: 0, exclusiveMaximum: 1 }),
+  eps: Type.Number({ exclusiveMinimum: 0 }),
+  weightDecay: Type.Number({ minimum: 0 }),
+});
+
+export const CompressionSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('int8'), block: Type.Integer({ minimum: 1, maximum: 1 << 20 }) }),
+  Type.Object({ kind: Type.Literal('topk'), fraction: Type.Number({ exclusiveMinimum: 0, maximum: 1 }), bits: Type.Union([Type.Literal(4), Type.Literal(8)]) }),
+  Type.Object({ kind: Type.Literal('fp32') }),
+]);
+
+export const ModelSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('mlp'), inputs: Type.Integer({ minimum: 1 }), hidden: Type.Array(Type.Integer({ minimum: 1 })), classes: Type.Integer({ minimum: 2 }) }),
+  Type.Object({
+    kind: Type.Literal('gpt'), vocab: Type.Integer({ minimum: 2 }), context: Type.Integer({ minimum: 1 }),
+    layers: Type.Integer({ minimum: 1 }), heads: Type.Integer({ minimum: 1 }), width: Type.Integer({ minimum: 1 }),
+  }),
+]);
+
+export const AggregatorSchema = Type.Union([
+  Type.Literal('centered-clip'), Type.Literal('trimmed-mean'), Type.Literal('median'), Type.Literal('mean'),
+]);
+
+/** A job's training hyperparameters (inner and outer loop, rounds, staleness, compression). */
+export const HyperparametersSchema = Type.Object({
+  steps: Type.Integer({ minimum: 1, maximum: 100_000, description: 'H: inner steps per task' }),
+  batchSize: Type.Integer({ minimum: 1, maximum: 65_536 }),
+  adamw: AdamWSchema,
+  clipNorm: Type.Number({ minimum: 0, description: '0 disables gradient clipping' }),
+  outerLr: Type.Number({ exclusiveMinimum: 0 }),
+  outerMomentum: Type.Number({ minimum: 0, exclusiveMaximum: 1 }),
+  updatesPerRound: Type.Integer({ minimum: 1, description: 'K: updates that close a round' }),
+  quorum: Type.Integer({ minimum: 1, description: 'fewest updates the round timer may close a round with' }),
+  roundTimeoutMs: Type.Integer({ minimum: 1 }),
+  stalenessBound: Type.Integer({ minimum: 0, description: 'oldest base version accepted, as versions behind' }),
+  leaseMs: Type.Integer({ minimum: 1 }),
+  compression: CompressionSchema,
+  aggregator: AggregatorSchema,
+  maxUpdateNorm: Type.Number({ exclusiveMinimum: 0, description: 'updates with a larger L2 norm are refused' }),
+});
+
+export const JobStatusSchema = Type.Union([
+  Type.Literal('pending'), Type.Literal('running'), Type.Literal('paused'), Type.Literal('done'),
+]);
+
+export const DatasetSchema = Type.Object({ name: Type.String(), shards: Type.Integer({ minimum: 1 }), heldOut: Type.Integer({ minimum: 0 }) });
+
+export const JobSummarySchema = Type.Object({ jobId: Id, name: Type.String(), status: JobStatusSchema, version: Type.Integer({ minimum: 0 }) });
+
+export const JobInfoSchema = Type.Object({
+  jobId: Id, name: Type.String(), researcher: Type.String(), description: Type.String(),
+  dataset: DatasetSchema, model: ModelSchema, hyperparameters: HyperparametersSchema,
+  version: Type.Integer({ minimum: 0 }), status: JobStatusSchema, paramCount: Type.Integer({ minimum: 1 }),
+});
+
+export const VolunteerSendsRegistration = Type.Object({
+  agent: Type.Optional(Type.String({ maxLength: 256 })),
+  device: Type.Optional(Type.String({ maxLength: 256 })),
+  /** ECDSA P-256 public key, base64url of the 65-byte uncompressed point (shared/security/identity.ts) */
+  publicKey: Type.Optional(Type.String({ maxLength: 128 })),
+  /** a challenge from GET /api/volunteers/challenge and the nonce that solves it (shared/security/pow.ts) */
+  challenge: Type.Optional(Type.String({ maxLength: 1024 })),
+  nonce: Type.Optional(Type.String({ maxLength: 64 })),
+}, { additionalProperties: false });
+export const RelaySendsPowChallenge = Type.Object({ challenge: Type.String(), difficulty: Type.Integer({ minimum: 0, maximum: 64 }) });
+export const RelaySendsVolunteer = Type.Object({ volunteerId: Id });
+
+export const VolunteerSendsTaskRequest = Type.Object({ volunteerId: Id }, { additionalProperties: false });
+
+export const RelaySendsTask = Type.Object({
+  taskId: Id, jobId: Id, baseVersion: Type.Integer({ minimum: 0 }), versionHash: Type.String(),
+  shard: Type.Integer({ minimum: 0 }), seed: Type.Integer({ minimum: 0 }), steps: Type.Integer({ minimum: 1 }),
+  batchSize: Type.Integer({ minimum: 1 }), adamw: AdamWSchema, clipNorm: Type.Number({ minimum: 0 }),
+  compression: CompressionSchema, lease: Type.String(), deadline: Type.Integer({ description: 'lease expiry, ms since epoch' }),
+  model: ModelSchema, paramCount: Type.Integer({ minimum: 1 }),
+  /** a spot-checked task (another volunteer gets the same base version, shard and seed): send its Δ
+   * without error feedback (no residual in, none kept), so the two copies can be compared */
+  replica: Type.Optional(Type.Boolean()),
+});
+
+/** JSON header inside an update frame (shared/protocol/frame.ts). */
+export const VolunteerSendsUpdateHeader = Type.Object({
+  lease: Type.String({ minLength: 1, maxLength: 4096 }),
+  volunteerId: Id,
+  losses: Type.Array(Type.Number(), { maxItems: 100_000 }),
+  samples: Type.Integer({ minimum: 0 }),
+  computeMs: Type.Number({ minimum: 0 }),
+});
+
+export const RelaySendsUpdateAck = Type.Object({
+  accepted: Type.Boolean(), duplicate: Type.Boolean(),
+  round: Type.Integer({ minimum: 0, description: 'the round (= version being built) the update counts toward' }),
+  weight: Type.Number({ description: 'staleness down-weighting applied to this update' }),
+});
+
+export const EvalSchema = Type.Object({ version: Type.Integer(), loss: Type.Number(), accuracy: Type.Number(), at: Type.Integer() });
+export const RelaySendsEvals = Type.Object({ evals: Type.Array(EvalSchema) });
+export const RelaySendsJobs = Type.Object({ jobs: Type.Array(JobSummarySchema) });
+export const RelaySendsError = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String() }) });
+
+export type AdamW = Static<typeof AdamWSchema>;
+export type Hyperparameters = Static<typeof HyperparametersSchema>;
+export type JobStatus = Static<typeof JobStatusSchema>;
+export type JobSummary = Static<typeof JobSummarySchema>;
+export type JobInfo = Static<typeof JobInfoSchema>;
+export type Dataset = Static<typeof DatasetSchema>;
+export type Task = Static<typeof RelaySendsTask>;
+export type UpdateHeader = Static<typeof VolunteerSendsUpdateHeader>;
+export type UpdateAck = Static<typeof RelaySendsUpdateAck>;
+export type Eval = Static<typeof EvalSchema>;
+export type ErrorBody = Static<typeof RelaySendsError>;

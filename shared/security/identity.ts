@@ -1,0 +1,80 @@
+// Volunteer identity: an ECDSA P-256 keypair made with WebCrypto in the tab (the private key is
+// non-extractable and lives in IndexedDB as a CryptoKey), and the signature on every upload.
+// P-256 rather than Ed25519 because every browser and Node 20 implement it without flags; signatures
+// are IEEE P1363 (r‖s, 64 bytes) on both sides. The volunteer id is derived from the public key, so an
+// identity cannot be claimed without the key.
+import { fromBase64Url, sha256, toBase64Url, toHex, utf8 } from './encoding.ts';
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
+
+export type Identity = {
+  keys: CryptoKeyPair;
+  /** Uncompressed P-256 point (65 bytes), base64url: what the relay stores. */
+  publicKey: string;
+  /** "v_" + 22 base64url chars of SHA-256(public key). */
+  id: string;
+};
+
+/** Where a tab keeps its keypair (web/volunteer plugs IndexedDB in; tests use a Map). */
+export type KeyStore = { get(): Promise<CryptoKeyPair | undefined>; put(keys: CryptoKeyPair): Promise<void> };
+
+export async function createIdentity(): Promise<Identity> {
+  const keys = (await crypto.subtle.generateKey(ALG, false, ['sign', 'verify'])) as CryptoKeyPair;
+  return identityFromKeys(keys);
+}
+
+export async function identityFromKeys(keys: CryptoKeyPair): Promise<Identity> {
+  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', keys.publicKey));
+  return { keys, publicKey: toBase64Url(raw), id: await identityId(raw) };
+}
+
+/** Loads the tab's identity, creating and storing one on first use. */
+export async function loadOrCreateIdentity(store: KeyStore): Promise<Identity> {
+  const existing = await store.get();
+  if (existing) return identityFromKeys(existing);
+  const id = await createIdentity();
+  await store.put(id.keys);
+  return id;
+}
+
+export async function identityId(publicKeyRaw: Uint8Array): Promise<string> {
+  return `v_${toBase64Url(await sha256(publicKeyRaw)).slice(0, 22)}`;
+}
+
+/** What an upload's signature covers: the task, its lease, and the SHA-256 of the exact payload bytes,
+ * so neither the body nor the lease can be swapped without breaking it. */
+export async function updateSigningBytes(taskId: string, lease: string, payload: Uint8Array): Promise<Uint8Array> {
+  return utf8(`tabtrain-update-v1\n${taskId}\n${lease}\n${toHex(await sha256(payload))}`);
+}
+
+export async function signBytes(privateKey: CryptoKey, message: Uint8Array): Promise<string> {
+  return toBase64Url(new Uint8Array(await crypto.subtle.sign(SIGN, privateKey, message as Uint8Array<ArrayBuffer>)));
+}
+
+export type VerifyResult = { ok: true } | { ok: false; code: 'BAD_PUBLIC_KEY' | 'BAD_SIGNATURE_FORMAT' | 'WRONG_SIGNATURE'; message: string };
+
+/** Checks a base64url signature against a base64url raw public key. Never throws: malformed keys or
+ * signatures come back as a refusal saying which. */
+export async function verifyBytes(publicKey: string, signature: string, message: Uint8Array): Promise<VerifyResult> {
+  const raw = fromBase64Url(publicKey);
+  if (!raw || raw.length !== 65 || raw[0] !== 4) return { ok: false, code: 'BAD_PUBLIC_KEY', message: 'public key must be a base64url uncompressed P-256 point (65 bytes)' };
+  const sig = fromBase64Url(signature);
+  if (!sig || sig.length !== 64) return { ok: false, code: 'BAD_SIGNATURE_FORMAT', message: 'signature must be base64url of 64 bytes (ECDSA P-256, r‖s)' };
+  let key: CryptoKey;
+  try {
+    key = await crypto.subtle.importKey('raw', raw as Uint8Array<ArrayBuffer>, ALG, false, ['verify']);
+  } catch {
+    return { ok: false, code: 'BAD_PUBLIC_KEY', message: 'public key is not a point on P-256' };
+  }
+  const ok = await crypto.subtle.verify(SIGN, key, sig as Uint8Array<ArrayBuffer>, message as Uint8Array<ArrayBuffer>);
+  return ok ? { ok: true } : { ok: false, code: 'WRONG_SIGNATURE', message: 'signature does not match this volunteer\'s key and the uploaded bytes' };
+}
+
+export async function signUpdate(identity: Identity, taskId: string, lease: string, payload: Uint8Array): Promise<string> {
+  return signBytes(identity.keys.privateKey, await updateSigningBytes(taskId, lease, payload));
+}
+
+export async function verifyUpdate(publicKey: string, signature: string, taskId: string, lease: string, payload: Uint8Array): Promise<VerifyResult> {
+  return verifyBytes(publicKey, signature, await updateSigningBytes(taskId, lease, payload));
+}

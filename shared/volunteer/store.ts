@@ -1,0 +1,49 @@
+// What the volunteer loop persists, behind an interface the host provides: IndexedDB in the browser
+// (web/volunteer/loop-store.ts), memory in tests and the Node volunteer. Keys are plain strings and
+// numbers so any key-value store fits.
+import type { Task } from '../protocol/messages.ts';
+
+export interface LoopStore {
+  getVolunteerId(server: string): Promise<string | undefined>;
+  setVolunteerId(server: string, volunteerId: string): Promise<void>;
+  /** Parameters of a version, by the relay's sha-256 version hash. */
+  getParams(hash: string): Promise<Float32Array | undefined>;
+  putParams(hash: string, params: Float32Array): Promise<void>;
+  getShard(jobId: string, shard: number): Promise<Uint8Array | undefined>;
+  putShard(jobId: string, shard: number, bytes: Uint8Array): Promise<void>;
+  /** Error-feedback residual of a job: what compression has not sent yet. */
+  getResidual(jobId: string): Promise<Float32Array | undefined>;
+  putResidual(jobId: string, residual: Float32Array): Promise<void>;
+  /** The task being trained, so a reload resumes it while its lease lasts. */
+  getTask(): Promise<Task | undefined>;
+  putTask(task: Task | undefined): Promise<void>;
+  /** The volunteer's signing keypair for a relay (CryptoKeys are structured-clonable into IndexedDB).
+   * Optional: a store without it gets a fresh identity per run, registered anew. */
+  getKeys?(server: string): Promise<CryptoKeyPair | undefined>;
+  putKeys?(server: string, keys: CryptoKeyPair): Promise<void>;
+}
+
+/** In-memory store; keeps only the newest few parameter versions. */
+export function memoryLoopStore(): LoopStore {
+  const ids = new Map<string, string>(), params = new Map<string, Float32Array>();
+  const shards = new Map<string, Uint8Array>(), residuals = new Map<string, Float32Array>();
+  let task: Task | undefined;
+  const keys = new Map<string, CryptoKeyPair>();
+  return {
+    getKeys: async (s) => keys.get(s),
+    putKeys: async (s, k) => { keys.set(s, k); },
+    getVolunteerId: async (s) => ids.get(s),
+    setVolunteerId: async (s, id) => { ids.set(s, id); },
+    getParams: async (h) => params.get(h),
+    putParams: async (h, p) => {
+      params.set(h, p);
+      for (const k of params.keys()) if (params.size > 3) params.delete(k);
+    },
+    getShard: async (j, s) => shards.get(`${j}:${s}`),
+    putShard: async (j, s, b) => { shards.set(`${j}:${s}`, b); },
+    getResidual: async (j) => residuals.get(j),
+    putResidual: async (j, r) => { residuals.set(j, r); },
+    getTask: async () => task,
+    putTask: async (t) => { task = t; },
+  };
+}

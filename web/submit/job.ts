@@ -1,0 +1,146 @@
+// The job page: status, curves (uPlot), volunteers, checkpoint downloads (raw fp32 and ONNX), controls,
+// and "try the model" with the latest checkpoint in onnxruntime-web. Refreshes every few seconds.
+import './style.css';
+import { evalCharts, type EvalPoint } from '../dashboard/charts.ts';
+import { count } from '../shared/format.ts';
+import type { Tokenizer } from '../../shared/jobs/text.ts';
+import { api } from './api.ts';
+import { canvasToDigit, classify, loadModel, sampleText } from './try-model.ts';
+
+type Overview = {
+  job: { jobId: string; name: string; researcher: string; description: string; status: string; version: number; paramCount: number;
+    model: { kind: 'mlp'; inputs: number; hidden: number[]; classes: number } | { kind: 'gpt'; vocab: number; context: number; layers: number; heads: number; width: number };
+    dataset: { name: string; shards: number; heldOut: number };
+    hyperparameters: { steps: number; batchSize: number; updatesPerRound: number; outerLr: number; outerMomentum: number; aggregator: string; compression: { kind: string }; adamw: { lr: number } } };
+  owner: string; tokenizer: Tokenizer | null; evals: EvalPoint[];
+  volunteers: { volunteerId: string; device: string | null; tasks: number; accepted: number; samples: number }[];
+  checkpoints: { version: number; hash: string; at: number }[];
+};
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const text = (id: string, s: string) => { $(id).textContent = s; };
+const jobId = new URLSearchParams(location.search).get('id') ?? '';
+const draw = evalCharts($('curves'), 'held-out');
+let latest: Overview | undefined;
+
+async function refresh(): Promise<void> {
+  try {
+    const o = await api<Overview>(`/api/ops/jobs/${encodeURIComponent(jobId)}/overview`, { token: '' });
+    latest = o;
+    render(o);
+    $('job-error').hidden = true;
+  } catch (e) {
+    $('job-error').hidden = false;
+    text('job-error', jobId ? (e as Error).message : 'no job given: open this page as /job.html?id=JOB_ID');
+  }
+}
+
+function render(o: Overview): void {
+  const j = o.job, m = j.model, h = j.hyperparameters;
+  document.title = `Tabtrain — ${j.name}`;
+  text('job-name', j.name);
+  text('job-status', j.status);
+  $('job-status').dataset.status = j.status;
+  text('job-id', j.jobId);
+  text('job-owner', o.owner);
+  text('job-model', m.kind === 'gpt'
+    ? `GPT: ${m.layers} layers, width ${m.width}, ${m.heads} heads, context ${m.context}, vocabulary ${m.vocab}${o.tokenizer ? ` (${o.tokenizer.kind}s)` : ''}; ${count(j.paramCount)} parameters`
+    : `MLP ${[m.inputs, ...m.hidden, m.classes].join('-')}; ${count(j.paramCount)} parameters`);
+  text('job-data', `${j.dataset.shards} training shards, ${count(j.dataset.heldOut)} held-out ${m.kind === 'gpt' ? 'tokens' : 'rows'}`);
+  text('job-hyper', `H=${h.steps} inner AdamW steps (lr ${h.adamw.lr}) of batch ${h.batchSize}; K=${h.updatesPerRound} updates per round; outer lr ${h.outerLr}, momentum ${h.outerMomentum}; ${h.aggregator}; ${h.compression.kind} updates`);
+  text('job-version', String(j.version));
+  const last = o.evals[o.evals.length - 1];
+  text('job-latest', last ? `version ${last.version}: loss ${last.loss.toFixed(3)}, ${m.kind === 'gpt' ? 'next-token ' : ''}accuracy ${(100 * last.accuracy).toFixed(1)} %` : 'not evaluated yet');
+  $('job-latest').dataset.loss = last ? String(last.loss) : '';
+  text('job-description', j.description);
+  draw(o.evals);
+  $('volunteers').innerHTML = o.volunteers.map((v) => `<tr><td>${v.volunteerId.slice(0, 14)}</td><td>${(v.device ?? '').replace(/</g, '&lt;').slice(0, 40) || '–'}</td><td class="num">${v.tasks}</td><td class="num">${v.accepted}</td><td class="num">${count(v.samples)}</td></tr>`).join('')
+    || '<tr><td colspan="5" class="muted">no volunteer has worked on it yet</td></tr>';
+  const base = `/api/jobs/${encodeURIComponent(j.jobId)}/versions`;
+  $('checkpoints').innerHTML = o.checkpoints.slice(-8).reverse().map((c) => `<tr><td class="num">${c.version}</td>
+    <td><a href="${base}/${c.version}/params" download="${j.jobId}-v${c.version}.f32">raw fp32</a> · <a class="onnx" href="/api/ops/jobs/${encodeURIComponent(j.jobId)}/versions/${c.version}/model.onnx">ONNX</a></td>
+    <td><code>${c.hash.slice(0, 12)}</code></td></tr>`).join('');
+  $('try').hidden = false;
+  $('try-mlp').hidden = m.kind !== 'mlp';
+  $('try-gpt').hidden = m.kind !== 'gpt';
+  text('try-version', `(version ${j.version})`);
+}
+
+/** The ONNX session of the job's current version, reloaded when the version moves. */
+let session: { version: number; s: Promise<Awaited<ReturnType<typeof loadModel>>> } | undefined;
+function currentSession() {
+  const v = latest!.job.version;
+  if (!session || session.version !== v) session = { version: v, s: loadModel(`/api/ops/jobs/${encodeURIComponent(jobId)}/versions/${v}/model.onnx`) };
+  return session.s;
+}
+
+// ---- try an MLP: draw a digit ------------------------------------------------------------------
+const canvas = $<HTMLCanvasElement>('draw');
+const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
+const clear = () => { ctx.fillStyle = 'black'; ctx.fillRect(0, 0, canvas.width, canvas.height); };
+clear();
+let drawing = false;
+canvas.addEventListener('pointerdown', (e) => { drawing = true; ctx.beginPath(); ctx.moveTo(e.offsetX, e.offsetY); });
+canvas.addEventListener('pointermove', (e) => {
+  if (!drawing) return;
+  ctx.strokeStyle = 'white'; ctx.lineWidth = 22; ctx.lineCap = 'round'; ctx.lineJoin = 'round';
+  ctx.lineTo(e.offsetX, e.offsetY); ctx.stroke();
+});
+window.addEventListener('pointerup', () => { drawing = false; });
+$('clear').addEventListener('click', () => { clear(); text('prediction', '–'); $('probs').innerHTML = ''; });
+$('classify').addEventListener('click', async () => {
+  const m = latest?.job.model;
+  if (!m || m.kind !== 'mlp') return;
+  try {
+    if (m.inputs !== 784) throw new Error(`drawing needs a 784-input (28×28) model; this one takes ${m.inputs} inputs`);
+    const p = await classify(await currentSession(), canvasToDigit(canvas));
+    let best = 0;
+    p.forEach((v, i) => { if (v > p[best]) best = i; });
+    text('prediction', `${best} (${(100 * p[best]).toFixed(0)} %)`);
+    $('prediction').dataset.class = String(best);
+    $('probs').innerHTML = Array.from(p, (v, i) => `<div style="--p:${v.toFixed(3)}">${i}<br>${(100 * v).toFixed(0)}%</div>`).join('');
+  } catch (e) {
+    text('prediction', (e as Error).message);
+  }
+});
+
+// ---- try a GPT: sample text ---------------------------------------------------------------------
+$('sample').addEventListener('click', async () => {
+  const o = latest;
+  if (!o || o.job.model.kind !== 'gpt' || !o.tokenizer) return;
+  const out = $('sample-output');
+  out.dataset.status = 'running';
+  out.textContent = 'sampling…';
+  try {
+    const prompt = $<HTMLInputElement>('prompt').value;
+    const length = Math.max(1, Math.min(500, Number($<HTMLInputElement>('sample-length').value) || 80));
+    const temperature = Number($<HTMLInputElement>('temperature').value) || 0;
+    const s = await sampleText(await currentSession(), o.tokenizer, o.job.model.context, prompt, length, temperature);
+    out.innerHTML = '';
+    const b = document.createElement('b');
+    b.textContent = prompt;
+    out.append(b, document.createTextNode(s));
+    out.dataset.status = 'done';
+    out.dataset.sample = s;
+  } catch (e) {
+    out.textContent = (e as Error).message;
+    out.dataset.status = 'error';
+  }
+});
+
+// ---- controls -----------------------------------------------------------------------------------
+for (const action of ['approve', 'pause', 'resume', 'rollback'] as const) {
+  $(action).addEventListener('click', async () => {
+    try {
+      const body = action === 'rollback' ? JSON.stringify({ version: Number($<HTMLInputElement>('rollback-version').value) }) : undefined;
+      const r = await api<{ status: string; version: number }>(`/api/ops/jobs/${encodeURIComponent(jobId)}/${action}`, { method: 'POST', body });
+      text('control-result', `${action}: the job is ${r.status} at version ${r.version}`);
+      void refresh();
+    } catch (e) {
+      text('control-result', (e as Error).message);
+    }
+  });
+}
+
+void refresh();
+setInterval(() => void refresh(), 3000);
