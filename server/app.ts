@@ -90,6 +90,8 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   sweeper.unref();
   app.addHook('onClose', async () => {
     clearInterval(sweeper);
+    scheduler.stop();
+    await scheduler.settled();
     store.close();
   });
 

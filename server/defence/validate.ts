@@ -50,12 +50,25 @@ export type NormBoundOptions = { factor?: number; minCount?: number };
  * gradients of one round have similar norms (same base version, same H, same lr), so 3× leaves room.
  */
 export function normBoundFrom(norms: number[], opts: NormBoundOptions = {}): number | undefined {
+  return normBoundFromSorted(norms.filter(Number.isFinite).sort((a, b) => a - b), opts);
+}
+
+/** normBoundFrom for finite norms already sorted ascending (the relay keeps each round's that way). */
+export function normBoundFromSorted(sorted: number[], opts: NormBoundOptions = {}): number | undefined {
   const factor = opts.factor ?? 3, minCount = opts.minCount ?? 3;
-  const ok = norms.filter((x) => Number.isFinite(x) && x > 0).sort((a, b) => a - b);
-  if (ok.length < minCount) return undefined;
-  const m = ok.length;
-  const median = m % 2 ? ok[m >> 1] : (ok[m / 2 - 1] + ok[m / 2]) / 2;
-  return factor * median;
+  let lo = 0;
+  while (lo < sorted.length && !(sorted[lo] > 0)) lo++; // zero norms (free riders, rows without a norm) don't count
+  const m = sorted.length - lo;
+  if (m < minCount) return undefined;
+  const mid = lo + (m >> 1);
+  return factor * (m % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2);
+}
+
+/** Inserts x into an ascending array, keeping it sorted (binary search + one splice). */
+export function insertSorted(sorted: number[], x: number): void {
+  let lo = 0, hi = sorted.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid] <= x) lo = mid + 1; else hi = mid; }
+  sorted.splice(lo, 0, x);
 }
 
 function fail(code: ValidationCode, message: string): ValidationResult {

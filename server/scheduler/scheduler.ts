@@ -5,7 +5,7 @@ import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import type Database from 'better-sqlite3';
-import { CodecError, decodeUpdate, readHeader, updateNorm, type Update } from '../../shared/codec/index.ts';
+import { CodecError, decodeUpdate, readHeader, type Update } from '../../shared/codec/index.ts';
 import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
 import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
 import { initParams, paramCount } from '../../shared/models/config.ts';
@@ -17,7 +17,7 @@ import type { JobRow, JobSpec, Store, TaskRow } from '../store/types.ts';
 import { createGuard, type DefenceOptions } from '../defence/guard.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
 import { compareUpdates } from '../defence/replication.ts';
-import { normBoundFrom, validateUpdate, type ValidationCode } from '../defence/validate.ts';
+import { insertSorted, normBoundFromSorted, validateUpdate, type ValidationCode } from '../defence/validate.ts';
 import { combine } from './combine.ts';
 import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
@@ -53,7 +53,7 @@ export function createScheduler(o: SchedulerOptions) {
   const scheduled = new Set<string>();
   const guard = createGuard(o.db ?? (store as unknown as { db: Database.Database }).db, secret, metrics.registry, o.defence);
   /** Norms of the updates accepted in each job's current round, for the norm bound (rebuilt after a restart). */
-  const roundNorms = new Map<string, { version: number; norms: number[] }>();
+  const normCache = new Map<string, { version: number; sorted: number[] }>();
   /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
   const tieBreaks = new Set<Promise<void>>();
 
@@ -162,14 +162,14 @@ export function createScheduler(o: SchedulerOptions) {
     }
     const n = paramCount(job.model);
     const update = decodeChecked(frame.payload, n);
-    const checked = validateUpdate(update, { paramCount: n, normBound: normBoundFrom(normsOf(job.jobId, job.version, n), guard.normBound) });
+    const checked = validateUpdate(update, { paramCount: n, normBound: normBoundFromSorted(roundNorms(job.jobId, job.version), guard.normBound) });
     if (!checked.ok) {
       store.rejectTask(taskId);
       const r = validationRefusal[checked.code];
       if (r.strike) guard.outcome(header.volunteerId, 'invalid', t);
-      fail(r.code, checked.message);
+      return fail(r.code, checked.message);
     }
-    const norm = checked.ok ? checked.norm : updateNorm(update);
+    const norm = checked.norm;
     if (!(norm <= h.maxUpdateNorm)) {
       store.rejectTask(taskId);
       fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
@@ -177,9 +177,9 @@ export function createScheduler(o: SchedulerOptions) {
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
     store.acceptUpdate({
       taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: ack.weight,
-      payload: frame.payload, payloadHash: hash, losses: header.losses, samples: header.samples, computeMs: header.computeMs, acceptedAt: t,
+      payload: frame.payload, payloadHash: hash, losses: header.losses, samples: header.samples, computeMs: header.computeMs, acceptedAt: t, norm,
     }, JSON.stringify(ack));
-    normsOf(job.jobId, job.version, n).push(norm);
+    insertSorted(roundNorms(job.jobId, job.version), norm);
     spotCheck(taskId, frame.payload, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });
     metrics.updateBytes.inc({ job: job.jobId }, body.length);
@@ -187,14 +187,15 @@ export function createScheduler(o: SchedulerOptions) {
     return ack;
   }
 
-  /** Norms of the job's accepted, unapplied updates (the current round's), cached per version. */
-  function normsOf(jobId: string, version: number, n: number): number[] {
-    let c = roundNorms.get(jobId);
-    if (!c || c.version !== version || c.norms.length !== store.countPendingUpdates(jobId)) {
-      c = { version, norms: store.pendingUpdates(jobId).map((u) => updateNorm(decodeUpdate(u.payload, n))) };
-      roundNorms.set(jobId, c);
+  /** Sorted norms of the job's accepted, unapplied updates (the current round's). Kept in memory and
+   * re-read from the store (norms only, no payloads) when the version moves: per upload this is O(K). */
+  function roundNorms(jobId: string, version: number): number[] {
+    let c = normCache.get(jobId);
+    if (!c || c.version !== version) {
+      c = { version, sorted: store.pendingNorms(jobId).sort((a, b) => a - b) };
+      normCache.set(jobId, c);
     }
-    return c.norms;
+    return c.sorted;
   }
 
   /** When both copies of a spot-checked task are in, compares them. Agreement is a clean result for both.
@@ -248,11 +249,17 @@ export function createScheduler(o: SchedulerOptions) {
     }
   }
 
+  /** Work deferred past the current request; dropped once the relay is stopping (its database closes). */
+  let stopping = false;
+  function later(work: () => void): void {
+    setImmediate(() => { if (!stopping) work(); });
+  }
+
   /** Rounds close outside the request that completed them, so the uploader gets its answer at once. */
   function scheduleRound(jobId: string): void {
     if (scheduled.has(jobId)) return;
     scheduled.add(jobId);
-    setImmediate(() => {
+    later(() => {
       scheduled.delete(jobId);
       try {
         closeRound(jobId, false);
@@ -283,7 +290,7 @@ export function createScheduler(o: SchedulerOptions) {
     metrics.rounds.inc({ job: jobId, trigger });
     metrics.version.set({ job: jobId }, version);
     log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
-    if (o.evaluate !== false) setImmediate(() => evaluate(jobId, version));
+    if (o.evaluate !== false) later(() => evaluate(jobId, version));
     return true;
   }
 
@@ -342,6 +349,8 @@ export function createScheduler(o: SchedulerOptions) {
   return { createJob, jobInfo, leaseTask, intakeUpdate, closeRound, sweep, recover, evaluate, registerVolunteer, requireJob, paramHash, guard,
     /** Resolves when the spot-check tie-breaks started so far are done. */
     settled: async (): Promise<void> => { await Promise.all([...tieBreaks]); },
+    /** Stops deferred work (round closes, evaluations) before the store closes. */
+    stop: (): void => { stopping = true; },
   };
 }
 export type Scheduler = ReturnType<typeof createScheduler>;

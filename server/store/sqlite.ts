@@ -37,6 +37,8 @@ const migrations: string[] = [
   // O(1) slot accounting: counting rows per request made intake quadratic in the number of updates.
   `ALTER TABLE jobs ADD COLUMN pending_updates INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE jobs ADD COLUMN issued_tasks INTEGER NOT NULL DEFAULT 0;`,
+  // The round's norm bound reads norms, not payloads: decoding every pending update per upload was quadratic.
+  `ALTER TABLE updates ADD COLUMN norm REAL NOT NULL DEFAULT 0;`,
 ];
 
 const blob = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -50,7 +52,7 @@ type TaskDb = {
 };
 type UpdateDb = {
   task_id: string; job_id: string; volunteer_id: string; base_version: number; round: number; weight: number; payload?: Buffer;
-  payload_hash: string; losses: string; samples: number; compute_ms: number; accepted_at: number;
+  payload_hash: string; losses: string; samples: number; compute_ms: number; accepted_at: number; norm: number;
 };
 
 const jobRow = (r: JobDb): JobRow => ({
@@ -63,6 +65,7 @@ const taskRow = (r: TaskDb): TaskRow => ({
 const updateRow = (r: UpdateDb) => ({
   taskId: r.task_id, jobId: r.job_id, volunteerId: r.volunteer_id, baseVersion: r.base_version, round: r.round, weight: r.weight,
   payloadHash: r.payload_hash, losses: JSON.parse(r.losses) as number[], samples: r.samples, computeMs: r.compute_ms, acceptedAt: r.accepted_at,
+  norm: r.norm,
 });
 
 export type SqliteStore = Store & { readonly db: Database.Database };
@@ -99,8 +102,9 @@ export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'n
     task: db.prepare<[string], TaskDb>('SELECT * FROM tasks WHERE task_id = ?'),
     pending: db.prepare<[string], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id'),
     countPending: db.prepare<[string], { n: number }>('SELECT pending_updates AS n FROM jobs WHERE job_id = ?'),
-    insertUpdate: db.prepare(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_hash, losses, samples, compute_ms, accepted_at)
-                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertUpdate: db.prepare(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_hash, losses, samples, compute_ms, accepted_at, norm)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    pendingNorms: db.prepare<[string], { norm: number }>('SELECT norm FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0'),
     acceptTask: db.prepare('UPDATE tasks SET state = \'accepted\', payload_hash = ?, ack = ? WHERE task_id = ?'),
     pendingInc: db.prepare('UPDATE jobs SET pending_updates = pending_updates + 1 WHERE job_id = ?'),
     insertTask: db.prepare(`INSERT INTO tasks (task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of)
@@ -196,7 +200,7 @@ export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'n
     acceptUpdate(u, ack) {
       db.transaction(() => {
         q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, Buffer.from(u.payload.buffer, u.payload.byteOffset, u.payload.byteLength),
-            u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt);
+            u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm);
         const was = q.task.get(u.taskId)!.state;
         q.acceptTask.run(u.payloadHash, ack, u.taskId);
         q.pendingInc.run(u.jobId);
@@ -205,8 +209,9 @@ export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'n
     },
     pendingUpdates: (jobId) => q.pending.all(jobId).map((r) => ({ ...updateRow(r), payload: new Uint8Array(r.payload!) })),
     countPendingUpdates: (jobId) => q.countPending.get(jobId)!.n,
+    pendingNorms: (jobId) => q.pendingNorms.all(jobId).map((r) => r.norm),
     listUpdates: (jobId) =>
-      stmt<[string], UpdateDb>(`SELECT task_id, job_id, volunteer_id, base_version, round, weight, payload_hash, losses, samples, compute_ms, accepted_at
+      stmt<[string], UpdateDb>(`SELECT task_id, job_id, volunteer_id, base_version, round, weight, payload_hash, losses, samples, compute_ms, accepted_at, norm
                                       FROM updates WHERE job_id = ? ORDER BY accepted_at, task_id`).all(jobId).map(updateRow),
     nextShard(jobId, shards) {
       return db.transaction(() => {

@@ -35,6 +35,8 @@ export type UpdateRow = {
   taskId: string; jobId: string; volunteerId: string; baseVersion: number; round: number; weight: number;
   /** the codec payload exactly as received (compressed) */
   payload: Uint8Array; payloadHash: string; losses: number[]; samples: number; computeMs: number; acceptedAt: number;
+  /** L2 norm of the decoded update, measured at intake */
+  norm: number;
 };
 
 export interface Store {
@@ -68,6 +70,8 @@ export interface Store {
   acceptUpdate(update: UpdateRow, ack: string): void;
   /** Accepted updates not yet applied by a round. */
   pendingUpdates(jobId: string): UpdateRow[];
+  /** L2 norms of the accepted, unapplied updates: what the round's norm bound is taken from. */
+  pendingNorms(jobId: string): number[];
   countPendingUpdates(jobId: string): number;
   /** Every accepted update (applied or not), without payloads: for audits and crash tests. */
   listUpdates(jobId: string): Omit<UpdateRow, 'payload'>[];
