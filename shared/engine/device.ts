@@ -1,12 +1,16 @@
 // The engine's one door to WebGPU: the adapter and device (limits sized to the model), a pipeline cache
 // keyed by source and constants, tracked buffers, prebuilt dispatches (folded past 65,535 workgroups)
-// and readback. No DOM, no Node API: the same code runs in a tab, a worker and Node (Dawn).
+// and readback, and the kernel-selection policy (policy.ts) its kernels follow. No DOM, no Node API:
+// the same code runs in a tab, a worker and Node (Dawn).
+import { choosePolicy, type KernelPolicy } from './policy.ts';
 
 export type Device = {
   device: GPUDevice;
   adapterInfo: { vendor: string; architecture: string; device: string; description: string };
   /** Optional features this device was created with (used only where present; fp32 always works). */
   features: { shaderF16: boolean; subgroups: boolean };
+  /** The adapter says it is a fallback (software) adapter; see policy.ts. */
+  isFallback: boolean;
   /** Held so the GPU instance outlives every device made from it (Dawn in Node tears down otherwise). */
   gpu: GPU;
   adapter: GPUAdapter;
@@ -54,6 +58,8 @@ export async function acquireDevice(gpu: GPU | undefined, needs: Needs = {}): Pr
     device,
     adapterInfo: { vendor: info.vendor ?? '', architecture: info.architecture ?? '', device: info.device ?? '', description: info.description ?? '' },
     features: { shaderF16, subgroups },
+    // isFallbackAdapter moved from the adapter to its info; read either.
+    isFallback: Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter),
     gpu,
     adapter,
   };
@@ -80,14 +86,18 @@ export class Gpu {
   /** Set once the device is lost; a lost context is never reused. */
   lost = false;
 
-  constructor(readonly dev: Device, private pipelines = new Map<string, Promise<GPUComputePipeline>>()) {
+  /** Which kernel variants this context's builders emit (default: chosen from the adapter). */
+  readonly policy: KernelPolicy;
+
+  constructor(readonly dev: Device, private pipelines = new Map<string, Promise<GPUComputePipeline>>(), policy?: Partial<KernelPolicy>) {
     this.device = dev.device;
+    this.policy = choosePolicy(dev, policy);
     void this.device.lost.then(() => { this.lost = true; });
   }
 
   /** Same device and pipeline cache, its own buffers (one per trainer, so destroy() frees only its own). */
-  child(): Gpu {
-    return new Gpu(this.dev, this.pipelines);
+  child(policy: Partial<KernelPolicy> = this.policy): Gpu {
+    return new Gpu(this.dev, this.pipelines, policy);
   }
 
   /** Buffers this context created and has not destroyed yet. */

@@ -5,6 +5,7 @@
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import type { Batch, Trainer, TrainOptions } from '../train/trainer.ts';
 import { acquireDevice, Gpu, type Device, type Dispatch } from './device.ts';
+import type { KernelPolicy } from './policy.ts';
 import { adamw, delta, packAdamwParams, packStep } from './kernels/elementwise.ts';
 import { globalNorm, meanLoss, sumsqPartials } from './kernels/reduce.ts';
 import { softmaxCe } from './kernels/softmax-ce.ts';
@@ -16,6 +17,8 @@ export interface WebGpuTrainer extends Trainer {
   readonly backend: 'webgpu';
   readonly adapterInfo: Device['adapterInfo'];
   readonly features: Device['features'];
+  /** Kernel variants this trainer runs (policy.ts: chosen from the adapter unless overridden). */
+  readonly policy: KernelPolicy;
   /** Training steps this trainer has submitted to the GPU since it was created. */
   readonly gpuSteps: number;
   /** Buffers alive on the device (for leak checks). */
@@ -33,6 +36,9 @@ export interface WebGpuTrainer extends Trainer {
    */
   profileStep(batch: Batch, repeats?: number): Promise<{ name: string; ms: number }[]>;
 }
+
+/** Engine-only knobs beyond the Trainer contract (tests and benches). */
+export type EngineOptions = { policy?: Partial<KernelPolicy> };
 
 /** Loss slots held on the GPU before losses() must drain them to the CPU. */
 const lossSlots = 4096;
@@ -59,10 +65,10 @@ async function deviceFor(gpuApi: GPU | undefined, storageBytes: number): Promise
   return fresh;
 }
 
-export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelConfig, opts: TrainOptions): Promise<WebGpuTrainer> {
+export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelConfig, opts: TrainOptions, engine: EngineOptions = {}): Promise<WebGpuTrainer> {
   const count = paramCount(model);
   const root = await deviceFor(gpuApi, count * 4);
-  const gpu = root.child();
+  const gpu = root.child(engine.policy ?? {});
   const dev = root.dev;
   const theta = gpu.buffer(count, 'theta'), grad = gpu.buffer(count, 'grad');
   const m = gpu.buffer(count, 'adam.m'), v = gpu.buffer(count, 'adam.v');
@@ -118,6 +124,7 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
     model,
     adapterInfo: dev.adapterInfo,
     features: dev.features,
+    policy: gpu.policy,
     get gpuSteps() { return steps; },
     get liveBuffers() { return gpu.liveBuffers; },
     async load(params) {

@@ -1,6 +1,7 @@
 // Deterministic reductions (fixed order, no float atomics): column sums for bias gradients, the global
 // sum of squares for gradient clipping (two passes: fixed partials, then one workgroup), and the mean
-// of per-row losses into the step's loss slot.
+// of per-row losses into the step's loss slot. Where the device has `subgroups` (gpu.policy), the
+// sum of squares reads coalesced and combines each subgroup's partials with subgroupAdd.
 import { flatIndexWgsl, type Dispatch, type Gpu } from '../device.ts';
 import { groups1d, packStruct, wg } from './pack.ts';
 import type { Ref } from './matmul.ts';
@@ -46,6 +47,29 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   partial[gid.x] = s;
 }`;
 
+/** Subgroup variant of sumsq: thread t reads t, t + T, t + 2T … (T = sumsqPartials threads), so a
+ * subgroup's loads are contiguous; subgroupAdd then sums the subgroup's values and its first lane
+ * stores them, the others store 0, so the final pass below is unchanged (and exact about the zeros).
+ * The loop bound is uniform (subgroupAdd needs uniform control flow). */
+export const sumsqSubgroupWgsl = /* wgsl */ `
+enable subgroups;
+struct Params { n: u32, p0: u32, p1: u32, p2: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let rounds = (p.n + ${sumsqPartials - 1}u) / ${sumsqPartials}u;
+  var s = 0.0;
+  for (var j = 0u; j < rounds; j++) {
+    let i = j * ${sumsqPartials}u + gid.x;
+    let v = select(0.0, x[min(i, p.n - 1u)], i < p.n);
+    s += v * v;
+  }
+  let total = subgroupAdd(s);
+  partial[gid.x] = select(0.0, total, lane == 0u);
+}`;
+
 export const sumFinalWgsl = /* wgsl */ `
 // One thread sums n values in order; MODE 0 writes sqrt(sum) to out[0] (the norm),
 // MODE 1 writes sum / n to out[s.slot] (the mean loss of this step).
@@ -63,9 +87,13 @@ fn main() {
   if (MODE == 0u) { out[0] = sqrt(acc); } else { out[s.slot] = acc / f32(p.n); }
 }`;
 
-/** norm[0] = ‖x[0..n)‖₂ in two dispatches; `partial` holds sumsqPartials floats. */
-export async function globalNorm(gpu: Gpu, x: GPUBuffer, n: number, partial: GPUBuffer, step: GPUBuffer, norm: GPUBuffer): Promise<Dispatch[]> {
-  const p1 = await gpu.pipeline('sumsq', sumsqWgsl);
+/** norm[0] = ‖x[0..n)‖₂ in two dispatches; `partial` holds sumsqPartials floats. The first pass uses
+ * subgroupAdd when gpu.policy.subgroups (or `subgroups` here) says so. */
+export async function globalNorm(
+  gpu: Gpu, x: GPUBuffer, n: number, partial: GPUBuffer, step: GPUBuffer, norm: GPUBuffer, subgroups = gpu.policy.subgroups,
+): Promise<Dispatch[]> {
+  if (subgroups && !gpu.dev.features.subgroups) throw new Error("globalNorm: subgroups requested but the device has no 'subgroups' feature");
+  const p1 = subgroups ? await gpu.pipeline('sumsqSubgroup', sumsqSubgroupWgsl) : await gpu.pipeline('sumsq', sumsqWgsl);
   const p2 = await gpu.pipeline('sumFinal', sumFinalWgsl, { MODE: 0 });
   const u1 = gpu.uniform(packStruct([['u32', n]]), 'sumsq.params');
   const u2 = gpu.uniform(packStruct([['u32', sumsqPartials]]), 'norm.params');
