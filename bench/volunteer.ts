@@ -48,6 +48,7 @@ try {
   console.log(`compression: ${JSON.stringify(compression)}`);
   console.log(`measured ${(wallMs / 1000).toFixed(0)} s after warm-up: ${b.steps - a.steps} steps, ${updates} updates, ${b.updatesAccepted} accepted in all`);
   console.log(`bytes per update: ${Math.round(perUpdate)} (dense fp32 ${Math.round(b.denseBytes / Math.max(1, b.updatesSent))}); total sent ${b.bytesSent}, received ${b.bytesReceived}`);
+  if (b.lastError) console.log(`last problem the tab saw: ${b.lastError}`);
   console.log(`volunteer: busy ${busy.toFixed(0)}%, ${samplesPerSec.toFixed(1)} samples/s, ${ratio.toFixed(1)}x smaller updates than dense fp32`);
 } finally {
   await browser.close();

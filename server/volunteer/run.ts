@@ -11,6 +11,7 @@ import { idbLoopStore } from '../../web/volunteer/loop-store.ts';
 import type { DeviceInfo, Stats } from '../../web/volunteer/messages.ts';
 import { Throttle } from '../../web/volunteer/throttle.ts';
 import { openFileStore } from './file-store.ts';
+import { fileKeyStore } from './key-file.ts';
 import { createProgress } from './progress.ts';
 
 export type NodeVolunteerOptions = {
@@ -55,7 +56,8 @@ export async function runNodeVolunteer(o: NodeVolunteerOptions): Promise<{ devic
   const backend = await pickNodeBackend(o.cpu);
   say(`device: ${backend.device.backend === 'webgpu' ? `WebGPU · ${backend.device.description}` : `CPU (${backend.device.fallbackReason})`}`);
   const db = await openFileStore(resolve(o.stateDir));
-  const store = idbLoopStore(db, 0);
+  // the signing key in a 0600 file, so a restart keeps its volunteer id and can finish its saved task
+  const store = { ...idbLoopStore(db, 0), ...fileKeyStore(resolve(o.stateDir)) };
   const throttle = new Throttle();
   throttle.setIntensity(o.intensity ?? 1);
   const creditKey = 'credit:0';

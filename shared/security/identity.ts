@@ -16,12 +16,30 @@ export type Identity = {
   id: string;
 };
 
-/** Where a tab keeps its keypair (web/volunteer plugs IndexedDB in; tests use a Map). */
-export type KeyStore = { get(): Promise<CryptoKeyPair | undefined>; put(keys: CryptoKeyPair): Promise<void> };
+/** Where a tab keeps its keypair (web/volunteer plugs IndexedDB in; tests use a Map). `extractable`:
+ * the store writes keys out (the Node volunteer's JWK file), so new keys must be exportable; IndexedDB
+ * stores CryptoKeys as they are, so a tab's private key stays non-extractable. */
+export type KeyStore = { get(): Promise<CryptoKeyPair | undefined>; put(keys: CryptoKeyPair): Promise<void>; extractable?: boolean };
 
-export async function createIdentity(): Promise<Identity> {
-  const keys = (await crypto.subtle.generateKey(ALG, false, ['sign', 'verify'])) as CryptoKeyPair;
+export async function createIdentity(opts: { extractable?: boolean } = {}): Promise<Identity> {
+  const keys = (await crypto.subtle.generateKey(ALG, opts.extractable ?? false, ['sign', 'verify'])) as CryptoKeyPair;
   return identityFromKeys(keys);
+}
+
+/** The private key as a JWK (it carries the public point too), for a store that keeps keys in a file.
+ * Throws for a non-extractable key: only keys made with `extractable: true` can be saved this way. */
+export async function exportKeysJwk(keys: CryptoKeyPair): Promise<JsonWebKey> {
+  return crypto.subtle.exportKey('jwk', keys.privateKey);
+}
+
+/** The keypair back from exportKeysJwk's JWK; checks it is a P-256 private key. */
+export async function importKeysJwk(jwk: JsonWebKey): Promise<CryptoKeyPair> {
+  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.d !== 'string' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
+    throw new Error('the saved key is not a P-256 private key in JWK form (kty "EC", crv "P-256", with d, x and y)');
+  }
+  const privateKey = await crypto.subtle.importKey('jwk', jwk, ALG, true, ['sign']);
+  const publicKey = await crypto.subtle.importKey('jwk', { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, ext: true }, ALG, true, ['verify']);
+  return { privateKey, publicKey };
 }
 
 export async function identityFromKeys(keys: CryptoKeyPair): Promise<Identity> {
@@ -33,7 +51,7 @@ export async function identityFromKeys(keys: CryptoKeyPair): Promise<Identity> {
 export async function loadOrCreateIdentity(store: KeyStore): Promise<Identity> {
   const existing = await store.get();
   if (existing) return identityFromKeys(existing);
-  const id = await createIdentity();
+  const id = await createIdentity({ extractable: store.extractable });
   await store.put(id.keys);
   return id;
 }

@@ -2,7 +2,10 @@
 // volunteers of the tests. No DOM, no Node APIs: fetch, trainer and storage are injected.
 //   register → lease a task → params of its base version (cached by hash) → shard (cached)
 //   → H inner steps on batches drawn from (seed, step) → Δ → encode with error feedback → upload.
-// The next task starts while the last upload is in flight (at most one upload at a time).
+// Pipelined so the device does not wait on the network: while task i trains, task i+1 is leased and
+// its params and shard fetched (late in task i, so the lease is not held longer than needed), and task
+// i−1's update is encoded and uploaded. Encoding stays in task order, one upload at a time, so the
+// error-feedback residual is folded task after task.
 import { encodeUpdate } from '../codec/index.ts';
 import { decodeTaskData, taskBatch, type TaskData } from '../data/task-data.ts';
 import type { ModelConfig } from '../models/config.ts';
@@ -13,6 +16,7 @@ import { solvePow } from '../security/pow.ts';
 import type { Trainer, TrainOptions } from '../train/trainer.ts';
 import { RelayClient, RelayHttpError, sleep, type FetchLike, type RetryPolicy } from './client.ts';
 import type { VolunteerEvent, VolunteerState } from './events.ts';
+import { prefetchDue } from './pipeline.ts';
 import type { LoopStore } from './store.ts';
 
 export type { VolunteerEvent, VolunteerState } from './events.ts';
@@ -39,6 +43,11 @@ export type VolunteerOptions = {
 const DROP_CODES = new Set(['TT_ERR_LEASE_EXPIRED', 'TT_ERR_LEASE_USED', 'TT_ERR_TOO_STALE', 'TT_ERR_UNKNOWN_TASK', 'TT_ERR_JOB_NOT_RUNNING', 'TT_ERR_SIGNATURE']);
 const IDLE_MS = 2_000;
 
+/** A leased task with everything it needs to start training at once. */
+type Ready = { task: Task; params: Float32Array; shard: TaskData };
+/** A trained task whose update is still to be encoded and uploaded. */
+type Trained = { task: Task; volunteerId: string; delta: Float32Array; losses: number[]; computeMs: number };
+
 const sha256Hex = async (p: Float32Array): Promise<string | undefined> => {
   const subtle = globalThis.crypto?.subtle; // absent on insecure http origins: skip the check there
   if (!subtle) return undefined;
@@ -57,7 +66,6 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   });
   const shards = new Map<string, TaskData>();
   let trainer: { key: string; t: Trainer } | undefined;
-  let inFlight: Promise<void> = Promise.resolve();
   let uploaded = 0;
 
   // the signing identity: kept in the store when it can hold keys, else for this run only
@@ -66,6 +74,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const getIdentity = async (): Promise<Identity> => identity ??= await loadOrCreateIdentity({
     get: async () => (o.store.getKeys ? o.store.getKeys(o.server) : ephemeral),
     put: async (k) => { if (o.store.putKeys) await o.store.putKeys(o.server, k); else ephemeral = k; },
+    extractable: o.store.keysExtractable,
   });
 
   const volunteerId = async (fresh = false): Promise<string> => {
@@ -109,6 +118,18 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     return s;
   };
 
+  /** Params and shard of a task; a base version rolled back meanwhile (or a refused task) drops it. */
+  const readyFor = async (task: Task): Promise<Ready | undefined> => {
+    try {
+      const [params, shard] = await Promise.all([paramsFor(task), shardFor(task)]);
+      return { task, params, shard };
+    } catch (e) {
+      if (!(e instanceof RelayHttpError && (DROP_CODES.has(e.code) || e.code === 'TT_ERR_UNKNOWN_VERSION'))) throw e;
+      emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
+      return undefined;
+    }
+  };
+
   const trainerFor = async (task: Task): Promise<Trainer> => {
     const opts: TrainOptions = { batchSize: task.batchSize, adamw: task.adamw, clipNorm: task.clipNorm };
     const key = JSON.stringify([task.model, opts]);
@@ -119,19 +140,84 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     return trainer.t;
   };
 
-  /** Trains one task and returns its encoded frame, or undefined when the lease ran out meanwhile. */
-  const train = async (task: Task, vid: string): Promise<{ frame: Uint8Array; dense: number; signature: string } | undefined> => {
-    setState('fetching');
-    const [params, shard, t] = await Promise.all([paramsFor(task), shardFor(task), trainerFor(task)]);
+  // ---- the pipeline: the next task fetched ahead, the last update sent behind ----
+  let prefetched: Ready | undefined; // leased and fetched, waiting for the current task to end
+  let prefetching: Promise<void> | undefined;
+  let lastPrefetchMs: number | undefined; // how long lease + fetch take (a decaying max): when to start the next one
+  let lastTaskMs = 0; // wall time of the last task trained in time: would a prefetched lease last?
+  let unsent: Trained | undefined; // trained; encoded once the next task's first step is queued
+  let sending: Promise<void> = Promise.resolve(); // encodes and uploads, chained in task order
+  let sendsPending = 0;
+
+  /** Whether a bounded run (maxTasks) still wants another task after the current one. */
+  const wantsAnother = () => o.maxTasks === undefined || uploaded + sendsPending + (unsent ? 1 : 0) + 1 < o.maxTasks;
+
+  /** Leases the next task of this job and fetches its inputs, in the background; never throws: on any
+   * trouble the loop leases for itself after this task, with its own waiting and error handling. */
+  const prefetch = (jobId: string, vid: string) => {
+    const t0 = Date.now();
+    prefetching = (async () => {
+      try {
+        const got = await client.lease(jobId, vid);
+        if (!('task' in got)) return; // the round has its work in flight: the relay decides
+        const ready = await readyFor(got.task);
+        // a slow fetch (a new version's params) is remembered for a while, not just the last quick one
+        if (ready) { prefetched = ready; lastPrefetchMs = Math.max(Date.now() - t0, 0.9 * (lastPrefetchMs ?? 0)); }
+      } catch { /* see above */ } finally { prefetching = undefined; }
+    })();
+  };
+
+  /** Encodes a trained task with the job's residual, signs and uploads it; reports, never throws. */
+  const send = async (d: Trained): Promise<void> => {
+    const { task } = d;
+    try {
+      // a spot-checked task goes without error feedback (no residual in or out), so its copies compare
+      let residual = task.replica ? undefined : await o.store.getResidual(task.jobId);
+      if (!residual || residual.length !== d.delta.length) residual = new Float32Array(d.delta.length);
+      const payload = encodeUpdate(d.delta, task.compression, residual);
+      if (!task.replica) await o.store.putResidual(task.jobId, residual);
+      const frame = encodeUpdateFrame({ lease: task.lease, volunteerId: d.volunteerId, losses: d.losses, samples: task.steps * task.batchSize, computeMs: d.computeMs }, payload);
+      const signature = await signUpdate(await getIdentity(), task.taskId, task.lease, frame);
+      const start = Date.now();
+      const ack = await client.upload(task.taskId, frame, undefined, signature);
+      uploaded++;
+      emit({ type: 'uploaded', taskId: task.taskId, ack, bytes: frame.length, denseBytes: d.delta.length * 4, ms: Date.now() - start });
+    } catch (e) {
+      if (o.signal.aborted) return;
+      if (e instanceof RelayHttpError) emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
+      else emit({ type: 'error', message: `upload of ${task.taskId} failed: ${(e as Error).message}` });
+    }
+  };
+
+  /** Lets the last trained update go: after the one before it, so residuals fold in order. */
+  const flush = () => {
+    if (!unsent) return;
+    const d = unsent;
+    unsent = undefined;
+    sendsPending++;
+    sending = sending.then(() => send(d)).finally(() => { sendsPending--; });
+  };
+
+  /** Background work that rides on a task's training, checked before each step from the second on. */
+  const whileTraining = (task: Task, vid: string, step: number, elapsedMs: number) => {
+    flush(); // the previous update encodes while the GPU runs this task's first step
+    if (!prefetched && !prefetching && wantsAnother() && prefetchDue(task.steps, step, elapsedMs, lastPrefetchMs)) prefetch(task.jobId, vid);
+  };
+
+  /** Trains one task; undefined when aborted or when its lease ran out meanwhile. */
+  const train = async ({ task, params, shard }: Ready, vid: string): Promise<Trained | undefined> => {
+    const t = await trainerFor(task);
     setState('training');
     const start = Date.now();
     await t.load(params);
     for (let step = 0; step < task.steps; step++) {
       if (o.signal.aborted) return undefined;
+      if (step > 0) whileTraining(task, vid, step, Date.now() - start);
       const s0 = Date.now();
       await t.step(taskBatch(shard, task.model, task.seed, step, task.batchSize));
       emit({ type: 'step', taskId: task.taskId, step, steps: task.steps, ms: Date.now() - s0 });
     }
+    whileTraining(task, vid, task.steps, Date.now() - start);
     const losses = await t.losses();
     const delta = await t.delta();
     const computeMs = Date.now() - start;
@@ -140,27 +226,36 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       emit({ type: 'dropped', taskId: task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease ran out while training' });
       return undefined;
     }
-    // a spot-checked task goes without error feedback (no residual in or out), so its copies compare
-    let residual = task.replica ? undefined : await o.store.getResidual(task.jobId);
-    if (!residual || residual.length !== delta.length) residual = new Float32Array(delta.length);
-    const payload = encodeUpdate(delta, task.compression, residual);
-    if (!task.replica) await o.store.putResidual(task.jobId, residual);
-    const frame = encodeUpdateFrame({ lease: task.lease, volunteerId: vid, losses, samples: task.steps * task.batchSize, computeMs }, payload);
-    const signature = await signUpdate(await getIdentity(), task.taskId, task.lease, frame);
-    return { frame, dense: delta.length * 4, signature };
+    lastTaskMs = computeMs;
+    return { task, volunteerId: vid, delta, losses, computeMs };
   };
 
-  const upload = async (task: Task, frame: Uint8Array, dense: number, signature: string): Promise<void> => {
-    const start = Date.now();
-    try {
-      const ack = await client.upload(task.taskId, frame, undefined, signature);
-      uploaded++;
-      emit({ type: 'uploaded', taskId: task.taskId, ack, bytes: frame.length, denseBytes: dense, ms: Date.now() - start });
-    } catch (e) {
-      if (o.signal.aborted) return;
-      if (e instanceof RelayHttpError) emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
-      else emit({ type: 'error', message: `upload of ${task.taskId} failed: ${(e as Error).message}` });
+  /** The prefetched task, unless its lease would run out before it could be trained. */
+  const takePrefetched = (): Ready | undefined => {
+    const ready = prefetched;
+    prefetched = undefined;
+    if (ready && ready.task.deadline < Date.now() + lastTaskMs) {
+      emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease taken ahead would run out before the task could be trained' });
+      return undefined;
     }
+    return ready;
+  };
+
+  /** A task leased now, waiting as the relay says; undefined when the loop should go round again. */
+  const leaseNow = async (vid: string): Promise<Ready | undefined> => {
+    setState('fetching');
+    const jobId = await pickJob();
+    if (!jobId) { setState('waiting', 'no running job'); await sleep(IDLE_MS, o.signal); return undefined; }
+    const got = await client.lease(jobId, vid);
+    if ('retryMs' in got) {
+      // a round full of our own work opens when our update lands: wait for that, not the relay's retry time
+      if (!got.paused && sendsPending > 0) { setState('uploading'); await sending; return undefined; }
+      setState(got.paused ? 'paused' : 'waiting');
+      await sleep(got.retryMs, o.signal);
+      return undefined;
+    }
+    emit({ type: 'task', task: got.task });
+    return readyFor(got.task);
   };
 
   try {
@@ -169,44 +264,41 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     while (!o.signal.aborted && (o.maxTasks === undefined || uploaded < o.maxTasks)) {
       try {
         vid ??= await volunteerId();
-        let task: Task;
+        let ready: Ready | undefined;
         if (resume && resume.deadline > Date.now()) {
-          task = resume;
-          emit({ type: 'resumed', taskId: task.taskId });
+          emit({ type: 'resumed', taskId: resume.taskId });
+          setState('fetching');
+          ready = await readyFor(resume);
+        } else if ((ready = takePrefetched())) {
+          emit({ type: 'task', task: ready.task });
         } else {
-          const jobId = await pickJob();
-          if (!jobId) { setState('waiting', 'no running job'); await sleep(IDLE_MS, o.signal); continue; }
-          let got: Awaited<ReturnType<RelayClient['lease']>>;
+          // nothing to train at once: the last update goes now, and the finished task is no longer resumable
+          flush();
+          await o.store.putTask(undefined);
+          if (prefetching) { await prefetching; continue; }
           try {
-            got = await client.lease(jobId, vid);
+            ready = await leaseNow(vid);
           } catch (e) {
             if (e instanceof RelayHttpError && e.code === 'TT_ERR_UNKNOWN_VOLUNTEER') { vid = await volunteerId(true); continue; }
             if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') { setState('paused', e.message); await sleep(IDLE_MS, o.signal); continue; }
             throw e;
           }
-          if ('retryMs' in got) { setState(got.paused ? 'paused' : 'waiting'); await sleep(got.retryMs, o.signal); continue; }
-          task = got.task;
-          emit({ type: 'task', task });
         }
         resume = undefined;
-        await o.store.putTask(task);
-        const taskVid = vid; // narrowed to string above
-        let out: Awaited<ReturnType<typeof train>>;
-        try {
-          out = await train(task, taskVid);
-        } catch (e) {
-          // An operator's rollback can delete the task's base version between lease and download: drop it, lease again.
-          if (!(e instanceof RelayHttpError && (DROP_CODES.has(e.code) || e.code === 'TT_ERR_UNKNOWN_VERSION'))) throw e;
-          emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
-          out = undefined;
+        if (!ready) continue;
+        await o.store.putTask(ready.task);
+        const trained = await train(ready, vid);
+        if (o.signal.aborted) break; // the task stays saved: a restart resumes it while its lease lasts
+        if (!trained) continue;
+        unsent = trained;
+        // one update going up at a time: a slow uplink slows training instead of piling updates up
+        if (sendsPending > 0) { setState('uploading'); await sending; }
+        // a bounded run with all its tasks trained waits for their uploads
+        if (o.maxTasks !== undefined && uploaded + sendsPending + 1 >= o.maxTasks) {
+          flush();
+          setState('uploading');
+          await sending;
         }
-        await o.store.putTask(undefined);
-        if (!out) continue;
-        // one upload at a time; this one overlaps the next task's training
-        await inFlight;
-        setState('uploading');
-        inFlight = upload(task, out.frame, out.dense, out.signature);
-        if (o.maxTasks !== undefined && uploaded + 1 >= o.maxTasks) await inFlight;
       } catch (e) {
         // The relay down or restarting is weather, not failure: wait and carry on (the saved task resumes).
         if (!(e instanceof RelayHttpError && e.code === 'TT_CLIENT_UNREACHABLE')) throw e;
@@ -215,7 +307,12 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
         await sleep(IDLE_MS, o.signal);
       }
     }
-    await inFlight;
+    flush();
+    if (sendsPending) setState('uploading');
+    await sending;
+    await prefetching;
+    // a bounded run that is done has nothing to resume; an aborted one keeps its task for the restart
+    if (!o.signal.aborted) await o.store.putTask(undefined);
   } catch (e) {
     if (o.signal.aborted) return;
     emit({ type: 'error', message: (e as Error).message });

@@ -21,6 +21,8 @@ export interface LoopStore {
    * Optional: a store without it gets a fresh identity per run, registered anew. */
   getKeys?(server: string): Promise<CryptoKeyPair | undefined>;
   putKeys?(server: string, keys: CryptoKeyPair): Promise<void>;
+  /** putKeys writes the keys out (a JWK file), so the loop must make them extractable. */
+  keysExtractable?: boolean;
 }
 
 /** In-memory store; keeps only the newest few parameter versions. */

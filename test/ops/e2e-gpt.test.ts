@@ -113,16 +113,18 @@ describe('a GPT job from submission to sampled text', () => {
     await page.goto(`${pages.url}/job.html?id=${encodeURIComponent(jobId)}`);
     await page.waitForSelector('#try-gpt:not([hidden])');
     await page.fill('#prompt', 'the cat ');
-    await page.fill('#sample-length', '60');
-    await page.fill('#temperature', '0.5');
+    await page.fill('#sample-length', '100');
+    await page.fill('#temperature', '0.3');
     await page.click('#sample');
     await page.waitForSelector('#sample-output[data-status="done"]', { timeout: 60_000 });
     const sample = (await page.getAttribute('#sample-output', 'data-sample'))!;
-    expect(Array.from(sample)).toHaveLength(60);
+    expect(Array.from(sample)).toHaveLength(100);
     const vocab = new Set(text);
     expect(Array.from(sample).every((c) => vocab.has(c))).toBe(true);
-    // A trained model writes words of its corpus: at least one known word of 3+ letters appears.
-    expect(sample.split(/[ .]+/).some((w) => w.length >= 3 && text.includes(` ${w} `))).toBe(true);
+    // A trained model writes words of its corpus: at least one known word of 3+ letters appears
+    // (a uniform sampler over this vocabulary hits one in 100 characters well under 1 % of the time).
+    const words = new Set(text.split(/[ .]+/));
+    expect(sample.split(/[ .]+/).some((w) => w.length >= 3 && words.has(w)), sample).toBe(true);
     await page.screenshot({ path: artifact('e2e-job.png'), fullPage: true });
     expect(errors).toEqual([]);
     process.stdout.write(`e2e: loss ${first.toFixed(3)} → ${best.toFixed(3)} (target ${LOSS_TARGET}); sample: ${JSON.stringify(sample)}\n`);

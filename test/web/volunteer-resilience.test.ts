@@ -66,6 +66,12 @@ describe('volunteer tabs lose nothing', () => {
       await waitFor('an accepted update (so the residual is not empty)', async () => (await tabState(page)).stats?.updatesAccepted);
       await page.locator('#toggle').click();
       await waitFor('the tab to stop between two steps of a task', async () => (await tabState(page)).stats?.pausedMidTask, 30_000, 100);
+      // the previous task's update encodes and uploads while this one trains: let it land (its residual
+      // is written before it goes up), so the stored state read next is the state a reload finds
+      const held = (await storedState(page)).taskId!;
+      await waitFor('the updates of the tasks before the held one to reach the relay', async () => (relay.app.db.prepare(
+        `SELECT count(*) AS n FROM tasks WHERE state = 'issued' AND volunteer_id = (SELECT volunteer_id FROM tasks WHERE task_id = ?)
+           AND issued_at < (SELECT issued_at FROM tasks WHERE task_id = ?)`).get(held, held) as { n: number }).n === 0, 30_000, 100);
       const before = await storedState(page);
       expect(before.taskId).toMatch(/\S/);
       expect(before.residualNonZero).toBeGreaterThan(0);

@@ -27,8 +27,8 @@ export function idbLoopStore(db: VolunteerDb, slot: number): SlotLoopStore {
     for (const k of recent.keys()) if (recent.size > PARAMS_IN_MEMORY) recent.delete(k);
   };
   const residualKey = (jobId: string) => `residual:${slot}:${jobId}`;
-  // The signing keypair (non-extractable CryptoKeys) where the storage can hold it; otherwise the loop
-  // makes a fresh identity per run (the Node volunteer's file store).
+  // The signing keypair (non-extractable CryptoKeys) where the storage can hold it; the Node volunteer
+  // adds its own key file (server/volunteer/key-file.ts) over this store.
   const { getObject, putObject } = db;
   const keyStore: Pick<LoopStore, 'getKeys' | 'putKeys'> = getObject && putObject
     ? {
@@ -40,12 +40,6 @@ export function idbLoopStore(db: VolunteerDb, slot: number): SlotLoopStore {
     ...keyStore,
     getVolunteerId: (server) => db.getRecord<string>(`volunteer:${slot}:${server}`),
     setVolunteerId: (server, id) => db.putRecord(`volunteer:${slot}:${server}`, id),
-    // the signing keypair (non-extractable CryptoKeys) where the db can structure-clone them (IndexedDB);
-    // elsewhere (files) the loop makes a fresh identity per run
-    ...(db.getObject && db.putObject ? {
-      getKeys: (server: string) => db.getObject!<CryptoKeyPair>(`keys:${slot}:${server}`),
-      putKeys: (server: string, keys: CryptoKeyPair) => db.putObject!(`keys:${slot}:${server}`, keys),
-    } : {}),
     async getParams(hash) {
       const hot = recent.get(hash);
       if (hot) return hot;
