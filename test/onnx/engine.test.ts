@@ -1,28 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-web';
-import { initParams, paramCount, paramLayout, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
+import { initParams, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
 import { exportOnnx } from '../../shared/export/onnx.ts';
 import { webGpuLogits } from '../../shared/engine/trainer.ts';
 import { nodeGpu } from '../../server/gpu/dawn.ts';
 import { rng } from '../../shared/util/rng.ts';
+import { maxAbsDiff, spread } from './helpers.ts';
 
 ort.env.wasm.numThreads = 1;
-
-function spread(config: MlpConfig | GptConfig, seed: number): Float32Array {
-  const r = rng(seed);
-  const p = new Float32Array(paramCount(config));
-  for (const s of paramLayout(config)) {
-    for (let i = 0; i < s.size; i++) p[s.offset + i] = s.init.kind === 'ones' ? 1 + 0.2 * r.normal() : 0.3 * r.normal();
-  }
-  return p;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 // An independent check of the engine's forward pass: onnxruntime-web runs the exported graph.
 describe('ONNX export vs the WebGPU engine (Node, Dawn)', () => {

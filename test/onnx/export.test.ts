@@ -1,29 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-web';
-import { initParams, paramCount, paramLayout, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
+import { initParams, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
 import { exportOnnx } from '../../shared/export/onnx.ts';
 import { mlpLogits } from '../../shared/reference/mlp.ts';
 import { gptLogits } from '../../shared/reference/gpt.ts';
 import { rng } from '../../shared/util/rng.ts';
+import { maxAbsDiff, spread } from './helpers.ts';
 
 ort.env.wasm.numThreads = 1;
-
-/** Params of trained-looking scale (init std is small enough to hide layout mistakes). */
-function spread(config: MlpConfig | GptConfig, seed: number): Float32Array {
-  const r = rng(seed);
-  const p = new Float32Array(paramCount(config));
-  for (const s of paramLayout(config)) {
-    for (let i = 0; i < s.size; i++) p[s.offset + i] = s.init.kind === 'ones' ? 1 + 0.2 * r.normal() : 0.3 * r.normal();
-  }
-  return p;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 describe('ONNX export run in onnxruntime-web (wasm)', () => {
   it('MLP logits equal the CPU reference within 1e-4', async () => {
