@@ -1,0 +1,21 @@
+// A task's data whatever the job trains on: labelled shards (MLP, shard.ts) or token shards (GPT,
+// token-shard.ts), told apart by their magic, and the batch of inner step `step` for the task's model.
+import type { ModelConfig } from '../models/config.ts';
+import type { Batch } from '../train/trainer.ts';
+import { batchFor, decodeShard, type Shard } from './shard.ts';
+import { decodeTokenShard, isTokenShard, tokenBatchFor, type TokenShard } from './token-shard.ts';
+
+export type TaskData = { kind: 'labelled'; shard: Shard } | { kind: 'tokens'; shard: TokenShard };
+
+export function decodeTaskData(bytes: Uint8Array): TaskData {
+  return isTokenShard(bytes) ? { kind: 'tokens', shard: decodeTokenShard(bytes) } : { kind: 'labelled', shard: decodeShard(bytes) };
+}
+
+/** The same batch on every device for (seed, step): sampled rows for an MLP, token windows for a GPT. */
+export function taskBatch(data: TaskData, model: ModelConfig, seed: number, step: number, batchSize: number): Batch {
+  if (data.kind === 'tokens') {
+    if (model.kind !== 'gpt') throw new Error(`a token shard feeds a gpt model, but this task's model is ${model.kind}`);
+    return tokenBatchFor(data.shard, model.context, seed, step, batchSize);
+  }
+  return batchFor(data.shard, seed, step, batchSize);
+}
