@@ -4,7 +4,7 @@
 import { createHmac } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { Counter, type Registry } from 'prom-client';
-import { identityId, verifyUpdate } from '../../shared/security/identity.ts';
+import { identityId, verifyUpdateDigest } from '../../shared/security/identity.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
 import { RelayError, fail } from '../errors.ts';
@@ -83,14 +83,14 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
   }
 
   /** Verifies the upload's signature against the volunteer's registered key. */
-  async function verifyUpload(volunteerId: string, signature: string | undefined, taskId: string, lease: string, body: Uint8Array): Promise<void> {
+  async function verifyUpload(volunteerId: string, signature: string | undefined, taskId: string, lease: string, bodySha256Hex: string): Promise<void> {
     const key = store.publicKey(volunteerId);
     if (!key) {
       if (required) fail('TT_ERR_SIGNATURE', `volunteer ${volunteerId} has no registered key; register with a public key and sign uploads`);
       return; // a key-less volunteer of an 'optional' relay
     }
     if (!signature) fail('TT_ERR_SIGNATURE', 'header "x-tabtrain-signature" is missing: sign the upload with your volunteer key');
-    const r = await verifyUpdate(key, signature!, taskId, lease, body);
+    const r = await verifyUpdateDigest(key, signature!, taskId, lease, bodySha256Hex);
     if (!r.ok) fail('TT_ERR_SIGNATURE', `${r.code}: ${r.message}`);
   }
 

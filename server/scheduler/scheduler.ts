@@ -138,12 +138,12 @@ export function createScheduler(o: SchedulerOptions) {
 
     if (task.state === 'expired' || (task.state === 'issued' && claims.expiresAt <= now())) fail('TT_ERR_LEASE_EXPIRED', taskId);
     // the volunteer's key signs task, lease and the exact body: a tampered body or a stolen lease fails here
-    await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, body);
+    const hash = sha256(body); // one hash serves the signature check and idempotent re-sends
+    await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, hash);
     // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
     guard.limit('uploadsPerIdentity', header.volunteerId, now());
     task = store.getTask(taskId)!; // re-read: another request may have changed it during the await
 
-    const hash = sha256(body);
     if (task.state === 'accepted') {
       if (task.payloadHash === hash) return { ...(JSON.parse(task.ack!) as UpdateAck), duplicate: true };
       fail('TT_ERR_LEASE_USED', taskId);

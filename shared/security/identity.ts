@@ -63,7 +63,12 @@ export async function identityId(publicKeyRaw: Uint8Array): Promise<string> {
 /** What an upload's signature covers: the task, its lease, and the SHA-256 of the exact payload bytes,
  * so neither the body nor the lease can be swapped without breaking it. */
 export async function updateSigningBytes(taskId: string, lease: string, payload: Uint8Array): Promise<Uint8Array> {
-  return utf8(`tabtrain-update-v1\n${taskId}\n${lease}\n${toHex(await sha256(payload))}`);
+  return updateSigningBytesFor(taskId, lease, toHex(await sha256(payload)));
+}
+
+/** The same message when the payload's SHA-256 (hex) is already known: the relay hashes each body once. */
+export function updateSigningBytesFor(taskId: string, lease: string, payloadSha256Hex: string): Uint8Array {
+  return utf8(`tabtrain-update-v1\n${taskId}\n${lease}\n${payloadSha256Hex}`);
 }
 
 export async function signBytes(privateKey: CryptoKey, message: Uint8Array): Promise<string> {
@@ -95,4 +100,9 @@ export async function signUpdate(identity: Identity, taskId: string, lease: stri
 
 export async function verifyUpdate(publicKey: string, signature: string, taskId: string, lease: string, payload: Uint8Array): Promise<VerifyResult> {
   return verifyBytes(publicKey, signature, await updateSigningBytes(taskId, lease, payload));
+}
+
+/** verifyUpdate for a payload already hashed (SHA-256 hex). */
+export async function verifyUpdateDigest(publicKey: string, signature: string, taskId: string, lease: string, payloadSha256Hex: string): Promise<VerifyResult> {
+  return verifyBytes(publicKey, signature, updateSigningBytesFor(taskId, lease, payloadSha256Hex));
 }
