@@ -200,7 +200,6 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
 
   /** Background work that rides on a task's training, checked before each step from the second on. */
   const whileTraining = (task: Task, vid: string, step: number, elapsedMs: number) => {
-    flush(); // the previous update encodes while the GPU runs this task's first step
     if (!prefetched && !prefetching && wantsAnother() && prefetchDue(task.steps, step, elapsedMs, lastPrefetchMs)) prefetch(task.jobId, vid);
   };
 
@@ -208,6 +207,8 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const train = async ({ task, params, shard }: Ready, vid: string): Promise<Trained | undefined> => {
     const t = await trainerFor(task);
     setState('training');
+    // the previous update goes now, not after this task's first step: a pause there must not hold it back
+    flush();
     const start = Date.now();
     await t.load(params);
     for (let step = 0; step < task.steps; step++) {
