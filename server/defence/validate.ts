@@ -1,7 +1,7 @@
 // Checks a decoded update before the relay stores it: right size, finite values, well-formed sparse
 // indices, not empty, and an L2 norm within a bound taken from the round's other updates. Pure: the
 // relay calls it and turns a refusal into a 4xx with the code and message given here.
-import { updateLength, type Update } from '../../shared/codec/index.ts';
+import { decodeUpdate, int8Norm, readHeader, updateLength, type Update } from '../../shared/codec/index.ts';
 
 export type ValidationCode = 'WRONG_LENGTH' | 'NON_FINITE' | 'BAD_INDICES' | 'EMPTY_UPDATE' | 'NORM_TOO_LARGE';
 export type ValidationResult = { ok: true; norm: number } | { ok: false; code: ValidationCode; message: string };
@@ -32,7 +32,20 @@ export function validateUpdate(u: Update, ctx: ValidationContext): ValidationRes
     if (!Number.isFinite(x)) return fail('NON_FINITE', `update value ${i} is ${x}; every value must be finite`);
     sq += x * x;
   }
-  const norm = Math.sqrt(sq); // finite: fp32 values squared cannot overflow a float64 sum
+  return checkNorm(Math.sqrt(sq), ctx); // finite: fp32 values squared cannot overflow a float64 sum
+}
+
+/**
+ * validateUpdate on an encoded update; a frame that does not decode throws the codec's CodecError.
+ * Dense int8 (the default codec) is checked on its bytes, its norm taken from the quantised values,
+ * so intake never expands a 1M-parameter upload into 4 MB of floats.
+ */
+export function validateEncoded(bytes: Uint8Array, ctx: ValidationContext): ValidationResult {
+  if (readHeader(bytes).kind === 'int8') return checkNorm(int8Norm(bytes, ctx.paramCount), ctx);
+  return validateUpdate(decodeUpdate(bytes, ctx.paramCount), ctx);
+}
+
+function checkNorm(norm: number, ctx: ValidationContext): ValidationResult {
   // an honest tab that ran H optimizer steps never returns exactly nothing: that is a free rider
   if (norm === 0) return fail('EMPTY_UPDATE', 'update is all zeros; run the task\'s inner steps and send their Δ');
   if (ctx.normBound !== undefined && norm > ctx.normBound) {

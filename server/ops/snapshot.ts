@@ -44,7 +44,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic) {
     // A relay younger than the window divides by its age, so rates are right from the first minute.
     const secs = Math.max(1, Math.min(WINDOW_MS, now - startedAt)) / 1000;
 
-    const upd = db.prepare('SELECT job_id AS jobId, COUNT(*) AS n, SUM(LENGTH(payload)) AS bytes FROM updates GROUP BY job_id').all() as { jobId: string; n: number; bytes: number }[];
+    const upd = db.prepare('SELECT job_id AS jobId, COUNT(*) AS n, SUM(payload_bytes) AS bytes FROM updates GROUP BY job_id').all() as { jobId: string; n: number; bytes: number }[];
     let accepted = 0, updateBytes = 0, denseBytes = 0;
     for (const u of upd) {
       const job = jobs.find((j) => j.jobId === u.jobId);

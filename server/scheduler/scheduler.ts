@@ -5,7 +5,7 @@ import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import type Database from 'better-sqlite3';
-import { CodecError, decodeUpdate, readHeader, type Update } from '../../shared/codec/index.ts';
+import { CodecError, decodeUpdate, readHeader } from '../../shared/codec/index.ts';
 import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
 import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
 import { initParams, paramCount } from '../../shared/models/config.ts';
@@ -17,7 +17,7 @@ import type { JobRow, JobSpec, Store, TaskRow } from '../store/types.ts';
 import { createGuard, type DefenceOptions } from '../defence/guard.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
 import { compareUpdates } from '../defence/replication.ts';
-import { insertSorted, normBoundFromSorted, validateUpdate, type ValidationCode } from '../defence/validate.ts';
+import { insertSorted, normBoundFromSorted, validateEncoded, type ValidationCode } from '../defence/validate.ts';
 import { combine } from './combine.ts';
 import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
@@ -161,8 +161,7 @@ export function createScheduler(o: SchedulerOptions) {
       fail('TT_ERR_TOO_STALE', `update is based on version ${task.baseVersion} but the job is at ${job.version} (staleness bound ${h.stalenessBound}); lease a new task`);
     }
     const n = paramCount(job.model);
-    const update = decodeChecked(frame.payload, n);
-    const checked = validateUpdate(update, { paramCount: n, normBound: normBoundFromSorted(roundNorms(job.jobId, job.version), guard.normBound) });
+    const checked = validateChecked(frame.payload, n, normBoundFromSorted(roundNorms(job.jobId, job.version), guard.normBound));
     if (!checked.ok) {
       store.rejectTask(taskId);
       const r = validationRefusal[checked.code];
@@ -239,11 +238,11 @@ export function createScheduler(o: SchedulerOptions) {
     tieBreaks.add(pending);
   }
 
-  function decodeChecked(payload: Uint8Array, n: number): Update {
+  function validateChecked(payload: Uint8Array, n: number, normBound: number | undefined): ReturnType<typeof validateEncoded> {
     try {
       const head = readHeader(payload);
       if (head.length !== n) fail('TT_ERR_PARAM_COUNT', `update has ${head.length} parameters but the model has ${n}; encode the full delta of this job's model`);
-      return decodeUpdate(payload, n);
+      return validateEncoded(payload, { paramCount: n, normBound });
     } catch (e) {
       throw e instanceof CodecError ? new RelayError('TT_ERR_BAD_UPDATE', e.message) : e;
     }

@@ -1,10 +1,13 @@
-// The embedded store: better-sqlite3 in WAL mode, one file in the data directory. Numbered migrations
+// The embedded store: better-sqlite3 in WAL mode, one file in the data directory, with update payloads
+// as files beside it (./payloads.ts). Numbered migrations
 // run on open (PRAGMA user_version). Every multi-row change is one transaction, so a kill -9 leaves
 // either the old state or the new one, never half of a round.
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Eval, JobStatus } from '../../shared/protocol/messages.ts';
 import { transitionJob } from '../scheduler/job-state.ts';
 import { RelayError } from '../errors.ts';
+import { openPayloadDir } from './payloads.ts';
 import type { JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
 
 const migrations: string[] = [
@@ -39,6 +42,9 @@ const migrations: string[] = [
    ALTER TABLE jobs ADD COLUMN issued_tasks INTEGER NOT NULL DEFAULT 0;`,
   // The round's norm bound reads norms, not payloads: decoding every pending update per upload was quadratic.
   `ALTER TABLE updates ADD COLUMN norm REAL NOT NULL DEFAULT 0;`,
+  // Payloads moved to files (./payloads.ts); rows written before keep theirs inline.
+  `ALTER TABLE updates ADD COLUMN payload_bytes INTEGER NOT NULL DEFAULT 0;
+   UPDATE updates SET payload_bytes = LENGTH(payload);`,
 ];
 
 const blob = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -52,7 +58,7 @@ type TaskDb = {
 };
 type UpdateDb = {
   task_id: string; job_id: string; volunteer_id: string; base_version: number; round: number; weight: number; payload?: Buffer;
-  payload_hash: string; losses: string; samples: number; compute_ms: number; accepted_at: number; norm: number;
+  payload_hash: string; losses: string; samples: number; compute_ms: number; accepted_at: number; norm: number; payload_bytes?: number;
 };
 
 const jobRow = (r: JobDb): JobRow => ({
@@ -70,7 +76,15 @@ const updateRow = (r: UpdateDb) => ({
 
 export type SqliteStore = Store & { readonly db: Database.Database };
 
-export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'normal'): SqliteStore {
+export type SqliteStoreOptions = {
+  /** 'full' flushes every commit (and payload file) to disk; 'normal' survives a process crash (default). */
+  durability?: 'normal' | 'full';
+  /** Told of an accepted update whose payload file is gone (a power loss): it is discarded, not applied. */
+  onLostPayload?: (taskId: string) => void;
+};
+
+export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): SqliteStore {
+  const durability = o.durability ?? 'normal';
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   // NORMAL in WAL mode: every commit survives a process crash (kill -9); a power loss may drop the last
@@ -84,6 +98,10 @@ export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'n
       db.pragma(`user_version = ${i + 1}`);
     })();
   }
+
+  const payloads = openPayloadDir(join(dirname(file), 'payloads'), durability === 'full');
+  const hasUpdate = db.prepare<[string], { n: number }>('SELECT 1 AS n FROM updates WHERE task_id = ?');
+  payloads.removeOrphans((taskId) => hasUpdate.get(taskId) !== undefined);
 
   // Statements are prepared once per SQL text: preparing on every call showed up in the relay's profile.
   const prepared = new Map<string, Database.Statement>();
@@ -102,11 +120,12 @@ export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'n
     task: db.prepare<[string], TaskDb>('SELECT * FROM tasks WHERE task_id = ?'),
     pending: db.prepare<[string], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id'),
     countPending: db.prepare<[string], { n: number }>('SELECT pending_updates AS n FROM jobs WHERE job_id = ?'),
-    insertUpdate: db.prepare(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_hash, losses, samples, compute_ms, accepted_at, norm)
-                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertUpdate: db.prepare(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses, samples, compute_ms, accepted_at, norm)
+                               VALUES (?, ?, ?, ?, ?, ?, X'', ?, ?, ?, ?, ?, ?, ?)`),
+    discardLost: db.prepare<[string]>('UPDATE updates SET discarded = 1 WHERE task_id = ? AND applied_in IS NULL AND discarded = 0'),
     pendingNorms: db.prepare<[string], { norm: number }>('SELECT norm FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0'),
     acceptTask: db.prepare('UPDATE tasks SET state = \'accepted\', payload_hash = ?, ack = ? WHERE task_id = ?'),
-    pendingInc: db.prepare('UPDATE jobs SET pending_updates = pending_updates + 1 WHERE job_id = ?'),
+    pendingInc: db.prepare<[number, string]>('UPDATE jobs SET pending_updates = pending_updates + ? WHERE job_id = ?'),
     insertTask: db.prepare(`INSERT INTO tasks (task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of)
                              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     issuedDelta: db.prepare<[number, string]>('UPDATE jobs SET issued_tasks = issued_tasks + ? WHERE job_id = ?'),
@@ -198,16 +217,26 @@ export function openSqliteStore(file: string, durability: 'normal' | 'full' = 'n
       })();
     },
     acceptUpdate(u, ack) {
+      payloads.put(u.taskId, u.payload); // before the row: a committed row always has its file
       db.transaction(() => {
-        q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, Buffer.from(u.payload.buffer, u.payload.byteOffset, u.payload.byteLength),
+        q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, u.payload.byteLength,
             u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm);
         const was = q.task.get(u.taskId)!.state;
         q.acceptTask.run(u.payloadHash, ack, u.taskId);
-        q.pendingInc.run(u.jobId);
+        q.pendingInc.run(1, u.jobId);
         if (was === 'issued') q.issuedDelta.run(-1, u.jobId);
       })();
     },
-    pendingUpdates: (jobId) => q.pending.all(jobId).map((r) => ({ ...updateRow(r), payload: new Uint8Array(r.payload!) })),
+    pendingUpdates(jobId) {
+      const out: UpdateRow[] = [];
+      for (const r of q.pending.all(jobId)) {
+        const payload = r.payload!.byteLength > 0 ? new Uint8Array(r.payload!) : payloads.get(r.task_id, r.payload_bytes!);
+        if (payload) { out.push({ ...updateRow(r), payload }); continue; }
+        db.transaction(() => { if (q.discardLost.run(r.task_id).changes) q.pendingInc.run(-1, jobId); })();
+        o.onLostPayload?.(r.task_id);
+      }
+      return out;
+    },
     countPendingUpdates: (jobId) => q.countPending.get(jobId)!.n,
     pendingNorms: (jobId) => q.pendingNorms.all(jobId).map((r) => r.norm),
     listUpdates: (jobId) =>

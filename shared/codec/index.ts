@@ -248,6 +248,46 @@ function decodeFp32(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {
 }
 
 function decodeInt8(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {
+  const { n, block, scales, q } = int8Parts(bytes, dv, h);
+  const values = new Float32Array(n);
+  for (let b = 0, s0 = 0; b < scales.length; b++, s0 += block) {
+    const s = scales[b], s1 = Math.min(s0 + block, n);
+    for (let i = s0; i < s1; i++) {
+      if (q[i] === -128) badInt8(i);
+      values[i] = q[i] * s;
+    }
+  }
+  return { kind: 'dense', values };
+}
+
+/**
+ * The L2 norm of an int8 frame straight from its bytes, √(Σ_b s_b² · Σ_{i∈b} q_i²), after every check
+ * decodeUpdate makes: the relay validates a 1M-parameter upload without materialising 4 MB of floats.
+ * Finite by construction (decodable scales keep s·127 finite, so every value is finite too).
+ */
+export function int8Norm(bytes: Uint8Array, expectedLength?: number): number {
+  const h = readHeader(bytes);
+  if (h.kind !== 'int8') throw new CodecError(`int8Norm needs an int8 update, not ${h.kind}`);
+  if (expectedLength !== undefined && h.length !== expectedLength) {
+    throw new CodecError(`update has ${h.length} values but the model has ${expectedLength} parameters`);
+  }
+  const { n, block, scales, q } = int8Parts(bytes, new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), h);
+  let sq = 0;
+  for (let b = 0, s0 = 0; b < scales.length; b++, s0 += block) {
+    const s1 = Math.min(s0 + block, n);
+    let qq = 0; // exact: block ≤ 2^20 values of at most 127² each stays below 2^53
+    for (let i = s0; i < s1; i++) {
+      const v = q[i];
+      if (v === -128) badInt8(i);
+      qq += v * v;
+    }
+    sq += scales[b] * scales[b] * qq;
+  }
+  return Math.sqrt(sq);
+}
+
+/** An int8 frame's block size, scales (checked) and quantised values, as views of its bytes. */
+function int8Parts(bytes: Uint8Array, dv: DataView, h: FrameHeader): { n: number; block: number; scales: Float32Array; q: Int8Array } {
   const n = h.length, block = h.param;
   if (h.bits !== 8) throw new CodecError(`int8 update declares ${h.bits} bits; expected 8`);
   if (block < 1 || block > MAX_BLOCK) throw new CodecError(`int8 update block size ${block} is outside [1, ${MAX_BLOCK}]`);
@@ -255,16 +295,11 @@ function decodeInt8(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {
   expectSize(bytes, HEADER + 4 * nb + n, 'int8');
   const scales = readF32s(bytes, dv, HEADER, nb);
   checkScales(scales, 127);
-  const q = new Int8Array(bytes.buffer, bytes.byteOffset + HEADER + 4 * nb, n);
-  const values = new Float32Array(n);
-  for (let b = 0, s0 = 0; b < nb; b++, s0 += block) {
-    const s = scales[b], s1 = Math.min(s0 + block, n);
-    for (let i = s0; i < s1; i++) {
-      if (q[i] === -128) throw new CodecError(`int8 update value ${i} is -128; quantised values lie in [-127, 127]`);
-      values[i] = q[i] * s;
-    }
-  }
-  return { kind: 'dense', values };
+  return { n, block, scales, q: new Int8Array(bytes.buffer, bytes.byteOffset + HEADER + 4 * nb, n) };
+}
+
+function badInt8(i: number): never {
+  throw new CodecError(`int8 update value ${i} is -128; quantised values lie in [-127, 127]`);
 }
 
 function decodeTopK(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {

@@ -1,6 +1,6 @@
 // The relay's parts on their own: job transition table, leases, update frame, shards and batches,
 // the outer step, the store's rollback, and the CPU trainer.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -106,6 +106,36 @@ describe('SQLite store', () => {
       expect(codeOf(() => store.rollback('j', 7, 5))).toBe('TT_ERR_UNKNOWN_VERSION');
       expect(store.setJobStatus('j', 'paused').status).toBe('paused');
       expect(codeOf(() => store.setJobStatus('j', 'pending'))).toBe('TT_ERR_BAD_TRANSITION');
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps payloads as files: a round reads them back, a lost one is discarded and reported, an orphan is removed on open', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tabtrain-store-'));
+    const lost: string[] = [];
+    let store = openSqliteStore(join(dir, 'db.sqlite'), { onLostPayload: (t) => lost.push(t) });
+    try {
+      store.createJob('j', defaultJobSpec(), 'running', { params: Float32Array.of(1, 2, 3), hash: 'h0' }, 1);
+      for (const [taskId, bytes] of [['t-a', [1, 2, 3]], ['t-b', [4, 5]]] as const) {
+        store.insertTask({ taskId, jobId: 'j', volunteerId: 'v', baseVersion: 0, shard: 0, seed: 1, state: 'issued', issuedAt: 1, expiresAt: 9, reissueOf: null, payloadHash: null, ack: null });
+        store.acceptUpdate({ taskId, jobId: 'j', volunteerId: 'v', baseVersion: 0, round: 0, weight: 1, payload: Uint8Array.from(bytes),
+          payloadHash: 'x', losses: [1], samples: 4, computeMs: 1, acceptedAt: 2, norm: 1 }, '{}');
+      }
+      expect(readdirSync(join(dir, 'payloads')).sort()).toEqual(['t-a.bin', 't-b.bin']);
+      expect(store.pendingUpdates('j').map((u) => Array.from(u.payload))).toEqual([[1, 2, 3], [4, 5]]);
+
+      rmSync(join(dir, 'payloads', 't-a.bin'));
+      expect(store.pendingUpdates('j').map((u) => u.taskId)).toEqual(['t-b']);
+      expect(lost).toEqual(['t-a']);
+      expect(store.countPendingUpdates('j')).toBe(1);
+
+      writeFileSync(join(dir, 'payloads', 't-never-stored.bin'), 'x');
+      store.close();
+      store = openSqliteStore(join(dir, 'db.sqlite'));
+      expect(readdirSync(join(dir, 'payloads'))).toEqual(['t-b.bin']);
+      expect(store.pendingUpdates('j').map((u) => Array.from(u.payload))).toEqual([[4, 5]]);
     } finally {
       store.close();
       rmSync(dir, { recursive: true, force: true });
