@@ -1,6 +1,7 @@
 // npm run bench:relay — upload throughput of a live relay on loopback for a 1M-parameter model.
 // The relay runs as its own process (as in production); this process leases tasks, then sends many
-// concurrent update frames (top-k 1 % and dense int8), and samples the relay's RSS while it does.
+// concurrent update frames (top-k 1 % and dense int8), and samples the relay's RSS while it does, and
+// its live memory (heap + buffers after a full GC) before and after each run: what a leak would grow.
 // Rounds are disabled (K huge) so the figure is intake: frame parse, lease check, full decode and
 // finite/norm checks, sha-256, SQLite commit. Last line:
 //   relay: <N> updates/s topk1%, <M> updates/s int8, p99 <X> ms, rss <Y> MB
@@ -37,16 +38,24 @@ for (const [id, compression] of [['bench-topk', { kind: 'topk', fraction: 0.01, 
   relay.app.scheduler.createJob(id, { ...spec, model: ${JSON.stringify(model)} }, 'running');
 }
 process.once('SIGTERM', () => { void relay.close().then(() => process.exit(0)); });
+// the bench's probe of retained memory: collect garbage, then report the heap and native buffers still live
+process.on('SIGUSR2', () => { globalThis.gc!(); globalThis.gc!(); const m = process.memoryUsage(); process.stdout.write('MEM ' + (m.heapUsed + m.external) + '\\n'); });
 process.stdout.write('URL ' + relay.url + '\\n');
 `);
 // BENCH_CPU_PROF=dir writes a V8 CPU profile of the relay process there (open in Chrome DevTools).
 const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-const child = spawn(process.execPath, [...prof, '--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  child.stdout!.on('data', (c) => { out += c; const m = /URL (\S+)/.exec(out); if (m) resolve(m[1]); });
+const child = spawn(process.execPath, [...prof, '--expose-gc', '--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+let childOut = '';
+const fromChild = (re: RegExp) => new Promise<string>((resolve, reject) => {
+  const look = () => { const m = re.exec(childOut); if (m) { childOut = childOut.slice(m.index + m[0].length); child.stdout!.off('data', look); resolve(m[1]); } };
+  child.stdout!.on('data', look);
   child.once('exit', (c) => reject(new Error(`bench relay exited with ${c}`)));
+  look();
 });
+child.stdout!.on('data', (c) => { childOut += c; });
+const url = await fromChild(/URL (\S+)\n/);
+/** Heap + native buffers the relay still holds after a full garbage collection, MB: what a leak would grow. */
+const liveMb = async () => { const m = fromChild(/MEM (\d+)\n/); child.kill('SIGUSR2'); return Number(await m) / 1e6; };
 /** CPU seconds the relay process has used (user + system), from /proc: what it costs, whatever the load. */
 const cpuSeconds = () => {
   const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -76,6 +85,7 @@ async function run(jobId: string, c: Compression, uploads: number) {
   const tasks = await pool(uploads, async () => (await (await post(`/api/jobs/${jobId}/tasks`, JSON.stringify({ volunteerId }), 'application/json')).json()) as Task);
   const frames = tasks.map((t) => encodeUpdateFrame({ lease: t.lease, volunteerId, losses: [0.5], samples: 640, computeMs: 100 }, payload));
   const signatures = await Promise.all(tasks.map((t, i) => signUpdate(identity, t.taskId, t.lease, frames[i])));
+  const live0 = await liveMb();
   const rss: number[] = [rssMb()];
   const latencies: number[] = [];
   const start = performance.now();
@@ -93,10 +103,11 @@ async function run(jobId: string, c: Compression, uploads: number) {
   const seconds = (performance.now() - start) / 1000;
   const cpuMs = ((cpuSeconds() - cpu0) * 1000) / uploads;
   rss.push(rssMb());
+  const live1 = await liveMb();
   latencies.sort((a, b) => a - b);
   const p99 = latencies[Math.floor(latencies.length * 0.99)];
   const perSec = uploads / seconds;
-  console.log(`${c.kind}: ${uploads} uploads of ${payload.length} bytes (${(4 * N / payload.length).toFixed(1)}× under fp32) in ${seconds.toFixed(1)} s = ${perSec.toFixed(0)}/s, p50 ${latencies[latencies.length >> 1].toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, relay rss ${rss.map((x) => x.toFixed(0)).join(' → ')} MB; relay CPU ${cpuMs.toFixed(2)} ms/update (${(1000 / cpuMs).toFixed(0)}/s per fully available core)`);
+  console.log(`${c.kind}: ${uploads} uploads of ${payload.length} bytes (${(4 * N / payload.length).toFixed(1)}× under fp32) in ${seconds.toFixed(1)} s = ${perSec.toFixed(0)}/s, p50 ${latencies[latencies.length >> 1].toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, relay rss ${rss.map((x) => x.toFixed(0)).join(' → ')} MB, live after GC ${live0.toFixed(0)} → ${live1.toFixed(0)} MB; relay CPU ${cpuMs.toFixed(2)} ms/update (${(1000 / cpuMs).toFixed(0)}/s per fully available core)`);
   return { perSec, p99, rss };
 }
 

@@ -27,6 +27,7 @@ export const errors = {
   TT_ERR_RATE_LIMITED: { status: 429, message: (d: string) => `too many requests: ${d}` },
   TT_ERR_VOLUNTEER_BANNED: { status: 403, message: (d: string) => d },
   TT_ERR_EMPTY_UPDATE: { status: 422, message: (d: string) => d },
+  TT_ERR_NOT_USEFUL: { status: 422, message: (d: string) => `update does not lower the loss on its own batch: ${d}` },
   TT_ERR_NOT_FOUND: { status: 404, message: (d: string) => `no route ${d}; see docs/protocol.md` },
   TT_ERR_INTERNAL: { status: 500, message: () => 'the relay failed on its side; retry later' },
 } as const;

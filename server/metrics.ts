@@ -15,6 +15,15 @@ export function createMetrics() {
     rounds: new Counter({ name: 'tabtrain_rounds_total', help: 'rounds aggregated (versions published)', labelNames: ['job', 'trigger'], registers: r }),
     version: new Gauge({ name: 'tabtrain_job_version', help: 'current version of each job', labelNames: ['job'], registers: r }),
     accuracy: new Gauge({ name: 'tabtrain_job_heldout_accuracy', help: 'held-out accuracy of the latest evaluated version', labelNames: ['job'], registers: r }),
+    // usefulness score (server/defence/usefulness.ts), on jobs with hyperparameters.usefulness on
+    usefulnessDrop: new Histogram({
+      name: 'tabtrain_update_usefulness_drop', help: 'loss drop (nats) each scored update gives on its own seeded batch; refused ones included',
+      labelNames: ['job'], registers: r, buckets: [-1, -0.1, -0.01, 0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2],
+    }),
+    usefulnessSeconds: new Histogram({
+      name: 'tabtrain_update_usefulness_seconds', help: 'relay CPU time to score one update (two forward passes)',
+      labelNames: ['job'], registers: r, buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
+    }),
     roundSeconds: new Histogram({ name: 'tabtrain_round_aggregate_seconds', help: 'time to aggregate and commit a round', registers: r, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5] }),
   };
 }

@@ -1,6 +1,6 @@
 // The defence's own tables on the relay's SQLite handle (its own migration counter, so it never clashes
 // with server/store's user_version): volunteer public keys, reputation records, spot-check pairs, and
-// used proof-of-work challenges (one solution mints one identity).
+// used proof-of-work challenges (one solution mints one identity), and usefulness scores of updates.
 import type Database from 'better-sqlite3';
 import { newVolunteerRecord, type ReputationState, type VolunteerRecord } from './replication.ts';
 
@@ -15,12 +15,24 @@ const migrations: string[] = [
      payload BLOB, open INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
    CREATE INDEX defence_replicas_open ON defence_replicas (job_id, open);
    CREATE INDEX defence_replicas_group ON defence_replicas (group_id);`,
+  // usefulness scores (server/defence/usefulness.ts): one per scored upload, refused ones too; a NaN loss is NULL
+  `CREATE TABLE defence_usefulness (
+     task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, volunteer_id TEXT NOT NULL, base_version INTEGER NOT NULL,
+     loss_before REAL, loss_after REAL, loss_drop REAL, refused INTEGER NOT NULL, scored_at INTEGER NOT NULL);
+   CREATE INDEX defence_usefulness_job ON defence_usefulness (job_id, volunteer_id);`,
 ];
 
 export type ReplicaRow = {
   taskId: string; jobId: string; groupId: string; volunteerId: string; baseVersion: number; shard: number; seed: number;
   payload: Uint8Array | null; open: boolean;
 };
+
+export type UsefulnessRow = {
+  taskId: string; jobId: string; volunteerId: string; baseVersion: number;
+  before: number; after: number; drop: number; refused: boolean; at: number;
+};
+/** One volunteer's usefulness on a job: uploads scored, their mean loss drop (null if none is finite), how many were refused. */
+export type VolunteerUsefulness = { scored: number; meanDrop: number | null; notUseful: number };
 
 export function openDefenceStore(db: Database.Database) {
   db.exec('CREATE TABLE IF NOT EXISTS defence_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)');
@@ -46,6 +58,15 @@ export function openDefenceStore(db: Database.Database) {
     group: db.prepare('SELECT * FROM defence_replicas WHERE group_id = ?'),
     setPayload: db.prepare('UPDATE defence_replicas SET payload = ? WHERE task_id = ?'),
     dropStale: db.prepare('UPDATE defence_replicas SET open = 0 WHERE job_id = ? AND open = 1 AND base_version < ?'),
+    // a task scored again (the relay stopped between scoring its upload and storing it; the volunteer re-sent) replaces its row
+    putUsefulness: db.prepare('INSERT OR REPLACE INTO defence_usefulness VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+    getUsefulness: db.prepare('SELECT * FROM defence_usefulness WHERE task_id = ?'),
+    usefulnessByVolunteer: db.prepare(`SELECT volunteer_id, COUNT(*) AS scored, AVG(loss_drop) AS mean_drop, SUM(refused) AS not_useful
+      FROM defence_usefulness WHERE job_id = ? GROUP BY volunteer_id`),
+  };
+  type UsefulnessDb = {
+    task_id: string; job_id: string; volunteer_id: string; base_version: number;
+    loss_before: number | null; loss_after: number | null; loss_drop: number | null; refused: number; scored_at: number;
   };
   type ReplicaDb = { task_id: string; job_id: string; group_id: string; volunteer_id: string; base_version: number; shard: number; seed: number; payload: Buffer | null; open: number };
   const replica = (r: ReplicaDb | undefined): ReplicaRow | undefined => r && {
@@ -82,6 +103,21 @@ export function openDefenceStore(db: Database.Database) {
     getReplica: (taskId: string): ReplicaRow | undefined => replica(q.getReplica.get(taskId) as ReplicaDb | undefined),
     group: (groupId: string): ReplicaRow[] => (q.group.all(groupId) as ReplicaDb[]).map((r) => replica(r)!),
     setReplicaPayload: (taskId: string, payload: Uint8Array): void => { q.setPayload.run(Buffer.from(payload), taskId); },
+    putUsefulness(r: UsefulnessRow): void {
+      const real = (v: number) => (Number.isNaN(v) ? null : v); // ±Infinity is stored as such
+      q.putUsefulness.run(r.taskId, r.jobId, r.volunteerId, r.baseVersion, real(r.before), real(r.after), real(r.drop), r.refused ? 1 : 0, r.at);
+    },
+    getUsefulness(taskId: string): UsefulnessRow | undefined {
+      const r = q.getUsefulness.get(taskId) as UsefulnessDb | undefined;
+      return r && {
+        taskId: r.task_id, jobId: r.job_id, volunteerId: r.volunteer_id, baseVersion: r.base_version,
+        before: r.loss_before ?? NaN, after: r.loss_after ?? NaN, drop: r.loss_drop ?? NaN, refused: r.refused === 1, at: r.scored_at,
+      };
+    },
+    usefulnessByVolunteer(jobId: string): Map<string, VolunteerUsefulness> {
+      const rows = q.usefulnessByVolunteer.all(jobId) as { volunteer_id: string; scored: number; mean_drop: number | null; not_useful: number }[];
+      return new Map(rows.map((r) => [r.volunteer_id, { scored: r.scored, meanDrop: r.mean_drop, notUseful: r.not_useful }]));
+    },
   };
 }
 export type DefenceStore = ReturnType<typeof openDefenceStore>;

@@ -2,10 +2,20 @@
 // loss on the very batch its seed assigned, computed on the relay with the CPU reference. Forward passes
 // only, so far cheaper than re-running the H inner steps. An optional control batch (data the volunteer
 // did not train on) separates a real improvement from overfitting or a copied update.
-import type { Update } from '../../shared/codec/index.ts';
-import { toDense } from '../../shared/codec/index.ts';
-import type { MlpConfig } from '../../shared/models/config.ts';
+// Per job (hyperparameters.usefulness, docs/jobs.md): off, score (stored and shown), or enforce (an update
+// whose drop is below minDrop is refused with 422 TT_ERR_NOT_USEFUL before it is stored).
+import { decodeUpdate, toDense, type Update } from '../../shared/codec/index.ts';
+import { taskBatchEncoded } from '../../shared/data/task-data.ts';
+import { usefulnessOf } from '../../shared/jobs/spec.ts';
+import type { ModelConfig } from '../../shared/models/config.ts';
+import { gptEvaluate } from '../../shared/reference/gpt.ts';
 import { mlpEvaluate, type LabelledBatch } from '../../shared/reference/mlp.ts';
+import type { Batch } from '../../shared/train/trainer.ts';
+import { dataset } from '../data/datasets.ts';
+import { fail } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import type { JobRow, Store, TaskRow } from '../store/types.ts';
+import type { DefenceStore } from './store.ts';
 
 export type UsefulnessScore = {
   /** Loss on the assigned batch at θ_v and at θ_v − Δ (the update applied as the volunteer ended). */
@@ -17,16 +27,107 @@ export type UsefulnessScore = {
   controlDrop?: number;
 };
 
+/** Mean cross-entropy of a batch (rows of an MLP, token windows of a GPT), forward only. */
+export function batchLoss(config: ModelConfig, params: Float32Array, batch: Batch | LabelledBatch): number {
+  if (config.kind === 'gpt') {
+    if (!('kind' in batch) || batch.kind !== 'tokens') throw new Error('a gpt model is scored on a token batch');
+    return gptEvaluate(config, params, batch.tokens, batch.n).loss;
+  }
+  if ('kind' in batch && batch.kind !== 'labelled') throw new Error('an mlp model is scored on a labelled batch');
+  return mlpEvaluate(config, params, batch as LabelledBatch).loss;
+}
+
 export function usefulnessScore(
-  config: MlpConfig, base: Float32Array, update: Update, batch: LabelledBatch, control?: LabelledBatch,
+  config: ModelConfig, base: Float32Array, update: Update, batch: Batch | LabelledBatch, control?: Batch | LabelledBatch,
 ): UsefulnessScore {
   const delta = toDense(update);
   if (delta.length !== base.length) throw new Error(`update has ${delta.length} values but the model has ${base.length}`);
   const applied = new Float32Array(base.length);
   for (let i = 0; i < base.length; i++) applied[i] = base[i] - delta[i];
-  const before = mlpEvaluate(config, base, batch).loss;
-  const after = mlpEvaluate(config, applied, batch).loss;
+  const before = batchLoss(config, base, batch);
+  const after = batchLoss(config, applied, batch);
   const score: UsefulnessScore = { before, after, drop: before - after };
-  if (control) score.controlDrop = mlpEvaluate(config, base, control).loss - mlpEvaluate(config, applied, control).loss;
+  if (control) score.controlDrop = batchLoss(config, base, control) - batchLoss(config, applied, control);
   return score;
 }
+
+/** The inner step whose batch an update is scored on. Step 0, one batch: its gradient is the one the
+ * volunteer took at θ_v itself (so `before` is the loss it reported first), and the H − 1 steps after it
+ * train on the same distribution, so an honest Δ lowers it reliably; a sign flip or noise raises it.
+ * More batches would cut the noise of one batch in proportion to their cost, which is paid on every upload
+ * on the relay's event loop (two forward passes of one batch; bounded by LIMITS.usefulnessMultiplyAdds). */
+export const SCORED_STEP = 0;
+
+/** The update's own seeded batch, exactly as the volunteer's trainer drew it (shared/volunteer/loop.ts:
+ * taskBatch(decodeTaskData(shard), model, seed, step, batchSize)), read from the shard still encoded. */
+export function ownBatch(model: ModelConfig, shardBytes: Uint8Array, seed: number, batchSize: number): Batch {
+  return taskBatchEncoded(shardBytes, model, seed, SCORED_STEP, batchSize);
+}
+
+/** Most bytes of base-version params kept for scoring (all jobs together); the newest stay. */
+const PARAMS_CACHE_BYTES = 256 * 1024 * 1024;
+
+/** Scoring at intake: the base version's params are cached per (job, version), checked against the
+ * version's hash so a rollback that re-made a version number is never scored on the old params; the batch
+ * is read from the served shard bytes (already in memory), so an upload costs two forward passes. */
+export function createUsefulness(o: { store: Store; defence: DefenceStore; metrics: Metrics }) {
+  const { store, defence, metrics } = o;
+  const cache = new Map<string, { hash: string; params: Float32Array }>(); // insertion order = least recently used first
+  let cachedBytes = 0;
+
+  function baseParams(jobId: string, version: number): Float32Array | undefined {
+    const hash = store.versionHash(jobId, version);
+    if (hash === undefined) return undefined;
+    const key = `${jobId}\u0000${version}`;
+    const hit = cache.get(key);
+    if (hit) {
+      cache.delete(key);
+      cachedBytes -= hit.params.byteLength;
+    }
+    const params = hit?.hash === hash ? hit.params : store.getVersion(jobId, version)?.params;
+    if (!params) return undefined;
+    cache.set(key, { hash, params });
+    cachedBytes += params.byteLength;
+    for (const [k, v] of cache) {
+      if (cachedBytes <= PARAMS_CACHE_BYTES || k === key) break;
+      cache.delete(k);
+      cachedBytes -= v.params.byteLength;
+    }
+    return params;
+  }
+
+  /** Scores an update (its codec payload, already validated) and stores the score; in enforce mode refuses one
+   * whose drop is below the job's minDrop (the task is rejected, 422 TT_ERR_NOT_USEFUL). Undefined when the
+   * job has it off: then nothing is decoded or computed. */
+  function check(job: JobRow, task: TaskRow, volunteerId: string, payload: Uint8Array, now: number): UsefulnessScore | undefined {
+    const setting = usefulnessOf(job.hyperparameters);
+    if (setting.mode === 'off') return undefined;
+    const stop = metrics.usefulnessSeconds.startTimer({ job: job.jobId });
+    const params = baseParams(job.jobId, task.baseVersion);
+    if (!params) {
+      store.rejectTask(task.taskId);
+      return fail('TT_ERR_TOO_STALE', `base version ${task.baseVersion} of job ${job.jobId} is gone (rolled back); lease a new task`);
+    }
+    const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize);
+    const score = usefulnessScore(job.model, params, decodeUpdate(payload, params.length), batch);
+    stop();
+    // NaN (a loss that overflowed) is never enough
+    const refused = setting.mode === 'enforce' && !(score.drop >= setting.minDrop);
+    defence.putUsefulness({ taskId: task.taskId, jobId: job.jobId, volunteerId, baseVersion: task.baseVersion, ...score, refused, at: now });
+    if (Number.isFinite(score.drop)) metrics.usefulnessDrop.observe({ job: job.jobId }, score.drop);
+    if (refused) {
+      // Not a reputation strike: an honest update can raise the loss on one batch (a job whose lr is too
+      // high, error-feedback residual from older tasks, top-k leaving most of Δ behind), and a strike per
+      // such batch would ban honest volunteers of a badly tuned job. Refusing keeps the update out of the
+      // round; deliberate liars are what spot checks strike (server/defence/replication.ts).
+      store.rejectTask(task.taskId);
+      fail('TT_ERR_NOT_USEFUL', `loss ${score.before.toFixed(4)} → ${score.after.toFixed(4)} on the batch of inner step ${SCORED_STEP}, `
+        + `a drop of ${score.drop.toFixed(4)} nats, below the job's minimum of ${setting.minDrop}; `
+        + 'send Δ = θ_base − θ_end after the task\'s H steps on its seeded batches');
+    }
+    return score;
+  }
+
+  return { check };
+}
+export type Usefulness = ReturnType<typeof createUsefulness>;

@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { exportOnnx } from '../../shared/export/onnx.ts';
+import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
 
@@ -22,11 +23,14 @@ export const modelRoutes: FastifyPluginAsync = async (app) => {
   app.get<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/overview', { schema: { params: JobParams } }, async (req) => {
     const job = app.scheduler.requireJob(req.params.jobId);
     const ops = getOpsJob(app.db, job.jobId);
-    const volunteers = app.db.prepare(`SELECT t.volunteer_id AS volunteerId, v.device, COUNT(*) AS tasks,
+    const rows = app.db.prepare(`SELECT t.volunteer_id AS volunteerId, v.device, COUNT(*) AS tasks,
         SUM(CASE WHEN t.state = 'accepted' THEN 1 ELSE 0 END) AS accepted, MAX(t.issued_at) AS lastSeen,
         COALESCE((SELECT SUM(u.samples) FROM updates u WHERE u.job_id = t.job_id AND u.volunteer_id = t.volunteer_id AND u.discarded = 0), 0) AS samples
       FROM tasks t LEFT JOIN volunteers v ON v.volunteer_id = t.volunteer_id
-      WHERE t.job_id = ? GROUP BY t.volunteer_id ORDER BY samples DESC LIMIT 100`).all(job.jobId);
+      WHERE t.job_id = ? GROUP BY t.volunteer_id ORDER BY samples DESC LIMIT 100`).all(job.jobId) as { volunteerId: string }[];
+    // with hyperparameters.usefulness on: each volunteer's uploads scored, their mean loss drop, and how many were refused
+    const useful = usefulnessOf(job.hyperparameters).mode === 'off' ? undefined : app.scheduler.guard.store.usefulnessByVolunteer(job.jobId);
+    const volunteers = useful ? rows.map((v) => ({ ...v, ...(useful.get(v.volunteerId) ?? { scored: 0, meanDrop: null, notUseful: 0 }) })) : rows;
     const checkpoints = app.db.prepare('SELECT version, hash, created_at AS at FROM versions WHERE job_id = ? ORDER BY version').all(job.jobId);
     return {
       job: app.scheduler.jobInfo(job), owner: ops?.ownerName ?? job.researcher, maxLossRise: ops?.maxLossRise ?? null,

@@ -17,6 +17,7 @@ import type { JobRow, JobSpec, Store, TaskRow } from '../store/types.ts';
 import { createGuard, type DefenceOptions } from '../defence/guard.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
 import { compareUpdates } from '../defence/replication.ts';
+import { createUsefulness } from '../defence/usefulness.ts';
 import { insertSorted, normBoundFromSorted, validateEncoded, type ValidationCode } from '../defence/validate.ts';
 import { combine } from './combine.ts';
 import { signLease, verifyLease } from './leases.ts';
@@ -56,6 +57,8 @@ export function createScheduler(o: SchedulerOptions) {
   const normCache = new Map<string, { version: number; sorted: number[] }>();
   /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
   const tieBreaks = new Set<Promise<void>>();
+  /** Usefulness scores of uploads, on jobs that turn them on. */
+  const usefulness = createUsefulness({ store, defence: guard.store, metrics });
 
   const requireJob = (jobId: string): JobRow => store.getJob(jobId) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
 
@@ -173,6 +176,8 @@ export function createScheduler(o: SchedulerOptions) {
       store.rejectTask(taskId);
       fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
     }
+    // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
+    usefulness.check(job, task, header.volunteerId, frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
     store.acceptUpdate({
       taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: ack.weight,

@@ -26,20 +26,30 @@ export function encodeShard(s: Shard): Uint8Array {
   return out;
 }
 
-export function decodeShard(bytes: Uint8Array): Shard {
+/** The header of an encoded shard, checked against its length (no row decoded). */
+function shardHeader(bytes: Uint8Array): { n: number; inputs: number; classes: number } {
   if (bytes.length < HEADER_BYTES) throw new ShardError(`shard is ${bytes.length} bytes, shorter than its ${HEADER_BYTES}-byte header`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dv.getUint32(0, true) !== MAGIC) throw new ShardError('shard does not start with magic TTS1');
   const n = dv.getUint32(4, true), inputs = dv.getUint32(8, true), classes = dv.getUint32(12, true);
   const want = HEADER_BYTES + n * inputs + n;
   if (bytes.length !== want) throw new ShardError(`shard header says ${want} bytes, got ${bytes.length}`);
+  return { n, inputs, classes };
+}
+
+/** Label of row i of an encoded shard, checked against its class count. */
+function label(bytes: Uint8Array, n: number, inputs: number, classes: number, i: number): number {
+  const y = bytes[HEADER_BYTES + n * inputs + i];
+  if (y >= classes) throw new ShardError(`shard label ${y} at row ${i} is not below classes=${classes}`);
+  return y;
+}
+
+export function decodeShard(bytes: Uint8Array): Shard {
+  const { n, inputs, classes } = shardHeader(bytes);
   const x = new Float32Array(n * inputs);
   for (let i = 0; i < x.length; i++) x[i] = bytes[HEADER_BYTES + i] / 255;
   const y = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    y[i] = bytes[HEADER_BYTES + n * inputs + i];
-    if (y[i] >= classes) throw new ShardError(`shard label ${y[i]} at row ${i} is not below classes=${classes}`);
-  }
+  for (let i = 0; i < n; i++) y[i] = label(bytes, n, inputs, classes, i);
   return { n, inputs, classes, x, y };
 }
 
@@ -51,15 +61,32 @@ function mix(seed: number, step: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** The rows of the batch of inner step `step` of a task with `seed`, sampled with replacement: the one sampling rule. */
+function batchRows(n: number, seed: number, step: number, batchSize: number): Int32Array {
+  const r = rng(mix(seed, step));
+  return Int32Array.from({ length: batchSize }, () => r.int(n));
+}
+
 /** The batch of inner step `step` of a task with `seed`: the same on every device (sampled with replacement). */
 export function batchFor(shard: Shard, seed: number, step: number, batchSize: number): Batch {
-  const r = rng(mix(seed, step));
   const x = new Float32Array(batchSize * shard.inputs);
   const y = new Int32Array(batchSize);
-  for (let b = 0; b < batchSize; b++) {
-    const i = r.int(shard.n);
+  batchRows(shard.n, seed, step, batchSize).forEach((i, b) => {
     x.set(shard.x.subarray(i * shard.inputs, (i + 1) * shard.inputs), b * shard.inputs);
     y[b] = shard.y[i];
-  }
+  });
+  return { kind: 'labelled', x, y, n: batchSize };
+}
+
+/** batchFor(decodeShard(bytes), …) reading only the batch's rows: the relay scores an update on its own
+ * batch this way, without decoding (or holding) whole shards. */
+export function batchForEncoded(bytes: Uint8Array, seed: number, step: number, batchSize: number): Batch {
+  const { n, inputs, classes } = shardHeader(bytes);
+  const x = new Float32Array(batchSize * inputs);
+  const y = new Int32Array(batchSize);
+  batchRows(n, seed, step, batchSize).forEach((i, b) => {
+    for (let k = 0; k < inputs; k++) x[b * inputs + k] = bytes[HEADER_BYTES + i * inputs + k] / 255;
+    y[b] = label(bytes, n, inputs, classes, i);
+  });
   return { kind: 'labelled', x, y, n: batchSize };
 }

@@ -2,8 +2,8 @@
 // token-shard.ts), told apart by their magic, and the batch of inner step `step` for the task's model.
 import type { ModelConfig } from '../models/config.ts';
 import type { Batch } from '../train/trainer.ts';
-import { batchFor, decodeShard, type Shard } from './shard.ts';
-import { decodeTokenShard, isTokenShard, tokenBatchFor, type TokenShard } from './token-shard.ts';
+import { batchFor, batchForEncoded, decodeShard, type Shard } from './shard.ts';
+import { decodeTokenShard, isTokenShard, tokenBatchFor, tokenBatchForEncoded, type TokenShard } from './token-shard.ts';
 
 export type TaskData = { kind: 'labelled'; shard: Shard } | { kind: 'tokens'; shard: TokenShard };
 
@@ -18,4 +18,13 @@ export function taskBatch(data: TaskData, model: ModelConfig, seed: number, step
     return tokenBatchFor(data.shard, model.context, seed, step, batchSize);
   }
   return batchFor(data.shard, seed, step, batchSize);
+}
+
+/** taskBatch(decodeTaskData(bytes), …) reading only the batch's rows or windows from the encoded shard. */
+export function taskBatchEncoded(bytes: Uint8Array, model: ModelConfig, seed: number, step: number, batchSize: number): Batch {
+  if (isTokenShard(bytes)) {
+    if (model.kind !== 'gpt') throw new Error(`a token shard feeds a gpt model, but this task's model is ${model.kind}`);
+    return tokenBatchForEncoded(bytes, model.context, seed, step, batchSize);
+  }
+  return batchForEncoded(bytes, seed, step, batchSize);
 }

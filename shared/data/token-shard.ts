@@ -33,18 +33,26 @@ export function encodeTokenShard(s: TokenShard): Uint8Array {
   return out;
 }
 
-export function decodeTokenShard(bytes: Uint8Array): TokenShard {
+/** The header of an encoded token shard, checked against its length, and a reader of its i-th id. */
+function tokenShardHeader(bytes: Uint8Array): { n: number; vocab: number; id: (i: number) => number } {
   if (bytes.length < HEADER_BYTES) throw new TokenShardError(`token shard is ${bytes.length} bytes, shorter than its ${HEADER_BYTES}-byte header`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dv.getUint32(0, true) !== MAGIC) throw new TokenShardError('token shard does not start with magic TTK1');
   const n = dv.getUint32(4, true), vocab = dv.getUint32(8, true), width = dv.getUint32(12, true);
   if (width !== 1 && width !== 2) throw new TokenShardError(`token shard id width is ${width}; expected 1 or 2`);
   if (bytes.length !== HEADER_BYTES + n * width) throw new TokenShardError(`token shard header says ${HEADER_BYTES + n * width} bytes, got ${bytes.length}`);
+  const id = (i: number): number => {
+    const t = width === 1 ? bytes[HEADER_BYTES + i] : dv.getUint16(HEADER_BYTES + 2 * i, true);
+    if (t >= vocab) throw new TokenShardError(`token ${t} at ${i} is not below vocab=${vocab}`);
+    return t;
+  };
+  return { n, vocab, id };
+}
+
+export function decodeTokenShard(bytes: Uint8Array): TokenShard {
+  const { n, vocab, id } = tokenShardHeader(bytes);
   const tokens = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    tokens[i] = width === 1 ? bytes[HEADER_BYTES + i] : dv.getUint16(HEADER_BYTES + 2 * i, true);
-    if (tokens[i] >= vocab) throw new TokenShardError(`token ${tokens[i]} at ${i} is not below vocab=${vocab}`);
-  }
+  for (let i = 0; i < n; i++) tokens[i] = id(i);
   return { vocab, tokens };
 }
 
@@ -56,16 +64,29 @@ function mix(seed: number, step: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** Where the windows of the batch of inner step `step` of a task with `seed` start: the one sampling rule. */
+function windowStarts(count: number, span: number, seed: number, step: number, batchSize: number): Int32Array {
+  if (count < span) throw new TokenShardError(`token shard has ${count} tokens, fewer than context + 1 = ${span}`);
+  const r = rng(mix(seed, step));
+  return Int32Array.from({ length: batchSize }, () => r.int(count - span + 1));
+}
+
 /** n windows of context + 1 tokens (inputs and next-token targets), from random starts in the shard. */
 export function tokenBatchFor(shard: TokenShard, context: number, seed: number, step: number, batchSize: number): Batch {
   const span = context + 1;
-  if (shard.tokens.length < span) throw new TokenShardError(`token shard has ${shard.tokens.length} tokens, fewer than context + 1 = ${span}`);
-  const r = rng(mix(seed, step));
   const tokens = new Int32Array(batchSize * span);
-  for (let b = 0; b < batchSize; b++) {
-    const start = r.int(shard.tokens.length - span + 1);
-    tokens.set(shard.tokens.subarray(start, start + span), b * span);
-  }
+  windowStarts(shard.tokens.length, span, seed, step, batchSize).forEach((start, b) => tokens.set(shard.tokens.subarray(start, start + span), b * span));
+  return { kind: 'tokens', tokens, n: batchSize };
+}
+
+/** tokenBatchFor(decodeTokenShard(bytes), …) reading only the batch's windows (see batchForEncoded). */
+export function tokenBatchForEncoded(bytes: Uint8Array, context: number, seed: number, step: number, batchSize: number): Batch {
+  const { n, id } = tokenShardHeader(bytes);
+  const span = context + 1;
+  const tokens = new Int32Array(batchSize * span);
+  windowStarts(n, span, seed, step, batchSize).forEach((start, b) => {
+    for (let k = 0; k < span; k++) tokens[b * span + k] = id(start + k);
+  });
   return { kind: 'tokens', tokens, n: batchSize };
 }
 

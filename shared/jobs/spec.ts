@@ -5,8 +5,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
-  AdamWSchema, AggregatorSchema, CompressionSchema, HyperparametersSchema, type Hyperparameters,
+  AdamWSchema, AggregatorSchema, CompressionSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
+import { paramCount, type ModelConfig } from '../models/config.ts';
 
 export const LIMITS = {
   /** Largest dataset upload, bytes (the relay's body limit is a little above it). */
@@ -16,6 +17,9 @@ export const LIMITS = {
   gptContext: 1024,
   charVocab: 4096,
   shards: 256,
+  /** Most multiply-adds the relay spends scoring one update's usefulness (two forward passes of its batch on
+   * the CPU reference, which runs ≈ 0.4–0.8 G/s): ≈ 0.1–0.2 s of the relay's event loop per upload. */
+  usefulnessMultiplyAdds: 64e6,
 } as const;
 
 const Partial_ = <T extends Parameters<typeof Type.Partial>[0]>(t: T) => Type.Partial(t, { additionalProperties: false });
@@ -53,6 +57,7 @@ export const GuardrailSchema = Type.Object({
 const HyperparametersInput = Type.Partial(Type.Object({
   ...HyperparametersSchema.properties,
   adamw: Partial_(AdamWSchema),
+  usefulness: Partial_(UsefulnessSchema),
 }), { additionalProperties: false });
 
 export const JobSubmissionSchema = Type.Object({
@@ -84,6 +89,7 @@ export const defaultHyperparameters: Hyperparameters = {
   compression: { kind: 'int8', block: 256 },
   aggregator: 'centered-clip',
   maxUpdateNorm: 1000,
+  usefulness: { mode: 'off', minDrop: 0 },
 };
 export const defaultGuardrail = { maxLossRise: 0.5 };
 export const defaultHeldOutFraction = 0.1;
@@ -131,6 +137,10 @@ export function checkSubmission(input: unknown): JobSubmission {
   if (h && typeof h === 'object' && h.aggregator !== undefined && !Value.Check(AggregatorSchema, h.aggregator)) {
     throw new SpecError('hyperparameters.aggregator', `must be one of ${AggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(h.aggregator)})`);
   }
+  const mode = h && typeof h === 'object' && h.usefulness && typeof h.usefulness === 'object' ? (h.usefulness as Record<string, unknown>).mode : undefined;
+  if (mode !== undefined && !Value.Check(UsefulnessSchema.properties.mode, mode)) {
+    throw new SpecError('hyperparameters.usefulness.mode', `must be one of ${UsefulnessSchema.properties.mode.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(mode)})`);
+  }
   const err = firstError(JobSubmissionSchema, input, '');
   if (err) throw err;
   const job = input as JobSubmission;
@@ -147,5 +157,29 @@ export function checkSubmission(input: unknown): JobSubmission {
 /** Hyperparameters with defaults filled in. */
 export function resolveHyperparameters(job: JobSubmission): Hyperparameters {
   const h = job.hyperparameters ?? {};
-  return { ...defaultHyperparameters, ...h, adamw: { ...defaultHyperparameters.adamw, ...(h.adamw ?? {}) } } as Hyperparameters;
+  return {
+    ...defaultHyperparameters, ...h, adamw: { ...defaultHyperparameters.adamw, ...(h.adamw ?? {}) },
+    usefulness: { ...defaultHyperparameters.usefulness!, ...(h.usefulness ?? {}) },
+  } as Hyperparameters;
+}
+
+/** A job's usefulness setting; absent (jobs made before it existed) is off. */
+export const usefulnessOf = (h: Hyperparameters): Usefulness => h.usefulness ?? { mode: 'off', minDrop: 0 };
+
+/** Multiply-adds of scoring one update: two forward passes (θ_v and θ_v − Δ) over its batch, ≈ params per
+ * row of an MLP or per token of a GPT (attention, softmax and the embedding lookup are left out). */
+export function usefulnessMultiplyAdds(model: ModelConfig, batchSize: number): number {
+  return 2 * paramCount(model) * batchSize * (model.kind === 'gpt' ? model.context : 1);
+}
+
+/** Once the data has decided the model's full shape: refuses a usefulness score the relay cannot afford. */
+export function checkUsefulness(model: ModelConfig, h: Hyperparameters): void {
+  if (usefulnessOf(h).mode === 'off') return;
+  const cost = usefulnessMultiplyAdds(model, h.batchSize);
+  if (cost > LIMITS.usefulnessMultiplyAdds) {
+    const rows = model.kind === 'gpt' ? `${h.batchSize} × ${model.context} tokens` : `${h.batchSize} rows`;
+    throw new SpecError('hyperparameters.usefulness', `scoring one update costs ${(cost / 1e6).toFixed(0)} M multiply-adds on the relay's CPU `
+      + `(2 forward passes of ${rows} through ${paramCount(model)} parameters), over the limit of ${LIMITS.usefulnessMultiplyAdds / 1e6} M; `
+      + 'lower hyperparameters.batchSize, use a smaller model, or set usefulness.mode to "off"');
+  }
 }

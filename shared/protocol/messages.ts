@@ -33,6 +33,15 @@ export const AggregatorSchema = Type.Union([
   Type.Literal('centered-clip'), Type.Literal('trimmed-mean'), Type.Literal('median'), Type.Literal('mean'),
 ]);
 
+/** Usefulness score (server/defence/usefulness.ts): the loss drop an update gives on its own seeded batch,
+ * computed on the relay with the CPU reference. Absent means off (jobs made before the field existed). */
+export const UsefulnessSchema = Type.Object({
+  mode: Type.Union([Type.Literal('off'), Type.Literal('score'), Type.Literal('enforce')], {
+    description: 'off: not computed; score: computed, stored and shown; enforce: also refuses an update whose drop is below minDrop',
+  }),
+  minDrop: Type.Number({ minimum: -100, maximum: 100, description: 'enforce: the smallest loss drop (nats) accepted; negative tolerates a small rise' }),
+}, { additionalProperties: false });
+
 /** A job's training hyperparameters (inner and outer loop, rounds, staleness, compression). */
 export const HyperparametersSchema = Type.Object({
   steps: Type.Integer({ minimum: 1, maximum: 100_000, description: 'H: inner steps per task' }),
@@ -49,6 +58,7 @@ export const HyperparametersSchema = Type.Object({
   compression: CompressionSchema,
   aggregator: AggregatorSchema,
   maxUpdateNorm: Type.Number({ exclusiveMinimum: 0, description: 'updates with a larger L2 norm are refused' }),
+  usefulness: Type.Optional(UsefulnessSchema),
 });
 
 export const JobStatusSchema = Type.Union([
@@ -112,6 +122,7 @@ export const RelaySendsError = Type.Object({ error: Type.Object({ code: Type.Str
 
 export type AdamW = Static<typeof AdamWSchema>;
 export type Hyperparameters = Static<typeof HyperparametersSchema>;
+export type Usefulness = Static<typeof UsefulnessSchema>;
 export type JobStatus = Static<typeof JobStatusSchema>;
 export type JobSummary = Static<typeof JobSummarySchema>;
 export type JobInfo = Static<typeof JobInfoSchema>;

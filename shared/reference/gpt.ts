@@ -264,6 +264,31 @@ export function gptLogits(config: GptConfig, params: Float32Array, tokens: Int32
 }
 
 /**
+ * Mean next-token cross-entropy (the loss gptLossAndGrad reports) and next-token accuracy over n sequences
+ * of context+1 ids, forward only: held-out evaluation and the relay's usefulness score.
+ */
+export function gptEvaluate(config: GptConfig, params: Float32Array, tokens: Int32Array, n: number): { loss: number; accuracy: number } {
+  const T = config.context, V = config.vocab;
+  checkTokens(config, tokens, n, T + 1, '(context+1)');
+  const inputs = new Int32Array(n * T);
+  for (let s = 0; s < n; s++) inputs.set(tokens.subarray(s * (T + 1), s * (T + 1) + T), s * T);
+  const logits = gptLogits(config, params, inputs, n, T);
+  let loss = 0, right = 0;
+  for (let s = 0; s < n; s++) {
+    for (let t = 0; t < T; t++) {
+      const o = (s * T + t) * V, target = tokens[s * (T + 1) + t + 1];
+      let max = -Infinity, arg = 0;
+      for (let c = 0; c < V; c++) if (logits[o + c] > max) { max = logits[o + c]; arg = c; }
+      let sum = 0;
+      for (let c = 0; c < V; c++) sum += Math.exp(logits[o + c] - max);
+      loss += Math.log(sum) + max - logits[o + target];
+      if (arg === target) right++;
+    }
+  }
+  return { loss: loss / (n * T), accuracy: right / (n * T) };
+}
+
+/**
  * Mean next-token cross-entropy over n sequences of context+1 ids (inputs = first context ids,
  * targets = the next ones), and its full flat gradient in the paramLayout order.
  */

@@ -24,6 +24,12 @@ describe('job submission', () => {
     expect(hp.adamw.beta1).toBe(0.9);
     expect(hp.outerLr).toBe(0.7);
     expect(hp.outerMomentum).toBe(0.9);
+    expect(hp.usefulness).toEqual({ mode: 'off', minDrop: 0 });
+  });
+
+  test('usefulness: a mode alone takes the default minDrop; a negative minDrop tolerates a small rise', () => {
+    expect(resolveHyperparameters(checkSubmission({ ...gptJob, hyperparameters: { usefulness: { mode: 'enforce' } } })).usefulness).toEqual({ mode: 'enforce', minDrop: 0 });
+    expect(resolveHyperparameters(checkSubmission({ ...gptJob, hyperparameters: { usefulness: { mode: 'enforce', minDrop: -0.05 } } })).usefulness).toEqual({ mode: 'enforce', minDrop: -0.05 });
   });
 
   test.each([
@@ -36,6 +42,9 @@ describe('job submission', () => {
     [{ ...gptJob, hyperparameters: { compression: { kind: 'zip' } } }, 'hyperparameters.compression.kind'],
     [{ ...gptJob, hyperparameters: { aggregator: 'vote' } }, 'hyperparameters.aggregator'],
     [{ ...gptJob, hyperparameters: { quorum: 5, updatesPerRound: 2 } }, 'hyperparameters.quorum'],
+    [{ ...gptJob, hyperparameters: { usefulness: { mode: 'on' } } }, 'hyperparameters.usefulness.mode'],
+    [{ ...gptJob, hyperparameters: { usefulness: { mode: 'enforce', minDrop: 'small' } } }, 'hyperparameters.usefulness.minDrop'],
+    [{ ...gptJob, hyperparameters: { usefulness: { mode: 'score', batches: 2 } } }, 'hyperparameters.usefulness.batches'],
     [{ ...gptJob, dataset: { format: 'text', tokenizer: 'word' } }, 'dataset.tokenizer'],
     [{ ...gptJob, dataset: { format: 'labelled' } }, 'dataset.format'],
     [{ ...gptJob, colour: 'blue' }, 'colour'],

@@ -74,6 +74,8 @@ describe('job submission and approval', () => {
     const cases: [unknown, string | Uint8Array, RegExp][] = [
       [{ ...gptJob, model: { ...gptJob.model, heads: 3 } }, corpus, /^model\.width/],
       [{ ...gptJob, hyperparameters: { outerMomentum: 1.5 } }, corpus, /^hyperparameters\.outerMomentum/],
+      // the relay's cost of scoring is known once the corpus has fixed the vocabulary
+      [{ ...gptJob, hyperparameters: { batchSize: 8192, usefulness: { mode: 'enforce' } } }, corpus, /^hyperparameters\.usefulness: scoring one update costs/],
       ['{not json', corpus, /^spec/],
       [gptJob, 'too short', /^dataset: the corpus has 9 tokens/],
       [gptJob, new Uint8Array([0x61, 0xff, 0x61]), /^dataset: .*UTF-8/],

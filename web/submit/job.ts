@@ -11,9 +11,11 @@ type Overview = {
   job: { jobId: string; name: string; researcher: string; description: string; status: string; version: number; paramCount: number;
     model: { kind: 'mlp'; inputs: number; hidden: number[]; classes: number } | { kind: 'gpt'; vocab: number; context: number; layers: number; heads: number; width: number };
     dataset: { name: string; shards: number; heldOut: number };
-    hyperparameters: { steps: number; batchSize: number; updatesPerRound: number; outerLr: number; outerMomentum: number; aggregator: string; compression: { kind: string }; adamw: { lr: number } } };
+    hyperparameters: { steps: number; batchSize: number; updatesPerRound: number; outerLr: number; outerMomentum: number; aggregator: string; compression: { kind: string }; adamw: { lr: number };
+      usefulness?: { mode: 'off' | 'score' | 'enforce'; minDrop: number } } };
   owner: string; tokenizer: Tokenizer | null; evals: EvalPoint[];
-  volunteers: { volunteerId: string; device: string | null; tasks: number; accepted: number; samples: number }[];
+  /** scored, meanDrop, notUseful: only when the job has usefulness on */
+  volunteers: { volunteerId: string; device: string | null; tasks: number; accepted: number; samples: number; scored?: number; meanDrop?: number | null; notUseful?: number }[];
   checkpoints: { version: number; hash: string; at: number }[];
 };
 
@@ -47,15 +49,20 @@ function render(o: Overview): void {
     ? `GPT: ${m.layers} layers, width ${m.width}, ${m.heads} heads, context ${m.context}, vocabulary ${m.vocab}${o.tokenizer ? ` (${o.tokenizer.kind}s)` : ''}; ${count(j.paramCount)} parameters`
     : `MLP ${[m.inputs, ...m.hidden, m.classes].join('-')}; ${count(j.paramCount)} parameters`);
   text('job-data', `${j.dataset.shards} training shards, ${count(j.dataset.heldOut)} held-out ${m.kind === 'gpt' ? 'tokens' : 'rows'}`);
-  text('job-hyper', `H=${h.steps} inner AdamW steps (lr ${h.adamw.lr}) of batch ${h.batchSize}; K=${h.updatesPerRound} updates per round; outer lr ${h.outerLr}, momentum ${h.outerMomentum}; ${h.aggregator}; ${h.compression.kind} updates`);
+  const useful = h.usefulness && h.usefulness.mode !== 'off' ? h.usefulness : undefined;
+  text('job-hyper', `H=${h.steps} inner AdamW steps (lr ${h.adamw.lr}) of batch ${h.batchSize}; K=${h.updatesPerRound} updates per round; outer lr ${h.outerLr}, momentum ${h.outerMomentum}; ${h.aggregator}; ${h.compression.kind} updates`
+    + (useful ? `; usefulness ${useful.mode === 'enforce' ? `enforced (loss drop ≥ ${useful.minDrop})` : 'scored'}` : ''));
   text('job-version', String(j.version));
   const last = o.evals[o.evals.length - 1];
   text('job-latest', last ? `version ${last.version}: loss ${last.loss.toFixed(3)}, ${m.kind === 'gpt' ? 'next-token ' : ''}accuracy ${(100 * last.accuracy).toFixed(1)} %` : 'not evaluated yet');
   $('job-latest').dataset.loss = last ? String(last.loss) : '';
   text('job-description', j.description);
   draw(o.evals);
-  $('volunteers').innerHTML = o.volunteers.map((v) => `<tr><td>${v.volunteerId.slice(0, 14)}</td><td>${(v.device ?? '').replace(/</g, '&lt;').slice(0, 40) || '–'}</td><td class="num">${v.tasks}</td><td class="num">${v.accepted}</td><td class="num">${count(v.samples)}</td></tr>`).join('')
-    || '<tr><td colspan="5" class="muted">no volunteer has worked on it yet</td></tr>';
+  $('volunteers-useful').hidden = !useful;
+  const drop = (v: Overview['volunteers'][number]) => `<td class="num" data-mean-drop="${v.meanDrop ?? ''}" title="${v.scored ?? 0} scored, ${v.notUseful ?? 0} refused">`
+    + `${v.meanDrop == null ? '–' : v.meanDrop.toFixed(3)}${v.notUseful ? ` (${v.notUseful} refused)` : ''}</td>`;
+  $('volunteers').innerHTML = o.volunteers.map((v) => `<tr><td>${v.volunteerId.slice(0, 14)}</td><td>${(v.device ?? '').replace(/</g, '&lt;').slice(0, 40) || '–'}</td><td class="num">${v.tasks}</td><td class="num">${v.accepted}</td><td class="num">${count(v.samples)}</td>${useful ? drop(v) : ''}</tr>`).join('')
+    || `<tr><td colspan="${useful ? 6 : 5}" class="muted">no volunteer has worked on it yet</td></tr>`;
   const base = `/api/jobs/${encodeURIComponent(j.jobId)}/versions`;
   $('checkpoints').innerHTML = o.checkpoints.slice(-8).reverse().map((c) => `<tr><td class="num">${c.version}</td>
     <td><a href="${base}/${c.version}/params" download="${j.jobId}-v${c.version}.f32">raw fp32</a> · <a class="onnx" href="/api/ops/jobs/${encodeURIComponent(j.jobId)}/versions/${c.version}/model.onnx">ONNX</a></td>
