@@ -48,7 +48,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   // forceCloseConnections: a stopping relay drops keep-alive sockets instead of waiting out their timeout
   const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true });
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
-    onLostPayload: (taskId) => app.log.warn({ task: taskId }, 'accepted update lost its payload file (a power loss?); discarded, not applied'),
+    warn: (fields, message) => app.log.warn(fields, message),
   });
   const metrics = createMetrics();
   const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence });

@@ -1,6 +1,6 @@
-// Update payloads as files beside the database (payloads/<taskId>.bin), not as SQLite blobs: a 1 MB
-// blob costs SQLite 250 overflow pages written twice (WAL, then checkpoint), 6–15 ms per upload, where
-// one file write is a quarter of a millisecond. The file is written before its row commits, so a row
+// Large update payloads as files beside the database (payloads/<taskId>.bin), not as SQLite blobs: a
+// 1 MB blob costs SQLite 250 overflow pages written twice (WAL, then checkpoint), 6–15 ms per upload,
+// where one file write is a quarter of a millisecond (small payloads stay in their row: ./sqlite.ts). The file is written before its row commits, so a row
 // always has its file; a crash in between leaves an orphan, removed on the next open.
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';

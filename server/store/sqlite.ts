@@ -1,5 +1,5 @@
-// The embedded store: better-sqlite3 in WAL mode, one file in the data directory, with update payloads
-// as files beside it (./payloads.ts). Numbered migrations
+// The embedded store: better-sqlite3 in WAL mode, one file in the data directory, with large update
+// payloads as files beside it (./payloads.ts). Numbered migrations
 // run on open (PRAGMA user_version). Every multi-row change is one transaction, so a kill -9 leaves
 // either the old state or the new one, never half of a round.
 import { dirname, join } from 'node:path';
@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import type { Eval, JobStatus } from '../../shared/protocol/messages.ts';
 import { transitionJob } from '../scheduler/job-state.ts';
 import { RelayError } from '../errors.ts';
+import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
 import type { JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
 
@@ -74,13 +75,21 @@ const updateRow = (r: UpdateDb) => ({
   norm: r.norm,
 });
 
+/** Payloads up to this size stay in their row: creating a file costs more than writing a few pages
+ * (measured: a 23 KB top-k payload 0.2 ms in SQLite, 0.5 ms as a new file in a busy directory). */
+const INLINE_PAYLOAD_BYTES = 128 * 1024;
+const EMPTY = Buffer.alloc(0);
+
 export type SqliteStore = Store & { readonly db: Database.Database };
 
 export type SqliteStoreOptions = {
   /** 'full' flushes every commit (and payload file) to disk; 'normal' survives a process crash (default). */
   durability?: 'normal' | 'full';
-  /** Told of an accepted update whose payload file is gone (a power loss): it is discarded, not applied. */
-  onLostPayload?: (taskId: string) => void;
+  /** Where the store says what went wrong without failing a request: an accepted update whose payload
+   * file a power loss took (it is discarded, not applied), a lost checkpoint worker. */
+  warn?: (fields: Record<string, unknown>, message: string) => void;
+  /** Checkpoint the WAL on a worker thread (default true; ./checkpointer.ts). */
+  checkpointWorker?: boolean;
 };
 
 export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): SqliteStore {
@@ -99,6 +108,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     })();
   }
 
+  const checkpointer = o.checkpointWorker === false ? undefined
+    : startCheckpointer(db, file, (e) => o.warn?.({ err: e }, 'WAL checkpoint worker lost; the relay checkpoints in its own commits again'));
   const payloads = openPayloadDir(join(dirname(file), 'payloads'), durability === 'full');
   const hasUpdate = db.prepare<[string], { n: number }>('SELECT 1 AS n FROM updates WHERE task_id = ?');
   payloads.removeOrphans((taskId) => hasUpdate.get(taskId) !== undefined);
@@ -121,7 +132,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     pending: db.prepare<[string], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id'),
     countPending: db.prepare<[string], { n: number }>('SELECT pending_updates AS n FROM jobs WHERE job_id = ?'),
     insertUpdate: db.prepare(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses, samples, compute_ms, accepted_at, norm)
-                               VALUES (?, ?, ?, ?, ?, ?, X'', ?, ?, ?, ?, ?, ?, ?)`),
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     discardLost: db.prepare<[string]>('UPDATE updates SET discarded = 1 WHERE task_id = ? AND applied_in IS NULL AND discarded = 0'),
     pendingNorms: db.prepare<[string], { norm: number }>('SELECT norm FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0'),
     acceptTask: db.prepare('UPDATE tasks SET state = \'accepted\', payload_hash = ?, ack = ? WHERE task_id = ?'),
@@ -217,9 +228,11 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       })();
     },
     acceptUpdate(u, ack) {
-      payloads.put(u.taskId, u.payload); // before the row: a committed row always has its file
+      const inline = u.payload.byteLength <= INLINE_PAYLOAD_BYTES;
+      if (!inline) payloads.put(u.taskId, u.payload); // before the row: a committed row always has its file
       db.transaction(() => {
-        q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, u.payload.byteLength,
+        q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight,
+            inline ? Buffer.from(u.payload.buffer, u.payload.byteOffset, u.payload.byteLength) : EMPTY, u.payload.byteLength,
             u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm);
         const was = q.task.get(u.taskId)!.state;
         q.acceptTask.run(u.payloadHash, ack, u.taskId);
@@ -233,7 +246,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         const payload = r.payload!.byteLength > 0 ? new Uint8Array(r.payload!) : payloads.get(r.task_id, r.payload_bytes!);
         if (payload) { out.push({ ...updateRow(r), payload }); continue; }
         db.transaction(() => { if (q.discardLost.run(r.task_id).changes) q.pendingInc.run(-1, jobId); })();
-        o.onLostPayload?.(r.task_id);
+        o.warn?.({ task: r.task_id, job: jobId }, 'accepted update lost its payload file (a power loss?); discarded, not applied');
       }
       return out;
     },
@@ -253,7 +266,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       stmt('INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?, ?)').run(jobId, e.version, e.loss, e.accuracy, e.at);
     },
     listEvals: (jobId) => stmt<[string], Eval>('SELECT version, loss, accuracy, at FROM evals WHERE job_id = ? ORDER BY version').all(jobId),
-    close: () => db.close(),
+    close: () => { checkpointer?.close(); db.close(); },
   };
   return store;
 }

@@ -77,6 +77,11 @@ export async function signBytes(privateKey: CryptoKey, message: Uint8Array): Pro
 
 export type VerifyResult = { ok: true } | { ok: false; code: 'BAD_PUBLIC_KEY' | 'BAD_SIGNATURE_FORMAT' | 'WRONG_SIGNATURE'; message: string };
 
+/** Verification keys already imported, by their base64url point: importing costs about as much as the
+ * verify itself, and a relay checks the same few thousand volunteers' keys over and over. Oldest out first. */
+const importedKeys = new Map<string, CryptoKey>();
+const IMPORTED_KEYS_MAX = 4096;
+
 /** Checks a base64url signature against a base64url raw public key. Never throws: malformed keys or
  * signatures come back as a refusal saying which. */
 export async function verifyBytes(publicKey: string, signature: string, message: Uint8Array): Promise<VerifyResult> {
@@ -84,11 +89,15 @@ export async function verifyBytes(publicKey: string, signature: string, message:
   if (!raw || raw.length !== 65 || raw[0] !== 4) return { ok: false, code: 'BAD_PUBLIC_KEY', message: 'public key must be a base64url uncompressed P-256 point (65 bytes)' };
   const sig = fromBase64Url(signature);
   if (!sig || sig.length !== 64) return { ok: false, code: 'BAD_SIGNATURE_FORMAT', message: 'signature must be base64url of 64 bytes (ECDSA P-256, r‖s)' };
-  let key: CryptoKey;
-  try {
-    key = await crypto.subtle.importKey('raw', raw as Uint8Array<ArrayBuffer>, ALG, false, ['verify']);
-  } catch {
-    return { ok: false, code: 'BAD_PUBLIC_KEY', message: 'public key is not a point on P-256' };
+  let key = importedKeys.get(publicKey);
+  if (!key) {
+    try {
+      key = await crypto.subtle.importKey('raw', raw as Uint8Array<ArrayBuffer>, ALG, false, ['verify']);
+    } catch {
+      return { ok: false, code: 'BAD_PUBLIC_KEY', message: 'public key is not a point on P-256' };
+    }
+    if (importedKeys.size >= IMPORTED_KEYS_MAX) importedKeys.delete(importedKeys.keys().next().value!);
+    importedKeys.set(publicKey, key);
   }
   const ok = await crypto.subtle.verify(SIGN, key, sig as Uint8Array<ArrayBuffer>, message as Uint8Array<ArrayBuffer>);
   return ok ? { ok: true } : { ok: false, code: 'WRONG_SIGNATURE', message: 'signature does not match this volunteer\'s key and the uploaded bytes' };

@@ -1,6 +1,6 @@
 // The relay's parts on their own: job transition table, leases, update frame, shards and batches,
 // the outer step, the store's rollback, and the CPU trainer.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -112,30 +112,51 @@ describe('SQLite store', () => {
     }
   });
 
-  it('keeps payloads as files: a round reads them back, a lost one is discarded and reported, an orphan is removed on open', () => {
+  it('keeps large payloads as files and small ones in their row; a lost file is discarded and reported; an orphan is removed on open', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tabtrain-store-'));
     const lost: string[] = [];
-    let store = openSqliteStore(join(dir, 'db.sqlite'), { onLostPayload: (t) => lost.push(t) });
+    let store = openSqliteStore(join(dir, 'db.sqlite'), { warn: (f) => lost.push(String(f.task)) });
+    const big = (fill: number) => new Uint8Array(200_000).fill(fill);
     try {
       store.createJob('j', defaultJobSpec(), 'running', { params: Float32Array.of(1, 2, 3), hash: 'h0' }, 1);
-      for (const [taskId, bytes] of [['t-a', [1, 2, 3]], ['t-b', [4, 5]]] as const) {
+      for (const [taskId, payload] of [['t-a', big(1)], ['t-b', big(2)], ['t-c', Uint8Array.of(3, 4)]] as const) {
         store.insertTask({ taskId, jobId: 'j', volunteerId: 'v', baseVersion: 0, shard: 0, seed: 1, state: 'issued', issuedAt: 1, expiresAt: 9, reissueOf: null, payloadHash: null, ack: null });
-        store.acceptUpdate({ taskId, jobId: 'j', volunteerId: 'v', baseVersion: 0, round: 0, weight: 1, payload: Uint8Array.from(bytes),
+        store.acceptUpdate({ taskId, jobId: 'j', volunteerId: 'v', baseVersion: 0, round: 0, weight: 1, payload,
           payloadHash: 'x', losses: [1], samples: 4, computeMs: 1, acceptedAt: 2, norm: 1 }, '{}');
       }
       expect(readdirSync(join(dir, 'payloads')).sort()).toEqual(['t-a.bin', 't-b.bin']);
-      expect(store.pendingUpdates('j').map((u) => Array.from(u.payload))).toEqual([[1, 2, 3], [4, 5]]);
+      const firstBytes = () => store.pendingUpdates('j').map((u) => [u.taskId, u.payload.length, u.payload[0]]);
+      expect(firstBytes()).toEqual([['t-a', 200_000, 1], ['t-b', 200_000, 2], ['t-c', 2, 3]]);
 
       rmSync(join(dir, 'payloads', 't-a.bin'));
-      expect(store.pendingUpdates('j').map((u) => u.taskId)).toEqual(['t-b']);
+      expect(firstBytes()).toEqual([['t-b', 200_000, 2], ['t-c', 2, 3]]);
       expect(lost).toEqual(['t-a']);
-      expect(store.countPendingUpdates('j')).toBe(1);
+      expect(store.countPendingUpdates('j')).toBe(2);
 
       writeFileSync(join(dir, 'payloads', 't-never-stored.bin'), 'x');
       store.close();
       store = openSqliteStore(join(dir, 'db.sqlite'));
       expect(readdirSync(join(dir, 'payloads'))).toEqual(['t-b.bin']);
-      expect(store.pendingUpdates('j').map((u) => Array.from(u.payload))).toEqual([[4, 5]]);
+      expect(firstBytes()).toEqual([['t-b', 200_000, 2], ['t-c', 2, 3]]);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('WAL checkpoints', () => {
+  it('run on a worker thread: the relay\'s own commits no longer checkpoint, yet the database file takes the pages in', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tabtrain-store-'));
+    const file = join(dir, 'db.sqlite');
+    const store = openSqliteStore(file);
+    try {
+      await expect.poll(() => store.db.pragma('wal_autocheckpoint', { simple: true }), { timeout: 10_000 }).toBe(0);
+      const before = statSync(file).size;
+      store.db.exec('CREATE TABLE filler (b BLOB)');
+      const put = store.db.prepare('INSERT INTO filler VALUES (?)');
+      for (let i = 0; i < 40; i++) put.run(Buffer.alloc(100_000, i)); // 4 MB of WAL frames, over 1,000 pages
+      await expect.poll(() => statSync(file).size, { timeout: 10_000 }).toBeGreaterThan(before + 3_900_000);
     } finally {
       store.close();
       rmSync(dir, { recursive: true, force: true });
