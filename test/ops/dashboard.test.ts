@@ -28,6 +28,8 @@ afterAll(async () => {
 describe('dashboard', () => {
   test('shows non-zero throughput, active volunteers and the job’s loss curves, live', async () => {
     await until(() => fetch(`${relay.url}/api/jobs/${jobId}`).then((r) => r.json()), (j) => j.version >= 3, 200);
+    // both volunteers on the leaderboard: with K = 2 the faster one alone can make those versions
+    await until(() => fetch(`${relay.url}/api/ops/snapshot`).then((r) => r.json()), (s) => s.leaderboard.length === 2, 200);
     const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -41,7 +43,7 @@ describe('dashboard', () => {
     await expect.poll(async () => card.locator('.latest').textContent()).toMatch(/^\d+ evaluations; version \d+: held-out loss \d/);
     expect(await card.locator('.pill').textContent()).toBe('running');
     expect(await card.locator('canvas').count()).toBeGreaterThanOrEqual(2);
-    expect(await page.locator('#leaderboard tr').count()).toBe(2);
+    await expect.poll(() => page.locator('#leaderboard tr').count()).toBe(2);
     // Live: the page keeps receiving snapshots.
     const seen = Number(await page.getAttribute('body', 'data-snapshots'));
     await page.waitForFunction((n) => Number(document.body.dataset.snapshots) > n + 1, seen);

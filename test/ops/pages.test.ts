@@ -89,7 +89,7 @@ describe('job page', () => {
     expect(await page.textContent('#job-model')).toMatch(/^MLP 784-32-10/);
     expect(Number(await page.getAttribute('#job-latest', 'data-loss'))).toBeGreaterThan(0);
     expect(await page.locator('#curves canvas').count()).toBeGreaterThanOrEqual(2);
-    expect(await page.locator('#volunteers tr').count()).toBe(2);
+    await expect.poll(() => page.locator('#volunteers tr').count()).toBe(2);
     const version = Number(await page.textContent('#job-version'));
     const onnxHref = await page.getAttribute('#checkpoints tr:first-child a.onnx', 'href');
     expect(onnxHref).toBe(`/api/ops/jobs/${jobId}/versions/${version}/model.onnx`);
