@@ -87,8 +87,16 @@ export function createScheduler(o: SchedulerOptions) {
     const t = now();
     expireLeases(t);
     const h = job.hyperparameters;
-    // A round needs K updates: hand out no more work than that (stored but unapplied + leased).
-    if (store.countPendingUpdates(jobId) + store.countLiveTasks(jobId, t) >= h.updatesPerRound) return null;
+    // A round needs K updates: hand out no more work than that (stored but unapplied + leased), except
+    // one task ahead for the volunteer whose task is all the round still waits for (one-step-delay
+    // overlap, as DiLoCoX): it trains on this version while its last update goes up, and lands in the
+    // next round one version stale, instead of its device idling across the round's close. At most one
+    // such task per round; jobs that take no stale update get none.
+    const live = store.countLiveTasks(jobId, t);
+    if (store.countPendingUpdates(jobId) + live >= h.updatesPerRound) {
+      const ahead = h.stalenessBound >= 1 && live === 1 && store.countLiveTasksOf(jobId, volunteerId, t) === 1;
+      if (!ahead) return null;
+    }
     const taskId = `t-${randomUUID()}`;
     // Spot check: an open one (another volunteer's task) is served first, with its base version, shard and seed.
     let check = guard.store.takeOpenReplica(jobId, volunteerId, Math.max(0, job.version - h.stalenessBound));

@@ -203,6 +203,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     getTask: (taskId) => { const r = q.task.get(taskId); return r && taskRow(r); },
     // issued tasks whose lease is due but not yet swept count too; leaseTask sweeps first
     countLiveTasks: (jobId) => (stmt('SELECT issued_tasks AS n FROM jobs WHERE job_id = ?').get(jobId) as { n: number }).n,
+    countLiveTasksOf: (jobId, volunteerId, now) => (stmt(`SELECT COUNT(*) AS n FROM tasks
+      WHERE job_id = ? AND state = 'issued' AND volunteer_id = ? AND expires_at > ?`).get(jobId, volunteerId, now) as { n: number }).n,
     expireDueTasks(now) {
       return db.transaction(() => {
         const due = stmt<[number], TaskDb>('SELECT * FROM tasks WHERE state = \'issued\' AND expires_at <= ?').all(now);

@@ -61,6 +61,8 @@ export interface Store {
   getTask(taskId: string): TaskRow | undefined;
   /** Issued tasks whose lease has not run out. */
   countLiveTasks(jobId: string, now: number): number;
+  /** Issued tasks of one volunteer on the job whose lease has not run out. */
+  countLiveTasksOf(jobId: string, volunteerId: string, now: number): number;
   /** Marks issued tasks with expiresAt ≤ now as expired and returns them. */
   expireDueTasks(now: number): TaskRow[];
   /** Takes one expired, not yet re-issued task of the job (its shard and seed are to be issued again). */

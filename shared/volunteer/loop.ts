@@ -91,7 +91,9 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     return id;
   };
 
-  const pickJob = async (): Promise<string | undefined> => o.jobId ?? (await client.jobs())[0]?.jobId;
+  /** The job of the last task, asked for again without a round trip to the job list; dropped when it stops running. */
+  let lastJobId: string | undefined;
+  const pickJob = async (): Promise<string | undefined> => o.jobId ?? lastJobId ?? (await client.jobs())[0]?.jobId;
 
   const paramsFor = async (task: Task): Promise<Float32Array> => {
     const cached = await o.store.getParams(task.versionHash);
@@ -170,12 +172,20 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   /** Encodes a trained task with the job's residual, signs and uploads it; reports, never throws. */
   const send = async (d: Trained): Promise<void> => {
     const { task } = d;
+    let saving: Promise<void> | undefined;
+    const failed = (e: unknown) => {
+      if (o.signal.aborted) return;
+      if (e instanceof RelayHttpError) emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
+      else emit({ type: 'error', message: `upload of ${task.taskId} failed: ${(e as Error).message}` });
+    };
     try {
       // a spot-checked task goes without error feedback (no residual in or out), so its copies compare
       let residual = task.replica ? undefined : await o.store.getResidual(task.jobId);
       if (!residual || residual.length !== d.delta.length) residual = new Float32Array(d.delta.length);
       const payload = encodeUpdate(d.delta, task.compression, residual);
-      if (!task.replica) await o.store.putResidual(task.jobId, residual);
+      // the new residual is saved while the update goes up (a reload in between loses what it would
+      // either way: the update in flight); the next send waits for both
+      if (!task.replica) saving = o.store.putResidual(task.jobId, residual);
       const frame = encodeUpdateFrame({ lease: task.lease, volunteerId: d.volunteerId, losses: d.losses, samples: task.steps * task.batchSize, computeMs: d.computeMs }, payload);
       const signature = await signUpdate(await getIdentity(), task.taskId, task.lease, frame);
       const start = Date.now();
@@ -183,9 +193,9 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       uploaded++;
       emit({ type: 'uploaded', taskId: task.taskId, ack, bytes: frame.length, denseBytes: d.delta.length * 4, ms: Date.now() - start });
     } catch (e) {
-      if (o.signal.aborted) return;
-      if (e instanceof RelayHttpError) emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
-      else emit({ type: 'error', message: `upload of ${task.taskId} failed: ${(e as Error).message}` });
+      failed(e);
+    } finally {
+      await saving?.catch(failed);
     }
   };
 
@@ -204,13 +214,20 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   };
 
   /** Trains one task; undefined when aborted or when its lease ran out meanwhile. */
-  const train = async ({ task, params, shard }: Ready, vid: string): Promise<Trained | undefined> => {
-    const t = await trainerFor(task);
+  const train = async ({ task, params, shard }: Ready, vid: string, saved: Promise<void>): Promise<Trained | undefined> => {
+    let t: Trainer;
+    try {
+      t = await trainerFor(task);
+    } catch (e) {
+      await saved.catch(() => undefined);
+      throw e;
+    }
     setState('training');
     // the previous update goes now, not after this task's first step: a pause there must not hold it back
     flush();
     const start = Date.now();
-    await t.load(params);
+    // the task is saved (so a reload resumes it) while its weights go to the device, before any step
+    await Promise.all([t.load(params), saved]);
     for (let step = 0; step < task.steps; step++) {
       if (o.signal.aborted) return undefined;
       if (step > 0) whileTraining(task, vid, step, Date.now() - start);
@@ -273,22 +290,26 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
         } else if ((ready = takePrefetched())) {
           emit({ type: 'task', task: ready.task });
         } else {
-          // nothing to train at once: the last update goes now, and the finished task is no longer resumable
+          // nothing to train at once: the last update goes now, and the finished task is no longer
+          // resumable (forgotten while the next one is leased: both are on the way to the next round)
           flush();
-          await o.store.putTask(undefined);
-          if (prefetching) { await prefetching; continue; }
+          const forgotten = o.store.putTask(undefined);
           try {
+            if (prefetching) { await prefetching; continue; }
             ready = await leaseNow(vid);
           } catch (e) {
             if (e instanceof RelayHttpError && e.code === 'TT_ERR_UNKNOWN_VOLUNTEER') { vid = await volunteerId(true); continue; }
-            if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') { setState('paused', e.message); await sleep(IDLE_MS, o.signal); continue; }
+            if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') { lastJobId = undefined; setState('paused', e.message); await sleep(IDLE_MS, o.signal); continue; }
+            if (e instanceof RelayHttpError && e.code === 'TT_ERR_UNKNOWN_JOB' && lastJobId) { lastJobId = undefined; continue; }
             throw e;
+          } finally {
+            await forgotten;
           }
         }
         resume = undefined;
         if (!ready) continue;
-        await o.store.putTask(ready.task);
-        const trained = await train(ready, vid);
+        lastJobId = ready.task.jobId;
+        const trained = await train(ready, vid, o.store.putTask(ready.task));
         if (o.signal.aborted) break; // the task stays saved: a restart resumes it while its lease lasts
         if (!trained) continue;
         unsent = trained;
