@@ -22,6 +22,7 @@ import { insertSorted, normBoundFromSorted, validateEncoded, type ValidationCode
 import { combine } from './combine.ts';
 import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
+import { createWaitingList } from './waiting.ts';
 
 export type SchedulerOptions = {
   store: Store; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics;
@@ -57,6 +58,8 @@ export function createScheduler(o: SchedulerOptions) {
   const normCache = new Map<string, { version: number; sorted: number[] }>();
   /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
   const tieBreaks = new Set<Promise<void>>();
+  /** Volunteers recently told "no work", so a task ahead never goes past one of them. */
+  const waiting = createWaitingList();
   /** Usefulness scores of uploads, on jobs that turn them on. */
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
 
@@ -88,14 +91,18 @@ export function createScheduler(o: SchedulerOptions) {
     expireLeases(t);
     const h = job.hyperparameters;
     // A round needs K updates: hand out no more work than that (stored but unapplied + leased), except
-    // one task ahead for the volunteer whose task is all the round still waits for (one-step-delay
-    // overlap, as DiLoCoX): it trains on this version while its last update goes up, and lands in the
-    // next round one version stale, instead of its device idling across the round's close. At most one
-    // such task per round; jobs that take no stale update get none.
+    // one task ahead for the volunteer whose task is all the round still waits for, when nobody else
+    // waits for work (one-step-delay overlap, as DiLoCoX): it trains on this version while its last update
+    // goes up, and lands in the next round one version stale, instead of its device idling across the
+    // round's close. At most one such task per round; jobs that take no stale update get none.
     const live = store.countLiveTasks(jobId, t);
     if (store.countPendingUpdates(jobId) + live >= h.updatesPerRound) {
-      const ahead = h.stalenessBound >= 1 && live === 1 && store.countLiveTasksOf(jobId, volunteerId, t) === 1;
-      if (!ahead) return null;
+      const ahead = h.stalenessBound >= 1 && live === 1 && store.countLiveTasksOf(jobId, volunteerId, t) === 1
+        && !waiting.othersWaiting(jobId, volunteerId, t);
+      if (!ahead) {
+        waiting.refused(jobId, volunteerId, t);
+        return null;
+      }
     }
     const taskId = `t-${randomUUID()}`;
     // Spot check: an open one (another volunteer's task) is served first, with its base version, shard and seed.

@@ -39,15 +39,26 @@ describe('leasing one task ahead across a round\'s close', () => {
     const a1 = (await lease(a))!, b1 = (await lease(b))!;
     expect(await lease(a)).toBeUndefined(); // two tasks out for K = 2, both still training
     expect((await upload(b, b1, 1)).round).toBe(0);
-    expect(await lease(b)).toBeUndefined(); // the round waits on a's task, not b's
-    const a2 = await lease(a); // a's task is all the round waits for: a may start its next one
+    const a2 = await lease(a); // a's task is all the round waits for, and nobody waits for work: a may start its next one
     expect(a2).toMatchObject({ baseVersion: 0 });
     expect(await lease(a)).toBeUndefined(); // one ahead, not two
-    expect(await lease(b)).toBeUndefined();
+    expect(await lease(b)).toBeUndefined(); // b's own task is in: the round waits on a
     expect((await upload(a, a1, 2)).round).toBe(0);
     await waitFor(version, (v) => v === 1);
     expect(await upload(a, a2!, 3)).toMatchObject({ accepted: true, round: 1, weight: 0.5 });
     expect(await lease(b)).toMatchObject({ baseVersion: 1 }); // the next round: one slot left
+  });
+
+  it('is not given while another volunteer waits for work: the next round\'s work goes to it fresh', async () => {
+    relay = await startRelay({ defaultJob: { updatesPerRound: 2, quorum: 2, stalenessBound: 2 }, evaluate: false, defence: { replication: { baseRate: 0, minRate: 0, suspectRate: 0 } } });
+    const [a, b] = [await registerSigned(relay.url, 'a'), await registerSigned(relay.url, 'b')];
+    const a1 = (await lease(a))!, b1 = (await lease(b))!;
+    await upload(b, b1, 1);
+    expect(await lease(b)).toBeUndefined(); // b now waits
+    expect(await lease(a)).toBeUndefined();
+    await upload(a, a1, 2);
+    await waitFor(version, (v) => v === 1);
+    expect(await lease(b)).toMatchObject({ baseVersion: 1 });
   });
 
   it('is not given by a job that takes no stale update', async () => {
