@@ -5,7 +5,7 @@ import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import type Database from 'better-sqlite3';
-import { CodecError, decodeUpdate, readHeader } from '../../shared/codec/index.ts';
+import { CodecError, decodeUpdate, readHeader, type Compression } from '../../shared/codec/index.ts';
 import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
 import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
 import { initParams, paramCount } from '../../shared/models/config.ts';
@@ -43,6 +43,12 @@ const validationRefusal: Record<ValidationCode, { code: 'TT_ERR_BAD_UPDATE' | 'T
   EMPTY_UPDATE: { code: 'TT_ERR_EMPTY_UPDATE', strike: false },
   NORM_TOO_LARGE: { code: 'TT_ERR_UPDATE_NORM', strike: false },
 };
+
+/** Whether a spot-checked task tells its volunteer so, to be sent without error feedback: only top-k
+ * needs that, as its residual is most of Δ and two copies carrying theirs would never match. int8's residual
+ * is under half a quantisation step per value (well inside the comparison's tolerance) and fp32 has none,
+ * so under those codecs a check looks like any other task and a cheat cannot be honest on checks alone. */
+const flagsReplicas = (c: Compression): boolean => c.kind === 'topk';
 
 /** Compiled once: the frame header is checked on every upload. */
 const headerCheck = TypeCompiler.Compile(VolunteerSendsUpdateHeader);
@@ -132,7 +138,7 @@ export function createScheduler(o: SchedulerOptions) {
       taskId: task.taskId, jobId, baseVersion: task.baseVersion, versionHash: store.versionHash(jobId, task.baseVersion)!,
       shard: task.shard, seed: task.seed, steps: h.steps, batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm,
       compression: h.compression, lease, deadline: task.expiresAt, model: job.model, paramCount: paramCount(job.model),
-      ...(replica ? { replica: true } : {}),
+      ...(replica && flagsReplicas(h.compression) ? { replica: true } : {}),
     };
   }
 

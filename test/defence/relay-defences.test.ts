@@ -147,7 +147,8 @@ describe('spot checks and rate limits', () => {
       const [honest, liar, c, d] = [await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url)];
       // an agreeing pair first: same Δ from both copies
       const c1 = await lease(relay, c), d1 = await lease(relay, d);
-      expect(c1.replica && d1.replica).toBe(true);
+      // int8 (the default codec): the copies carry error feedback, and nothing tells them apart from other tasks
+      expect(c1.replica ?? d1.replica).toBeUndefined();
       expect([d1.baseVersion, d1.shard, d1.seed]).toEqual([c1.baseVersion, c1.shard, c1.seed]);
       expect((await signed(relay, c, c1, frameOf(c1, c.volunteerId))).status).toBe(200);
       expect((await signed(relay, d, d1, frameOf(d1, d.volunteerId))).status).toBe(200);
@@ -217,16 +218,21 @@ describe('spot checks and rate limits', () => {
     }
   });
 
-  it('honest volunteers running the loop agree on their spot checks (replicas are sent without error feedback)', async () => {
-    const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 4, quorum: 4, steps: 5 }, defence: { replication: { baseRate: 1 } } });
-    const vs = startVolunteers(relay.url, 2);
-    try {
-      await waitFor(() => metric(relay, 'tabtrain_spot_checks_total', 'outcome="agree"'), (n) => n >= 2);
-      expect(await metric(relay, 'tabtrain_spot_checks_total', 'outcome="disagree"')).toBe(0);
-      expect(vs.events.filter((e) => e.type === 'error')).toEqual([]);
-    } finally {
-      await vs.stop();
-      await relay.stop();
-    }
-  });
+  for (const compression of [{ kind: 'int8', block: 256 }, { kind: 'topk', fraction: 0.05, bits: 8 }] as const) {
+    it(`honest volunteers running the loop agree on their spot checks (${compression.kind}: ${compression.kind === 'topk' ? 'flagged replicas go without error feedback' : 'unflagged, with error feedback'})`, async () => {
+      const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 4, quorum: 4, steps: 5, compression }, defence: { replication: { baseRate: 1 } } });
+      const vs = startVolunteers(relay.url, 2);
+      try {
+        await waitFor(() => metric(relay, 'tabtrain_spot_checks_total', 'outcome="agree"'), (n) => n >= 4);
+        expect(await metric(relay, 'tabtrain_spot_checks_total', 'outcome="disagree"')).toBe(0);
+        expect(vs.events.filter((e) => e.type === 'error')).toEqual([]);
+        const flagged = vs.events.filter((e) => e.type === 'task' && e.task.replica).length;
+        if (compression.kind === 'topk') expect(flagged).toBeGreaterThan(0);
+        else expect(flagged).toBe(0);
+      } finally {
+        await vs.stop();
+        await relay.stop();
+      }
+    });
+  }
 });
