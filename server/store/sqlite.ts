@@ -1,7 +1,7 @@
 // The embedded store: better-sqlite3 in WAL mode, one file in the data directory, with large update
-// payloads as files beside it (./payloads.ts). Numbered migrations
-// run on open (PRAGMA user_version). Every multi-row change is one transaction, so a kill -9 leaves
-// either the old state or the new one, never half of a round.
+// payloads as files beside it (./payloads.ts) and WAL checkpoints on a worker (./checkpointer.ts).
+// Numbered migrations run on open (PRAGMA user_version). Every multi-row change is one transaction, so a
+// kill -9 leaves either the old state or the new one, never half of a round.
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Eval, JobStatus } from '../../shared/protocol/messages.ts';
@@ -43,7 +43,7 @@ const migrations: string[] = [
    ALTER TABLE jobs ADD COLUMN issued_tasks INTEGER NOT NULL DEFAULT 0;`,
   // The round's norm bound reads norms, not payloads: decoding every pending update per upload was quadratic.
   `ALTER TABLE updates ADD COLUMN norm REAL NOT NULL DEFAULT 0;`,
-  // Payloads moved to files (./payloads.ts); rows written before keep theirs inline.
+  // Large payloads moved to files (./payloads.ts); payload_bytes is the size wherever the bytes are.
   `ALTER TABLE updates ADD COLUMN payload_bytes INTEGER NOT NULL DEFAULT 0;
    UPDATE updates SET payload_bytes = LENGTH(payload);`,
 ];

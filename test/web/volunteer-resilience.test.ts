@@ -65,7 +65,11 @@ describe('volunteer tabs lose nothing', () => {
       const { page } = tab;
       await waitFor('an accepted update (so the residual is not empty)', async () => (await tabState(page)).stats?.updatesAccepted);
       await page.locator('#toggle').click();
-      await waitFor('the tab to stop between two steps of a task', async () => (await tabState(page)).stats?.pausedMidTask, 30_000, 100);
+      await waitFor('the tab to stop between two steps of a task', async () => (await tabState(page)).stats?.pausedMidTask, 30_000, 100).catch(async (e: Error) => {
+        // say where the tab was instead (its phase, last problem and the worker's log), for a failure seen once
+        const s = await tabState(page);
+        throw new Error(`${e.message}; tab: ${JSON.stringify({ phase: s.phase, detail: s.detail, lastError: s.stats?.lastError, steps: s.stats?.steps })}; log: ${tab!.logs.slice(-8).join(' | ')}`);
+      });
       // the previous task's update encodes and uploads while this one trains: let it land (its residual
       // is written before it goes up), so the stored state read next is the state a reload finds
       const held = (await storedState(page)).taskId!;
