@@ -68,8 +68,11 @@ describe('job page', () => {
     for (const s of mnist.shards.slice(0, 2)) for (let i = 0; i < s.n && rows.length < 1500; i++) {
       rows.push(`${s.y[i]},${Array.from(s.x.subarray(i * 784, (i + 1) * 784), (v) => Math.round(v * 255)).join(',')}`);
     }
+    // On 1,200 training digits the held-out loss climbs from ~0.5 to ~2.5 within 30 versions while accuracy
+    // stays near 0.89 (the model grows overconfident): the default guardrail rightly pauses that job, so
+    // this page test, which needs it running, loosens it.
     const spec = { name: 'mnist digits', model: { kind: 'mlp', hidden: [32] }, dataset: { format: 'labelled', shards: 4, heldOutFraction: 0.2 },
-      hyperparameters: { steps: 20, batchSize: 32, adamw: { lr: 0.003 }, updatesPerRound: 2, quorum: 1 } };
+      hyperparameters: { steps: 20, batchSize: 32, adamw: { lr: 0.003 }, updatesPerRound: 2, quorum: 1 }, guardrail: { maxLossRise: 50 } };
     const { jobId } = (await submit(relay.url, relay.alice, spec, rows.join('\n'), 'digits.csv')).body;
     await post(relay.url, `/api/ops/jobs/${jobId}/approve`, relay.operator);
     volunteers = startVolunteers(relay.url, 2, { jobId });
