@@ -18,7 +18,7 @@ import { mlpEvaluate } from '../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../shared/train/cpu.ts';
 import { rng, type Rng } from '../shared/util/rng.ts';
 import { loadMnist } from '../server/data/mnist.ts';
-import { defaultHyperparameters } from '../server/default-job.ts';
+import { mnistHyperparameters } from '../server/default-job.ts';
 import { outerStep } from '../server/scheduler/outer-step.ts';
 import { normBoundFrom, validateUpdate } from '../server/defence/validate.ts';
 
@@ -29,7 +29,7 @@ type Outcome = Scenario & { accuracy: number; refused: Record<string, number>; s
 
 const VOLUNTEERS = 20, ATTACKERS = 4;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
-const hp = { ...defaultHyperparameters, steps: Number(process.env.BENCH_STEPS ?? defaultHyperparameters.steps) };
+const hp = { ...mnistHyperparameters, steps: Number(process.env.BENCH_STEPS ?? mnistHyperparameters.steps) };
 const compression: Compression = hp.compression;
 const model = defaultMlp;
 const d = paramCount(model);

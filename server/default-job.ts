@@ -7,7 +7,8 @@ import type { JobSpec } from './store/types.ts';
 
 export const DEFAULT_JOB_ID = 'mnist-mlp';
 
-export const defaultHyperparameters: Hyperparameters = {
+/** The default MNIST job's settings (submitted jobs start from shared/jobs/spec.ts's defaults instead). */
+export const mnistHyperparameters: Hyperparameters = {
   steps: 20,
   batchSize: 32,
   adamw: { lr: 2e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
@@ -30,7 +31,7 @@ export function defaultJobSpec(overrides: Partial<Hyperparameters> = {}): JobSpe
     researcher: 'tabtrain',
     description: 'A 784-128-10 MLP learning handwritten digits; the default job of every relay.',
     model: defaultMlp,
-    hyperparameters: { ...defaultHyperparameters, ...overrides },
+    hyperparameters: { ...mnistHyperparameters, ...overrides },
     dataset: { name: 'mnist', shards: 8, heldOut: 2000 },
   };
 }

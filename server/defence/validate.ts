@@ -1,7 +1,7 @@
 // Checks a decoded update before the relay stores it: right size, finite values, well-formed sparse
 // indices, not empty, and an L2 norm within a bound taken from the round's other updates. Pure: the
 // relay calls it and turns a refusal into a 4xx with the code and message given here.
-import { decodeUpdate, int8Norm, readHeader, updateLength, type Update } from '../../shared/codec/index.ts';
+import { encodedNorm, readHeader, updateLength, type Update } from '../../shared/codec/index.ts';
 
 export type ValidationCode = 'WRONG_LENGTH' | 'NON_FINITE' | 'BAD_INDICES' | 'EMPTY_UPDATE' | 'NORM_TOO_LARGE';
 export type ValidationResult = { ok: true; norm: number } | { ok: false; code: ValidationCode; message: string };
@@ -37,12 +37,13 @@ export function validateUpdate(u: Update, ctx: ValidationContext): ValidationRes
 
 /**
  * validateUpdate on an encoded update; a frame that does not decode throws the codec's CodecError.
- * Dense int8 (the default codec) is checked on its bytes, its norm taken from the quantised values,
- * so intake never expands a 1M-parameter upload into 4 MB of floats.
+ * The norm comes from the quantised bytes (encodedNorm), so intake never expands a 1M-parameter upload
+ * into 4 MB of floats, nor a top-k one into arrays it would throw away.
  */
 export function validateEncoded(bytes: Uint8Array, ctx: ValidationContext): ValidationResult {
-  if (readHeader(bytes).kind === 'int8') return checkNorm(int8Norm(bytes, ctx.paramCount), ctx);
-  return validateUpdate(decodeUpdate(bytes, ctx.paramCount), ctx);
+  const n = readHeader(bytes).length;
+  if (n !== ctx.paramCount) return fail('WRONG_LENGTH', `update has ${n} values but the model has ${ctx.paramCount} parameters`);
+  return checkNorm(encodedNorm(bytes), ctx);
 }
 
 function checkNorm(norm: number, ctx: ValidationContext): ValidationResult {

@@ -261,21 +261,23 @@ function decodeInt8(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {
 }
 
 /**
- * The L2 norm of an int8 frame straight from its bytes, √(Σ_b s_b² · Σ_{i∈b} q_i²), after every check
- * decodeUpdate makes: the relay validates a 1M-parameter upload without materialising 4 MB of floats.
- * Finite by construction (decodable scales keep s·127 finite, so every value is finite too).
+ * The L2 norm of an encoded update straight from its bytes, after every check decodeUpdate makes: the
+ * relay validates a 1M-parameter upload without materialising its floats. int8: √(Σ_b s_b² · Σ_{i∈b} q_i²);
+ * topk the same over its kept values. Finite by construction (decodable scales keep s·levels finite).
  */
-export function int8Norm(bytes: Uint8Array, expectedLength?: number): number {
+export function encodedNorm(bytes: Uint8Array, expectedLength?: number): number {
   const h = readHeader(bytes);
-  if (h.kind !== 'int8') throw new CodecError(`int8Norm needs an int8 update, not ${h.kind}`);
   if (expectedLength !== undefined && h.length !== expectedLength) {
     throw new CodecError(`update has ${h.length} values but the model has ${expectedLength} parameters`);
   }
-  const { n, block, scales, q } = int8Parts(bytes, new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), h);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (h.kind === 'topk') return Math.sqrt(walkTopK(bytes, dv, h));
+  if (h.kind === 'fp32') return updateNorm(decodeFp32(bytes, dv, h));
+  const { n, block, scales, q } = int8Parts(bytes, dv, h);
   let sq = 0;
   for (let b = 0, s0 = 0; b < scales.length; b++, s0 += block) {
     const s1 = Math.min(s0 + block, n);
-    let qq = 0; // exact: block ≤ 2^20 values of at most 127² each stays below 2^53
+    let qq = 0; // exact, as in walkTopK
     for (let i = s0; i < s1; i++) {
       const v = q[i];
       if (v === -128) badInt8(i);
@@ -303,6 +305,17 @@ function badInt8(i: number): never {
 }
 
 function decodeTopK(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {
+  const out = { values: new Float32Array(h.param), indices: new Uint32Array(h.param) };
+  walkTopK(bytes, dv, h, out);
+  return { kind: 'sparse', length: h.length, ...out };
+}
+
+/**
+ * Checks every part of a topk frame (the checks decodeUpdate promises) and returns Σ s_b²·Σ q_j², the
+ * squared norm of its values; writes the decoded values and indices too when given arrays for them. One
+ * pass for both uses, so what the relay's intake refuses and what decoding refuses cannot drift apart.
+ */
+function walkTopK(bytes: Uint8Array, dv: DataView, h: FrameHeader, out?: { values: Float32Array; indices: Uint32Array }): number {
   const n = h.length, k = h.param, bits = h.bits;
   if (bits !== 4 && bits !== 8) throw new CodecError(`topk update declares ${bits} bits; expected 4 or 8`);
   if (k > n) throw new CodecError(`topk update keeps ${k} values of only ${n}`);
@@ -315,26 +328,30 @@ function decodeTopK(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {
   expectSize(bytes, TOPK_HEADER + 4 * nb + valueBytes + indexBytes, 'topk');
   const scales = readF32s(bytes, dv, TOPK_HEADER, nb);
   checkScales(scales, levelsFor(bits));
-  const values = new Float32Array(k);
-  let pos = TOPK_HEADER + 4 * nb;
-  for (let j = 0; j < k; j++) {
-    let qj: number;
-    if (bits === 8) {
-      qj = (bytes[pos + j] << 24) >> 24;
-      if (qj === -128) throw new CodecError(`topk update value ${j} is -128; quantised values lie in [-127, 127]`);
-    } else {
-      const code = (bytes[pos + (j >> 1)] >> ((j & 1) * 4)) & 15;
-      if (code === 0) throw new CodecError(`topk update value ${j} has 4-bit code 0; codes lie in [1, 15]`);
-      qj = code - 8;
+  let pos = TOPK_HEADER + 4 * nb, sq = 0;
+  for (let b = 0, j0 = 0; b < nb; b++, j0 += vb) {
+    const s = scales[b], j1 = Math.min(j0 + vb, k);
+    let qq = 0; // exact: a block of ≤ 2^20 values of at most 127² each stays below 2^53
+    for (let j = j0; j < j1; j++) {
+      let qj: number;
+      if (bits === 8) {
+        qj = (bytes[pos + j] << 24) >> 24;
+        if (qj === -128) throw new CodecError(`topk update value ${j} is -128; quantised values lie in [-127, 127]`);
+      } else {
+        const code = (bytes[pos + (j >> 1)] >> ((j & 1) * 4)) & 15;
+        if (code === 0) throw new CodecError(`topk update value ${j} has 4-bit code 0; codes lie in [1, 15]`);
+        qj = code - 8;
+      }
+      qq += qj * qj;
+      if (out) out.values[j] = qj * s;
     }
-    values[j] = qj * scales[Math.floor(j / vb)];
+    sq += s * s * qq;
   }
   if (bits === 4 && k % 2 === 1 && bytes[pos + (k >> 1)] >> 4 !== 0) {
     throw new CodecError('topk update is corrupt: the padding nibble after an odd number of 4-bit values must be 0');
   }
   pos += valueBytes;
   const end = pos + indexBytes;
-  const indices = new Uint32Array(k);
   let prev = -1;
   for (let j = 0; j < k; j++) {
     // LEB128 varint, at most 5 bytes for a u32
@@ -349,11 +366,11 @@ function decodeTopK(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update {
     if (j > 0 && v === 0) throw new CodecError(`topk update indices must be strictly ascending; index ${j} duplicates index ${j - 1} (${prev})`);
     const index = j === 0 ? v : prev + v;
     if (index >= n) throw new CodecError(`topk update index ${j} is ${index}, out of range for ${n} values`);
-    indices[j] = index;
+    if (out) out.indices[j] = index;
     prev = index;
   }
   if (pos !== end) throw new CodecError(`topk update index section has ${end - pos} unused bytes (corrupt)`);
-  return { kind: 'sparse', length: n, indices, values };
+  return sq;
 }
 
 // ---------------------------------------------------------------- helpers

@@ -7,7 +7,7 @@ import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 import { encodeTokenShard } from '../../shared/data/token-shard.ts';
 import { checkUsefulness, SpecError } from '../../shared/jobs/spec.ts';
 import { defaultMlp, initParams, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
-import { defaultHyperparameters } from '../../server/default-job.ts';
+import { mnistHyperparameters } from '../../server/default-job.ts';
 import { gptLossAndGrad } from '../../shared/reference/gpt.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { rng } from '../../shared/util/rng.ts';
@@ -71,11 +71,11 @@ describe('usefulness of a GPT update', () => {
 describe('what a job may ask of the relay', () => {
   const fieldOf = (f: () => unknown) => { try { f(); } catch (e) { if (e instanceof SpecError) return e.message; throw e; } return 'no error'; };
   it('an MNIST MLP may enforce; a GPT whose two forward passes are too costly is refused naming the field', () => {
-    expect(fieldOf(() => checkUsefulness(defaultMlp, { ...defaultHyperparameters, usefulness: { mode: 'enforce', minDrop: 0 } }))).toBe('no error');
+    expect(fieldOf(() => checkUsefulness(defaultMlp, { ...mnistHyperparameters, usefulness: { mode: 'enforce', minDrop: 0 } }))).toBe('no error');
     const gpt: GptConfig = { kind: 'gpt', vocab: 65, context: 256, layers: 4, heads: 4, width: 256 };
-    expect(fieldOf(() => checkUsefulness(gpt, { ...defaultHyperparameters, usefulness: { mode: 'score', minDrop: 0 } }))).toMatch(/^hyperparameters\.usefulness: scoring one update costs \d+ M multiply-adds/);
+    expect(fieldOf(() => checkUsefulness(gpt, { ...mnistHyperparameters, usefulness: { mode: 'score', minDrop: 0 } }))).toMatch(/^hyperparameters\.usefulness: scoring one update costs \d+ M multiply-adds/);
     // off costs nothing, so any model may leave it off
-    expect(fieldOf(() => checkUsefulness(gpt, { ...defaultHyperparameters, usefulness: { mode: 'off', minDrop: 0 } }))).toBe('no error');
-    expect(fieldOf(() => checkUsefulness(gpt, defaultHyperparameters))).toBe('no error');
+    expect(fieldOf(() => checkUsefulness(gpt, { ...mnistHyperparameters, usefulness: { mode: 'off', minDrop: 0 } }))).toBe('no error');
+    expect(fieldOf(() => checkUsefulness(gpt, mnistHyperparameters))).toBe('no error');
   });
 });
