@@ -17,6 +17,7 @@ import { volunteerRoutes } from './routes/volunteers.ts';
 import './routes/common.ts';
 import { loadLeaseSecret } from './scheduler/leases.ts';
 import { createScheduler } from './scheduler/scheduler.ts';
+import type { Retention } from './scheduler/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
 
@@ -39,6 +40,8 @@ export type RelayOptions = {
   staticDir?: string;
   /** defences against untrusted volunteers: identity mode, proof-of-work difficulty, spot checks, rate limits */
   defence?: DefenceOptions;
+  /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best) */
+  retention?: Retention;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -51,7 +54,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     warn: (fields, message) => app.log.warn(fields, message),
   });
   const metrics = createMetrics();
-  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence });
+  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
   app.decorate('db', store.db);
   app.decorate('store', store);
   app.decorate('scheduler', scheduler);

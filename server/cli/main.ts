@@ -1,12 +1,13 @@
 // The `tabtrain` command line. `start` runs the relay; operator subcommands come from server/ops/cli.ts.
 import { Command, InvalidArgumentError } from 'commander';
 import { buildApp } from '../app.ts';
+import { defaultRetention } from '../scheduler/retention.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
 
-const int = (name: string) => (v: string): number => {
+const int = (name: string, min = 0) => (v: string): number => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got "${v}"`);
   return n;
 };
 
@@ -19,10 +20,12 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory (env TABTRAIN_DATA_DIR)', process.env.TABTRAIN_DATA_DIR ?? './data')
     .option('--sweep-ms <n>', 'how often leases expire and round timers fire', int('--sweep-ms'), 1000)
     .option('--lease-ms <n>', 'lease length of the default job, when it is created', int('--lease-ms'))
+    .option('--keep-versions <n>', 'checkpoints kept in full: the newest n versions (plus every --keep-every-th and the best)', int('--keep-versions', 1), defaultRetention.keepLast)
+    .option('--keep-every <n>', 'older checkpoints kept: every n-th version (1 keeps them all)', int('--keep-every', 1), defaultRetention.keepEvery)
     .option('--quiet', 'log warnings and errors only')
-    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; quiet?: boolean }) => {
+    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; quiet?: boolean }) => {
       const relay = await buildApp({
-        dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs,
+        dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery },
         logger: { level: o.quiet ? 'warn' : 'info' },
         defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true,
       });

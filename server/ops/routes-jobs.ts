@@ -11,6 +11,7 @@ import { actorOf, principalOf, requireJobActor, requireRole } from './auth.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
 import { submitJob } from './submit.ts';
+import { missingVersionMessage } from '../scheduler/retention.ts';
 
 const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }) });
 const RollbackBody = Type.Object({ version: Type.Integer({ minimum: 0, description: 'the version to make current again' }) }, { additionalProperties: false });
@@ -74,7 +75,7 @@ export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
     const job = app.store.getJob(jobId)!;
     const { version } = req.body;
     if (version > job.version) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${jobId} is at version ${job.version}; roll back to ${job.version} or earlier`, 'version');
-    if (!app.store.versionHash(jobId, version)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${jobId} has no checkpoint of version ${version}`, 'version');
+    if (!app.store.versionHash(jobId, version)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId))}`, 'version');
     const row = app.db.transaction(() => {
       const r = app.store.rollback(jobId, version, Date.now());
       // Leases on dropped versions can never be accepted; ending them now frees their slots in the round

@@ -9,6 +9,7 @@ import { exportOnnx } from '../../shared/export/onnx.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
+import { missingVersionMessage } from '../scheduler/retention.ts';
 
 // onnxruntime-web's wasm runtime, served from the installed package so "try the model" works the same in
 // the built app and under Vite's dev server (whose pre-bundling breaks ort's own relative wasm URLs).
@@ -47,7 +48,7 @@ export const modelRoutes: FastifyPluginAsync = async (app) => {
   app.get<{ Params: Static<typeof VersionParams> }>('/api/ops/jobs/:jobId/versions/:version/model.onnx', { schema: { params: VersionParams } }, async (req, reply) => {
     const job = app.scheduler.requireJob(req.params.jobId);
     const v = app.store.getVersion(job.jobId, req.params.version);
-    if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${job.jobId} has no checkpoint of version ${req.params.version} (current is ${job.version})`, 'version');
+    if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, req.params.version, job.version, app.store.listVersions(job.jobId))}`, 'version');
     const bytes = exportOnnx(job.model, v.params, { producer: 'tabtrain' });
     return reply.header('content-type', 'application/octet-stream')
       .header('content-disposition', `attachment; filename="${job.jobId}-v${v.version}.onnx"`)

@@ -4,6 +4,7 @@ import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import { errorResponses } from './common.ts';
 import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, ShardParams, VersionParams, type Static } from './schemas.ts';
+import { missingVersionMessage } from '../scheduler/retention.ts';
 
 export const jobRoutes: FastifyPluginAsync = async (app) => {
   app.get('/api/jobs', { schema: { response: { 200: RelaySendsJobs } } }, async () => ({
@@ -26,7 +27,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
   }, async (req, reply) => {
     const { jobId, version } = req.params;
     const job = app.scheduler.requireJob(jobId);
-    const v = app.store.getVersion(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', `job ${jobId} has no version ${version} (current is ${job.version})`);
+    const v = app.store.getVersion(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId)));
     // A version's parameters never change, so caches may keep them forever.
     return reply.header('content-type', 'application/octet-stream').header('x-tabtrain-hash', v.hash)
       .header('cache-control', 'public, max-age=31536000, immutable')

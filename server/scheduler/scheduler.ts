@@ -22,6 +22,7 @@ import { insertSorted, normBoundFromSorted, validateEncoded, type ValidationCode
 import { combine } from './combine.ts';
 import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
+import { defaultRetention, prunableUpTo, type Retention } from './retention.ts';
 import { createWaitingList } from './waiting.ts';
 
 export type SchedulerOptions = {
@@ -32,7 +33,10 @@ export type SchedulerOptions = {
   /** the relay's SQLite handle, for the defence's own tables (default: the store's) */
   db?: Database.Database;
   defence?: DefenceOptions;
+  /** which checkpoints and update payloads outlive their round (default: defaultRetention) */
+  retention?: Retention;
 };
+
 
 /** How a validation failure is answered: code, and whether it is a strike against the volunteer
  * (only what an honest tab can never produce; a norm over the bound can be honest bad luck). */
@@ -310,6 +314,7 @@ export function createScheduler(o: SchedulerOptions) {
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;
     store.commitRound(jobId, { version, ...next, hash: paramHash(next.params) }, pending.map((u) => u.taskId), now());
+    prune(jobId, version, h.stalenessBound);
     stop();
     const trigger = count >= h.updatesPerRound ? 'k' : 'timer';
     metrics.rounds.inc({ job: jobId, trigger });
@@ -317,6 +322,17 @@ export function createScheduler(o: SchedulerOptions) {
     log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
     if (o.evaluate !== false) later(() => evaluate(jobId, version));
     return true;
+  }
+
+  /** Retention after a round (./retention.ts). A failure here costs disk, not the round. */
+  function prune(jobId: string, version: number, stalenessBound: number): void {
+    const r = o.retention ?? defaultRetention;
+    try {
+      const dropped = store.pruneHistory(jobId, prunableUpTo(version, r, stalenessBound), r.keepEvery);
+      if (dropped.checkpoints || dropped.payloads) log.debug({ job: jobId, version, ...dropped }, 'old checkpoints and payloads dropped');
+    } catch (e) {
+      log.warn({ err: e, job: jobId, version }, 'retention failed; old checkpoints and payloads stay for now');
+    }
   }
 
   function evaluate(jobId: string, version: number): void {

@@ -1,7 +1,8 @@
 // Large update payloads as files beside the database (payloads/<taskId>.bin), not as SQLite blobs: a
 // 1 MB blob costs SQLite 250 overflow pages written twice (WAL, then checkpoint), 6–15 ms per upload,
 // where one file write is a quarter of a millisecond (small payloads stay in their row: ./sqlite.ts). The file is written before its row commits, so a row
-// always has its file; a crash in between leaves an orphan, removed on the next open.
+// always has its file; a crash in between leaves an orphan, removed on the next open (as is the file
+// of a payload that retention dropped, when a crash came before its file went).
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -13,6 +14,8 @@ export type PayloadDir = {
   put(taskId: string, bytes: Uint8Array): void;
   /** The payload, or undefined when its file is gone or not the size its row recorded. */
   get(taskId: string, byteLength: number): Uint8Array | undefined;
+  /** Removes a payload's file (retention: its update was applied long ago); absent files are fine. */
+  remove(taskId: string): void;
   /** Removes files whose task has no stored update (what a crash between write and commit leaves). */
   removeOrphans(stored: (taskId: string) => boolean): number;
 };
@@ -42,6 +45,9 @@ export function openPayloadDir(dir: string, sync: boolean): PayloadDir {
         throw e;
       }
       return b.byteLength === byteLength ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : undefined;
+    },
+    remove(taskId) {
+      rmSync(path(taskId), { force: true });
     },
     removeOrphans(stored) {
       let removed = 0;

@@ -10,6 +10,7 @@ import { RelayError } from '../errors.ts';
 import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
 import type { JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
+import { missingVersionMessage } from '../scheduler/retention.ts';
 
 const migrations: string[] = [
   `CREATE TABLE jobs (
@@ -46,6 +47,9 @@ const migrations: string[] = [
   // Large payloads moved to files (./payloads.ts); payload_bytes is the size wherever the bytes are.
   `ALTER TABLE updates ADD COLUMN payload_bytes INTEGER NOT NULL DEFAULT 0;
    UPDATE updates SET payload_bytes = LENGTH(payload);`,
+  // Retention drops the payloads of long-applied updates; payload_kept = 0 marks a row whose bytes are gone.
+  `ALTER TABLE updates ADD COLUMN payload_kept INTEGER NOT NULL DEFAULT 1;
+   CREATE INDEX updates_kept ON updates (job_id, payload_kept, applied_in);`,
 ];
 
 const blob = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -111,7 +115,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
   const checkpointer = o.checkpointWorker === false ? undefined
     : startCheckpointer(db, file, (e) => o.warn?.({ err: e }, 'WAL checkpoint worker lost; the relay checkpoints in its own commits again'));
   const payloads = openPayloadDir(join(dirname(file), 'payloads'), durability === 'full');
-  const hasUpdate = db.prepare<[string], { n: number }>('SELECT 1 AS n FROM updates WHERE task_id = ?');
+  const hasUpdate = db.prepare<[string], { n: number }>('SELECT 1 AS n FROM updates WHERE task_id = ? AND payload_kept = 1');
   payloads.removeOrphans((taskId) => hasUpdate.get(taskId) !== undefined);
 
   // Statements are prepared once per SQL text: preparing on every call showed up in the relay's profile.
@@ -164,7 +168,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     rollback(jobId, version, now) {
       const job = store.getJob(jobId) ?? (() => { throw new RelayError('TT_ERR_UNKNOWN_JOB', jobId); })();
       if (!store.versionHash(jobId, version)) {
-        throw new RelayError('TT_ERR_UNKNOWN_VERSION', `job ${jobId} has no checkpoint of version ${version} (current is ${job.version})`);
+        throw new RelayError('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, store.listVersions(jobId)));
       }
       db.transaction(() => {
         stmt('DELETE FROM versions WHERE job_id = ? AND version > ?').run(jobId, version);
@@ -179,6 +183,22 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       return r && { jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params), momentum: floats(r.momentum), createdAt: r.created_at };
     },
     versionHash: (jobId, version) => q.versionHash.get(jobId, version)?.hash,
+    listVersions: (jobId) => stmt<[string], { version: number }>('SELECT version FROM versions WHERE job_id = ? ORDER BY version').all(jobId).map((r) => r.version),
+    pruneHistory(jobId, upTo, every) {
+      if (upTo < 1) return { checkpoints: 0, payloads: 0 };
+      const files: string[] = [];
+      const dropped = db.transaction(() => {
+        const checkpoints = stmt(`DELETE FROM versions WHERE job_id = ? AND version > 0 AND version <= ? AND version % ? != 0
+          AND version IS NOT (SELECT version FROM evals WHERE job_id = ? ORDER BY loss, version LIMIT 1)`).run(jobId, upTo, every, jobId).changes;
+        const old = stmt<[string, number], { task_id: string; inline: number }>(`SELECT task_id, LENGTH(payload) > 0 AS inline FROM updates
+          WHERE job_id = ? AND payload_kept = 1 AND applied_in <= ?`).all(jobId, upTo);
+        const drop = stmt('UPDATE updates SET payload = ?, payload_kept = 0 WHERE task_id = ?');
+        for (const u of old) { drop.run(EMPTY, u.task_id); if (!u.inline) files.push(u.task_id); }
+        return { checkpoints, payloads: old.length };
+      })();
+      for (const f of files) payloads.remove(f); // after the commit: a crash before leaves orphans, removed on open
+      return dropped;
+    },
     commitRound(jobId, next, taskIds, now) {
       db.transaction(() => {
         const cur = q.job.get(jobId)!;

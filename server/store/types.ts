@@ -51,6 +51,14 @@ export interface Store {
 
   getVersion(jobId: string, version: number): VersionRow | undefined;
   versionHash(jobId: string, version: number): string | undefined;
+  /** Versions that still have a checkpoint, ascending (retention drops old ones). */
+  listVersions(jobId: string): number[];
+  /**
+   * Retention: drops the checkpoints of versions 0 < v ≤ upTo except multiples of `every` and the version
+   * with the best held-out loss so far (the guardrail's rollback target), and the payloads of updates
+   * applied in version upTo or earlier (nothing reads them again; their rows, hashes and norms stay).
+   */
+  pruneHistory(jobId: string, upTo: number, every: number): { checkpoints: number; payloads: number };
   /** Atomically: stores version+1's checkpoint, advances the job, marks the given updates applied. */
   commitRound(jobId: string, next: { version: number; params: Float32Array; momentum: Float32Array; hash: string }, taskIds: string[], now: number): void;
 

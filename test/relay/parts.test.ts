@@ -145,6 +145,45 @@ describe('SQLite store', () => {
   });
 });
 
+describe('retention', () => {
+  it('drops old checkpoints but every n-th and the best, and the payloads (rows, files) of long-applied updates; pending ones stay', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tabtrain-store-'));
+    let store = openSqliteStore(join(dir, 'db.sqlite'));
+    try {
+      store.createJob('j', defaultJobSpec(), 'running', { params: Float32Array.of(0, 0), hash: 'h0' }, 1);
+      const accept = (taskId: string, round: number, payload: Uint8Array) => {
+        store.insertTask({ taskId, jobId: 'j', volunteerId: 'v', baseVersion: round, shard: 0, seed: 1, state: 'issued', issuedAt: 1, expiresAt: 9, reissueOf: null, payloadHash: null, ack: null });
+        store.acceptUpdate({ taskId, jobId: 'j', volunteerId: 'v', baseVersion: round, round, weight: 1, payload,
+          payloadHash: 'x', losses: [1], samples: 4, computeMs: 1, acceptedAt: round, norm: 1 }, '{}');
+      };
+      for (let v = 1; v <= 20; v++) {
+        accept(`t-big-${v}`, v - 1, new Uint8Array(200_000).fill(v)); // a file
+        accept(`t-small-${v}`, v - 1, Uint8Array.of(v)); // in its row
+        store.commitRound('j', { version: v, params: Float32Array.of(v, v), momentum: Float32Array.of(1, 1), hash: `h${v}` }, [`t-big-${v}`, `t-small-${v}`], v);
+        store.putEval('j', { version: v, loss: v === 7 ? 0.1 : 1 + v / 100, accuracy: 0.5, at: v });
+        store.pruneHistory('j', v - 3, 5);
+      }
+      accept('t-pending', 20, new Uint8Array(200_000).fill(99));
+      expect(store.listVersions('j')).toEqual([0, 5, 7, 10, 15, 18, 19, 20]);
+      expect(Array.from(store.getVersion('j', 7)!.params)).toEqual([7, 7]);
+      expect(readdirSync(join(dir, 'payloads')).sort()).toEqual(['t-big-18.bin', 't-big-19.bin', 't-big-20.bin', 't-pending.bin']);
+      const kept = store.db.prepare('SELECT task_id FROM updates WHERE payload_kept = 1 ORDER BY accepted_at, task_id').all().map((r) => (r as { task_id: string }).task_id);
+      expect(kept).toEqual(['t-big-18', 't-small-18', 't-big-19', 't-small-19', 't-big-20', 't-small-20', 't-pending']);
+      expect(store.db.prepare("SELECT SUM(LENGTH(payload)) AS n FROM updates WHERE payload_kept = 0").get()).toEqual({ n: 0 });
+      expect(store.listUpdates('j')).toHaveLength(41); // the rows stay: who sent what, its hash and norm
+      expect(store.pendingUpdates('j').map((u) => [u.taskId, u.payload[0]])).toEqual([['t-pending', 99]]);
+      expect(store.rollback.bind(store, 'j', 12, 30)).toThrow(/no checkpoint of version 12 any more.*kept: 0, 5, 7, 10, 15, 18–20$/);
+      store.close();
+      store = openSqliteStore(join(dir, 'db.sqlite')); // a reopen keeps what retention kept
+      expect(readdirSync(join(dir, 'payloads'))).toHaveLength(4);
+      expect(store.rollback('j', 15, 30).version).toBe(15);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('WAL checkpoints', () => {
   it('run on a worker thread: the relay\'s own commits no longer checkpoint, yet the database file takes the pages in', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tabtrain-store-'));
