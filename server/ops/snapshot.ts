@@ -5,10 +5,14 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import { paramCount } from '../../shared/models/config.ts';
+import type { Eval } from '../../shared/protocol/messages.ts';
+import { createTallies } from './tallies.ts';
 
 export const WINDOW_MS = 60_000;
 /** A volunteer counts as active when it leased a task this recently. */
 export const ACTIVE_MS = 120_000;
+/** Points of each job's curve in a snapshot: a day of versions would otherwise be megabytes a second. */
+export const CURVE_POINTS = 300;
 
 export type Traffic = { bytesIn: number; bytesOut: number };
 
@@ -20,21 +24,31 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic) {
   app.addHook('onClose', async () => lag.disable());
   const db = app.db;
   const startedAt = Date.now();
+  const tallies = createTallies(db, { windowMs: WINDOW_MS, activeMs: ACTIVE_MS });
+  const evalCount = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM evals WHERE job_id = ?');
+  const thinEvals = db.prepare<[string, number, string], Eval>(`SELECT version, loss, accuracy, at FROM evals WHERE job_id = ?
+    AND (version % ? = 0 OR version = (SELECT MAX(version) FROM evals WHERE job_id = ?)) ORDER BY version`);
+  /** A job's held-out curve for the cards: every evaluation up to CURVE_POINTS, then every n-th and the last. */
+  const curve = (jobId: string): { evals: Eval[]; evalCount: number } => {
+    const n = evalCount.get(jobId)!.n;
+    const step = Math.ceil(n / CURVE_POINTS);
+    return { evalCount: n, evals: step <= 1 ? app.store.listEvals(jobId) : thinEvals.all(jobId, step, jobId) };
+  };
 
   return async function snapshot(now = Date.now()) {
     const jobs = app.store.listJobs();
     const volunteersTotal = (db.prepare('SELECT COUNT(*) AS n FROM volunteers').get() as { n: number }).n;
-    const devices = db.prepare(`SELECT COALESCE(NULLIF(v.device, ''), 'unknown') AS device, COUNT(DISTINCT t.volunteer_id) AS volunteers
-      FROM tasks t JOIN volunteers v ON v.volunteer_id = t.volunteer_id WHERE t.issued_at > ? GROUP BY 1 ORDER BY 2 DESC`).all(now - ACTIVE_MS) as { device: string; volunteers: number }[];
+    const tally = await tallies(now);
+    const devices = tally.devices;
     const active = devices.reduce((a, d) => a + d.volunteers, 0);
-    const taskCounts = Object.fromEntries((db.prepare('SELECT state, COUNT(*) AS n FROM tasks GROUP BY state').all() as { state: string; n: number }[]).map((r) => [r.state, r.n]));
+    // few tasks end expired or rejected: counted on the (state, expires_at) index; accepted ones are the updates
+    const ended = (state: string) => (db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE state = ?').get(state) as { n: number }).n;
     const inFlight = (db.prepare("SELECT COUNT(*) AS n FROM tasks WHERE state = 'issued' AND expires_at > ?").get(now) as { n: number }).n;
 
     // Throughput over the window, by job (the model decides tokens per sample and FLOPs per token).
-    const recent = db.prepare('SELECT job_id AS jobId, SUM(samples) AS samples, COUNT(*) AS updates FROM updates WHERE accepted_at > ? GROUP BY job_id').all(now - WINDOW_MS) as { jobId: string; samples: number; updates: number }[];
     let samples = 0, tokens = 0, flops = 0;
-    for (const r of recent) {
-      const job = jobs.find((j) => j.jobId === r.jobId);
+    for (const [jobId, r] of tally.recent) {
+      const job = jobs.find((j) => j.jobId === jobId);
       if (!job) continue;
       const perSample = job.model.kind === 'gpt' ? job.model.context : 1;
       samples += r.samples;
@@ -44,22 +58,20 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic) {
     // A relay younger than the window divides by its age, so rates are right from the first minute.
     const secs = Math.max(1, Math.min(WINDOW_MS, now - startedAt)) / 1000;
 
-    const upd = db.prepare('SELECT job_id AS jobId, COUNT(*) AS n, SUM(payload_bytes) AS bytes FROM updates GROUP BY job_id').all() as { jobId: string; n: number; bytes: number }[];
     let accepted = 0, updateBytes = 0, denseBytes = 0;
-    for (const u of upd) {
-      const job = jobs.find((j) => j.jobId === u.jobId);
+    for (const [jobId, u] of tally.updates) {
+      const job = jobs.find((j) => j.jobId === jobId);
       accepted += u.n;
       updateBytes += u.bytes;
       if (job) denseBytes += u.n * 4 * paramCount(job.model);
     }
     const refused = (await app.metrics.updatesRefused.get()).values.map((v) => ({ reason: String(v.labels.code), count: v.value }));
 
-    const leaderboard = db.prepare(`SELECT volunteer_id AS volunteerId, SUM(samples) AS credit, COUNT(*) AS updates
-      FROM updates WHERE discarded = 0 GROUP BY volunteer_id ORDER BY credit DESC LIMIT 10`).all() as { volunteerId: string; credit: number; updates: number }[];
+    const leaderboard = tally.leaderboard;
 
     const perJob = jobs.map((j) => ({
       jobId: j.jobId, name: j.name, status: j.status, version: j.version, model: j.model.kind, researcher: j.researcher,
-      evals: app.store.listEvals(j.jobId),
+      ...curve(j.jobId),
     }));
     const pendingUpdates = jobs.reduce((a, j) => a + app.store.countPendingUpdates(j.jobId), 0);
     const mem = process.memoryUsage();
@@ -71,7 +83,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic) {
     return {
       at: now,
       volunteers: { registered: volunteersTotal, active, devices },
-      tasks: { leased: Object.values(taskCounts).reduce((a, b) => a + b, 0), inFlight, expired: taskCounts.expired ?? 0, accepted: taskCounts.accepted ?? 0, rejected: taskCounts.rejected ?? 0 },
+      tasks: { leased: tally.leased, inFlight, expired: ended('expired'), accepted, rejected: ended('rejected') },
       throughput: { samplesPerSec: samples / secs, tokensPerSec: tokens / secs, gflops: flops / secs / 1e9, windowSec: secs },
       updates: { accepted, refused },
       bytes: { in: traffic.bytesIn, out: traffic.bytesOut, updates: updateBytes, denseEquivalent: denseBytes, compressionRatio: updateBytes > 0 ? denseBytes / updateBytes : 0 },

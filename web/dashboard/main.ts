@@ -11,7 +11,7 @@ type Snapshot = {
   throughput: { samplesPerSec: number; tokensPerSec: number; gflops: number; windowSec: number };
   updates: { accepted: number; refused: { reason: string; count: number }[] };
   bytes: { in: number; out: number; updates: number; denseEquivalent: number; compressionRatio: number };
-  jobs: { jobId: string; name: string; status: string; version: number; model: string; researcher: string; evals: EvalPoint[] }[];
+  jobs: { jobId: string; name: string; status: string; version: number; model: string; researcher: string; evals: EvalPoint[]; evalCount: number }[];
   leaderboard: { volunteerId: string; credit: number; updates: number }[];
   health: { eventLoopLagMs: number; rssBytes: number; heapUsedBytes: number; queueDepth: number; pendingUpdates: number; auditEntries: number; uptimeSec: number };
   history?: { at: number; samplesPerSec: number; tokensPerSec: number; gflops: number; active: number }[];
@@ -80,7 +80,7 @@ function renderJobs(jobs: Snapshot['jobs']): void {
     view.el.querySelector('.meta')!.textContent = `${j.model} · version ${j.version} · by ${j.researcher}`;
     const last = j.evals[j.evals.length - 1];
     view.el.querySelector('.latest')!.textContent = last
-      ? `${j.evals.length} evaluations; version ${last.version}: held-out loss ${last.loss.toFixed(3)}, accuracy ${(100 * last.accuracy).toFixed(1)} %`
+      ? `${j.evalCount} evaluations; version ${last.version}: held-out loss ${last.loss.toFixed(3)}, accuracy ${(100 * last.accuracy).toFixed(1)} %`
       : 'not evaluated yet';
     view.draw(j.evals);
   }

@@ -1,0 +1,102 @@
+// Running totals for the dashboard, read incrementally: tasks and updates only ever gain rows, so each
+// snapshot reads the rows added since the previous one (by rowid) instead of aggregating every task and
+// update ever stored (1.1 s per snapshot at a million updates, all of it on the relay's event loop).
+// Nothing is written for it: counting triggers cost intake 0.1–0.2 ms an update. Credit is the samples of
+// every accepted update, as the volunteer's own page counts it: a later rollback is no fault of theirs.
+import type Database from 'better-sqlite3';
+
+/** Rows read per step; the relay's event loop gets a turn between steps of a long catch-up. */
+const CHUNK = 20_000;
+
+type Credit = { credit: number; updates: number };
+export type Tallies = {
+  /** accepted updates and their payload bytes, by job */
+  updates: Map<string, { n: number; bytes: number }>;
+  /** tasks ever leased */
+  leased: number;
+  /** samples and updates per job over the window */
+  recent: Map<string, { samples: number; updates: number }>;
+  /** volunteers that leased a task within the active window, by device */
+  devices: { device: string; volunteers: number }[];
+  leaderboard: ({ volunteerId: string } & Credit)[];
+};
+
+export function createTallies(db: Database.Database, o: { windowMs: number; activeMs: number; top?: number }) {
+  const newUpdates = db.prepare<[number, number], { id: number; job: string; volunteer: string; samples: number; bytes: number; at: number }>(
+    `SELECT rowid AS id, job_id AS job, volunteer_id AS volunteer, samples, payload_bytes AS bytes, accepted_at AS at
+     FROM updates WHERE rowid > ? ORDER BY rowid LIMIT ?`);
+  const newTasks = db.prepare<[number, number], { id: number; volunteer: string; at: number }>(
+    'SELECT rowid AS id, volunteer_id AS volunteer, issued_at AS at FROM tasks WHERE rowid > ? ORDER BY rowid LIMIT ?');
+  const deviceOf = db.prepare<[string], { device: string }>('SELECT device FROM volunteers WHERE volunteer_id = ?');
+
+  let updateCursor = 0, taskCursor = 0, leased = 0;
+  const perJob = new Map<string, { n: number; bytes: number }>();
+  const credit = new Map<string, Credit>();
+  const window: { at: number; job: string; samples: number }[] = [];
+  const lastLease = new Map<string, number>();
+
+  const turn = () => new Promise<void>((r) => setImmediate(r));
+
+  // one read at a time: a caller arriving during a long catch-up shares it instead of counting rows twice
+  let inFlight: Promise<Tallies> | undefined;
+  return (now: number): Promise<Tallies> => (inFlight ??= read(now).finally(() => { inFlight = undefined; }));
+
+  async function read(now: number): Promise<Tallies> {
+    for (;;) {
+      const rows = newUpdates.all(updateCursor, CHUNK);
+      for (const r of rows) {
+        const j = perJob.get(r.job) ?? { n: 0, bytes: 0 };
+        j.n++; j.bytes += r.bytes;
+        perJob.set(r.job, j);
+        const c = credit.get(r.volunteer) ?? { credit: 0, updates: 0 };
+        c.credit += r.samples; c.updates++;
+        credit.set(r.volunteer, c);
+        if (r.at > now - o.windowMs) window.push({ at: r.at, job: r.job, samples: r.samples });
+        updateCursor = r.id;
+      }
+      if (rows.length < CHUNK) break;
+      await turn();
+    }
+    for (;;) {
+      const rows = newTasks.all(taskCursor, CHUNK);
+      for (const r of rows) {
+        leased++;
+        if (r.at > now - o.activeMs) lastLease.set(r.volunteer, Math.max(r.at, lastLease.get(r.volunteer) ?? 0));
+        taskCursor = r.id;
+      }
+      if (rows.length < CHUNK) break;
+      await turn();
+    }
+
+    let drop = 0;
+    while (drop < window.length && window[drop].at <= now - o.windowMs) drop++;
+    window.splice(0, drop);
+    const recent = new Map<string, { samples: number; updates: number }>();
+    for (const w of window) {
+      const r = recent.get(w.job) ?? { samples: 0, updates: 0 };
+      r.samples += w.samples; r.updates++;
+      recent.set(w.job, r);
+    }
+
+    const byDevice = new Map<string, number>();
+    for (const [v, at] of lastLease) {
+      if (at <= now - o.activeMs) { lastLease.delete(v); continue; }
+      const device = deviceOf.get(v)?.device || 'unknown';
+      byDevice.set(device, (byDevice.get(device) ?? 0) + 1);
+    }
+    const devices = [...byDevice].map(([device, volunteers]) => ({ device, volunteers })).sort((a, b) => b.volunteers - a.volunteers);
+
+    // the top few by credit in one pass (a full sort of every volunteer ever would cost more each second)
+    const top = o.top ?? 10;
+    const leaderboard: Tallies['leaderboard'] = [];
+    for (const [volunteerId, c] of credit) {
+      if ((leaderboard.length === top && c.credit <= leaderboard[top - 1].credit)) continue;
+      let i = leaderboard.length;
+      while (i > 0 && leaderboard[i - 1].credit < c.credit) i--;
+      leaderboard.splice(i, 0, { volunteerId, ...c });
+      if (leaderboard.length > top) leaderboard.pop();
+    }
+
+    return { updates: perJob, leased, recent, devices, leaderboard };
+  }
+}
