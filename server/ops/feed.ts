@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { Gauge } from 'prom-client';
 import { createSnapshotter, type Snapshot, type Traffic } from './snapshot.ts';
+import type { TallyReader } from './tallies.ts';
 
 export const FEED_INTERVAL_MS = 1000;
 const HISTORY = 600;
@@ -18,9 +19,9 @@ export function countTraffic(app: FastifyInstance): Traffic {
   return t;
 }
 
-export function feedPlugin(traffic: Traffic): FastifyPluginAsync {
+export function feedPlugin(traffic: Traffic, tallies: TallyReader): FastifyPluginAsync {
   return async (app) => {
-    const snapshot = createSnapshotter(app, traffic);
+    const snapshot = createSnapshotter(app, traffic, tallies);
     let cached: { at: number; snap: Promise<Snapshot> } | undefined;
     const current = () => {
       const now = Date.now();

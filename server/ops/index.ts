@@ -11,6 +11,8 @@ import { adminRoutes } from './routes-admin.ts';
 import { jobOpsRoutes } from './routes-jobs.ts';
 import { modelRoutes } from './routes-models.ts';
 import { migrateOps } from './store.ts';
+import { ACTIVE_MS, WINDOW_MS } from './snapshot.ts';
+import { createTallies } from './tallies.ts';
 
 const ops: FastifyPluginAsync = async (app) => {
   migrateOps(app.db);
@@ -18,10 +20,12 @@ const ops: FastifyPluginAsync = async (app) => {
   installStoreHooks(app);
   // Traffic is counted on the root context (fastify-plugin), so the relay's own routes count too.
   const traffic = countTraffic(app);
+  // running totals of tasks and updates, shared by the dashboard feed and the job pages
+  const tallies = createTallies(app.db, { windowMs: WINDOW_MS, activeMs: ACTIVE_MS });
   await app.register(adminRoutes);
   await app.register(jobOpsRoutes);
-  await app.register(modelRoutes);
-  await app.register(feedPlugin(traffic));
+  await app.register(modelRoutes(tallies));
+  await app.register(feedPlugin(traffic, tallies));
 };
 
 export default fp(ops, { name: 'tabtrain-ops' });

@@ -10,6 +10,7 @@ import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
 import { missingVersionMessage } from '../scheduler/retention.ts';
+import type { TallyReader } from './tallies.ts';
 
 // onnxruntime-web's wasm runtime, served from the installed package so "try the model" works the same in
 // the built app and under Vite's dev server (whose pre-bundling breaks ort's own relative wasm URLs).
@@ -20,15 +21,11 @@ const OrtParams = Type.Object({ file: Type.String({ maxLength: 64 }) });
 const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }) });
 const VersionParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }), version: Type.Integer({ minimum: 0 }) });
 
-export const modelRoutes: FastifyPluginAsync = async (app) => {
+export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (app) => {
   app.get<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/overview', { schema: { params: JobParams } }, async (req) => {
     const job = app.scheduler.requireJob(req.params.jobId);
     const ops = getOpsJob(app.db, job.jobId);
-    const rows = app.db.prepare(`SELECT t.volunteer_id AS volunteerId, v.device, COUNT(*) AS tasks,
-        SUM(CASE WHEN t.state = 'accepted' THEN 1 ELSE 0 END) AS accepted, MAX(t.issued_at) AS lastSeen,
-        COALESCE((SELECT SUM(u.samples) FROM updates u WHERE u.job_id = t.job_id AND u.volunteer_id = t.volunteer_id AND u.discarded = 0), 0) AS samples
-      FROM tasks t LEFT JOIN volunteers v ON v.volunteer_id = t.volunteer_id
-      WHERE t.job_id = ? GROUP BY t.volunteer_id ORDER BY samples DESC LIMIT 100`).all(job.jobId) as { volunteerId: string }[];
+    const rows = await tallies.volunteersOf(job.jobId);
     // with hyperparameters.usefulness on: each volunteer's uploads scored, their mean loss drop, and how many were refused
     const useful = usefulnessOf(job.hyperparameters).mode === 'off' ? undefined : app.scheduler.guard.store.usefulnessByVolunteer(job.jobId);
     const volunteers = useful ? rows.map((v) => ({ ...v, ...(useful.get(v.volunteerId) ?? { scored: 0, meanDrop: null, notUseful: 0 }) })) : rows;

@@ -6,7 +6,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import { paramCount } from '../../shared/models/config.ts';
 import type { Eval } from '../../shared/protocol/messages.ts';
-import { createTallies } from './tallies.ts';
+import type { TallyReader } from './tallies.ts';
 
 export const WINDOW_MS = 60_000;
 /** A volunteer counts as active when it leased a task this recently. */
@@ -18,13 +18,12 @@ export type Traffic = { bytesIn: number; bytesOut: number };
 
 export type Snapshot = Awaited<ReturnType<ReturnType<typeof createSnapshotter>>>;
 
-export function createSnapshotter(app: FastifyInstance, traffic: Traffic) {
+export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallies: TallyReader) {
   const lag = monitorEventLoopDelay({ resolution: 20 });
   lag.enable();
   app.addHook('onClose', async () => lag.disable());
   const db = app.db;
   const startedAt = Date.now();
-  const tallies = createTallies(db, { windowMs: WINDOW_MS, activeMs: ACTIVE_MS });
   const evalCount = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM evals WHERE job_id = ?');
   const thinEvals = db.prepare<[string, number, string], Eval>(`SELECT version, loss, accuracy, at FROM evals WHERE job_id = ?
     AND (version % ? = 0 OR version = (SELECT MAX(version) FROM evals WHERE job_id = ?)) ORDER BY version`);
@@ -38,7 +37,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic) {
   return async function snapshot(now = Date.now()) {
     const jobs = app.store.listJobs();
     const volunteersTotal = (db.prepare('SELECT COUNT(*) AS n FROM volunteers').get() as { n: number }).n;
-    const tally = await tallies(now);
+    const tally = await tallies.read(now);
     const devices = tally.devices;
     const active = devices.reduce((a, d) => a + d.volunteers, 0);
     // few tasks end expired or rejected: counted on the (state, expires_at) index; accepted ones are the updates

@@ -21,12 +21,16 @@ export type Tallies = {
   leaderboard: ({ volunteerId: string } & Credit)[];
 };
 
+/** One volunteer's work on one job, for the job page. */
+export type JobVolunteer = { volunteerId: string; device: string | null; tasks: number; accepted: number; lastSeen: number; samples: number };
+export type TallyReader = ReturnType<typeof createTallies>;
+
 export function createTallies(db: Database.Database, o: { windowMs: number; activeMs: number; top?: number }) {
   const newUpdates = db.prepare<[number, number], { id: number; job: string; volunteer: string; samples: number; bytes: number; at: number }>(
     `SELECT rowid AS id, job_id AS job, volunteer_id AS volunteer, samples, payload_bytes AS bytes, accepted_at AS at
      FROM updates WHERE rowid > ? ORDER BY rowid LIMIT ?`);
-  const newTasks = db.prepare<[number, number], { id: number; volunteer: string; at: number }>(
-    'SELECT rowid AS id, volunteer_id AS volunteer, issued_at AS at FROM tasks WHERE rowid > ? ORDER BY rowid LIMIT ?');
+  const newTasks = db.prepare<[number, number], { id: number; job: string; volunteer: string; at: number }>(
+    'SELECT rowid AS id, job_id AS job, volunteer_id AS volunteer, issued_at AS at FROM tasks WHERE rowid > ? ORDER BY rowid LIMIT ?');
   const deviceOf = db.prepare<[string], { device: string }>('SELECT device FROM volunteers WHERE volunteer_id = ?');
 
   let updateCursor = 0, taskCursor = 0, leased = 0;
@@ -34,12 +38,29 @@ export function createTallies(db: Database.Database, o: { windowMs: number; acti
   const credit = new Map<string, Credit>();
   const window: { at: number; job: string; samples: number }[] = [];
   const lastLease = new Map<string, number>();
+  const byJob = new Map<string, Map<string, Omit<JobVolunteer, 'device'>>>();
+  const workOf = (job: string, volunteerId: string) => {
+    let m = byJob.get(job);
+    if (!m) byJob.set(job, (m = new Map()));
+    let w = m.get(volunteerId);
+    if (!w) m.set(volunteerId, (w = { volunteerId, tasks: 0, accepted: 0, lastSeen: 0, samples: 0 }));
+    return w;
+  };
 
   const turn = () => new Promise<void>((r) => setImmediate(r));
 
   // one read at a time: a caller arriving during a long catch-up shares it instead of counting rows twice
   let inFlight: Promise<Tallies> | undefined;
-  return (now: number): Promise<Tallies> => (inFlight ??= read(now).finally(() => { inFlight = undefined; }));
+  const current = (now: number): Promise<Tallies> => (inFlight ??= read(now).finally(() => { inFlight = undefined; }));
+  return {
+    read: current,
+    /** The job's volunteers with the most samples first (at most `limit`), brought up to date first. */
+    async volunteersOf(jobId: string, limit = 100): Promise<JobVolunteer[]> {
+      await current(Date.now());
+      return [...(byJob.get(jobId)?.values() ?? [])].sort((a, b) => b.samples - a.samples).slice(0, limit)
+        .map((w) => ({ ...w, device: deviceOf.get(w.volunteerId)?.device ?? null }));
+    },
+  };
 
   async function read(now: number): Promise<Tallies> {
     for (;;) {
@@ -51,6 +72,8 @@ export function createTallies(db: Database.Database, o: { windowMs: number; acti
         const c = credit.get(r.volunteer) ?? { credit: 0, updates: 0 };
         c.credit += r.samples; c.updates++;
         credit.set(r.volunteer, c);
+        const w = workOf(r.job, r.volunteer);
+        w.accepted++; w.samples += r.samples;
         if (r.at > now - o.windowMs) window.push({ at: r.at, job: r.job, samples: r.samples });
         updateCursor = r.id;
       }
@@ -61,6 +84,8 @@ export function createTallies(db: Database.Database, o: { windowMs: number; acti
       const rows = newTasks.all(taskCursor, CHUNK);
       for (const r of rows) {
         leased++;
+        const w = workOf(r.job, r.volunteer);
+        w.tasks++; w.lastSeen = Math.max(w.lastSeen, r.at);
         if (r.at > now - o.activeMs) lastLease.set(r.volunteer, Math.max(r.at, lastLease.get(r.volunteer) ?? 0));
         taskCursor = r.id;
       }

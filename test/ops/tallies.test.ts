@@ -30,7 +30,7 @@ describe('dashboard tallies', () => {
     const now = 1_000_000;
     const tallies = createTallies(store.db, { windowMs: 60_000, activeMs: 120_000, top: 2 });
     for (let i = 0; i < 30; i++) accept(store, `t-old-${i}`, `v-${i % 3}`, now - 600_000, 10); // ten minutes ago
-    const [a, b] = await Promise.all([tallies(now), tallies(now)]);
+    const [a, b] = await Promise.all([tallies.read(now), tallies.read(now)]);
     expect(b).toBe(a); // one read, not two counting the same rows
     expect(a.updates.get('j')).toEqual({ n: 30, bytes: 3000 });
     expect(a.leased).toBe(30);
@@ -39,16 +39,22 @@ describe('dashboard tallies', () => {
 
     store.addVolunteer('v-9', 'test', 'WebGPU: test gpu', now);
     for (let i = 0; i < 5; i++) accept(store, `t-new-${i}`, 'v-9', now - 1000, 100, 50);
-    const c = await tallies(now);
+    const c = await tallies.read(now);
     expect(c.updates.get('j')).toEqual({ n: 35, bytes: 3250 });
     expect(c.recent.get('j')).toEqual({ samples: 500, updates: 5 });
     expect(c.devices).toEqual([{ device: 'WebGPU: test gpu', volunteers: 1 }]);
     expect(c.leaderboard).toEqual([{ volunteerId: 'v-9', credit: 500, updates: 5 }, { volunteerId: 'v-0', credit: 100, updates: 10 }]);
-    expect((await tallies(now + 61_000)).recent.size).toBe(0); // the window moved past them
+    expect((await tallies.read(now + 61_000)).recent.size).toBe(0); // the window moved past them
+    // the job page's table: each volunteer's tasks, accepted updates, samples and last lease on this job
+    expect(await tallies.volunteersOf('j', 2)).toEqual([
+      { volunteerId: 'v-9', device: 'WebGPU: test gpu', tasks: 5, accepted: 5, lastSeen: now - 1000, samples: 500 },
+      { volunteerId: 'v-0', device: null, tasks: 10, accepted: 10, lastSeen: now - 600_000, samples: 100 },
+    ]);
+    expect(await tallies.volunteersOf('other')).toEqual([]);
 
     // a rollback discards updates from the model, not from the volunteers' credit (their pages count it so too)
     store.rollback('j', 0, now);
-    expect((await tallies(now)).leaderboard[0]).toEqual({ volunteerId: 'v-9', credit: 500, updates: 5 });
+    expect((await tallies.read(now)).leaderboard[0]).toEqual({ volunteerId: 'v-9', credit: 500, updates: 5 });
   });
 
   it('a snapshot thins a long held-out curve to every n-th evaluation and the last, and says how many there are', async () => {
