@@ -69,7 +69,9 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
     let bad = 0;
     while ((await import('../../shared/security/pow.ts')).leadingZeroBits(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${c.challenge}:${bad}`)))) >= 4) bad++;
     refused(await json(relay, 'POST', '/api/volunteers', { publicKey: me.publicKey, challenge: c.challenge, nonce: String(bad) }), 403, 'TT_ERR_POW', /leading zero bits/);
-    const forgedChallenge = c.challenge.replace(/.$/, (x) => (x === 'A' ? 'B' : 'A'));
+    // the signature's first character carries six bits of it (the last may carry stray bits only)
+    const [claims, mac] = c.challenge.split('.');
+    const forgedChallenge = `${claims}.${mac[0] === 'A' ? 'B' : 'A'}${mac.slice(1)}`;
     refused(await json(relay, 'POST', '/api/volunteers', { publicKey: me.publicKey, challenge: forgedChallenge, nonce: await solvePow(forgedChallenge, 4) }), 403, 'TT_ERR_POW', /not issued by this relay/);
     const nonce = await solvePow(c.challenge, c.difficulty);
     const ok = await json(relay, 'POST', '/api/volunteers', { publicKey: me.publicKey, challenge: c.challenge, nonce });

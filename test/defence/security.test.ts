@@ -24,6 +24,15 @@ describe('volunteer identity and upload signatures (WebCrypto ECDSA P-256)', () 
       await verifyUpdate(other.publicKey, sig, 't1', 'lease-a', payload),
     ]) expect(r).toMatchObject({ ok: false, code: 'WRONG_SIGNATURE' });
   });
+  it('base64url decodes only the canonical spelling of some bytes', async () => {
+    expect(Array.from(fromBase64Url('AA')!)).toEqual([0]);
+    expect(fromBase64Url('AB')).toBeNull(); // the same byte, with a stray bit in the last character
+    const me = await createIdentity();
+    const sig = await signBytes(me.keys.privateKey, utf8('x')); // 64 bytes: 86 characters, 2 stray bits in the last
+    const last = sig.at(-1)!, alias = String.fromCharCode(last.charCodeAt(0) ^ 1);
+    expect(await verifyBytes(me.publicKey, sig, utf8('x'))).toEqual({ ok: true });
+    if (/[A-Za-z]/.test(alias)) expect(await verifyBytes(me.publicKey, sig.slice(0, -1) + alias, utf8('x'))).toMatchObject({ ok: false, code: 'BAD_SIGNATURE_FORMAT' });
+  });
   it('malformed keys and signatures are refused, never thrown', async () => {
     const me = await createIdentity();
     const sig = await signBytes(me.keys.privateKey, utf8('x'));
