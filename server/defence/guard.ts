@@ -9,6 +9,7 @@ import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
 import { RelayError, fail } from '../errors.ts';
 import { RateLimiter, RefusalCounter, type RateLimitOptions } from './rate-limit.ts';
+import { networkOf } from './network.ts';
 import { defaultPolicy, mayReceiveWork, recordOutcome, replicationRate, type ReplicationPolicy, type SpotCheckOutcome, type VolunteerRecord } from './replication.ts';
 import { openDefenceStore, type DefenceStore } from './store.ts';
 
@@ -109,6 +110,8 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
   return {
     store, policy, required, limit, challenge, admitIdentity, verifyUpload, requireWork, outcome,
     replicationRate: (r: VolunteerRecord) => replicationRate(r, policy),
+    /** The network spot checks pair across, for a request's address ('' when the policy ignores networks). */
+    networkFor: (address: string | undefined): string => (policy.distinctNetworks && address ? networkOf(address) : ''),
     tolerance: o.spotCheckTolerance,
     normBound: o.normBound ?? {},
     spotChecked: (agree: boolean) => spotChecks.inc({ outcome: agree ? 'agree' : 'disagree' }),

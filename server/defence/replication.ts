@@ -28,10 +28,12 @@ export type ReplicationPolicy = {
   forgiveAfter: number;
   /** Strikes that ban (no more work). */
   banAt: number;
+  /** Pair a check's two copies only across networks (./network.ts); off where every volunteer shares one (tests on loopback). */
+  distinctNetworks: boolean;
 };
 
 export const defaultPolicy: ReplicationPolicy = {
-  baseRate: 0.05, minRate: 0.01, suspectRate: 0.5, trustAfter: 10, forgiveAfter: 10, banAt: 3,
+  baseRate: 0.05, minRate: 0.01, suspectRate: 0.5, trustAfter: 10, forgiveAfter: 10, banAt: 3, distinctNetworks: true,
 };
 
 export const newVolunteerRecord = (): VolunteerRecord => ({ state: 'new', cleanStreak: 0, strikes: 0 });

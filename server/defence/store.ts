@@ -20,6 +20,8 @@ const migrations: string[] = [
      task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, volunteer_id TEXT NOT NULL, base_version INTEGER NOT NULL,
      loss_before REAL, loss_after REAL, loss_drop REAL, refused INTEGER NOT NULL, scored_at INTEGER NOT NULL);
    CREATE INDEX defence_usefulness_job ON defence_usefulness (job_id, volunteer_id);`,
+  // the network a replica was leased from ('' = not recorded): a check's second copy goes to another network
+  `ALTER TABLE defence_replicas ADD COLUMN network TEXT NOT NULL DEFAULT '';`,
 ];
 
 export type ReplicaRow = {
@@ -51,8 +53,9 @@ export function openDefenceStore(db: Database.Database) {
       state = excluded.state, clean_streak = excluded.clean_streak, strikes = excluded.strikes, updated_at = excluded.updated_at`),
     usePow: db.prepare('INSERT OR IGNORE INTO defence_pow_used VALUES (?, ?)'),
     prunePow: db.prepare('DELETE FROM defence_pow_used WHERE expires_at < ?'),
-    addReplica: db.prepare('INSERT INTO defence_replicas VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)'),
-    takeOpen: db.prepare('SELECT * FROM defence_replicas WHERE job_id = ? AND open = 1 AND volunteer_id != ? AND base_version >= ? ORDER BY created_at LIMIT 1'),
+    addReplica: db.prepare('INSERT INTO defence_replicas VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)'),
+    takeOpen: db.prepare(`SELECT * FROM defence_replicas WHERE job_id = ? AND open = 1 AND volunteer_id != ? AND base_version >= ?
+      AND (? = '' OR network != ?) ORDER BY created_at LIMIT 1`),
     close: db.prepare('UPDATE defence_replicas SET open = 0 WHERE task_id = ?'),
     getReplica: db.prepare('SELECT * FROM defence_replicas WHERE task_id = ?'),
     group: db.prepare('SELECT * FROM defence_replicas WHERE group_id = ?'),
@@ -90,13 +93,15 @@ export function openDefenceStore(db: Database.Database) {
       return q.usePow.run(challenge, expiresAt).changes === 1;
     },
     /** Records a task of a spot-check group; `open` = still waiting for its second volunteer. */
-    addReplica(r: Omit<ReplicaRow, 'payload'>, now: number): void {
-      q.addReplica.run(r.taskId, r.jobId, r.groupId, r.volunteerId, r.baseVersion, r.shard, r.seed, r.open ? 1 : 0, now);
+    /** `network`: where its volunteer leased it from ('' when pairing ignores networks). */
+    addReplica(r: Omit<ReplicaRow, 'payload'>, network: string, now: number): void {
+      q.addReplica.run(r.taskId, r.jobId, r.groupId, r.volunteerId, r.baseVersion, r.shard, r.seed, r.open ? 1 : 0, now, network);
     },
-    /** The oldest open spot check of this job another volunteer may take (base version not older than minVersion). */
-    takeOpenReplica(jobId: string, volunteerId: string, minVersion: number): ReplicaRow | undefined {
+    /** The oldest open spot check of this job another volunteer may take (base version not older than minVersion),
+     * leased from a network other than `network` (any, when it is ''). */
+    takeOpenReplica(jobId: string, volunteerId: string, minVersion: number, network = ''): ReplicaRow | undefined {
       q.dropStale.run(jobId, minVersion);
-      const r = replica(q.takeOpen.get(jobId, volunteerId, minVersion) as ReplicaDb | undefined);
+      const r = replica(q.takeOpen.get(jobId, volunteerId, minVersion, network, network) as ReplicaDb | undefined);
       if (r) q.close.run(r.taskId);
       return r;
     },

@@ -15,7 +15,7 @@ export const taskRoutes: FastifyPluginAsync = async (app) => {
     const t = Date.now();
     app.scheduler.guard.limit('tasksPerAddress', req.ip, t);
     app.scheduler.guard.limit('tasksPerIdentity', req.body.volunteerId, t);
-    const task = app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId);
+    const task = app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId, req.ip);
     if (!task) {
       const paused = app.store.getJob(req.params.jobId)?.status === 'paused';
       return reply.status(204).header('retry-after', paused ? '5' : '1').header('x-tabtrain-retry-ms', String(paused ? 5000 : NO_WORK_RETRY_MS))

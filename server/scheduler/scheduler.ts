@@ -91,7 +91,8 @@ export function createScheduler(o: SchedulerOptions) {
   }
 
   /** A task for this volunteer, or null when the round has all the work it needs in flight. */
-  function leaseTask(jobId: string, volunteerId: string): Task | null {
+  /** `address`: where the request came from; spot checks pair across networks (server/defence/network.ts). */
+  function leaseTask(jobId: string, volunteerId: string, address?: string): Task | null {
     const job = requireJob(jobId);
     if (job.status === 'paused') return null;
     if (job.status !== 'running') fail('TT_ERR_JOB_NOT_RUNNING', `job ${jobId} is ${job.status}; only running jobs give tasks`);
@@ -116,7 +117,8 @@ export function createScheduler(o: SchedulerOptions) {
     }
     const taskId = `t-${randomUUID()}`;
     // Spot check: an open one (another volunteer's task) is served first, with its base version, shard and seed.
-    let check = guard.store.takeOpenReplica(jobId, volunteerId, Math.max(0, job.version - h.stalenessBound));
+    const network = guard.networkFor(address);
+    let check = guard.store.takeOpenReplica(jobId, volunteerId, Math.max(0, job.version - h.stalenessBound), network);
     if (check && (check.baseVersion > job.version || store.versionHash(jobId, check.baseVersion) === undefined)) check = undefined; // rolled back
     const again = check ? undefined : store.takeReissue(jobId);
     const shards = dataset(job.dataset.name).shardBytes.length;
@@ -131,7 +133,7 @@ export function createScheduler(o: SchedulerOptions) {
     if (replica) {
       guard.store.addReplica({
         taskId, jobId, groupId: check ? check.groupId : taskId, volunteerId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, open: !check,
-      }, t);
+      }, network, t);
     }
     metrics.tasksIssued.inc({ job: jobId, reissue: again ? 'yes' : 'no' });
     if (again) log.info({ task: task.taskId, reissueOf: again.taskId, job: jobId }, 'task re-issued');

@@ -1,6 +1,7 @@
 // The defences wired into a real relay (loopback HTTP, real SQLite, real WebCrypto): identities with a
 // proof of work, signed uploads, leases bound to task and volunteer, idempotent re-sends, validation
 // before store, spot checks that cost reputation, and rate limits. Each refusal is a clear 4xx.
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeUpdate } from '../../shared/codec/index.ts';
 import { defaultMlp, paramCount } from '../../shared/models/config.ts';
@@ -143,8 +144,8 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
 
 describe('spot checks and rate limits', () => {
   it('a spot-check disagreement costs both volunteers reputation; repeated, it means no work (403)', async () => {
-    // every task is spot-checked; two strikes ban
-    const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 1, suspectRate: 1, banAt: 2 } } });
+    // every task is spot-checked; two strikes ban (all volunteers here share loopback: pairs may share a network)
+    const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 1, suspectRate: 1, banAt: 2, distinctNetworks: false } } });
     try {
       const [honest, liar, c, d] = [await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url)];
       // an agreeing pair first: same Δ from both copies
@@ -177,8 +178,34 @@ describe('spot checks and rate limits', () => {
     }
   });
 
+  it('a spot check\'s second copy goes to another network, never to a second identity on the same one', async () => {
+    const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 1 } } });
+    try {
+      // three volunteers on loopback addresses: two in 127.0.1.0/24 (one person's two identities), one in 127.0.2.0/24
+      const [a, sybil, other] = [await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url)];
+      const leaseFrom = (localAddress: string, v: SignedVolunteer) => new Promise<Task>((resolve, reject) => {
+        const body = JSON.stringify({ volunteerId: v.volunteerId });
+        const req = request(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', localAddress, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+          let text = '';
+          res.on('data', (c) => { text += c; });
+          res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(text) as Task) : reject(new Error(`${res.statusCode} ${text}`))));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      const first = await leaseFrom('127.0.1.1', a); // every task is a check: this one opens a pair
+      const same = (t: Task) => t.shard === first.shard && t.seed === first.seed && t.baseVersion === first.baseVersion;
+      const fromSybil = await leaseFrom('127.0.1.2', sybil);
+      expect(same(fromSybil)).toBe(false); // same /24: a fresh task, which opens a pair of its own
+      const fromOther = await leaseFrom('127.0.2.1', other);
+      expect(same(fromOther)).toBe(true); // another network takes the oldest open check: a's
+    } finally {
+      await relay.stop();
+    }
+  });
+
   it('the relay breaks a tie with its own CPU copy: the honest volunteer stays clean, the liar is struck', async () => {
-    const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000, steps: 5 }, defence: { replication: { baseRate: 1 } } });
+    const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000, steps: 5 }, defence: { replication: { baseRate: 1, distinctNetworks: false } } });
     try {
       const honest = await registerSigned(relay.url), liar = await registerSigned(relay.url);
       const a = await lease(relay, honest), b = await lease(relay, liar);
@@ -222,7 +249,7 @@ describe('spot checks and rate limits', () => {
 
   for (const compression of [{ kind: 'int8', block: 256 }, { kind: 'topk', fraction: 0.05, bits: 8 }] as const) {
     it(`honest volunteers running the loop agree on their spot checks (${compression.kind}: ${compression.kind === 'topk' ? 'flagged replicas go without error feedback' : 'unflagged, with error feedback'})`, async () => {
-      const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 4, quorum: 4, steps: 5, compression }, defence: { replication: { baseRate: 1 } } });
+      const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 4, quorum: 4, steps: 5, compression }, defence: { replication: { baseRate: 1, distinctNetworks: false } } });
       const vs = startVolunteers(relay.url, 2);
       try {
         await waitFor(() => metric(relay, 'tabtrain_spot_checks_total', 'outcome="agree"'), (n) => n >= 4);

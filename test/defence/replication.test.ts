@@ -5,6 +5,7 @@ import {
   compareUpdates, defaultPolicy, mayReceiveWork, newVolunteerRecord, recordOutcome, replicationRate, shouldReplicate,
   type SpotCheckOutcome, type VolunteerRecord,
 } from '../../server/defence/replication.ts';
+import { networkOf } from '../../server/defence/network.ts';
 
 const run = (outcomes: SpotCheckOutcome[], from: VolunteerRecord = newVolunteerRecord()) => outcomes.reduce((r, o) => recordOutcome(r, o), from);
 const agrees = (n: number): SpotCheckOutcome[] => Array.from({ length: n }, () => 'agree');
@@ -74,5 +75,19 @@ describe('compareUpdates', () => {
     const sparse = decodeUpdate(encodeUpdate(honest, { kind: 'topk', fraction: 1, bits: 8 }));
     expect(sparse.kind).toBe('sparse');
     expect(compareUpdates(sparse, int8(honest)).agree).toBe(true);
+  });
+});
+
+describe('networks spot checks pair across', () => {
+  it('group IPv4 by /24 and IPv6 by /64, IPv4-mapped addresses as IPv4', () => {
+    expect(networkOf('203.0.113.7')).toBe('v4:203.0.113');
+    expect(networkOf('203.0.113.200')).toBe(networkOf('203.0.113.7'));
+    expect(networkOf('203.0.114.7')).not.toBe(networkOf('203.0.113.7'));
+    expect(networkOf('::ffff:203.0.113.9')).toBe('v4:203.0.113');
+    expect(networkOf('2001:db8:0:1::5')).toBe('v6:2001:db8:0:1');
+    expect(networkOf('2001:0db8:0000:0001:ffff::1')).toBe(networkOf('2001:db8::1:0:0:0:5'));
+    expect(networkOf('2001:db8:0:2::5')).not.toBe(networkOf('2001:db8:0:1::5'));
+    expect(networkOf('::1')).toBe('v6:0:0:0:0');
+    expect(networkOf('not an address')).toBe('other:not an address');
   });
 });
