@@ -40,6 +40,9 @@ export type RelayOptions = {
   staticDir?: string;
   /** defences against untrusted volunteers: identity mode, proof-of-work difficulty, spot checks, rate limits */
   defence?: DefenceOptions;
+  /** behind a reverse proxy: whose X-Forwarded-For to believe for the client address (true: any; or the
+   * proxies' addresses/CIDRs), so per-address limits and spot-check pairing see volunteers, not the proxy */
+  trustProxy?: boolean | string;
   /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best) */
   retention?: Retention;
 };
@@ -49,7 +52,7 @@ export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void>
 export async function buildApp(opts: RelayOptions): Promise<Relay> {
   mkdirSync(opts.dataDir, { recursive: true });
   // forceCloseConnections: a stopping relay drops keep-alive sockets instead of waiting out their timeout
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true });
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false });
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
     warn: (fields, message) => app.log.warn(fields, message),
   });

@@ -11,6 +11,13 @@ const int = (name: string, min = 0) => (v: string): number => {
   return n;
 };
 
+/** --trust-proxy: "true" or addresses/CIDRs, as Fastify's trustProxy takes them. */
+const trustProxy = (v: string): boolean | string => {
+  if (v === 'true') return true;
+  if (!/^[0-9a-fA-F.:/, ]+$/.test(v)) throw new InvalidArgumentError(`--trust-proxy takes the proxy's addresses or CIDRs separated by commas (or "true"), got "${v}"`);
+  return v;
+};
+
 export function buildProgram(): Command {
   const program = new Command('tabtrain').description('Tabtrain: train AI models in browser tabs');
   program.command('start')
@@ -22,10 +29,11 @@ export function buildProgram(): Command {
     .option('--lease-ms <n>', 'lease length of the default job, when it is created', int('--lease-ms'))
     .option('--keep-versions <n>', 'checkpoints kept in full: the newest n versions (plus every --keep-every-th and the best)', int('--keep-versions', 1), defaultRetention.keepLast)
     .option('--keep-every <n>', 'older checkpoints kept: every n-th version (1 keeps them all)', int('--keep-every', 1), defaultRetention.keepEvery)
+    .option('--trust-proxy <proxies>', 'behind a reverse proxy: its addresses/CIDRs, comma-separated (or "true" for any), whose X-Forwarded-For names the volunteer', trustProxy)
     .option('--quiet', 'log warnings and errors only')
-    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; quiet?: boolean }) => {
+    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean }) => {
       const relay = await buildApp({
-        dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery },
+        dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
         logger: { level: o.quiet ? 'warn' : 'info' },
         defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true,
       });

@@ -178,31 +178,36 @@ describe('spot checks and rate limits', () => {
     }
   });
 
-  it('a spot check\'s second copy goes to another network, never to a second identity on the same one', async () => {
-    const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 1 } } });
-    try {
-      // three volunteers on loopback addresses: two in 127.0.1.0/24 (one person's two identities), one in 127.0.2.0/24
-      const [a, sybil, other] = [await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url)];
-      const leaseFrom = (localAddress: string, v: SignedVolunteer) => new Promise<Task>((resolve, reject) => {
-        const body = JSON.stringify({ volunteerId: v.volunteerId });
-        const req = request(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', localAddress, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-          let text = '';
-          res.on('data', (c) => { text += c; });
-          res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(text) as Task) : reject(new Error(`${res.statusCode} ${text}`))));
+  // the client's network from the connection itself, or from X-Forwarded-For behind a trusted proxy
+  for (const via of ['the connection', 'a trusted proxy'] as const) {
+    it(`a spot check's second copy goes to another network, never to a second identity on the same one (address from ${via})`, async () => {
+      const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 1 } },
+        ...(via === 'a trusted proxy' ? { trustProxy: '127.0.0.1' } : {}) });
+      try {
+        // three volunteers: two in 127.0.1.0/24 (one person's two identities), one in 127.0.2.0/24
+        const [a, sybil, other] = [await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url)];
+        const leaseFrom = (address: string, v: SignedVolunteer) => new Promise<Task>((resolve, reject) => {
+          const body = JSON.stringify({ volunteerId: v.volunteerId });
+          const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(via === 'a trusted proxy' ? { 'x-forwarded-for': address } : {}) };
+          const req = request(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers, ...(via === 'the connection' ? { localAddress: address } : {}) }, (res) => {
+            let text = '';
+            res.on('data', (c) => { text += c; });
+            res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(text) as Task) : reject(new Error(`${res.statusCode} ${text}`))));
+          });
+          req.on('error', reject);
+          req.end(body);
         });
-        req.on('error', reject);
-        req.end(body);
-      });
-      const first = await leaseFrom('127.0.1.1', a); // every task is a check: this one opens a pair
-      const same = (t: Task) => t.shard === first.shard && t.seed === first.seed && t.baseVersion === first.baseVersion;
-      const fromSybil = await leaseFrom('127.0.1.2', sybil);
-      expect(same(fromSybil)).toBe(false); // same /24: a fresh task, which opens a pair of its own
-      const fromOther = await leaseFrom('127.0.2.1', other);
-      expect(same(fromOther)).toBe(true); // another network takes the oldest open check: a's
-    } finally {
-      await relay.stop();
-    }
-  });
+        const first = await leaseFrom('127.0.1.1', a); // every task is a check: this one opens a pair
+        const same = (t: Task) => t.shard === first.shard && t.seed === first.seed && t.baseVersion === first.baseVersion;
+        const fromSybil = await leaseFrom('127.0.1.2', sybil);
+        expect(same(fromSybil)).toBe(false); // same /24: a fresh task, which opens a pair of its own
+        const fromOther = await leaseFrom('127.0.2.1', other);
+        expect(same(fromOther)).toBe(true); // another network takes the oldest open check: a's
+      } finally {
+        await relay.stop();
+      }
+    });
+  }
 
   it('the relay breaks a tie with its own CPU copy: the honest volunteer stays clean, the liar is struck', async () => {
     const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000, steps: 5 }, defence: { replication: { baseRate: 1, distinctNetworks: false } } });
