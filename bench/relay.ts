@@ -14,7 +14,7 @@ import { paramCount, type MlpConfig } from '../shared/models/config.ts';
 import { encodeUpdateFrame } from '../shared/protocol/frame.ts';
 import type { Task } from '../shared/protocol/messages.ts';
 import { rng } from '../shared/util/rng.ts';
-import { createIdentity, signUpdate } from '../shared/security/identity.ts';
+import { createIdentity, signTaskRequest, signUpdate } from '../shared/security/identity.ts';
 import { solvePow } from '../shared/security/pow.ts';
 
 const TOPK_UPLOADS = Number(process.env.BENCH_TOPK_UPLOADS ?? 10_000);
@@ -82,7 +82,11 @@ async function run(jobId: string, c: Compression, uploads: number) {
   const r = rng(7);
   const delta = Float32Array.from({ length: N }, () => r.normal() * 1e-3);
   const payload = encodeUpdate(delta, c);
-  const tasks = await pool(uploads, async () => (await (await post(`/api/jobs/${jobId}/tasks`, JSON.stringify({ volunteerId }), 'application/json')).json()) as Task);
+  const tasks = await pool(uploads, async () => {
+    const at = Date.now(); // task requests are signed too (not timed here: this is the lease phase)
+    const headers = { 'content-type': 'application/json', 'x-tabtrain-time': String(at), 'x-tabtrain-signature': await signTaskRequest(identity, jobId, at) };
+    return (await (await fetch(`${url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers, body: JSON.stringify({ volunteerId }) })).json()) as Task;
+  });
   const frames = tasks.map((t) => encodeUpdateFrame({ lease: t.lease, volunteerId, losses: [0.5], samples: 640, computeMs: 100 }, payload));
   const signatures = await Promise.all(tasks.map((t, i) => signUpdate(identity, t.taskId, t.lease, frames[i])));
   const live0 = await liveMb();

@@ -4,7 +4,7 @@
 import { createHmac } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { Counter, type Registry } from 'prom-client';
-import { identityId, verifyUpdateDigest } from '../../shared/security/identity.ts';
+import { identityId, taskRequestSigningBytes, verifyBytes, verifyUpdateDigest } from '../../shared/security/identity.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
 import { RelayError, fail } from '../errors.ts';
@@ -29,6 +29,11 @@ export type DefenceOptions = {
 };
 
 export type LimitName = 'registerPerAddress' | 'tasksPerAddress' | 'tasksPerIdentity' | 'uploadsPerAddress' | 'uploadsPerIdentity';
+
+/** How far a task request's time may be from the relay's clock, either way. */
+export const REQUEST_SKEW_MS = 60_000;
+/** Task-request signatures remembered for replay checks, at most (oldest forgotten first). */
+const MAX_SEEN_REQUESTS = 500_000;
 
 /** Generous for a lab or a classroom behind one NAT, tight enough that one address cannot flood. */
 export const defaultLimits: Record<LimitName, RateLimitOptions> = {
@@ -95,6 +100,28 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
     if (!r.ok) fail('TT_ERR_SIGNATURE', `${r.code}: ${r.message}`);
   }
 
+  /** Signatures of task requests seen within the time window, oldest first: each is good once. */
+  const seenRequests = new Map<string, number>();
+
+  /** A task request must be signed by the volunteer it names, at a time within REQUEST_SKEW_MS of the
+   * relay's clock (the relay sends its clock in x-tabtrain-time, so a tab with a wrong clock corrects it),
+   * and not seen before. Volunteers without a key (an 'optional' relay, or unknown ids) are left to the
+   * checks that follow. */
+  async function verifyTaskRequest(volunteerId: string, jobId: string, signature: string | undefined, at: string | undefined, now: number): Promise<void> {
+    const key = store.publicKey(volunteerId);
+    if (!key) return;
+    if (!signature || !at) fail('TT_ERR_REQUEST_SIGNATURE', 'headers "x-tabtrain-signature" and "x-tabtrain-time" are missing: sign the task request with your volunteer key');
+    const t = Number(at);
+    if (!Number.isSafeInteger(t) || Math.abs(now - t) > REQUEST_SKEW_MS) {
+      fail('TT_ERR_REQUEST_TIME', `x-tabtrain-time ${JSON.stringify(at)} is not within ${REQUEST_SKEW_MS / 1000} s of the relay's clock (${now}, also in this answer's x-tabtrain-time); sign again with that time`);
+    }
+    const r = await verifyBytes(key, signature!, taskRequestSigningBytes(jobId, volunteerId, t));
+    if (!r.ok) fail('TT_ERR_REQUEST_SIGNATURE', `${r.code}: ${r.message}`);
+    for (const [sig, until] of seenRequests) { if (until > now && seenRequests.size < MAX_SEEN_REQUESTS) break; seenRequests.delete(sig); }
+    if (seenRequests.has(signature!)) fail('TT_ERR_REQUEST_SIGNATURE', 'this signed request was already used; sign each task request anew');
+    seenRequests.set(signature!, now + 2 * REQUEST_SKEW_MS);
+  }
+
   function requireWork(volunteerId: string): VolunteerRecord {
     const r = store.reputation(volunteerId);
     if (!mayReceiveWork(r)) fail('TT_ERR_VOLUNTEER_BANNED', `volunteer ${volunteerId} failed too many spot checks and gets no more work`);
@@ -108,7 +135,7 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
   }
 
   return {
-    store, policy, required, limit, challenge, admitIdentity, verifyUpload, requireWork, outcome,
+    store, policy, required, limit, challenge, admitIdentity, verifyUpload, verifyTaskRequest, requireWork, outcome,
     replicationRate: (r: VolunteerRecord) => replicationRate(r, policy),
     /** The network spot checks pair across, for a request's address ('' when the policy ignores networks). */
     networkFor: (address: string | undefined): string => (policy.distinctNetworks && address ? networkOf(address) : ''),

@@ -103,6 +103,17 @@ export async function verifyBytes(publicKey: string, signature: string, message:
   return ok ? { ok: true } : { ok: false, code: 'WRONG_SIGNATURE', message: 'signature does not match this volunteer\'s key and the uploaded bytes' };
 }
 
+/** What a task request's signature covers: the job, the volunteer asking and when (relay clock, ms), so
+ * nobody can ask for work in another volunteer's name (spending its rate limit, filling rounds with
+ * leases it never sees) and a request cannot be replayed later. */
+export function taskRequestSigningBytes(jobId: string, volunteerId: string, at: number): Uint8Array {
+  return utf8(`tabtrain-task-request-v1\n${jobId}\n${volunteerId}\n${at}`);
+}
+
+export async function signTaskRequest(identity: Identity, jobId: string, at: number): Promise<string> {
+  return signBytes(identity.keys.privateKey, taskRequestSigningBytes(jobId, identity.id, at));
+}
+
 export async function signUpdate(identity: Identity, taskId: string, lease: string, payload: Uint8Array): Promise<string> {
   return signBytes(identity.keys.privateKey, await updateSigningBytes(taskId, lease, payload));
 }

@@ -25,6 +25,8 @@ export type ClientOptions = {
   retry?: RetryPolicy;
   /** told before each backoff sleep, for UIs and logs */
   onRetry?: (what: string, attempt: number, delayMs: number, reason: string) => void;
+  /** this machine's clock (default Date.now); signed requests carry the relay's, learned from its answers */
+  now?: () => number;
 };
 
 /** Resolves after ms, or rejects when the signal aborts. */
@@ -37,8 +39,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Signs a task request for the relay's time `at` (ms): shared/security/identity.ts signTaskRequest. */
+export type TaskRequestSigner = (jobId: string, at: number) => Promise<string>;
+
 export class RelayClient {
   private readonly base: string;
+  /** The relay's clock minus ours, from the x-tabtrain-time of its answers: signed requests carry relay time. */
+  private clockOffsetMs = 0;
   constructor(server: string, private readonly fetchFn: FetchLike, private readonly o: ClientOptions = {}) {
     this.base = server.replace(/\/+$/, '');
   }
@@ -62,10 +69,22 @@ export class RelayClient {
     return this.json('GET', `/api/jobs/${encodeURIComponent(jobId)}`, undefined, JobInfoSchema);
   }
 
-  /** A task, or how long to wait before asking again. */
-  async lease(jobId: string, volunteerId: string): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
-    const res = await this.send('lease', `/api/jobs/${encodeURIComponent(jobId)}/tasks`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ volunteerId }),
+  /** A task, or how long to wait before asking again. With `sign`, the request is signed afresh for each
+   * attempt, and once more if the relay says our clock is off (its answer told us its clock). */
+  async lease(jobId: string, volunteerId: string, sign?: TaskRequestSigner): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
+    const init = async (): Promise<RequestInit> => {
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (sign) {
+        const at = (this.o.now ?? Date.now)() + this.clockOffsetMs;
+        headers['x-tabtrain-time'] = String(at);
+        headers['x-tabtrain-signature'] = await sign(jobId, at);
+      }
+      return { method: 'POST', headers, body: JSON.stringify({ volunteerId }) };
+    };
+    const path = `/api/jobs/${encodeURIComponent(jobId)}/tasks`;
+    const res = await this.send('lease', path, init).catch((e: unknown) => {
+      if (e instanceof RelayHttpError && e.code === 'TT_ERR_REQUEST_TIME') return this.send('lease', path, init);
+      throw e;
     });
     if (res.status === 204) {
       const ms = Number(res.headers.get('x-tabtrain-retry-ms') ?? Number(res.headers.get('retry-after') ?? 1) * 1000);
@@ -110,14 +129,16 @@ export class RelayClient {
     return body as Static<S>;
   }
 
-  /** One request with retries; returns a 2xx response or throws. */
-  private async send(what: string, path: string, init: RequestInit, signal = this.o.signal): Promise<Response> {
+  /** One request with retries; returns a 2xx response or throws. `init` may be made anew for each attempt. */
+  private async send(what: string, path: string, init: RequestInit | (() => Promise<RequestInit>), signal = this.o.signal): Promise<Response> {
     const p = this.o.retry ?? defaultRetry;
     for (let attempt = 1; ; attempt++) {
       let reason: string;
       let atLeastMs = 0; // a 429's Retry-After: backing off less would only be refused again
       try {
-        const res = await this.fetchFn(this.base + path, { ...init, signal });
+        const res = await this.fetchFn(this.base + path, { ...(typeof init === 'function' ? await init() : init), signal });
+        const relayTime = Number(res.headers.get('x-tabtrain-time'));
+        if (relayTime > 0) this.clockOffsetMs = relayTime - (this.o.now ?? Date.now)();
         if (res.ok) return res;
         if (res.status < 500 && res.status !== 429) {
           const body: unknown = await res.json().catch(() => undefined);

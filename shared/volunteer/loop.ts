@@ -11,7 +11,7 @@ import { decodeTaskData, taskBatch, type TaskData } from '../data/task-data.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { encodeUpdateFrame } from '../protocol/frame.ts';
 import type { Task } from '../protocol/messages.ts';
-import { loadOrCreateIdentity, signUpdate, type Identity } from '../security/identity.ts';
+import { loadOrCreateIdentity, signTaskRequest, signUpdate, type Identity } from '../security/identity.ts';
 import { solvePow } from '../security/pow.ts';
 import type { Trainer, TrainOptions } from '../train/trainer.ts';
 import { RelayClient, RelayHttpError, sleep, type FetchLike, type RetryPolicy } from './client.ts';
@@ -76,6 +76,9 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     put: async (k) => { if (o.store.putKeys) await o.store.putKeys(o.server, k); else ephemeral = k; },
     extractable: o.store.keysExtractable,
   });
+
+  /** Task requests are signed like uploads: nobody else can ask for work in this volunteer's name. */
+  const signRequest = async (jobId: string, at: number): Promise<string> => signTaskRequest(await getIdentity(), jobId, at);
 
   const volunteerId = async (fresh = false): Promise<string> => {
     const me = await getIdentity();
@@ -160,7 +163,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     const t0 = Date.now();
     prefetching = (async () => {
       try {
-        const got = await client.lease(jobId, vid);
+        const got = await client.lease(jobId, vid, signRequest);
         if (!('task' in got)) return; // the round has its work in flight: the relay decides
         const ready = await readyFor(got.task);
         // a slow fetch (a new version's params) is remembered for a while, not just the last quick one
@@ -264,7 +267,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     setState('fetching');
     const jobId = await pickJob();
     if (!jobId) { setState('waiting', 'no running job'); await sleep(IDLE_MS, o.signal); return undefined; }
-    const got = await client.lease(jobId, vid);
+    const got = await client.lease(jobId, vid, signRequest);
     if ('retryMs' in got) {
       // a round full of our own work opens when our update lands: wait for that, not the relay's retry time
       if (!got.paused && sendsPending > 0) { setState('uploading'); await sending; return undefined; }

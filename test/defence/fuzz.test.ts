@@ -78,7 +78,7 @@ describe('fuzz: random and malformed requests over every route', () => {
     return { status: res.status, text };
   };
   const leaseTask = async (): Promise<Task> => {
-    const r = await send({ method: 'POST', path: '/api/jobs/mnist-mlp/tasks', body: JSON.stringify({ volunteerId }), type: 'application/json' });
+    const r = await send({ method: 'POST', path: '/api/jobs/mnist-mlp/tasks', body: JSON.stringify({ volunteerId }), headers: await me.taskRequestHeaders('mnist-mlp') });
     expect(r.status).toBe(200);
     return JSON.parse(r.text) as Task;
   };

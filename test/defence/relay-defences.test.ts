@@ -7,7 +7,8 @@ import { encodeUpdate } from '../../shared/codec/index.ts';
 import { defaultMlp, paramCount } from '../../shared/models/config.ts';
 import { encodeUpdateFrame } from '../../shared/protocol/frame.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
-import { createIdentity, identityId, signUpdate } from '../../shared/security/identity.ts';
+import { createIdentity, identityId, signTaskRequest, signUpdate } from '../../shared/security/identity.ts';
+import { RelayClient } from '../../shared/volunteer/client.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { solvePow } from '../../shared/security/pow.ts';
 import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
@@ -24,10 +25,16 @@ const json = async (relay: TestRelay, method: string, path: string, body?: unkno
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 };
+/** A signed task request, answered as it came. */
+const signedJson = async (relay: TestRelay, v: SignedVolunteer, jobId: string): Promise<Answer> => {
+  const res = await fetch(`${relay.url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: await v.taskRequestHeaders(jobId), body: JSON.stringify({ volunteerId: v.volunteerId }) });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+};
 const lease = async (relay: TestRelay, v: SignedVolunteer, jobId = 'mnist-mlp'): Promise<Task> => {
-  const r = await json(relay, 'POST', `/api/jobs/${jobId}/tasks`, { volunteerId: v.volunteerId });
-  expect(r.status).toBe(200);
-  return r.body as Task;
+  const res = await fetch(`${relay.url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: await v.taskRequestHeaders(jobId), body: JSON.stringify({ volunteerId: v.volunteerId }) });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Task;
 };
 const delta = (k = 1, scale = 1e-3) => Float32Array.from({ length: N }, (_, i) => Math.sin(i * k + k) * scale);
 const frameOf = (task: Task, volunteerId: string, d: Float32Array = delta()) =>
@@ -142,6 +149,39 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
   });
 });
 
+describe('signed task requests', () => {
+  let relay: TestRelay, alice: SignedVolunteer, bob: SignedVolunteer;
+  beforeAll(async () => {
+    relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 0 } } });
+    alice = await registerSigned(relay.url, 'alice');
+    bob = await registerSigned(relay.url, 'bob');
+  });
+  afterAll(async () => { await relay.stop(); });
+  const ask = async (volunteerId: string, headers: Record<string, string>): Promise<Answer> => {
+    const res = await fetch(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ volunteerId }) });
+    return { status: res.status, headers: res.headers, body: await res.json() };
+  };
+
+  it('nobody asks for work in another volunteer\'s name, late, or twice with one signature', async () => {
+    refused(await ask(alice.volunteerId, {}), 403, 'TT_ERR_REQUEST_SIGNATURE', /x-tabtrain-signature.*x-tabtrain-time/);
+    refused(await ask(alice.volunteerId, await bob.taskRequestHeaders('mnist-mlp')), 403, 'TT_ERR_REQUEST_SIGNATURE', /WRONG_SIGNATURE/);
+    const at = Date.now() - 5 * 60_000;
+    const late = await ask(alice.volunteerId, { 'x-tabtrain-time': String(at), 'x-tabtrain-signature': await signTaskRequest(alice.identity, 'mnist-mlp', at) });
+    refused(late, 401, 'TT_ERR_REQUEST_TIME', /not within 60 s of the relay's clock/);
+    expect(Math.abs(Number(late.headers.get('x-tabtrain-time')) - Date.now())).toBeLessThan(60_000); // the relay's clock, to sign with
+    const signed = await alice.taskRequestHeaders('mnist-mlp');
+    expect((await ask(alice.volunteerId, signed)).status).toBe(200);
+    refused(await ask(alice.volunteerId, signed), 403, 'TT_ERR_REQUEST_SIGNATURE', /already used/);
+    expect(relay.app.scheduler.guard.refusals()).toMatchObject({ TT_ERR_REQUEST_SIGNATURE: 3, TT_ERR_REQUEST_TIME: 1 });
+  });
+
+  it('a volunteer whose clock is ten minutes off learns the relay\'s from its refusal and gets its task', async () => {
+    const skewed = new RelayClient(relay.url, (u, init) => fetch(u, init), { now: () => Date.now() + 10 * 60_000, retry: { baseMs: 10, maxMs: 50, attempts: 2 } });
+    const got = await skewed.lease('mnist-mlp', bob.volunteerId, (jobId, at) => signTaskRequest(bob.identity, jobId, at));
+    expect('task' in got && got.task.jobId).toBe('mnist-mlp');
+  });
+});
+
 describe('spot checks and rate limits', () => {
   it('a spot-check disagreement costs both volunteers reputation; repeated, it means no work (403)', async () => {
     // every task is spot-checked; two strikes ban (all volunteers here share loopback: pairs may share a network)
@@ -171,7 +211,7 @@ describe('spot checks and rate limits', () => {
         expect(rep.state).toBe(round === 1 ? 'suspect' : 'banned');
       }
       expect(await metric(relay, 'tabtrain_spot_checks_total', 'outcome="disagree"')).toBe(2);
-      refused(await json(relay, 'POST', '/api/jobs/mnist-mlp/tasks', { volunteerId: liar.volunteerId }), 403, 'TT_ERR_VOLUNTEER_BANNED', /no more work/);
+      refused(await signedJson(relay, liar, 'mnist-mlp'), 403, 'TT_ERR_VOLUNTEER_BANNED', /no more work/);
       expect(await metric(relay, 'tabtrain_updates_rejected_total', 'reason="TT_ERR_VOLUNTEER_BANNED"')).toBe(1);
     } finally {
       await relay.stop();
@@ -186,9 +226,11 @@ describe('spot checks and rate limits', () => {
       try {
         // three volunteers: two in 127.0.1.0/24 (one person's two identities), one in 127.0.2.0/24
         const [a, sybil, other] = [await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url)];
-        const leaseFrom = (address: string, v: SignedVolunteer) => new Promise<Task>((resolve, reject) => {
+        const leaseFrom = async (address: string, v: SignedVolunteer) => {
+          const signed = await v.taskRequestHeaders('mnist-mlp');
+          return new Promise<Task>((resolve, reject) => {
           const body = JSON.stringify({ volunteerId: v.volunteerId });
-          const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(via === 'a trusted proxy' ? { 'x-forwarded-for': address } : {}) };
+          const headers = { ...signed, 'content-length': Buffer.byteLength(body), ...(via === 'a trusted proxy' ? { 'x-forwarded-for': address } : {}) };
           const req = request(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers, ...(via === 'the connection' ? { localAddress: address } : {}) }, (res) => {
             let text = '';
             res.on('data', (c) => { text += c; });
@@ -196,7 +238,8 @@ describe('spot checks and rate limits', () => {
           });
           req.on('error', reject);
           req.end(body);
-        });
+          });
+        };
         const first = await leaseFrom('127.0.1.1', a); // every task is a check: this one opens a pair
         const same = (t: Task) => t.shard === first.shard && t.seed === first.seed && t.baseVersion === first.baseVersion;
         const fromSybil = await leaseFrom('127.0.1.2', sybil);
@@ -241,7 +284,7 @@ describe('spot checks and rate limits', () => {
       const v = await registerSigned(relay.url);
       await lease(relay, v);
       await lease(relay, v);
-      const third = await json(relay, 'POST', '/api/jobs/mnist-mlp/tasks', { volunteerId: v.volunteerId });
+      const third = await signedJson(relay, v, 'mnist-mlp');
       refused(third, 429, 'TT_ERR_RATE_LIMITED', /tasksPerIdentity/);
       expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
       await registerSigned(relay.url);

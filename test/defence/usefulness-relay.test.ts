@@ -25,7 +25,7 @@ const getJson = async (relay: TestRelay, path: string): Promise<Answer> => {
   return { status: res.status, body: await res.json() };
 };
 const lease = async (relay: TestRelay, v: SignedVolunteer, jobId: string): Promise<Task> => {
-  const res = await fetch(`${relay.url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ volunteerId: v.volunteerId }) });
+  const res = await fetch(`${relay.url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: await v.taskRequestHeaders(jobId), body: JSON.stringify({ volunteerId: v.volunteerId }) });
   expect(res.status).toBe(200);
   return (await res.json()) as Task;
 };

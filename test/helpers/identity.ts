@@ -1,12 +1,14 @@
 // A volunteer identity for tests that speak the protocol by hand: a P-256 keypair, registered with a
 // solved proof of work, and the signature header for an upload. Real WebCrypto, real relay.
-import { createIdentity, signUpdate, type Identity } from '../../shared/security/identity.ts';
+import { createIdentity, signTaskRequest, signUpdate, type Identity } from '../../shared/security/identity.ts';
 import { solvePow } from '../../shared/security/pow.ts';
 
 export type SignedVolunteer = {
   volunteerId: string; identity: Identity;
   /** headers for POST /api/tasks/:taskId/update of this frame */
   uploadHeaders(taskId: string, lease: string, frame: Uint8Array): Promise<Record<string, string>>;
+  /** headers for POST /api/jobs/:jobId/tasks, signed now (the test's clock is the relay's) */
+  taskRequestHeaders(jobId: string): Promise<Record<string, string>>;
 };
 
 const known = new Map<string, SignedVolunteer>();
@@ -27,6 +29,10 @@ export async function registerSigned(url: string, agent = 'test'): Promise<Signe
     uploadHeaders: async (taskId, lease, frame) => ({
       'content-type': 'application/octet-stream', 'x-tabtrain-signature': await signUpdate(identity, taskId, lease, frame),
     }),
+    taskRequestHeaders: async (jobId) => {
+      const at = Date.now();
+      return { 'content-type': 'application/json', 'x-tabtrain-time': String(at), 'x-tabtrain-signature': await signTaskRequest(identity, jobId, at) };
+    },
   };
   known.set(v.volunteerId, v);
   return v;
@@ -34,6 +40,11 @@ export async function registerSigned(url: string, agent = 'test'): Promise<Signe
 
 /** The identity registered under this id by registerSigned, if any. */
 export const signedVolunteer = (volunteerId: string): SignedVolunteer | undefined => known.get(volunteerId);
+
+/** Task-request headers for a volunteer registered by registerSigned (plain content-type for others). */
+export async function taskRequestHeadersFor(volunteerId: string, jobId: string): Promise<Record<string, string>> {
+  return signedVolunteer(volunteerId)?.taskRequestHeaders(jobId) ?? { 'content-type': 'application/json' };
+}
 
 /** Upload headers for a volunteer registered by registerSigned (plain content-type for others). */
 export async function uploadHeadersFor(volunteerId: string, taskId: string, lease: string, frame: Uint8Array): Promise<Record<string, string>> {

@@ -19,14 +19,14 @@ describe('the relay refuses bad input with a clear 4xx and stays healthy', () =>
   let me: SignedVolunteer;
   const statuses: number[] = [];
 
-  const call = async (method: string, path: string, body?: BodyInit, type?: string): Promise<{ status: number; body: any }> => {
-    const res = await fetch(relay.url + path, { method, body, headers: type ? { 'content-type': type } : {} });
+  const call = async (method: string, path: string, body?: BodyInit, type?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> => {
+    const res = await fetch(relay.url + path, { method, body, headers: { ...(type ? { 'content-type': type } : {}), ...headers } });
     statuses.push(res.status);
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
   const lease = async (jobId = 'mnist-mlp'): Promise<Task> => {
-    const r = await call('POST', `/api/jobs/${jobId}/tasks`, JSON.stringify({ volunteerId }), 'application/json');
+    const r = await call('POST', `/api/jobs/${jobId}/tasks`, JSON.stringify({ volunteerId }), 'application/json', await me.taskRequestHeaders(jobId));
     expect(r.status).toBe(200);
     return r.body as Task;
   };

@@ -14,7 +14,7 @@ afterEach(async () => { await relay?.stop(); relay = undefined; });
 
 async function lease(v: SignedVolunteer): Promise<Task | undefined> {
   const res = await fetch(`${relay!.url}/api/jobs/mnist-mlp/tasks`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ volunteerId: v.volunteerId }),
+    method: 'POST', headers: await v.taskRequestHeaders('mnist-mlp'), body: JSON.stringify({ volunteerId: v.volunteerId }),
   });
   if (res.status === 204) return undefined;
   expect(res.status).toBe(200);

@@ -16,10 +16,10 @@ describe('lease expiry and re-issue', () => {
   afterAll(async () => { await relay.stop(); });
 
   it('re-issues a vanished volunteer\'s task after its lease expires, and the round completes', async () => {
-    const post = (path: string, body: unknown) => fetch(relay.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     // 1. a volunteer registers, leases a task, and vanishes
-    const { volunteerId } = await registerSigned(relay.url, 'vanishing');
-    const vanished = await (await post('/api/jobs/mnist-mlp/tasks', { volunteerId })).json() as Task;
+    const me = await registerSigned(relay.url, 'vanishing');
+    const { volunteerId } = me;
+    const vanished = await (await fetch(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers: await me.taskRequestHeaders('mnist-mlp'), body: JSON.stringify({ volunteerId }) })).json() as Task;
     // 2. a working volunteer takes the other slot, then waits for work until the lease expires
     const vs = startVolunteers(relay.url, 1);
     const job = await waitFor(async () => (await (await fetch(`${relay.url}/api/jobs/mnist-mlp`)).json()) as { version: number }, (j) => j.version >= 1);

@@ -27,9 +27,9 @@ describe('volunteer loop', () => {
   afterAll(async () => { await relay.stop(); });
 
   it('resumes a saved task, uploads it, and keeps residual and params in its store', async () => {
-    const post = (path: string, body: unknown) => fetch(relay.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const { volunteerId, identity } = await registerSigned(relay.url);
-    const saved = await (await post('/api/jobs/mnist-mlp/tasks', { volunteerId })).json() as Task;
+    const me = await registerSigned(relay.url);
+    const { volunteerId, identity } = me;
+    const saved = await (await fetch(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers: await me.taskRequestHeaders('mnist-mlp'), body: JSON.stringify({ volunteerId }) })).json() as Task;
     // the state a reloaded tab finds in its store: its keys, its id, its task
     const store = memoryLoopStore();
     await store.putKeys!(relay.url, identity.keys);
