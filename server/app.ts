@@ -17,7 +17,7 @@ import { volunteerRoutes } from './routes/volunteers.ts';
 import './routes/common.ts';
 import { loadLeaseSecret } from './scheduler/leases.ts';
 import { createScheduler } from './scheduler/scheduler.ts';
-import type { Retention } from './scheduler/retention.ts';
+import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
 

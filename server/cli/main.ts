@@ -1,7 +1,7 @@
 // The `tabtrain` command line. `start` runs the relay; operator subcommands come from server/ops/cli.ts.
 import { Command, InvalidArgumentError } from 'commander';
 import { buildApp } from '../app.ts';
-import { defaultRetention } from '../scheduler/retention.ts';
+import { defaultRetention } from '../store/retention.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
 

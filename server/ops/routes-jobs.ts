@@ -11,7 +11,7 @@ import { actorOf, principalOf, requireJobActor, requireRole } from './auth.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
 import { submitJob } from './submit.ts';
-import { missingVersionMessage } from '../scheduler/retention.ts';
+import { missingVersionMessage } from '../store/retention.ts';
 
 const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }) });
 const RollbackBody = Type.Object({ version: Type.Integer({ minimum: 0, description: 'the version to make current again' }) }, { additionalProperties: false });

@@ -9,7 +9,7 @@ import { exportOnnx } from '../../shared/export/onnx.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
-import { missingVersionMessage } from '../scheduler/retention.ts';
+import { missingVersionMessage } from '../store/retention.ts';
 import type { TallyReader } from './tallies.ts';
 
 // onnxruntime-web's wasm runtime, served from the installed package so "try the model" works the same in

@@ -4,7 +4,7 @@ import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import { errorResponses } from './common.ts';
 import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, ShardParams, VersionParams, type Static } from './schemas.ts';
-import { missingVersionMessage } from '../scheduler/retention.ts';
+import { missingVersionMessage } from '../store/retention.ts';
 
 export const jobRoutes: FastifyPluginAsync = async (app) => {
   app.get('/api/jobs', { schema: { response: { 200: RelaySendsJobs } } }, async () => ({

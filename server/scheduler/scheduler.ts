@@ -22,7 +22,7 @@ import { insertSorted, normBoundFromSorted, validateEncoded, type ValidationCode
 import { combine } from './combine.ts';
 import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
-import { defaultRetention, prunableUpTo, type Retention } from './retention.ts';
+import { defaultRetention, prunableUpTo, type Retention } from '../store/retention.ts';
 import { createWaitingList } from './waiting.ts';
 
 export type SchedulerOptions = {

@@ -10,7 +10,7 @@ import { RelayError } from '../errors.ts';
 import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
 import type { JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
-import { missingVersionMessage } from '../scheduler/retention.ts';
+import { missingVersionMessage } from './retention.ts';
 
 const migrations: string[] = [
   `CREATE TABLE jobs (

@@ -3,7 +3,7 @@
 // which are kept, and the relay's flags refuse a retention that would keep nothing.
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { describeVersions } from '../../server/scheduler/retention.ts';
+import { describeVersions } from '../../server/store/retention.ts';
 import { evals, startRelay, startVolunteers, waitFor } from '../helpers/relay.ts';
 
 describe('retention', () => {
