@@ -207,7 +207,9 @@ export function createScheduler(o: SchedulerOptions) {
     usefulness.check(job, task, header.volunteerId, frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
     store.acceptUpdate({
-      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: ack.weight,
+      // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
+      // volunteer is told the usual weight, so an unflagged check stays unseen.
+      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy(taskId) ? 0 : ack.weight,
       payload: frame.payload, payloadHash: hash, losses: header.losses, samples: header.samples, computeMs: header.computeMs, acceptedAt: t, norm,
     }, JSON.stringify(ack));
     insertSorted(roundNorms(job.jobId, job.version), norm);
@@ -216,6 +218,12 @@ export function createScheduler(o: SchedulerOptions) {
     metrics.updateBytes.inc({ job: job.jobId }, body.length);
     if (store.countPendingUpdates(job.jobId) >= h.updatesPerRound) scheduleRound(job.jobId);
     return ack;
+  }
+
+  /** Whether this task is a spot check whose other copy is already in. */
+  function secondCopy(taskId: string): boolean {
+    const mine = guard.store.getReplica(taskId);
+    return mine !== undefined && guard.store.group(mine.groupId).some((g) => g.taskId !== taskId && g.payload !== null);
   }
 
   /** Sorted norms of the job's accepted, unapplied updates (the current round's). Kept in memory and
@@ -311,7 +319,9 @@ export function createScheduler(o: SchedulerOptions) {
     const stop = metrics.roundSeconds.startTimer();
     const pending = store.pendingUpdates(jobId);
     const n = paramCount(job.model);
-    const delta = combine(h.aggregator, pending.map((u) => decodeUpdate(u.payload, n)), pending.map((u) => u.weight), job.version);
+    // second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all
+    const counted = pending.some((u) => u.weight > 0) ? pending.filter((u) => u.weight > 0) : pending.map((u) => ({ ...u, weight: 1 }));
+    const delta = combine(h.aggregator, counted.map((u) => decodeUpdate(u.payload, n)), counted.map((u) => u.weight), job.version);
     const cur = store.getVersion(jobId, job.version)!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;

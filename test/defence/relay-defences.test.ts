@@ -271,6 +271,8 @@ describe('spot checks and rate limits', () => {
       await relay.app.scheduler.settled();
       expect(relay.app.scheduler.guard.store.reputation(honest.volunteerId)).toEqual({ state: 'new', cleanStreak: 1, strikes: 0 });
       expect(relay.app.scheduler.guard.store.reputation(liar.volunteerId)).toEqual({ state: 'suspect', cleanStreak: 0, strikes: 1 });
+      // the check's second copy is kept to compare, not counted in the round: one shard and seed weigh once
+      expect(relay.app.store.pendingUpdates('mnist-mlp').map((u) => [u.taskId, u.weight])).toEqual([[a.taskId, 1], [b.taskId, 0]]);
     } finally {
       await relay.stop();
     }
