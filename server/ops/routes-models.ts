@@ -10,6 +10,7 @@ import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
 import { missingVersionMessage } from '../store/retention.ts';
+import { curveReader } from './curve.ts';
 import type { TallyReader } from './tallies.ts';
 
 // onnxruntime-web's wasm runtime, served from the installed package so "try the model" works the same in
@@ -22,6 +23,7 @@ const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 12
 const VersionParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }), version: Type.Integer({ minimum: 0 }) });
 
 export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (app) => {
+  const curve = curveReader(app.db);
   app.get<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/overview', { schema: { params: JobParams } }, async (req) => {
     const job = app.scheduler.requireJob(req.params.jobId);
     const ops = getOpsJob(app.db, job.jobId);
@@ -32,7 +34,7 @@ export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (
     const checkpoints = app.db.prepare('SELECT version, hash, created_at AS at FROM versions WHERE job_id = ? ORDER BY version').all(job.jobId);
     return {
       job: app.scheduler.jobInfo(job), owner: ops?.ownerName ?? job.researcher, maxLossRise: ops?.maxLossRise ?? null,
-      tokenizer: ops?.tokenizer ?? null, evals: app.store.listEvals(job.jobId), volunteers, checkpoints,
+      tokenizer: ops?.tokenizer ?? null, ...curve(job.jobId), volunteers, checkpoints,
     };
   });
 

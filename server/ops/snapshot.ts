@@ -5,14 +5,12 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import { paramCount } from '../../shared/models/config.ts';
-import type { Eval } from '../../shared/protocol/messages.ts';
+import { curveReader } from './curve.ts';
 import type { TallyReader } from './tallies.ts';
 
 export const WINDOW_MS = 60_000;
 /** A volunteer counts as active when it leased a task this recently. */
 export const ACTIVE_MS = 120_000;
-/** Points of each job's curve in a snapshot: a day of versions would otherwise be megabytes a second. */
-export const CURVE_POINTS = 300;
 
 export type Traffic = { bytesIn: number; bytesOut: number };
 
@@ -24,15 +22,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
   app.addHook('onClose', async () => lag.disable());
   const db = app.db;
   const startedAt = Date.now();
-  const evalCount = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM evals WHERE job_id = ?');
-  const thinEvals = db.prepare<[string, number, string], Eval>(`SELECT version, loss, accuracy, at FROM evals WHERE job_id = ?
-    AND (version % ? = 0 OR version = (SELECT MAX(version) FROM evals WHERE job_id = ?)) ORDER BY version`);
-  /** A job's held-out curve for the cards: every evaluation up to CURVE_POINTS, then every n-th and the last. */
-  const curve = (jobId: string): { evals: Eval[]; evalCount: number } => {
-    const n = evalCount.get(jobId)!.n;
-    const step = Math.ceil(n / CURVE_POINTS);
-    return { evalCount: n, evals: step <= 1 ? app.store.listEvals(jobId) : thinEvals.all(jobId, step, jobId) };
-  };
+  const curve = curveReader(db);
 
   return async function snapshot(now = Date.now()) {
     const jobs = app.store.listJobs();

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { createTallies } from '../../server/ops/tallies.ts';
 import { openSqliteStore, type SqliteStore } from '../../server/store/sqlite.ts';
-import { CURVE_POINTS } from '../../server/ops/snapshot.ts';
+import { CURVE_POINTS } from '../../server/ops/curve.ts';
 import { startOpsRelay, type OpsRelay } from './helpers.ts';
 
 let dir: string, store: SqliteStore | undefined, relay: OpsRelay | undefined;
@@ -57,19 +57,24 @@ describe('dashboard tallies', () => {
     expect((await tallies.read(now)).leaderboard[0]).toEqual({ volunteerId: 'v-9', credit: 500, updates: 5 });
   });
 
-  it('a snapshot thins a long held-out curve to every n-th evaluation and the last, and says how many there are', async () => {
+  it('the dashboard and the job page thin a long held-out curve to every n-th evaluation, the last and the best, and say how many there are', async () => {
     relay = await startOpsRelay();
     dir = relay.dataDir;
     const job = relay.app.store.listJobs()[0]?.jobId ?? 'none';
     expect(job).toBe('none'); // the ops relay starts empty: make one job with a long curve
     relay.app.scheduler.createJob('long', defaultJobSpec(), 'running');
-    for (let v = 0; v <= 1000; v++) relay.app.store.putEval('long', { version: v, loss: 1 / (v + 1), accuracy: 0.5, at: v });
-    const snap = await (await fetch(`${relay.url}/api/ops/snapshot`)).json() as { jobs: { jobId: string; evals: { version: number }[]; evalCount: number }[] };
-    const long = snap.jobs.find((j) => j.jobId === 'long')!;
-    expect(long.evalCount).toBe(1001);
-    expect(long.evals.length).toBeLessThanOrEqual(CURVE_POINTS + 1);
-    expect(long.evals.length).toBeGreaterThan(CURVE_POINTS / 2);
-    expect(long.evals.at(-1)!.version).toBe(1000);
-    expect(long.evals[1].version - long.evals[0].version).toBe(Math.ceil(1001 / CURVE_POINTS));
+    // the best held-out loss at version 517, between the thinned points
+    for (let v = 0; v <= 1000; v++) relay.app.store.putEval('long', { version: v, loss: 0.1 + Math.abs(v - 517) / 1000, accuracy: 0.5, at: v });
+    type Curve = { evals: { version: number }[]; evalCount: number };
+    const snap = await (await fetch(`${relay.url}/api/ops/snapshot`)).json() as { jobs: ({ jobId: string } & Curve)[] };
+    const overview = await (await fetch(`${relay.url}/api/ops/jobs/long/overview`)).json() as Curve;
+    for (const long of [snap.jobs.find((j) => j.jobId === 'long')!, overview]) {
+      expect(long.evalCount).toBe(1001);
+      expect(long.evals.length).toBeLessThanOrEqual(CURVE_POINTS + 2);
+      expect(long.evals.length).toBeGreaterThan(CURVE_POINTS / 2);
+      expect(long.evals.at(-1)!.version).toBe(1000);
+      expect(long.evals[1].version - long.evals[0].version).toBe(Math.ceil(1001 / CURVE_POINTS));
+      expect(long.evals.map((e) => e.version)).toContain(517);
+    }
   });
 });
