@@ -105,7 +105,9 @@ describe('volunteer tabs lose nothing', () => {
     const tabs: Tab[] = [];
     try {
       tabs.push(await openTab(browser, `${url}/?cpu=1`), await openTab(browser, `${url}/?cpu=1`));
-      await waitFor('version 2', async () => (await jobVersion(url)) >= 2);
+      // both tabs working before the kill: one tab alone can make version 2 while the other still registers
+      await waitFor('version 2 with an accepted update from each tab', async () => (await jobVersion(url)) >= 2
+        && (await Promise.all(tabs.map(async (t) => (await tabState(t.page)).stats?.updatesAccepted ?? 0))).every((n) => n >= 1));
       relay.kill('SIGKILL');
       await new Promise((r) => relay!.once('exit', r));
       relay = undefined;
