@@ -15,6 +15,7 @@ import { RelayError, fail } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { JobRow, JobSpec, Store, TaskRow } from '../store/types.ts';
 import { createGuard, type DefenceOptions } from '../defence/guard.ts';
+import type { ReplicaRow } from '../defence/store.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
@@ -206,24 +207,22 @@ export function createScheduler(o: SchedulerOptions) {
     // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
     usefulness.check(job, task, header.volunteerId, frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
+    // a spot check (read once: its weight and its comparison both need the group)
+    const mine = guard.store.getReplica(taskId);
+    const group = mine ? guard.store.group(mine.groupId) : [];
+    const secondCopy = group.some((g) => g.taskId !== taskId && g.payload !== null);
     store.acceptUpdate({
       // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
       // volunteer is told the usual weight, so an unflagged check stays unseen.
-      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy(taskId) ? 0 : ack.weight,
+      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : ack.weight,
       payload: frame.payload, payloadHash: hash, losses: header.losses, samples: header.samples, computeMs: header.computeMs, acceptedAt: t, norm,
     }, JSON.stringify(ack));
     insertSorted(roundNorms(job.jobId, job.version), norm);
-    spotCheck(taskId, frame.payload, n, t);
+    if (mine) spotCheck(mine, group, taskId, frame.payload, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });
     metrics.updateBytes.inc({ job: job.jobId }, body.length);
     if (store.countPendingUpdates(job.jobId) >= h.updatesPerRound) scheduleRound(job.jobId);
     return ack;
-  }
-
-  /** Whether this task is a spot check whose other copy is already in. */
-  function secondCopy(taskId: string): boolean {
-    const mine = guard.store.getReplica(taskId);
-    return mine !== undefined && guard.store.group(mine.groupId).some((g) => g.taskId !== taskId && g.payload !== null);
   }
 
   /** Sorted norms of the job's accepted, unapplied updates (the current round's). Kept in memory and
@@ -241,12 +240,9 @@ export function createScheduler(o: SchedulerOptions) {
    * On disagreement the relay breaks the tie with its own CPU-reference copy (MLP jobs), in the
    * background: a copy that matches it is clean, one that does not is a strike; with no reference
    * (GPT jobs, base version gone) both are struck, and an honest volunteer's strikes are forgiven by
-   * later clean checks. */
-  function spotCheck(taskId: string, payload: Uint8Array, n: number, t: number): void {
-    const mine = guard.store.getReplica(taskId);
-    if (!mine) return;
+   * later clean checks. `group`: the check's replica rows as read before this copy was stored. */
+  function spotCheck(mine: ReplicaRow, group: ReplicaRow[], taskId: string, payload: Uint8Array, n: number, t: number): void {
     guard.store.setReplicaPayload(taskId, payload);
-    const group = guard.store.group(mine.groupId);
     if (group.length < 2 || group.some((g) => g.taskId !== taskId && !g.payload)) return;
     const copies = group.map((g) => decodeUpdate(g.taskId === taskId ? payload : g.payload!, n));
     const { agree, distance } = compareUpdates(copies[0], copies[1], guard.tolerance);
