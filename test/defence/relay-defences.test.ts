@@ -26,13 +26,13 @@ const json = async (relay: TestRelay, method: string, path: string, body?: unkno
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 };
 /** A signed task request, answered as it came. */
-const signedJson = async (relay: TestRelay, v: SignedVolunteer, jobId: string): Promise<Answer> => {
-  const res = await fetch(`${relay.url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: await v.taskRequestHeaders(jobId), body: JSON.stringify({ volunteerId: v.volunteerId }) });
+const signedJson = async (v: SignedVolunteer, jobId: string): Promise<Answer> => {
+  const res = await v.askForTask(jobId);
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 };
-const lease = async (relay: TestRelay, v: SignedVolunteer, jobId = 'mnist-mlp'): Promise<Task> => {
-  const res = await fetch(`${relay.url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: await v.taskRequestHeaders(jobId), body: JSON.stringify({ volunteerId: v.volunteerId }) });
+const lease = async (v: SignedVolunteer, jobId = 'mnist-mlp'): Promise<Task> => {
+  const res = await v.askForTask(jobId);
   expect(res.status).toBe(200);
   return (await res.json()) as Task;
 };
@@ -91,19 +91,19 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
   });
 
   it('refuses a forged lease token with 403 TT_ERR_LEASE_INVALID', async () => {
-    const task = await lease(relay, alice);
+    const task = await lease(alice);
     const forged = { ...task, lease: task.lease.replace(/^./, (c) => (c === 'e' ? 'f' : 'e')) };
     refused(await signed(relay, alice, forged, frameOf(forged, alice.volunteerId)), 403, 'TT_ERR_LEASE_INVALID', /signature/);
   });
 
   it('refuses an expired lease with 409 TT_ERR_LEASE_EXPIRED', async () => {
-    const task = await lease(relay, alice, 'short-lease');
+    const task = await lease(alice, 'short-lease');
     while (Date.now() <= task.deadline + 50) await new Promise((r) => setTimeout(r, 50));
     refused(await signed(relay, alice, task, frameOf(task, alice.volunteerId)), 409, 'TT_ERR_LEASE_EXPIRED', /expired/);
   });
 
   it('refuses a lease issued to another volunteer: under its own id 403 TT_ERR_LEASE_INVALID, under the owner\'s id 403 TT_ERR_SIGNATURE', async () => {
-    const task = await lease(relay, alice);
+    const task = await lease(alice);
     refused(await signed(relay, bob, task, frameOf(task, bob.volunteerId)), 403, 'TT_ERR_LEASE_INVALID', /issued to volunteer/);
     refused(await signed(relay, bob, task, frameOf(task, alice.volunteerId)), 403, 'TT_ERR_SIGNATURE', /does not match/);
     expect(relay.app.store.getTask(task.taskId)!.state).toBe('issued'); // the owner can still deliver
@@ -111,7 +111,7 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
   });
 
   it('refuses a tampered body, a wrong signature and a missing one with 403 TT_ERR_SIGNATURE', async () => {
-    const task = await lease(relay, alice);
+    const task = await lease(alice);
     const frame = frameOf(task, alice.volunteerId);
     const headers = await alice.uploadHeaders(task.taskId, task.lease, frame);
     const tampered = frame.slice(); tampered[tampered.length - 7] ^= 0x40;
@@ -124,7 +124,7 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
   });
 
   it('answers an idempotent re-send the same and counts it once; a reused lease is 409 TT_ERR_LEASE_USED', async () => {
-    const task = await lease(relay, bob);
+    const task = await lease(bob);
     const frame = frameOf(task, bob.volunteerId, delta(3));
     const before = await metric(relay, 'tabtrain_updates_accepted_total', 'job="mnist-mlp"');
     const first = await signed(relay, bob, task, frame);
@@ -137,10 +137,10 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
   });
 
   it('validates before storing: an all-zero update is 422, one far above the round\'s norms is 422; refusals are counted by reason', async () => {
-    const zero = await lease(relay, alice);
+    const zero = await lease(alice);
     refused(await signed(relay, alice, zero, frameOf(zero, alice.volunteerId, new Float32Array(N))), 422, 'TT_ERR_EMPTY_UPDATE', /all zeros/);
     // the round already holds several updates of norm ≈ 0.2; 20× that is over the 3×-median bound
-    const big = await lease(relay, alice);
+    const big = await lease(alice);
     refused(await signed(relay, alice, big, frameOf(big, alice.volunteerId, delta(5, 2e-2))), 422, 'TT_ERR_UPDATE_NORM', /this round's bound/);
     expect(relay.app.store.getTask(big.taskId)!.state).toBe('rejected');
     expect(await metric(relay, 'tabtrain_updates_rejected_total', 'reason="TT_ERR_SIGNATURE"')).toBeGreaterThanOrEqual(4);
@@ -189,7 +189,7 @@ describe('spot checks and rate limits', () => {
     try {
       const [honest, liar, c, d] = [await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url), await registerSigned(relay.url)];
       // an agreeing pair first: same Δ from both copies
-      const c1 = await lease(relay, c), d1 = await lease(relay, d);
+      const c1 = await lease(c), d1 = await lease(d);
       // int8 (the default codec): the copies carry error feedback, and nothing tells them apart from other tasks
       expect(c1.replica ?? d1.replica).toBeUndefined();
       expect([d1.baseVersion, d1.shard, d1.seed]).toEqual([c1.baseVersion, c1.shard, c1.seed]);
@@ -199,7 +199,7 @@ describe('spot checks and rate limits', () => {
       expect(await metric(relay, 'tabtrain_spot_checks_total', 'outcome="agree"')).toBe(1);
 
       for (let round = 1; round <= 2; round++) {
-        const a = await lease(relay, honest), b = await lease(relay, liar);
+        const a = await lease(honest), b = await lease(liar);
         expect([b.baseVersion, b.shard, b.seed]).toEqual([a.baseVersion, a.shard, a.seed]);
         expect((await signed(relay, honest, a, frameOf(a, honest.volunteerId, delta(round)))).status).toBe(200);
         // the liar flips its update: valid on its own (same norm), caught only by comparing the copies
@@ -211,7 +211,7 @@ describe('spot checks and rate limits', () => {
         expect(rep.state).toBe(round === 1 ? 'suspect' : 'banned');
       }
       expect(await metric(relay, 'tabtrain_spot_checks_total', 'outcome="disagree"')).toBe(2);
-      refused(await signedJson(relay, liar, 'mnist-mlp'), 403, 'TT_ERR_VOLUNTEER_BANNED', /no more work/);
+      refused(await signedJson(liar, 'mnist-mlp'), 403, 'TT_ERR_VOLUNTEER_BANNED', /no more work/);
       expect(await metric(relay, 'tabtrain_updates_rejected_total', 'reason="TT_ERR_VOLUNTEER_BANNED"')).toBe(1);
     } finally {
       await relay.stop();
@@ -256,7 +256,7 @@ describe('spot checks and rate limits', () => {
     const relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000, steps: 5 }, defence: { replication: { baseRate: 1, distinctNetworks: false } } });
     try {
       const honest = await registerSigned(relay.url), liar = await registerSigned(relay.url);
-      const a = await lease(relay, honest), b = await lease(relay, liar);
+      const a = await lease(honest), b = await lease(liar);
       // the honest copy: what the volunteer loop computes (CPU trainer, seeded batches, no error feedback)
       const trainer = createCpuTrainer(a.model, { batchSize: a.batchSize, adamw: a.adamw, clipNorm: a.clipNorm });
       const params = new Float32Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/versions/${a.baseVersion}/params`)).arrayBuffer());
@@ -284,9 +284,9 @@ describe('spot checks and rate limits', () => {
     } });
     try {
       const v = await registerSigned(relay.url);
-      await lease(relay, v);
-      await lease(relay, v);
-      const third = await signedJson(relay, v, 'mnist-mlp');
+      await lease(v);
+      await lease(v);
+      const third = await signedJson(v, 'mnist-mlp');
       refused(third, 429, 'TT_ERR_RATE_LIMITED', /tasksPerIdentity/);
       expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
       await registerSigned(relay.url);

@@ -24,8 +24,8 @@ const getJson = async (relay: TestRelay, path: string): Promise<Answer> => {
   const res = await fetch(relay.url + path);
   return { status: res.status, body: await res.json() };
 };
-const lease = async (relay: TestRelay, v: SignedVolunteer, jobId: string): Promise<Task> => {
-  const res = await fetch(`${relay.url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: await v.taskRequestHeaders(jobId), body: JSON.stringify({ volunteerId: v.volunteerId }) });
+const lease = async (v: SignedVolunteer, jobId: string): Promise<Task> => {
+  const res = await v.askForTask(jobId);
   expect(res.status).toBe(200);
   return (await res.json()) as Task;
 };
@@ -68,7 +68,7 @@ describe('usefulness score on a real relay', () => {
   const score = (taskId: string) => relay.app.scheduler.guard.store.getUsefulness(taskId);
 
   it('enforce: takes an honest update, stores its positive loss drop and shows it in the overview and /metrics', async () => {
-    const task = await lease(relay, alice, 'mnist-mlp');
+    const task = await lease(alice, 'mnist-mlp');
     const r = await upload(relay, alice, task, await honestDelta(relay, task));
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     const s = score(task.taskId)!;
@@ -83,7 +83,7 @@ describe('usefulness score on a real relay', () => {
   });
 
   it('enforce: refuses a sign-flipped update with 422 TT_ERR_NOT_USEFUL, stores nothing of it but its score, and strikes nobody', async () => {
-    const task = await lease(relay, bob, 'mnist-mlp');
+    const task = await lease(bob, 'mnist-mlp');
     const flipped = (await honestDelta(relay, task)).map((x) => -x);
     const r = await upload(relay, bob, task, flipped);
     expect(r.status).toBe(422);
@@ -102,7 +102,7 @@ describe('usefulness score on a real relay', () => {
   });
 
   it('score: stores both scores and refuses neither', async () => {
-    const good = await lease(relay, alice, 'scored'), bad = await lease(relay, bob, 'scored');
+    const good = await lease(alice, 'scored'), bad = await lease(bob, 'scored');
     expect((await upload(relay, alice, good, await honestDelta(relay, good))).status).toBe(200);
     expect((await upload(relay, bob, bad, (await honestDelta(relay, bad)).map((x) => -x))).status).toBe(200);
     expect(score(good.taskId)).toMatchObject({ refused: false, drop: expect.any(Number) });
@@ -113,7 +113,7 @@ describe('usefulness score on a real relay', () => {
   });
 
   it('off (a job made without the field): takes both as before, scores nothing and adds no overview column', async () => {
-    const good = await lease(relay, alice, 'plain'), bad = await lease(relay, bob, 'plain');
+    const good = await lease(alice, 'plain'), bad = await lease(bob, 'plain');
     expect((await upload(relay, alice, good, await honestDelta(relay, good))).status).toBe(200);
     expect((await upload(relay, bob, bad, (await honestDelta(relay, bad)).map((x) => -x))).status).toBe(200);
     expect(score(good.taskId)).toBeUndefined();

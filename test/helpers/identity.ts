@@ -9,6 +9,8 @@ export type SignedVolunteer = {
   uploadHeaders(taskId: string, lease: string, frame: Uint8Array): Promise<Record<string, string>>;
   /** headers for POST /api/jobs/:jobId/tasks, signed now (the test's clock is the relay's) */
   taskRequestHeaders(jobId: string): Promise<Record<string, string>>;
+  /** POST /api/jobs/:jobId/tasks as this volunteer, signed; the answer as it came */
+  askForTask(jobId?: string): Promise<Response>;
 };
 
 const known = new Map<string, SignedVolunteer>();
@@ -33,6 +35,9 @@ export async function registerSigned(url: string, agent = 'test'): Promise<Signe
       const at = Date.now();
       return { 'content-type': 'application/json', 'x-tabtrain-time': String(at), 'x-tabtrain-signature': await signTaskRequest(identity, jobId, at) };
     },
+    askForTask: async (jobId = 'mnist-mlp') => fetch(`${url}/api/jobs/${jobId}/tasks`, {
+      method: 'POST', headers: await v.taskRequestHeaders(jobId), body: JSON.stringify({ volunteerId: v.volunteerId }),
+    }),
   };
   known.set(v.volunteerId, v);
   return v;
@@ -40,11 +45,6 @@ export async function registerSigned(url: string, agent = 'test'): Promise<Signe
 
 /** The identity registered under this id by registerSigned, if any. */
 export const signedVolunteer = (volunteerId: string): SignedVolunteer | undefined => known.get(volunteerId);
-
-/** Task-request headers for a volunteer registered by registerSigned (plain content-type for others). */
-export async function taskRequestHeadersFor(volunteerId: string, jobId: string): Promise<Record<string, string>> {
-  return signedVolunteer(volunteerId)?.taskRequestHeaders(jobId) ?? { 'content-type': 'application/json' };
-}
 
 /** Upload headers for a volunteer registered by registerSigned (plain content-type for others). */
 export async function uploadHeadersFor(volunteerId: string, taskId: string, lease: string, frame: Uint8Array): Promise<Record<string, string>> {

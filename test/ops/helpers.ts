@@ -4,7 +4,7 @@ import { encodeUpdate } from '../../shared/codec/index.ts';
 import { encodeUpdateFrame } from '../../shared/protocol/frame.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
 import { createToken } from '../../server/ops/tokens.ts';
-import { registerSigned, taskRequestHeadersFor, uploadHeadersFor } from '../helpers/identity.ts';
+import { registerSigned, signedVolunteer, uploadHeadersFor } from '../helpers/identity.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
 
 export type OpsRelay = TestRelay & { operator: string; alice: string; bob: string };
@@ -54,14 +54,16 @@ export async function registerVolunteer(url: string): Promise<string> {
 }
 
 /** Asks for a task as the volunteer would, signed. */
-export async function leaseFor(url: string, jobId: string, volunteerId: string): Promise<{ status: number; body: any }> {
-  const r = await fetch(`${url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers: await taskRequestHeadersFor(volunteerId, jobId), body: JSON.stringify({ volunteerId }) });
+export async function leaseFor(jobId: string, volunteerId: string): Promise<{ status: number; body: any }> {
+  const v = signedVolunteer(volunteerId);
+  if (!v) throw new Error(`leaseFor: ${volunteerId} was not registered with registerSigned (registerVolunteer does)`);
+  const r = await v.askForTask(jobId);
   return { status: r.status, body: r.status === 204 ? undefined : await r.json() };
 }
 
 /** Leases a task and uploads `delta` for it, as a volunteer would after its inner steps. */
 export async function uploadDelta(url: string, jobId: string, volunteerId: string, delta: Float32Array): Promise<{ task: Task; status: number; body: any }> {
-  const lease = await leaseFor(url, jobId, volunteerId);
+  const lease = await leaseFor(jobId, volunteerId);
   if (lease.status !== 200) throw new Error(`lease failed: ${lease.status} ${JSON.stringify(lease.body)}`);
   const task = lease.body as Task;
   return { task, ...(await uploadFor(url, task, volunteerId, delta)) };

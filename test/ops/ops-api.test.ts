@@ -48,7 +48,7 @@ describe('job submission and approval', () => {
     expect(s.body).toMatchObject({ status: 'pending', model: { kind: 'gpt', vocab: new Set(corpus).size, context: 8 } });
 
     const volunteerId = await registerVolunteer(relay.url);
-    const early = await leaseFor(relay.url, jobId, volunteerId);
+    const early = await leaseFor(jobId, volunteerId);
     expect(early.status).toBe(409);
     expect(early.body.error.code).toBe('TT_ERR_JOB_NOT_RUNNING');
     expect((await get(relay.url, '/api/jobs')).body.jobs.map((j: { jobId: string }) => j.jobId)).not.toContain(jobId);
@@ -59,7 +59,7 @@ describe('job submission and approval', () => {
     expect(ok.body).toMatchObject({ jobId, status: 'running' });
     expect((await post(relay.url, `/api/ops/jobs/${jobId}/approve`, relay.operator)).status).toBe(409);
 
-    const task = await leaseFor(relay.url, jobId, volunteerId);
+    const task = await leaseFor(jobId, volunteerId);
     expect(task.status).toBe(200);
     const shard = new Uint8Array(await (await fetch(`${relay.url}/api/jobs/${jobId}/shards/${task.body.shard}`)).arrayBuffer());
     expect(decodeTokenShard(shard).vocab).toBe(s.body.model.vocab);
@@ -133,7 +133,7 @@ describe('rollback', () => {
     const v2 = relay.app.store.getVersion(jobId, 2)!;
     expect(Array.from(v1.momentum).some((m) => m !== 0)).toBe(true);
     // A task leased at version 2, uploaded after the rollback, must not count.
-    const inFlight = (await leaseFor(relay.url, jobId, volunteerId)).body;
+    const inFlight = (await leaseFor(jobId, volunteerId)).body;
 
     const rb = await post(relay.url, `/api/ops/jobs/${jobId}/rollback`, relay.operator, { version: 1 });
     expect(rb.body).toMatchObject({ jobId, version: 1, status: 'running' });

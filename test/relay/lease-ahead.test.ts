@@ -13,9 +13,7 @@ let relay: TestRelay | undefined;
 afterEach(async () => { await relay?.stop(); relay = undefined; });
 
 async function lease(v: SignedVolunteer): Promise<Task | undefined> {
-  const res = await fetch(`${relay!.url}/api/jobs/mnist-mlp/tasks`, {
-    method: 'POST', headers: await v.taskRequestHeaders('mnist-mlp'), body: JSON.stringify({ volunteerId: v.volunteerId }),
-  });
+  const res = await v.askForTask();
   if (res.status === 204) return undefined;
   expect(res.status).toBe(200);
   return (await res.json()) as Task;

@@ -19,7 +19,7 @@ describe('lease expiry and re-issue', () => {
     // 1. a volunteer registers, leases a task, and vanishes
     const me = await registerSigned(relay.url, 'vanishing');
     const { volunteerId } = me;
-    const vanished = await (await fetch(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers: await me.taskRequestHeaders('mnist-mlp'), body: JSON.stringify({ volunteerId }) })).json() as Task;
+    const vanished = await (await me.askForTask()).json() as Task;
     // 2. a working volunteer takes the other slot, then waits for work until the lease expires
     const vs = startVolunteers(relay.url, 1);
     const job = await waitFor(async () => (await (await fetch(`${relay.url}/api/jobs/mnist-mlp`)).json()) as { version: number }, (j) => j.version >= 1);

@@ -29,7 +29,7 @@ describe('volunteer loop', () => {
   it('resumes a saved task, uploads it, and keeps residual and params in its store', async () => {
     const me = await registerSigned(relay.url);
     const { volunteerId, identity } = me;
-    const saved = await (await fetch(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers: await me.taskRequestHeaders('mnist-mlp'), body: JSON.stringify({ volunteerId }) })).json() as Task;
+    const saved = await (await me.askForTask()).json() as Task;
     // the state a reloaded tab finds in its store: its keys, its id, its task
     const store = memoryLoopStore();
     await store.putKeys!(relay.url, identity.keys);
