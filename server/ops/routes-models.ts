@@ -23,7 +23,7 @@ const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 12
 const VersionParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }), version: Type.Integer({ minimum: 0 }) });
 
 export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (app) => {
-  const curve = curveReader(app.db);
+  const curve = curveReader(app.db, (jobId) => app.store.listEvals(jobId));
   app.get<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/overview', { schema: { params: JobParams } }, async (req) => {
     const job = app.scheduler.requireJob(req.params.jobId);
     const ops = getOpsJob(app.db, job.jobId);

@@ -22,7 +22,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
   app.addHook('onClose', async () => lag.disable());
   const db = app.db;
   const startedAt = Date.now();
-  const curve = curveReader(db);
+  const curve = curveReader(db, (jobId) => app.store.listEvals(jobId));
 
   return async function snapshot(now = Date.now()) {
     const jobs = app.store.listJobs();
