@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildApp } from '../server/app.ts';
 import type { Compression } from '../shared/codec/index.ts';
-import type { Stats } from '../web/volunteer/messages.ts';
+import type { Stats } from '../shared/volunteer/status.ts';
 import { launchBrowser } from '../test/helpers/browser.ts';
 
 const root = resolve(import.meta.dirname, '..');

@@ -2,7 +2,7 @@
 // residual and the task in progress survive a restart. Writes go to a temporary file, then rename.
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobKind, VolunteerDb } from '../../web/volunteer/idb-store.ts';
+import type { BlobKind, VolunteerDb } from '../../shared/volunteer/kv.ts';
 
 const PARAMS_KEPT = 3;
 const safe = (key: string) => key.replace(/[^A-Za-z0-9_.-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);

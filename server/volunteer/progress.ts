@@ -1,7 +1,7 @@
 // Terminal progress for the Node volunteer: one status line, rewritten in place on a TTY and printed
 // every few seconds otherwise (logs, CI), plus a line for each phase change.
-import type { Phase, Stats } from '../../web/volunteer/messages.ts';
-import { bytes, count, rate } from '../../web/shared/format.ts';
+import { bytes, count, rate } from '../../shared/util/format.ts';
+import type { Phase, Stats } from '../../shared/volunteer/status.ts';
 
 export function progressLine(phase: Phase, s: Stats): string {
   const loss = s.recentLosses.length ? s.recentLosses[s.recentLosses.length - 1].toFixed(3) : '–';

@@ -1,15 +1,11 @@
 // The Node volunteer: the same loop as the browser tab (shared/volunteer/loop.ts), with WebGPU through
 // Dawn (server/gpu/dawn.ts) or the CPU reference, state in files, and progress on the terminal.
 import { resolve } from 'node:path';
-import type { ModelConfig } from '../../shared/models/config.ts';
-import { createCpuTrainer } from '../../shared/train/cpu.ts';
-import type { Trainer, TrainOptions } from '../../shared/train/trainer.ts';
-import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
-import { gpuStepsOf, Meter } from '../../web/shared/meter.ts';
-import { NEVER_GIVE_UP, supervise } from '../../web/shared/supervise.ts';
-import { idbLoopStore } from '../../web/volunteer/loop-store.ts';
-import type { DeviceInfo, Stats } from '../../web/volunteer/messages.ts';
-import { Throttle } from '../../web/volunteer/throttle.ts';
+import type { VolunteerEvent } from '../../shared/volunteer/events.ts';
+import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
+import { cpuBackend, createVolunteerRuntime, type Backend } from '../../shared/volunteer/runtime.ts';
+import type { DeviceInfo, Stats } from '../../shared/volunteer/status.ts';
+import { Throttle } from '../../shared/volunteer/throttle.ts';
 import { openFileStore } from './file-store.ts';
 import { fileKeyStore } from './key-file.ts';
 import { createProgress } from './progress.ts';
@@ -27,14 +23,8 @@ export type NodeVolunteerOptions = {
   quiet?: boolean;
 };
 
-type MakeTrainer = (model: ModelConfig, opts: TrainOptions) => Promise<Trainer>;
-
 /** WebGPU through Dawn when it gives an adapter and the engine loads; else the CPU, saying why. */
-async function pickNodeBackend(cpu: boolean | undefined): Promise<{ device: DeviceInfo; make: MakeTrainer }> {
-  const cpuBackend = (reason: string) => ({
-    device: { backend: 'cpu' as const, description: 'CPU (reference math)', fallbackReason: reason },
-    make: async (model: ModelConfig, opts: TrainOptions) => createCpuTrainer(model, opts),
-  });
+async function pickNodeBackend(cpu: boolean | undefined): Promise<Backend> {
   if (cpu) return cpuBackend('--cpu given');
   try {
     const { nodeGpu } = await import('../gpu/dawn.ts');
@@ -43,7 +33,7 @@ async function pickNodeBackend(cpu: boolean | undefined): Promise<{ device: Devi
     const info = adapter?.info;
     const description = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' · ') || 'WebGPU adapter (Dawn)';
     const { createWebGpuTrainer } = await import('../../shared/engine/trainer.ts');
-    return { device: { backend: 'webgpu', description }, make: (model, opts) => createWebGpuTrainer(gpu, model, opts) };
+    return { device: { backend: 'webgpu', description }, makeTrainer: (model, opts) => createWebGpuTrainer(gpu, model, opts) };
   } catch (e) {
     return cpuBackend(`WebGPU through Dawn is not available here (${(e as Error).message})`);
   }
@@ -54,43 +44,36 @@ export async function runNodeVolunteer(o: NodeVolunteerOptions): Promise<{ devic
   const progress = createProgress();
   const say = (line: string) => { if (!o.quiet) process.stdout.write(`[tabtrain] ${line}\n`); };
   const backend = await pickNodeBackend(o.cpu);
-  say(`device: ${backend.device.backend === 'webgpu' ? `WebGPU · ${backend.device.description}` : `CPU (${backend.device.fallbackReason})`}`);
+  let device = backend.device;
+  const describe = (d: DeviceInfo) => (d.backend === 'webgpu' ? `WebGPU · ${d.description}` : `CPU (${d.fallbackReason})`);
+  say(`device: ${describe(device)}`);
   const db = await openFileStore(resolve(o.stateDir));
   // the signing key in a 0600 file, so a restart keeps its volunteer id and can finish its saved task
-  const store = { ...idbLoopStore(db, 0), ...fileKeyStore(resolve(o.stateDir)) };
+  const store = { ...kvLoopStore(db, 0), ...fileKeyStore(resolve(o.stateDir)) };
   const throttle = new Throttle();
   throttle.setIntensity(o.intensity ?? 1);
-  const creditKey = 'credit:0';
-  const meter = new Meter({
-    throttle, signal: o.signal, credit: (await db.getRecord<number>(creditKey)) ?? 0,
+  const rt = await createVolunteerRuntime({
+    server: o.server, jobId: o.jobId, maxTasks: o.maxTasks, backend, db, store, creditKey: 'credit:0', throttle, signal: o.signal,
+    fetch,
+    agent: (b) => `tabtrain-node/${process.version} (${b})`,
     onPhase: (phase, detail) => { if (!o.quiet) progress.phase(phase, detail); },
-  });
-  const timer = setInterval(() => { if (!o.quiet) progress.stats(meter.phase().phase, meter.snapshot()); }, 1000);
-  timer.unref();
-  say(`relay ${o.server}; state in ${resolve(o.stateDir)}; Ctrl-C stops (nothing is lost)`);
-  const runOnce = () => runVolunteer({
-    server: o.server, retry: NEVER_GIVE_UP, jobId: o.jobId, store, signal: o.signal, maxTasks: o.maxTasks,
-    fetch: meter.wrapFetch(fetch),
-    agent: `tabtrain-node/${process.version} (${backend.device.backend})`,
-    device: backend.device.description,
-    createTrainer: async (model, opts) => {
-      const t = await backend.make(model, opts);
-      return meter.wrapTrainer(t, gpuStepsOf(t) === undefined ? undefined : () => gpuStepsOf(t) ?? 0);
-    },
+    onDevice: (d) => { device = d; say(`device: ${describe(d)}`); },
     onEvent: (e) => {
-      meter.onLoopEvent(e);
-      if (e.type === 'uploaded' && !o.quiet) progress.stats(meter.phase().phase, meter.snapshot(), true);
+      if (e.type === 'uploaded' && !o.quiet) progress.stats(rt.meter.phase().phase, rt.meter.snapshot(), true);
       if (e.type === 'error') say(`error: ${e.message}`);
       o.onEvent?.(e);
     },
+    onRestart: (err, waitMs) => say(`the loop stopped (${err.message}); starting again in ${(waitMs / 1000).toFixed(0)} s`),
   });
+  const timer = setInterval(() => { if (!o.quiet) progress.stats(rt.meter.phase().phase, rt.meter.snapshot()); }, 1000);
+  timer.unref();
+  say(`relay ${o.server}; state in ${resolve(o.stateDir)}; Ctrl-C stops (nothing is lost)`);
+  let stats: Stats;
   try {
-    await supervise(runOnce, o.signal, (err, waitMs) => say(`the loop stopped (${err.message}); starting again in ${(waitMs / 1000).toFixed(0)} s`));
+    stats = await rt.run();
   } finally {
     clearInterval(timer);
-    await db.putRecord(creditKey, meter.stats.credit);
   }
-  const stats = meter.snapshot();
   if (!o.quiet) { progress.stats('stopped', stats, true); process.stdout.write('\n'); }
-  return { device: backend.device, stats };
+  return { device, stats };
 }

@@ -1,11 +1,13 @@
 // What the volunteer loop reports, for UIs (the tab's page, the dashboard) and tests. One union on `type`.
 import type { Task, UpdateAck } from '../protocol/messages.ts';
 
-export type VolunteerState = 'registering' | 'fetching' | 'training' | 'uploading' | 'waiting' | 'paused' | 'stopped';
+/** Where a volunteer is in its work, one word each: the loop reports the middle ones; a host adds
+ * 'starting' (before the loop runs) and 'error' (the loop stopped), and shows 'registering' as fetching. */
+export type Phase = 'starting' | 'registering' | 'fetching' | 'training' | 'uploading' | 'waiting' | 'paused' | 'stopped' | 'error';
 
 export type VolunteerEvent =
   /** the loop's main activity changed */
-  | { type: 'state'; state: VolunteerState; detail?: string }
+  | { type: 'state'; state: Phase; detail?: string }
   | { type: 'registered'; volunteerId: string }
   | { type: 'task'; task: Task }
   /** a task saved before a reload is being trained again (its lease still runs) */

@@ -15,11 +15,11 @@ import { loadOrCreateIdentity, signTaskRequest, signUpdate, type Identity } from
 import { solvePow } from '../security/pow.ts';
 import type { Trainer, TrainOptions } from '../train/trainer.ts';
 import { RelayClient, RelayHttpError, sleep, type FetchLike, type RetryPolicy } from './client.ts';
-import type { VolunteerEvent, VolunteerState } from './events.ts';
+import type { Phase, VolunteerEvent } from './events.ts';
 import { prefetchDue } from './pipeline.ts';
 import type { LoopStore } from './store.ts';
 
-export type { VolunteerEvent, VolunteerState } from './events.ts';
+export type { Phase, VolunteerEvent } from './events.ts';
 export type { LoopStore } from './store.ts';
 
 export type VolunteerOptions = {
@@ -58,8 +58,8 @@ const sha256Hex = async (p: Float32Array): Promise<string | undefined> => {
 /** Runs until the signal aborts (resolves quietly) or maxTasks updates are uploaded. */
 export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const emit = (e: VolunteerEvent) => { try { o.onEvent?.(e); } catch { /* a UI bug must not stop training */ } };
-  let state: VolunteerState | undefined;
-  const setState = (s: VolunteerState, detail?: string) => { if (s !== state || detail) { state = s; emit({ type: 'state', state: s, detail }); } };
+  let state: Phase | undefined;
+  const setState = (s: Phase, detail?: string) => { if (s !== state || detail) { state = s; emit({ type: 'state', state: s, detail }); } };
   const client = new RelayClient(o.server, o.fetch, {
     signal: o.signal, retry: o.retry,
     onRetry: (what, attempt, delayMs, reason) => emit({ type: 'retry', what, attempt, delayMs, reason }),

@@ -1,5 +1,5 @@
 // What the volunteer loop persists, behind an interface the host provides: IndexedDB in the browser
-// (web/volunteer/loop-store.ts), memory in tests and the Node volunteer. Keys are plain strings and
+// (over ./kv.ts: ./kv-store.ts), memory in tests and the Node volunteer. Keys are plain strings and
 // numbers so any key-value store fits.
 import type { Task } from '../protocol/messages.ts';
 

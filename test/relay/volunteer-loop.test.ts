@@ -10,9 +10,9 @@ import { openFileStore } from '../../server/volunteer/file-store.ts';
 import { keyFilePath } from '../../server/volunteer/key-file.ts';
 import { runNodeVolunteer } from '../../server/volunteer/run.ts';
 import { prefetchDue } from '../../shared/volunteer/pipeline.ts';
-import { Meter } from '../../web/shared/meter.ts';
-import { idbLoopStore } from '../../web/volunteer/loop-store.ts';
-import { Throttle } from '../../web/volunteer/throttle.ts';
+import { Meter } from '../../shared/volunteer/meter.ts';
+import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
+import { Throttle } from '../../shared/volunteer/throttle.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
 import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
@@ -155,7 +155,7 @@ describe('volunteer loop', () => {
       expect(registered?.volunteerId).toMatch(/^v_/);
       expect(first.some((e) => e.type === 'uploaded')).toBe(false);
       expect(statSync(keyFilePath(stateDir, relay.url)).mode & 0o777).toBe(0o600);
-      const saved = idbLoopStore(await openFileStore(stateDir), 0);
+      const saved = kvLoopStore(await openFileStore(stateDir), 0);
       expect((await saved.getTask())?.taskId).toBe(task!.task.taskId);
 
       const second: VolunteerEvent[] = [];

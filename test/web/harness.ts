@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
-import type { DeviceInfo, Phase, Stats } from '../../web/volunteer/messages.ts';
+import type { DeviceInfo, Phase, Stats } from '../../shared/volunteer/status.ts';
 
 export const root = resolve(import.meta.dirname, '../..');
 export const artifacts = join(root, 'artifacts');

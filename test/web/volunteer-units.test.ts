@@ -9,11 +9,11 @@ import { defaultMlp, initParams } from '../../shared/models/config.ts';
 import { encodeUpdateFrame } from '../../shared/protocol/frame.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { openFileStore } from '../../server/volunteer/file-store.ts';
-import { Meter, readUpdateFrame } from '../../web/shared/meter.ts';
+import { Meter, readUpdateFrame } from '../../shared/volunteer/meter.ts';
 import { pickBackend } from '../../web/volunteer/backend.ts';
-import { checksum } from '../../web/volunteer/idb-store.ts';
-import { idbLoopStore } from '../../web/volunteer/loop-store.ts';
-import { Throttle } from '../../web/volunteer/throttle.ts';
+import { checksum } from '../../shared/volunteer/kv.ts';
+import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
+import { Throttle } from '../../shared/volunteer/throttle.ts';
 
 describe('volunteer parts', () => {
   it('falls back to the CPU, saying which browsers have WebGPU, when navigator.gpu is missing', async () => {
@@ -74,16 +74,16 @@ describe('volunteer parts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tabtrain-file-store-'));
     try {
       const residual = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i));
-      const a = idbLoopStore(await openFileStore(dir), 0);
+      const a = kvLoopStore(await openFileStore(dir), 0);
       await a.putResidual('job', residual);
       await a.putTask({ taskId: 't-1' } as never);
       await a.putParams('h1', residual);
-      const b = idbLoopStore(await openFileStore(dir), 0);
+      const b = kvLoopStore(await openFileStore(dir), 0);
       expect(checksum(await b.getResidual('job'))).toBe(checksum(residual));
       expect((await b.getTask())?.taskId).toBe('t-1');
       expect(Array.from((await b.getParams('h1'))!.subarray(0, 5))).toEqual(Array.from(residual.subarray(0, 5)));
       await b.putTask(undefined);
-      expect(await idbLoopStore(await openFileStore(dir), 0).getTask()).toBeUndefined();
+      expect(await kvLoopStore(await openFileStore(dir), 0).getTask()).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 // The live network dashboard: one server-sent event per second from /api/ops/stream (snapshot of
 // server/ops/snapshot.ts), drawn as figures, uPlot charts and tables. Read-only; needs no token.
 import './style.css';
-import { bytes, count, rate } from '../shared/format.ts';
+import { bytes, count, rate } from '../../shared/util/format.ts';
 import { evalCharts, LineChart, type EvalPoint } from './charts.ts';
 
 type Snapshot = {

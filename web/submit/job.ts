@@ -2,7 +2,7 @@
 // and "try the model" with the latest checkpoint in onnxruntime-web. Refreshes every few seconds.
 import './style.css';
 import { evalCharts, type EvalPoint } from '../dashboard/charts.ts';
-import { count } from '../shared/format.ts';
+import { count } from '../../shared/util/format.ts';
 import type { Tokenizer } from '../../shared/jobs/text.ts';
 import { api } from './api.ts';
 import { canvasToDigit, classify, loadModel, sampleText } from './try-model.ts';

@@ -1,19 +1,13 @@
 // Chooses what the worker trains on: the WebGPU engine when the browser gives an adapter, else the CPU
 // reference (slower, said so on the page). Works in a Window or a Worker; never throws for a missing GPU.
-import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { Trainer, TrainOptions } from '../../shared/train/trainer.ts';
-import type { DeviceInfo } from './messages.ts';
+import { cpuBackend as cpuReference, type Backend } from '../../shared/volunteer/runtime.ts';
 
 type EngineModule = { createWebGpuTrainer(gpu: GPU, model: ModelConfig, opts: TrainOptions): Promise<Trainer> };
 
 // The engine is found at build time if it is there; the glob is empty (and we train on CPU) if not.
 const engines = import.meta.glob<EngineModule>('../../shared/engine/trainer.ts');
-
-export type Backend = {
-  device: DeviceInfo;
-  makeTrainer(model: ModelConfig, opts: TrainOptions): Promise<Trainer>;
-};
 
 export const WEBGPU_BROWSERS = 'Chrome or Edge 113+ (Windows, macOS, ChromeOS; Android 121+), Firefox 141+ on Windows, Safari 26';
 
@@ -23,12 +17,7 @@ function describeAdapter(adapter: GPUAdapter): string {
   return [info.vendor, info.architecture, info.device, info.description].filter((s) => s && s.length).join(' · ') || 'WebGPU adapter';
 }
 
-export function cpuBackend(reason: string): Backend {
-  return {
-    device: { backend: 'cpu', description: 'CPU (reference math in a worker)', fallbackReason: reason },
-    makeTrainer: async (model, opts) => createCpuTrainer(model, opts),
-  };
-}
+const cpuBackend = (reason: string): Backend => cpuReference(reason, 'CPU (reference math in a worker)');
 
 export async function pickBackend(opts: { forceCpu?: boolean } = {}): Promise<Backend> {
   if (opts.forceCpu) {

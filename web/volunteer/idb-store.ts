@@ -3,6 +3,7 @@
 // progress, the volunteer id and credit — so closing or reloading the tab loses nothing.
 // Transactions are short and never await anything but IndexedDB (idb's rule).
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { BlobKind, VolunteerDb } from '../../shared/volunteer/kv.ts';
 
 const DB_NAME = 'tabtrain-volunteer';
 /** Parameter blobs kept besides the newest: enough for stale tasks, bounded for the disk. */
@@ -15,23 +16,6 @@ interface Schema extends DBSchema {
   /** Small records: residual:<jobId>, task, volunteer, credit. */
   records: { key: string; value: unknown };
 }
-
-/** params and shards are caches (old params are evicted); state blobs (residuals) are never evicted. */
-export type BlobKind = 'params' | 'shard' | 'state';
-
-/** Key-value storage a volunteer needs; IndexedDB here, files in the Node volunteer (same shape). */
-export type VolunteerDb = {
-  getBlob(key: string): Promise<Uint8Array | undefined>;
-  putBlob(key: string, bytes: Uint8Array, kind: BlobKind): Promise<void>;
-  getRecord<T>(key: string): Promise<T | undefined>;
-  /** Awaited by the loop: a reload resumes from these records. */
-  putRecord(key: string, value: unknown): Promise<void>;
-  deleteRecord(key: string): Promise<void>;
-  /** Values that only structured clone can store (CryptoKeys); absent where records are JSON (files). */
-  getObject?<T>(key: string): Promise<T | undefined>;
-  putObject?(key: string, value: unknown): Promise<void>;
-  close(): void;
-};
 
 export async function openVolunteerDb(name = DB_NAME): Promise<VolunteerDb> {
   const db: IDBPDatabase<Schema> = await openDB<Schema>(name, 1, {
@@ -86,13 +70,4 @@ export async function openVolunteerDb(name = DB_NAME): Promise<VolunteerDb> {
     },
     close: () => db.close(),
   };
-}
-
-/** Order-sensitive checksum of a float array (FNV-1a over its bytes): shows a residual survived intact. */
-export function checksum(v: Float32Array | undefined): number {
-  if (!v) return 0;
-  const b = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  let h = 0x811c9dc5;
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
-  return h >>> 0;
 }

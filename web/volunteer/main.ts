@@ -3,8 +3,9 @@
 // window.tabtrain mirrors what is shown, for the e2e tests and for anyone curious in the console.
 import './style.css';
 import type { JobInfo, JobSummary } from '../../shared/protocol/messages.ts';
-import { bytes, count, rate } from '../shared/format.ts';
-import type { DeviceInfo, PageSends, Phase, Stats, WorkerSends } from './messages.ts';
+import { bytes, count, rate } from '../../shared/util/format.ts';
+import type { DeviceInfo, Phase, Stats } from '../../shared/volunteer/status.ts';
+import type { PageSends, WorkerSends } from './messages.ts';
 
 const CONSENT_KEY = 'tabtrain.consent.v1';
 const SETTINGS_KEY = 'tabtrain.settings.v1';

@@ -1,9 +1,9 @@
-// The loop's LoopStore (shared/volunteer/store.ts) over the tab's key-value storage: parameters and
+// The loop's LoopStore (./store.ts) over a volunteer's key-value storage (./kv.ts): parameters and
 // shards are shared by all tabs (caches, by version hash and shard), while the residual and the task in
 // progress belong to this tab's slot. The Node volunteer uses it over files, with slot 0.
-import type { Task } from '../../shared/protocol/messages.ts';
-import type { LoopStore } from '../../shared/volunteer/store.ts';
-import { checksum, type VolunteerDb } from './idb-store.ts';
+import type { Task } from '../protocol/messages.ts';
+import { checksum, type VolunteerDb } from './kv.ts';
+import type { LoopStore } from './store.ts';
 
 const f32 = (b: Uint8Array): Float32Array =>
   b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(b.slice().buffer);
@@ -17,7 +17,7 @@ export type SlotLoopStore = LoopStore & {
 /** Parameter versions also kept in memory: consecutive tasks mostly share a base version. */
 const PARAMS_IN_MEMORY = 2;
 
-export function idbLoopStore(db: VolunteerDb, slot: number): SlotLoopStore {
+export function kvLoopStore(db: VolunteerDb, slot: number): SlotLoopStore {
   const taskKey = `task:${slot}`;
   const recent = new Map<string, Float32Array>();
   const residuals = new Map<string, Float32Array>();

@@ -2,10 +2,10 @@
 // through, and derives what a person wants to see (phase, steps/s, samples, credit, bytes, compression)
 // without the loop having to report it. No DOM and no Node APIs: the page's worker and the Node
 // volunteer both use it. Pause and duty cycle ride on the same trainer wrapper (see Throttle).
-import type { Trainer } from '../../shared/train/trainer.ts';
-import type { Phase, Stats } from '../volunteer/messages.ts';
-import type { Throttle } from '../volunteer/throttle.ts';
-import type { VolunteerEvent, VolunteerState } from '../../shared/volunteer/events.ts';
+import type { Trainer } from '../train/trainer.ts';
+import type { Phase, VolunteerEvent } from './events.ts';
+import type { Stats } from './status.ts';
+import type { Throttle } from './throttle.ts';
 
 const FRAME_MAGIC = 'TTU1';
 const RECENT_LOSSES = 50;
@@ -71,7 +71,7 @@ export class Meter {
   readonly stats: Stats;
   private readonly now: () => number;
   private readonly startedAt: number;
-  private loopState: { state: VolunteerState | 'starting'; detail?: string } = { state: 'starting' };
+  private loopState: { state: Phase; detail?: string } = { state: 'starting' };
   private retrying: string | undefined;
   private uploading = 0;
   private lastPhase: string | undefined;
