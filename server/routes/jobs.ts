@@ -1,10 +1,15 @@
-// Read side of jobs: listing, info, checkpoints (params by version), shards and held-out evaluations.
+// Read side of jobs: listing, info, checkpoints (params by version, or a manifest and the published
+// deltas that rebuild a version from an older one), shards and held-out evaluations.
 import type { FastifyPluginAsync } from 'fastify';
 import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import { errorResponses } from './common.ts';
-import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, ShardParams, VersionParams, type Static } from './schemas.ts';
+import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, RelaySendsManifest, ShardParams, VersionParams, type Static } from './schemas.ts';
+import { paramCount } from '../../shared/models/config.ts';
 import { missingVersionMessage } from '../store/retention.ts';
+
+/** Deltas listed in a manifest: a volunteer further behind than this downloads the params. */
+const MANIFEST_DELTAS = 64;
 
 export const jobRoutes: FastifyPluginAsync = async (app) => {
   app.get('/api/jobs', { schema: { response: { 200: RelaySendsJobs } } }, async () => ({
@@ -32,6 +37,33 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     return reply.header('content-type', 'application/octet-stream').header('x-tabtrain-hash', v.hash)
       .header('cache-control', 'public, max-age=31536000, immutable')
       .send(Buffer.from(v.params.buffer, v.params.byteOffset, v.params.byteLength));
+  });
+
+  /** The deltas a volunteer may chain instead of downloading params: the newest MANIFEST_DELTAS, unbroken. */
+  app.get<{ Params: Static<typeof VersionParams> }>('/api/jobs/:jobId/versions/:version/manifest', {
+    schema: { params: VersionParams, response: { 200: RelaySendsManifest, ...errorResponses } },
+  }, async (req) => {
+    const { jobId, version } = req.params;
+    const job = app.scheduler.requireJob(jobId);
+    const hash = app.store.versionHash(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId)));
+    const listed = app.store.listDeltas(jobId, Math.max(0, version - MANIFEST_DELTAS), version);
+    // only the unbroken run that ends at this version can be chained
+    let from = listed.length;
+    while (from > 0 && listed[from - 1].version === version - (listed.length - from)) from--;
+    const n = paramCount(job.model);
+    return { jobId, version, hash, paramCount: n, paramsBytes: 4 * n, deltas: listed.slice(from) };
+  });
+
+  app.get<{ Params: Static<typeof VersionParams> }>('/api/jobs/:jobId/versions/:version/delta', {
+    schema: { params: VersionParams, response: errorResponses },
+  }, async (req, reply) => {
+    const { jobId, version } = req.params;
+    const job = app.scheduler.requireJob(jobId);
+    const bytes = app.store.getDelta(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', version === 0
+      ? `version 0 of job ${jobId} is the initial model and has no delta; fetch its params`
+      : `${missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId))}; the delta of a dropped version is gone too, fetch the params of a kept one`);
+    return reply.header('content-type', 'application/octet-stream').header('cache-control', 'public, max-age=31536000, immutable')
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
 
   app.get<{ Params: Static<typeof ShardParams> }>('/api/jobs/:jobId/shards/:shard', {

@@ -6,6 +6,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import type Database from 'better-sqlite3';
 import { CodecError, decodeUpdate, readHeader, type Compression } from '../../shared/codec/index.ts';
+import { deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
 import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
 import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
 import { initParams, paramCount } from '../../shared/models/config.ts';
@@ -321,7 +322,14 @@ export function createScheduler(o: SchedulerOptions) {
     const cur = store.getVersion(jobId, job.version)!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;
-    store.commitRound(jobId, { version, ...next, hash: paramHash(next.params) }, pending.map((u) => u.taskId), now());
+    // the new version is what its published delta gives (shared/codec/version-delta.ts): volunteers
+    // download that delta instead of the whole model and rebuild these exact bits
+    const residual = cur.residual ?? new Float32Array(n);
+    const published = publishVersion(cur.params, next.params, residual, deltaCompression(h.compression));
+    store.commitRound(jobId, {
+      version, params: published.params, momentum: next.momentum, hash: paramHash(published.params),
+      delta: { bytes: published.delta, sha256: sha256(published.delta) }, residual,
+    }, pending.map((u) => u.taskId), now());
     prune(jobId, version, h.stalenessBound);
     stop();
     const trigger = count >= h.updatesPerRound ? 'k' : 'timer';

@@ -9,7 +9,7 @@ import { transitionJob } from '../scheduler/job-state.ts';
 import { RelayError } from '../errors.ts';
 import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
-import type { JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
+import type { DeltaInfo, JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
 import { missingVersionMessage } from './retention.ts';
 
 const migrations: string[] = [
@@ -50,6 +50,11 @@ const migrations: string[] = [
   // Retention drops the payloads of long-applied updates; payload_kept = 0 marks a row whose bytes are gone.
   `ALTER TABLE updates ADD COLUMN payload_kept INTEGER NOT NULL DEFAULT 1;
    CREATE INDEX updates_kept ON updates (job_id, payload_kept, applied_in);`,
+  // Versions are published as compressed deltas (shared/codec/version-delta.ts): the delta from the
+  // version before, its SHA-256, and the relay's error-feedback residual after publishing it.
+  `ALTER TABLE versions ADD COLUMN delta BLOB;
+   ALTER TABLE versions ADD COLUMN delta_sha256 TEXT;
+   ALTER TABLE versions ADD COLUMN residual BLOB;`,
 ];
 
 const blob = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -129,8 +134,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     job: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE job_id = ?'),
     jobs: db.prepare<[], JobDb>('SELECT * FROM jobs ORDER BY created_at, job_id'),
     jobsByStatus: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE status = ? ORDER BY created_at, job_id'),
-    version: db.prepare<[string, number], { job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; created_at: number }>(
-      'SELECT * FROM versions WHERE job_id = ? AND version = ?'),
+    version: db.prepare<[string, number], { job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number }>(
+      'SELECT job_id, version, hash, params, momentum, residual, created_at FROM versions WHERE job_id = ? AND version = ?'),
     versionHash: db.prepare<[string, number], { hash: string }>('SELECT hash FROM versions WHERE job_id = ? AND version = ?'),
     task: db.prepare<[string], TaskDb>('SELECT * FROM tasks WHERE task_id = ?'),
     pending: db.prepare<[string], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id'),
@@ -152,7 +157,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       db.transaction(() => {
         stmt('INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at) VALUES (?, ?, ?, 0, ?, ?)')
           .run(jobId, JSON.stringify(spec), status, now, now);
-        stmt('INSERT INTO versions VALUES (?, 0, ?, ?, ?, ?)')
+        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at) VALUES (?, 0, ?, ?, ?, ?)')
           .run(jobId, initial.hash, blob(initial.params), blob(new Float32Array(initial.params.length)), now);
       })();
       return store.getJob(jobId)!;
@@ -180,7 +185,10 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     },
     getVersion(jobId, version) {
       const r = q.version.get(jobId, version);
-      return r && { jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params), momentum: floats(r.momentum), createdAt: r.created_at };
+      return r && {
+        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params), momentum: floats(r.momentum),
+        ...(r.residual ? { residual: floats(r.residual) } : {}), createdAt: r.created_at,
+      };
     },
     versionHash: (jobId, version) => q.versionHash.get(jobId, version)?.hash,
     listVersions: (jobId) => stmt<[string], { version: number }>('SELECT version FROM versions WHERE job_id = ? ORDER BY version').all(jobId).map((r) => r.version),
@@ -203,13 +211,23 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       db.transaction(() => {
         const cur = q.job.get(jobId)!;
         if (cur.version + 1 !== next.version) throw new Error(`commitRound: job ${jobId} is at version ${cur.version}, cannot commit ${next.version}`);
-        stmt('INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)').run(jobId, next.version, next.hash, blob(next.params), blob(next.momentum), now);
+        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(jobId, next.version, next.hash, blob(next.params), blob(next.momentum), now,
+            next.delta ? Buffer.from(next.delta.bytes.buffer, next.delta.bytes.byteOffset, next.delta.bytes.byteLength) : null,
+            next.delta?.sha256 ?? null, next.residual ? blob(next.residual) : null);
         const mark = stmt('UPDATE updates SET applied_in = ? WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
         let applied = 0;
         for (const t of taskIds) applied += mark.run(next.version, t).changes;
         stmt('UPDATE jobs SET version = ?, round_started_at = ?, pending_updates = pending_updates - ? WHERE job_id = ?').run(next.version, now, applied, jobId);
       })();
     },
+    getDelta(jobId, version) {
+      const r = stmt<[string, number], { delta: Buffer | null }>('SELECT delta FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
+      return r?.delta ? new Uint8Array(r.delta) : undefined;
+    },
+    listDeltas: (jobId, from, to) => stmt<[string, string, number, number], DeltaInfo>(`SELECT v.version AS version, LENGTH(v.delta) AS bytes,
+        v.delta_sha256 AS sha256, b.hash AS baseHash FROM versions v JOIN versions b ON b.job_id = ? AND b.version = v.version - 1
+        WHERE v.job_id = ? AND v.version > ? AND v.version <= ? AND v.delta IS NOT NULL ORDER BY v.version`).all(jobId, jobId, from, to),
     addVolunteer(id, agent, device, now) {
       stmt('INSERT INTO volunteers VALUES (?, ?, ?, ?)').run(id, agent, device, now);
     },

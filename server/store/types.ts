@@ -14,8 +14,17 @@ export type JobRow = JobSpec & {
   roundStartedAt: number; createdAt: number;
 };
 
-/** A checkpoint: parameters AND outer momentum of one version, so a rollback restores both. */
-export type VersionRow = { jobId: string; version: number; hash: string; params: Float32Array; momentum: Float32Array; createdAt: number };
+/** A checkpoint: parameters AND outer momentum of one version, so a rollback restores both, and the
+ * relay's error-feedback residual of its published deltas (absent: zeros; shared/codec/version-delta.ts). */
+export type VersionRow = { jobId: string; version: number; hash: string; params: Float32Array; momentum: Float32Array; residual?: Float32Array; createdAt: number };
+/** A version's published delta from the one before: its size, its SHA-256, and the hash it applies to. */
+export type DeltaInfo = { version: number; bytes: number; sha256: string; baseHash: string };
+
+export type NextVersion = {
+  version: number; params: Float32Array; momentum: Float32Array; hash: string;
+  /** the compressed delta from the current version, its SHA-256, and the residual after publishing it */
+  delta?: { bytes: Uint8Array; sha256: string }; residual?: Float32Array;
+};
 
 export type TaskState = 'issued' | 'accepted' | 'rejected' | 'expired';
 export const taskStates: Record<TaskState, string> = {
@@ -60,7 +69,11 @@ export interface Store {
    */
   pruneHistory(jobId: string, upTo: number, every: number): { checkpoints: number; payloads: number };
   /** Atomically: stores version+1's checkpoint, advances the job, marks the given updates applied. */
-  commitRound(jobId: string, next: { version: number; params: Float32Array; momentum: Float32Array; hash: string }, taskIds: string[], now: number): void;
+  commitRound(jobId: string, next: NextVersion, taskIds: string[], now: number): void;
+  /** The published delta that makes `version` from version − 1, when kept. */
+  getDelta(jobId: string, version: number): Uint8Array | undefined;
+  /** The kept deltas of versions in (from, to], ascending: what a volunteer at `from` can apply. */
+  listDeltas(jobId: string, from: number, to: number): DeltaInfo[];
 
   addVolunteer(volunteerId: string, agent: string, device: string, now: number): void;
   hasVolunteer(volunteerId: string): boolean;

@@ -132,3 +132,18 @@ export type UpdateHeader = Static<typeof VolunteerSendsUpdateHeader>;
 export type UpdateAck = Static<typeof RelaySendsUpdateAck>;
 export type Eval = Static<typeof EvalSchema>;
 export type ErrorBody = Static<typeof RelaySendsError>;
+
+/** How a version can be fetched: whole (params), or as the chain of published deltas from a version the
+ * volunteer holds (shared/codec/version-delta.ts). Each delta is content-addressed by its SHA-256. */
+export const DeltaInfoSchema = Type.Object({
+  version: Type.Integer({ minimum: 1, description: 'the version this delta makes from version − 1' }),
+  bytes: Type.Integer({ minimum: 0 }),
+  sha256: Type.String(),
+  baseHash: Type.String({ description: 'hash of version − 1, which the delta applies to' }),
+});
+export const RelaySendsManifest = Type.Object({
+  jobId: Type.String(), version: Type.Integer({ minimum: 0 }), hash: Type.String(),
+  paramCount: Type.Integer({ minimum: 0 }), paramsBytes: Type.Integer({ minimum: 0 }),
+  deltas: Type.Array(DeltaInfoSchema, { description: 'kept deltas of the versions before this one, ascending, ending at this version' }),
+});
+export type Manifest = Static<typeof RelaySendsManifest>;

@@ -4,8 +4,8 @@
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema, Static } from '@sinclair/typebox';
 import {
-  JobInfoSchema, RelaySendsError, RelaySendsJobs, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
-  type JobInfo, type JobSummary, type Task, type UpdateAck,
+  JobInfoSchema, RelaySendsError, RelaySendsJobs, RelaySendsManifest, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
+  type JobInfo, type JobSummary, type Manifest, type Task, type UpdateAck,
 } from '../protocol/messages.ts';
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -98,6 +98,17 @@ export class RelayClient {
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (bytes.length % 4 !== 0) throw new RelayHttpError(res.status, 'TT_CLIENT_BAD_PARAMS', `params of version ${version} are ${bytes.length} bytes, not a whole number of fp32 values`);
     return { params: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4), hash: res.headers.get('x-tabtrain-hash') ?? '' };
+  }
+
+  /** How a version can be fetched: its hash, size, and the published deltas that end at it. */
+  async manifest(jobId: string, version: number): Promise<Manifest> {
+    return this.json('GET', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/manifest`, undefined, RelaySendsManifest);
+  }
+
+  /** The published delta that makes `version` from version − 1 (shared/codec/version-delta.ts). */
+  async delta(jobId: string, version: number): Promise<Uint8Array> {
+    const res = await this.send('delta', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/delta`, { method: 'GET' });
+    return new Uint8Array(await res.arrayBuffer());
   }
 
   async shard(jobId: string, shard: number): Promise<Uint8Array> {

@@ -54,6 +54,10 @@ export function kvLoopStore(db: VolunteerDb, slot: number): SlotLoopStore {
       remember(hash, params);
       void db.putBlob(`params:${hash}`, bytesOf(params).slice(), 'params').catch(() => undefined);
     },
+    // shared by the tabs like the parameter cache it points into; the last download wins (after a
+    // rollback that is an older version, which later deltas build on)
+    getNewest: (jobId) => db.getRecord<{ version: number; hash: string }>(`newest:${jobId}`),
+    putNewest: (jobId, v) => db.putRecord(`newest:${jobId}`, v),
     getShard: (jobId, shard) => db.getBlob(`shard:${jobId}:${shard}`),
     putShard: async (jobId, shard, bytes) => { void db.putBlob(`shard:${jobId}:${shard}`, bytes.slice(), 'shard').catch(() => undefined); },
     async getResidual(jobId) {

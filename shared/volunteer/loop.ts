@@ -1,6 +1,7 @@
 // The ONE volunteer loop, shared by the browser tab's worker, the Node volunteer and the simulated
 // volunteers of the tests. No DOM, no Node APIs: fetch, trainer and storage are injected.
-//   register → lease a task → params of its base version (cached by hash) → shard (cached)
+//   register → lease a task → params of its base version (cached by hash, or rebuilt from published
+//   deltas: ./params.ts) → shard (cached)
 //   → H inner steps on batches drawn from (seed, step) → Δ → encode with error feedback → upload.
 // Pipelined so the device does not wait on the network: while task i trains, task i+1 is leased and
 // its params and shard fetched (late in task i, so the lease is not held longer than needed), and task
@@ -16,6 +17,7 @@ import { solvePow } from '../security/pow.ts';
 import type { Trainer, TrainOptions } from '../train/trainer.ts';
 import { RelayClient, RelayHttpError, sleep, type FetchLike, type RetryPolicy } from './client.ts';
 import type { Phase, VolunteerEvent } from './events.ts';
+import { paramsFor } from './params.ts';
 import { prefetchDue } from './pipeline.ts';
 import type { LoopStore } from './store.ts';
 
@@ -47,13 +49,6 @@ const IDLE_MS = 2_000;
 type Ready = { task: Task; params: Float32Array; shard: TaskData };
 /** A trained task whose update is still to be encoded and uploaded. */
 type Trained = { task: Task; volunteerId: string; delta: Float32Array; losses: number[]; computeMs: number };
-
-const sha256Hex = async (p: Float32Array): Promise<string | undefined> => {
-  const subtle = globalThis.crypto?.subtle; // absent on insecure http origins: skip the check there
-  if (!subtle) return undefined;
-  const d = new Uint8Array(await subtle.digest('SHA-256', new Uint8Array(p.buffer, p.byteOffset, p.byteLength) as Uint8Array<ArrayBuffer>));
-  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
-};
 
 /** Runs until the signal aborts (resolves quietly) or maxTasks updates are uploaded. */
 export async function runVolunteer(o: VolunteerOptions): Promise<void> {
@@ -98,15 +93,10 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   let lastJobId: string | undefined;
   const pickJob = async (): Promise<string | undefined> => o.jobId ?? lastJobId ?? (await client.jobs())[0]?.jobId;
 
-  const paramsFor = async (task: Task): Promise<Float32Array> => {
-    const cached = await o.store.getParams(task.versionHash);
-    if (cached) return cached;
-    const { params } = await client.params(task.jobId, task.baseVersion);
-    const got = await sha256Hex(params);
-    if (got !== undefined && got !== task.versionHash) throw new Error(`params of version ${task.baseVersion} hash to ${got}, the task says ${task.versionHash}`);
-    if (params.length !== task.paramCount) throw new Error(`params of version ${task.baseVersion} have ${params.length} values, the task says ${task.paramCount}`);
-    await o.store.putParams(task.versionHash, params);
-    return params;
+  const paramsOf = async (task: Task): Promise<Float32Array> => {
+    const got = await paramsFor(client, o.store, task);
+    if (got.source !== 'cache') emit({ type: 'params', taskId: task.taskId, version: task.baseVersion, source: got.source, deltas: got.deltas });
+    return got.params;
   };
 
   const shardFor = async (task: Task): Promise<TaskData> => {
@@ -126,7 +116,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   /** Params and shard of a task; a base version rolled back meanwhile (or a refused task) drops it. */
   const readyFor = async (task: Task): Promise<Ready | undefined> => {
     try {
-      const [params, shard] = await Promise.all([paramsFor(task), shardFor(task)]);
+      const [params, shard] = await Promise.all([paramsOf(task), shardFor(task)]);
       return { task, params, shard };
     } catch (e) {
       if (!(e instanceof RelayHttpError && (DROP_CODES.has(e.code) || e.code === 'TT_ERR_UNKNOWN_VERSION'))) throw e;

@@ -9,6 +9,10 @@ export interface LoopStore {
   /** Parameters of a version, by the relay's sha-256 version hash. */
   getParams(hash: string): Promise<Float32Array | undefined>;
   putParams(hash: string, params: Float32Array): Promise<void>;
+  /** The version of a job whose parameters were fetched last, to rebuild later ones from deltas.
+   * Optional: a store without it always downloads whole parameters. */
+  getNewest?(jobId: string): Promise<{ version: number; hash: string } | undefined>;
+  putNewest?(jobId: string, v: { version: number; hash: string }): Promise<void>;
   getShard(jobId: string, shard: number): Promise<Uint8Array | undefined>;
   putShard(jobId: string, shard: number, bytes: Uint8Array): Promise<void>;
   /** Error-feedback residual of a job: what compression has not sent yet. */
@@ -31,6 +35,7 @@ export function memoryLoopStore(): LoopStore {
   const shards = new Map<string, Uint8Array>(), residuals = new Map<string, Float32Array>();
   let task: Task | undefined;
   const keys = new Map<string, CryptoKeyPair>();
+  const newest = new Map<string, { version: number; hash: string }>();
   return {
     getKeys: async (s) => keys.get(s),
     putKeys: async (s, k) => { keys.set(s, k); },
@@ -41,6 +46,8 @@ export function memoryLoopStore(): LoopStore {
       params.set(h, p);
       for (const k of params.keys()) if (params.size > 3) params.delete(k);
     },
+    getNewest: async (j) => newest.get(j),
+    putNewest: async (j, v) => { newest.set(j, v); },
     getShard: async (j, s) => shards.get(`${j}:${s}`),
     putShard: async (j, s, b) => { shards.set(`${j}:${s}`, b); },
     getResidual: async (j) => residuals.get(j),

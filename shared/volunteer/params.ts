@@ -1,0 +1,56 @@
+// A task's base parameters, by the cheapest way there: the cache (by version hash); else the published
+// deltas from the newest version this volunteer holds, when the relay still has the whole chain and it is
+// fewer bytes than the parameters; else the parameters. Every delta is checked against the manifest's
+// SHA-256 and the result against the task's version hash, and any mismatch falls back to the parameters,
+// so a broken chain costs a download, never a wrong model.
+import { applyVersionDelta } from '../codec/version-delta.ts';
+import type { Task } from '../protocol/messages.ts';
+import type { RelayClient } from './client.ts';
+import type { LoopStore } from './store.ts';
+
+/** Where a task's parameters came from, for the meter and the benchmarks. */
+export type ParamsSource = { source: 'cache' | 'deltas' | 'params'; deltas: number };
+
+export async function sha256Hex(bytes: ArrayBufferView): Promise<string | undefined> {
+  const subtle = globalThis.crypto?.subtle; // absent on insecure http origins: hashes are not checked there
+  if (!subtle) return undefined;
+  const d = new Uint8Array(await subtle.digest('SHA-256', new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export async function paramsFor(client: RelayClient, store: LoopStore, task: Task): Promise<{ params: Float32Array } & ParamsSource> {
+  const cached = await store.getParams(task.versionHash);
+  if (cached) return { params: cached, source: 'cache', deltas: 0 };
+  const chained = await viaDeltas(client, store, task);
+  let got: { params: Float32Array } & ParamsSource;
+  if (chained) {
+    got = chained;
+  } else {
+    const { params } = await client.params(task.jobId, task.baseVersion);
+    const hash = await sha256Hex(params);
+    if (hash !== undefined && hash !== task.versionHash) throw new Error(`params of version ${task.baseVersion} hash to ${hash}, the task says ${task.versionHash}`);
+    got = { params, source: 'params', deltas: 0 };
+  }
+  if (got.params.length !== task.paramCount) throw new Error(`params of version ${task.baseVersion} have ${got.params.length} values, the task says ${task.paramCount}`);
+  await store.putParams(task.versionHash, got.params);
+  await store.putNewest?.(task.jobId, { version: task.baseVersion, hash: task.versionHash });
+  return got;
+}
+
+async function viaDeltas(client: RelayClient, store: LoopStore, task: Task): Promise<({ params: Float32Array } & ParamsSource) | undefined> {
+  const have = await store.getNewest?.(task.jobId);
+  if (!have || have.version >= task.baseVersion || !globalThis.crypto?.subtle) return undefined;
+  const base = await store.getParams(have.hash);
+  if (!base) return undefined;
+  const m = await client.manifest(task.jobId, task.baseVersion);
+  const chain = m.deltas.filter((d) => d.version > have.version);
+  const bytes = chain.reduce((a, d) => a + d.bytes, 0);
+  if (m.hash !== task.versionHash || chain.length !== task.baseVersion - have.version || chain[0].baseHash !== have.hash || bytes >= m.paramsBytes) return undefined;
+  let p = base;
+  for (const d of chain) {
+    const delta = await client.delta(task.jobId, d.version);
+    if ((await sha256Hex(delta)) !== d.sha256) return undefined;
+    p = applyVersionDelta(p, delta);
+  }
+  return (await sha256Hex(p)) === task.versionHash ? { params: p, source: 'deltas', deltas: chain.length } : undefined;
+}

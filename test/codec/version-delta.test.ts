@@ -1,0 +1,100 @@
+// Published version deltas (shared/codec/version-delta.ts): a volunteer that holds version v and applies
+// the relay's deltas up to v + n holds exactly the relay's v + n, in Node and in Chromium alike, for every
+// codec a job can use; and error feedback keeps the published chain on the outer steps' track.
+import { createHash } from 'node:crypto';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Compression } from '../../shared/codec/index.ts';
+import { applyVersionDelta, deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
+import { rng } from '../../shared/util/rng.ts';
+import { launchBrowser } from '../helpers/browser.ts';
+import { startPageServer, type PageServer } from '../helpers/vite.ts';
+
+const hash = (p: Float32Array): string => createHash('sha256').update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength)).digest('hex');
+
+/** A relay's view of n versions: random outer steps, each published as a delta with error feedback. */
+function chain(n: number, length: number, c: Compression, seed: number) {
+  const r = rng(seed);
+  const v0 = Float32Array.from({ length }, () => r.normal() * 0.1);
+  const residual = new Float32Array(length);
+  let relay = v0, ideal = v0;
+  const deltas: Uint8Array[] = [], hashes: string[] = [hash(v0)];
+  for (let v = 1; v <= n; v++) {
+    // the outer step moves from the published version, as the relay's round does
+    const target = Float32Array.from(relay, (x) => x + r.normal() * 0.01 * (1 + (v % 3)));
+    ideal = Float32Array.from(ideal, (x, i) => x + (target[i] - relay[i]));
+    const out = publishVersion(relay, target, residual, deltaCompression(c));
+    deltas.push(out.delta);
+    relay = out.params;
+    hashes.push(hash(relay));
+  }
+  return { v0, deltas, hashes, relay, residual, ideal };
+}
+
+const codecs: Compression[] = [{ kind: 'int8', block: 256 }, { kind: 'topk', fraction: 0.01, bits: 8 }, { kind: 'fp32' }];
+
+describe('version deltas', () => {
+  for (const c of codecs) {
+    it(`rebuild the relay's exact bits over 40 versions from any version held (${c.kind} job)`, () => {
+      const { v0, deltas, hashes } = chain(40, 3001, c, 7);
+      let p = v0;
+      deltas.forEach((d, i) => {
+        p = applyVersionDelta(p, d);
+        expect(hash(p)).toBe(hashes[i + 1]);
+      });
+      // a volunteer that joined at version 25 (its params downloaded whole) chains from there
+      let q = Float32Array.from(v0);
+      for (let i = 0; i < 25; i++) q = applyVersionDelta(q, deltas[i]);
+      for (let i = 25; i < 40; i++) q = applyVersionDelta(q, deltas[i]);
+      expect(hash(q)).toBe(hashes[40]);
+    });
+  }
+
+  it('publish int8 for top-k jobs and fp32 for uncompressed ones', () => {
+    expect(deltaCompression({ kind: 'topk', fraction: 0.01, bits: 4 })).toEqual({ kind: 'int8', block: 256 });
+    expect(deltaCompression({ kind: 'int8', block: 64 })).toEqual({ kind: 'int8', block: 64 });
+    expect(deltaCompression({ kind: 'fp32' })).toEqual({ kind: 'fp32' });
+  });
+
+  it('carry what int8 drops in the relay residual, so the chain stays on the outer steps\' track', () => {
+    const { relay, residual, ideal } = chain(60, 4096, { kind: 'int8', block: 256 }, 3);
+    let drift = 0, worstResidual = 0;
+    for (let i = 0; i < relay.length; i++) {
+      drift = Math.max(drift, Math.abs(relay[i] + residual[i] - ideal[i]));
+      worstResidual = Math.max(worstResidual, Math.abs(residual[i]));
+    }
+    // published + residual is the sum of all outer steps (up to fp32 rounding) ...
+    expect(drift).toBeLessThan(1e-5);
+    // ... and the residual stays under half a quantisation step (a block's largest value / 127 / 2): it
+    // does not pile up. Steps here are normal with sigma at most 0.03, so a block's largest is under 0.15
+    expect(worstResidual).toBeLessThan(0.15 / 127 / 2);
+  });
+
+  it('are no more than a quarter of the fp32 parameters for int8 jobs', () => {
+    const { deltas } = chain(1, 100_000, { kind: 'int8', block: 256 }, 1);
+    expect(deltas[0].length / (4 * 100_000)).toBeLessThan(0.26);
+  });
+});
+
+describe('version deltas in Chromium', () => {
+  let server: PageServer, browser: Browser, page: Page;
+  beforeAll(async () => {
+    server = await startPageServer();
+    browser = await launchBrowser({ webgpu: false });
+    page = await browser.newPage();
+    await page.goto(`${server.url}/test/codec/pages/delta.html`);
+    await page.waitForFunction(() => window.rebuildReady === true);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  for (const c of codecs) {
+    it(`rebuild the same hash as Node and the relay (${c.kind} job)`, async () => {
+      const { v0, deltas, hashes } = chain(12, 2053, c, 11);
+      const got = await page.evaluate(([b, ds]) => window.rebuild(b, ds), [Array.from(new Uint8Array(v0.buffer)), deltas.map((d) => Array.from(d))] as const);
+      expect(got).toBe(hashes[12]);
+    });
+  }
+});
