@@ -1,0 +1,116 @@
+// npm run bench:traffic — the field's headline question for this network: how many bytes does training
+// move, against a per-step data-parallel all-reduce of dense fp32 gradients, and at what accuracy
+// against one process training the same model on the same samples?
+// W simulated volunteers (the real volunteer loop, CPU reference trainer) train the default MNIST job on a
+// live relay on loopback until each has uploaded TASKS updates. Every request and answer is counted by
+// route, bodies and headers both (status and header lines as HTTP/1.1 would send them). The single-process
+// baseline trains the same model from the same initial parameters with the same AdamW on the same number
+// of samples, drawn the same way (shard round robin, batches by seed and step).
+// Peer-to-peer distribution is not measured here (not built yet); the last line says so.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildApp } from '../server/app.ts';
+import { dataset } from '../server/data/datasets.ts';
+import { defaultJobSpec } from '../server/default-job.ts';
+import { decodeTaskData, taskBatch } from '../shared/data/task-data.ts';
+import { initParams, paramCount } from '../shared/models/config.ts';
+import type { Eval } from '../shared/protocol/messages.ts';
+import { mlpEvaluate } from '../shared/reference/mlp.ts';
+import { createCpuTrainer } from '../shared/train/cpu.ts';
+import { rng } from '../shared/util/rng.ts';
+import { runVolunteer } from '../shared/volunteer/loop.ts';
+import { memoryLoopStore } from '../shared/volunteer/store.ts';
+
+const W = Number(process.env.BENCH_VOLUNTEERS ?? 4);
+const TASKS = Number(process.env.BENCH_TASKS ?? 20);
+
+type Route = 'lease' | 'params' | 'manifest' | 'delta' | 'shard' | 'update' | 'other';
+const routeOf = (method: string, path: string): Route =>
+  method === 'POST' && /\/tasks$/.test(path) ? 'lease'
+    : /\/versions\/\d+\/params$/.test(path) ? 'params'
+      : /\/versions\/\d+\/manifest$/.test(path) ? 'manifest'
+        : /\/versions\/\d+\/delta$/.test(path) ? 'delta'
+          : /\/shards\/\d+$/.test(path) ? 'shard'
+            : /\/update$/.test(path) ? 'update' : 'other';
+const bytes: Record<Route, { up: number; down: number; n: number }> = Object.fromEntries(
+  (['lease', 'params', 'manifest', 'delta', 'shard', 'update', 'other'] as Route[]).map((r) => [r, { up: 0, down: 0, n: 0 }])) as never;
+
+const headerBytes = (h: Headers | Record<string, string> | undefined): number => {
+  let n = 0;
+  const entries = h instanceof Headers ? [...h.entries()] : Object.entries(h ?? {});
+  for (const [k, v] of entries) n += k.length + v.length + 4;
+  return n;
+};
+
+/** fetch that counts what crosses the wire for each request, by route. */
+async function countingFetch(url: string, init?: RequestInit): Promise<Response> {
+  const u = new URL(url);
+  const method = init?.method ?? 'GET';
+  const route = routeOf(method, u.pathname);
+  const body = init?.body;
+  const up = `${method} ${u.pathname}${u.search} HTTP/1.1\r\n`.length + headerBytes(init?.headers as Record<string, string>) + `host: ${u.host}\r\n\r\n`.length
+    + (typeof body === 'string' ? new TextEncoder().encode(body).length : body instanceof Uint8Array ? body.byteLength : 0);
+  const res = await fetch(url, init);
+  const payload = new Uint8Array(await res.arrayBuffer());
+  bytes[route].up += up;
+  bytes[route].down += 'HTTP/1.1 200 OK\r\n\r\n'.length + headerBytes(res.headers) + payload.byteLength;
+  bytes[route].n += 1;
+  return new Response(payload, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), 'tabtrain-traffic-'));
+const relay = await buildApp({ dataDir, port: 0, host: '127.0.0.1', logger: false, defence: { powDifficulty: 8, replication: { baseRate: 0 } } });
+const url = relay.url!.replace('0.0.0.0', '127.0.0.1');
+const spec = defaultJobSpec();
+const h = spec.hyperparameters;
+const P = paramCount(spec.model);
+try {
+  const t0 = Date.now();
+  let uploaded = 0;
+  await Promise.all(Array.from({ length: W }, (_, i) => runVolunteer({
+    server: url, fetch: countingFetch, createTrainer: createCpuTrainer, store: memoryLoopStore(), jobId: 'mnist-mlp',
+    signal: new AbortController().signal, agent: `traffic-${i}`, maxTasks: TASKS,
+    onEvent: (e) => { if (e.type === 'uploaded' && e.ack.accepted) uploaded++; },
+  })));
+  // the last version's evaluation lands just after its round
+  let evals: Eval[] = [];
+  for (let k = 0; k < 100; k++) {
+    evals = ((await (await fetch(`${url}/api/jobs/mnist-mlp/evals`)).json()) as { evals: Eval[] }).evals;
+    if (evals.at(-1)?.version === relay.app.store.getJob('mnist-mlp')!.version) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const last = evals.at(-1)!;
+  const samples = uploaded * h.steps * h.batchSize;
+
+  // single process: the same model and initial parameters (seed 1, as the relay's job), AdamW, samples
+  const data = dataset('mnist');
+  const shards = data.shardBytes.map(decodeTaskData);
+  const trainer = createCpuTrainer(spec.model, { batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm });
+  const init = initParams(spec.model, 1);
+  await trainer.load(init);
+  const r = rng(12345);
+  for (let task = 0; task < uploaded; task++) {
+    const shard = shards[task % shards.length], seed = r.int(2 ** 31);
+    for (let s = 0; s < h.steps; s++) await trainer.step(taskBatch(shard, spec.model, seed, s, h.batchSize));
+  }
+  const d = await trainer.delta();
+  const single = mlpEvaluate(spec.model, Float32Array.from(init, (x, i) => x - d[i]), data.heldOut!);
+
+  const total = Object.values(bytes).reduce((a, b) => a + b.up + b.down, 0);
+  const down = Object.values(bytes).reduce((a, b) => a + b.down, 0), up = Object.values(bytes).reduce((a, b) => a + b.up, 0);
+  const modelDown = bytes.params.down + bytes.delta.down + bytes.manifest.down;
+  // ring all-reduce of dense fp32 gradients: per step each of W workers sends and receives 2(W−1)/W · 4P
+  const steps = samples / (W * h.batchSize);
+  const allReduce = steps * W * 2 * (2 * (W - 1) / W) * 4 * P;
+  console.log(`job: MNIST ${spec.model.kind} ${P} params, ${W} volunteers × ${TASKS} tasks (H=${h.steps}, batch ${h.batchSize}, ${h.compression.kind} uploads, K=${h.updatesPerRound}), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  for (const [k, v] of Object.entries(bytes)) console.log(`  ${k.padEnd(8)} ${String(v.n).padStart(5)} requests  up ${String(v.up).padStart(10)} B  down ${String(v.down).padStart(10)} B`);
+  console.log(`tasks uploaded ${uploaded}, samples in accepted updates ${samples}, versions ${relay.app.store.getJob('mnist-mlp')!.version}`);
+  console.log(`model bytes down per task ${(modelDown / uploaded).toFixed(0)} (params ${bytes.params.n}×, deltas ${bytes.delta.n}×) vs update bytes up per task ${(bytes.update.up / uploaded).toFixed(0)}: ${(modelDown / bytes.update.up).toFixed(2)}`);
+  console.log(`all bytes: ${total} (down ${down}, up ${up}); per-step ring all-reduce of fp32 gradients for the same samples and ${W} workers: ${allReduce.toExponential(3)}`);
+  console.log(`held-out accuracy: swarm ${(100 * last.accuracy).toFixed(2)} % (loss ${last.loss.toFixed(4)}) at version ${last.version}; single process ${(100 * single.accuracy).toFixed(2)} % (loss ${single.loss.toFixed(4)})`);
+  console.log(`traffic: ${(allReduce / total).toFixed(0)}x fewer bytes than per-step all-reduce at ${(100 * (last.accuracy - single.accuracy)).toFixed(2)} pts from single-machine accuracy; down/up per task ${(down / up).toFixed(2)}; peers carried n/a (P2P not built)`);
+} finally {
+  await relay.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
