@@ -6,10 +6,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadMnist } from '../../server/data/mnist.ts';
 import { mnistHyperparameters } from '../../server/default-job.ts';
-import { priorNormBound } from '../../server/defence/validate.ts';
-import { defaultMlp, paramCount } from '../../shared/models/config.ts';
+import { jobNormBound, priorNormBound } from '../../server/defence/validate.ts';
+import { dataset } from '../../server/data/datasets.ts';
+import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
+import { createCpuTrainer } from '../../shared/train/cpu.ts';
+import { defaultMlp, initParams, paramCount } from '../../shared/models/config.ts';
+import type { Task } from '../../shared/protocol/messages.ts';
 import { registerSigned } from '../helpers/identity.ts';
-import { evals, startRelay, waitFor, type TestRelay } from '../helpers/relay.ts';
+import { evals, startRelay, tempDataDir, waitFor, type TestRelay } from '../helpers/relay.ts';
 import { get, post, startOpsRelay, submit, type OpsRelay } from '../ops/helpers.ts';
 import { ask, frame, lease, payloadOf, refused, signFlood, small, upload } from './helpers.ts';
 
@@ -96,5 +100,57 @@ describe('a submitted job with K = 2', () => {
     console.log(`submitted K = 2 job, held-out loss before the attack ${before.loss.toFixed(4)}, after it ${before.loss.toFixed(4)} (version ${job.version}, ${job.status})`);
     const honest = await registerSigned(relay.url, 'honest');
     expect((await ask(honest, jobId)).status).toBe(200); // both slots free again
+  });
+});
+
+describe('the bound itself', () => {
+  it('is exactly lr per parameter for one AdamW step, grows with H, and with top-k by 1/√fraction', () => {
+    const n = paramCount(defaultMlp);
+    const h = { ...mnistHyperparameters, steps: 1 };
+    expect(priorNormBound(n, h)).toBeCloseTo(1.05 * h.adamw.lr * Math.sqrt(n), 10);
+    expect(priorNormBound(n, { ...h, steps: 20 })).toBeGreaterThan(10 * priorNormBound(n, h));
+    expect(priorNormBound(n, { ...h, compression: { kind: 'topk', fraction: 0.04, bits: 8 } })).toBeCloseTo(5 * priorNormBound(n, h), 10);
+    // history below the prior tightens it; Sybils filling the history cannot lift it above the prior
+    expect(jobNormBound([1, 1, 1], 14).bound).toBe(3);
+    expect(jobNormBound([100, 100, 100], 14).bound).toBe(14);
+    expect(jobNormBound([1, 1], 14).bound).toBe(14);
+  });
+
+  it('leaves honest MNIST tasks several times under it (an honest task run on the CPU reference)', async () => {
+    const n = paramCount(defaultMlp);
+    const h = mnistHyperparameters;
+    const shard = decodeTaskData(dataset('mnist').shardBytes[0]);
+    const t = createCpuTrainer(defaultMlp, { batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm });
+    await t.load(initParams(defaultMlp, 1));
+    for (let s = 0; s < h.steps; s++) await t.step(taskBatch(shard, defaultMlp, 7, s, h.batchSize));
+    const d = await t.delta();
+    t.destroy();
+    const norm = Math.hypot(...d);
+    expect(norm * 2).toBeLessThan(priorNormBound(n, h));
+    console.log(`honest MNIST task: update norm ${norm.toFixed(2)}, prior bound ${priorNormBound(n, h).toFixed(2)}`);
+  });
+});
+
+describe('after a restart', () => {
+  it('the bound comes from the stored norms of the job\'s accepted updates', async () => {
+    const dataDir = tempDataDir();
+    const n = paramCount(defaultMlp);
+    let relay = await startRelay({ dataDir, keepData: true, evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 0 } } });
+    const v = await registerSigned(relay.url, 'honest');
+    try {
+      for (let k = 1; k <= 3; k++) {
+        const task = await lease(v);
+        expect((await upload(relay, v, task, frame(task, v.volunteerId, payloadOf(task, small(n, k))))).status).toBe(200); // norm ≈ 0.23
+      }
+      await relay.stop();
+      relay = await startRelay({ dataDir, evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 0 } } });
+      // 20× the others: under the prior (14.2), over 3 × their median (the same identity, at the new address)
+      const asked = await fetch(`${relay.url}/api/jobs/mnist-mlp/tasks`, { method: 'POST', headers: await v.taskRequestHeaders('mnist-mlp'), body: JSON.stringify({ volunteerId: v.volunteerId }) });
+      expect(asked.status).toBe(200);
+      const task = await asked.json() as Task;
+      refused(await upload(relay, v, task, frame(task, v.volunteerId, payloadOf(task, small(n, 4, 2e-2)))), 422, 'TT_ERR_UPDATE_NORM', /median of the job's last 3 accepted update norms/);
+    } finally {
+      await relay.stop();
+    }
   });
 });
