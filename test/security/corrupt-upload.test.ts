@@ -1,4 +1,4 @@
-// Attack D: corrupt uploads (NaN, Inf, wrong length, undecodable payloads) under a valid signed lease
+// Attack D: corrupt uploads (NaN, Inf, wrong length, bad sparse indices, undecodable payloads) under a valid signed lease
 // were refused with 400 but left the task open and the volunteer unstruck: the same lease then took a
 // valid frame, one identity sent NaN frames forever, and the refused tasks held the round's slots until
 // their leases ran out. Now such a payload makes the task final (rejected, slot free at once) and is a
@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeUpdate } from '../../shared/codec/index.ts';
 import { defaultMlp, paramCount } from '../../shared/models/config.ts';
+import { defaultJobSpec } from '../../server/default-job.ts';
 import { registerSigned, type SignedVolunteer } from '../helpers/identity.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
 import { ask, frame, lease, payloadOf, refused, small, upload } from './helpers.ts';
@@ -44,7 +45,7 @@ describe('a corrupt payload under a verified lease is final and a strike', () =>
     expect(reputation(mallory).strikes).toBe(2);
   });
 
-  it('three corrupt payloads (NaN, undecodable, wrong length) and the identity gets no more work', async () => {
+  it('three corrupt payloads (NaN, an unknown codec kind, a truncated payload) and the identity gets no more work', async () => {
     const mallory = await registerSigned(relay.url, 'mallory-3');
     const corrupt = [
       (t: typeof first) => frame(t, mallory.volunteerId, withValue(NaN)),
@@ -60,6 +61,17 @@ describe('a corrupt payload under a verified lease is final and a strike', () =>
     }
     expect(reputation(mallory)).toMatchObject({ state: 'banned', strikes: 3 });
     refused(await ask(mallory), 403, 'TT_ERR_VOLUNTEER_BANNED', /no more work/);
+  });
+
+  it('bad sparse indices (a duplicated index in a top-k payload) are corrupt too: final and a strike', async () => {
+    relay.app.scheduler.createJob('topk', defaultJobSpec({ updatesPerRound: 2, quorum: 2, compression: { kind: 'topk', fraction: 0.05, bits: 8 } }), 'running');
+    const mallory = await registerSigned(relay.url, 'mallory-4');
+    const task = await lease(mallory, 'topk');
+    const p = payloadOf(task, small(N)).slice();
+    p[p.length - 1] = 0; // the last index's gap (one varint byte) becomes 0: a duplicate of the one before
+    refused(await upload(relay, mallory, task, frame(task, mallory.volunteerId, p)), 400, 'TT_ERR_BAD_UPDATE', /strictly ascending/);
+    expect(relay.app.store.getTask(task.taskId)!.state).toBe('rejected');
+    expect(reputation(mallory)).toMatchObject({ state: 'suspect', strikes: 1 });
   });
 
   it('a corrupt frame whose signature or lease does not verify strikes nobody and leaves the task open', async () => {
