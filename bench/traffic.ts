@@ -14,7 +14,7 @@ import { buildApp } from '../server/app.ts';
 import { dataset } from '../server/data/datasets.ts';
 import { defaultJobSpec } from '../server/default-job.ts';
 import { decodeTaskData, taskBatch } from '../shared/data/task-data.ts';
-import { initParams, paramCount } from '../shared/models/config.ts';
+import { initParams, paramCount, type MlpConfig } from '../shared/models/config.ts';
 import type { Eval } from '../shared/protocol/messages.ts';
 import { mlpEvaluate } from '../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../shared/train/cpu.ts';
@@ -95,7 +95,7 @@ try {
     for (let s = 0; s < h.steps; s++) await trainer.step(taskBatch(shard, spec.model, seed, s, h.batchSize));
   }
   const d = await trainer.delta();
-  const single = mlpEvaluate(spec.model, Float32Array.from(init, (x, i) => x - d[i]), data.heldOut!);
+  const single = mlpEvaluate(spec.model as MlpConfig, Float32Array.from(init, (x, i) => x - d[i]), data.heldOut!);
 
   const total = Object.values(bytes).reduce((a, b) => a + b.up + b.down, 0);
   const down = Object.values(bytes).reduce((a, b) => a + b.down, 0), up = Object.values(bytes).reduce((a, b) => a + b.up, 0);

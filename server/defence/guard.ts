@@ -12,6 +12,7 @@ import { RateLimiter, RefusalCounter, type RateLimitOptions } from './rate-limit
 import { networkOf } from './network.ts';
 import { defaultPolicy, mayReceiveWork, recordOutcome, replicationRate, type ReplicationPolicy, type SpotCheckOutcome, type VolunteerRecord } from './replication.ts';
 import { openDefenceStore, type DefenceStore } from './store.ts';
+import type { NormHistoryOptions } from './validate.ts';
 
 export type DefenceOptions = {
   /** 'required' (default): volunteers register a public key with a solved proof of work and sign every
@@ -23,8 +24,9 @@ export type DefenceOptions = {
   replication?: Partial<ReplicationPolicy>;
   /** relative L2 distance two copies of one task may differ by */
   spotCheckTolerance?: number;
-  /** norm bound = factor × median norm of the round's accepted updates (default 3), once minCount (3) are in */
-  normBound?: { factor?: number; minCount?: number };
+  /** norm bound = factor × the median norm of the job's last `history` (64) accepted updates (default 3), once
+   * minCount (3) are known, never above the prior from the job's settings (./validate.ts jobNormBound) */
+  normBound?: NormHistoryOptions;
   limits?: Partial<Record<LimitName, RateLimitOptions>>;
 };
 

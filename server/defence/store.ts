@@ -67,6 +67,11 @@ export function openDefenceStore(db: Database.Database) {
     usefulnessByVolunteer: db.prepare(`SELECT volunteer_id, COUNT(*) AS scored, AVG(loss_drop) AS mean_drop, SUM(refused) AS not_useful
       FROM defence_usefulness WHERE job_id = ? GROUP BY volunteer_id`),
   };
+  // The norm bound's history is the relay's own record of accepted updates (server/store's updates table:
+  // norm measured at intake, discarded = 1 once a rollback dropped it); read, never written, here, and only
+  // when the scheduler rebuilds its in-memory copy (first upload after a start or a rollback).
+  // Prepared on first use: the defence store may open on a database the relay's store has not migrated.
+  let recentNormsQ: Database.Statement<[string, number], { norm: number }> | undefined;
   type UsefulnessDb = {
     task_id: string; job_id: string; volunteer_id: string; base_version: number;
     loss_before: number | null; loss_after: number | null; loss_drop: number | null; refused: number; scored_at: number;
@@ -118,6 +123,12 @@ export function openDefenceStore(db: Database.Database) {
         taskId: r.task_id, jobId: r.job_id, volunteerId: r.volunteer_id, baseVersion: r.base_version,
         before: r.loss_before ?? NaN, after: r.loss_after ?? NaN, drop: r.loss_drop ?? NaN, refused: r.refused === 1, at: r.scored_at,
       };
+    },
+    /** The job's last `limit` accepted, not discarded, non-zero update norms, oldest first. */
+    recentNorms(jobId: string, limit: number): number[] {
+      recentNormsQ ??= db.prepare<[string, number], { norm: number }>(`SELECT norm FROM updates
+        WHERE job_id = ? AND discarded = 0 AND norm > 0 ORDER BY accepted_at DESC, rowid DESC LIMIT ?`);
+      return recentNormsQ.all(jobId, limit).map((r) => r.norm).reverse();
     },
     usefulnessByVolunteer(jobId: string): Map<string, VolunteerUsefulness> {
       const rows = q.usefulnessByVolunteer.all(jobId) as { volunteer_id: string; scored: number; mean_drop: number | null; not_useful: number }[];

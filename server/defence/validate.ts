@@ -1,15 +1,20 @@
 // Checks a decoded update before the relay stores it: right size, finite values, well-formed sparse
-// indices, not empty, and an L2 norm within a bound taken from the round's other updates. Pure: the
-// relay calls it and turns a refusal into a 4xx with the code and message given here.
-import { encodedNorm, readHeader, updateLength, type Update } from '../../shared/codec/index.ts';
+// indices, not empty, and an L2 norm within a bound that holds from a job's first update (a prior from
+// the job's optimiser settings, then the recent accepted norms). Pure: the relay calls it and turns a
+// refusal into a 4xx with the code and message given here.
+import { CodecError, encodedNorm, readHeader, updateLength, type Update } from '../../shared/codec/index.ts';
+import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 
-export type ValidationCode = 'WRONG_LENGTH' | 'NON_FINITE' | 'BAD_INDICES' | 'EMPTY_UPDATE' | 'NORM_TOO_LARGE';
+/** CORRUPT: the payload does not decode (truncated, unknown kind, bad scales, non-finite fp32 values). */
+export type ValidationCode = 'WRONG_LENGTH' | 'NON_FINITE' | 'BAD_INDICES' | 'EMPTY_UPDATE' | 'NORM_TOO_LARGE' | 'CORRUPT';
 export type ValidationResult = { ok: true; norm: number } | { ok: false; code: ValidationCode; message: string };
 
 export type ValidationContext = {
   paramCount: number;
   /** Largest L2 norm accepted (from normBoundFrom); absent = no bound yet (too few updates seen). */
   normBound?: number;
+  /** Where the bound came from, for the refusal's message. */
+  boundFrom?: string;
 };
 
 export function validateUpdate(u: Update, ctx: ValidationContext): ValidationResult {
@@ -46,11 +51,25 @@ export function validateEncoded(bytes: Uint8Array, ctx: ValidationContext): Vali
   return checkNorm(encodedNorm(bytes), ctx);
 }
 
+/** validateEncoded that never throws: a payload that does not decode is CORRUPT, so the caller handles
+ * every refusal on one path (final task, strike) instead of a thrown error skipping it. */
+export function validateEncodedSafe(bytes: Uint8Array, ctx: ValidationContext): ValidationResult {
+  try {
+    const n = readHeader(bytes).length;
+    if (n !== ctx.paramCount) return fail('WRONG_LENGTH', `update has ${n} parameters but the model has ${ctx.paramCount}; encode the full delta of this job's model`);
+    return validateEncoded(bytes, ctx);
+  } catch (e) {
+    if (e instanceof CodecError) return fail('CORRUPT', e.message);
+    throw e;
+  }
+}
+
 function checkNorm(norm: number, ctx: ValidationContext): ValidationResult {
+  if (!Number.isFinite(norm)) return fail('NON_FINITE', `update norm is ${norm}; every value must be finite`);
   // an honest tab that ran H optimizer steps never returns exactly nothing: that is a free rider
   if (norm === 0) return fail('EMPTY_UPDATE', 'update is all zeros; run the task\'s inner steps and send their Δ');
   if (ctx.normBound !== undefined && norm > ctx.normBound) {
-    return fail('NORM_TOO_LARGE', `update norm ${norm.toPrecision(4)} exceeds this round's bound ${ctx.normBound.toPrecision(4)} (from the other updates)`);
+    return fail('NORM_TOO_LARGE', `update norm ${norm.toPrecision(4)} exceeds this round's bound ${ctx.normBound.toPrecision(4)} (${ctx.boundFrom ?? 'from the other updates'})`);
   }
   return { ok: true, norm };
 }
@@ -76,6 +95,52 @@ export function normBoundFromSorted(sorted: number[], opts: NormBoundOptions = {
   if (m < minCount) return undefined;
   const mid = lo + (m >> 1);
   return factor * (m % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2);
+}
+
+/**
+ * The largest L2 norm an honest task's Δ can have, from the job's settings alone: the bound a job's first
+ * updates are held to, before any history exists (a per-round bound needs some updates in the round, and
+ * the first ones were never checked: four Sybils of norm 900 each moved a fresh job's loss from 2.4 to 412).
+ *
+ * AdamW moves each parameter per step by lr·(|m̂/√v̂| + wd·|θ|). By Cauchy–Schwarz over the gradient
+ * history, |m_t|/√v_t ≤ (1−β1)/√(1−β2) · √(Σ_{k<t} (β1²/β2)^k), and bias correction multiplies that by
+ * √(1−β2^t)/(1−β1^t) (exactly 1 at t = 1). Summed over the task's H steps, that is the most one parameter can
+ * move whatever the gradients; √n of them give the L2 bound, plus the decay term lr·wd·(‖θ‖ + that) per step.
+ * It is a worst case (every parameter at its extreme, all in one direction): honest Δs are several times
+ * smaller, while a Sybil's ±c on every coordinate must stay under it and so moves the model no further than
+ * an honest task could. Top-k with error feedback sends a fraction f of the coordinates, each carrying what
+ * it gathered over about 1/f tasks: ≈ 1/f the size on f·n coordinates, so the bound grows by 1/√f.
+ * 5 % slack covers int8 rounding (at most half a step per value) and float error.
+ */
+export function priorNormBound(paramCount: number, h: Pick<Hyperparameters, 'steps' | 'adamw' | 'compression'>, paramsNorm = 0): number {
+  const { lr, beta1, beta2, weightDecay } = h.adamw;
+  const r = (beta1 * beta1) / beta2;
+  let perParam = 0, geometric = 0;
+  for (let t = 1; t <= h.steps; t++) {
+    geometric += r ** (t - 1);
+    const bc1 = 1 - beta1 ** t, bc2 = 1 - beta2 ** t;
+    perParam += ((1 - beta1) / Math.sqrt(1 - beta2)) * Math.sqrt(geometric) * (Math.sqrt(bc2) / bc1);
+  }
+  const adam = lr * perParam * Math.sqrt(paramCount);
+  let bound = adam + h.steps * lr * weightDecay * (paramsNorm + adam);
+  if (h.compression.kind === 'topk') bound /= Math.sqrt(h.compression.fraction);
+  return 1.05 * bound;
+}
+
+export type NormHistoryOptions = NormBoundOptions & { /** recent accepted norms kept per job (default 64) */ history?: number };
+
+/**
+ * A job's norm bound for its next update: factor × the median of its last `history` accepted norms (across
+ * rounds, so it holds from a round's first update) once minCount are known, never above the prior (so a
+ * majority of Sybils cannot ratchet the median up past what an honest task can produce), and the prior
+ * alone before that. The median moves only when most recent updates are large.
+ */
+export function jobNormBound(recent: number[], prior: number, opts: NormBoundOptions = {}): { bound: number; from: string } {
+  const fromHistory = normBoundFrom(recent, opts);
+  if (fromHistory !== undefined && fromHistory < prior) {
+    return { bound: fromHistory, from: `${opts.factor ?? 3} × the median of the job's last ${recent.length} accepted update norms` };
+  }
+  return { bound: prior, from: 'the most an honest task can move the parameters: H steps of AdamW at the job\'s learning rate' };
 }
 
 /** Inserts x into an ascending array, keeping it sorted (binary search + one splice). */

@@ -1,13 +1,13 @@
 // Watches the relay's store for the events the operator plugin must act on, without changing the relay:
 // a committed round is audited (with the ids of its updates) in the same transaction, then evaluated when
-// the relay cannot (GPT); every evaluation passes the loss-regression guardrail.
+// the relay cannot (GPT); every evaluation passes the loss-regression guardrail (rollback, or pause for review).
 import type { FastifyInstance } from 'fastify';
 import type { Eval } from '../../shared/protocol/messages.ts';
 import { decodeTokenShard } from '../../shared/data/token-shard.ts';
 import { appendAudit } from './audit.ts';
 import { gptEvaluate } from './eval-gpt.ts';
-import { lossRegression } from './guardrail.ts';
-import { getOpsJob, loadShards } from './store.ts';
+import { runGuardrail } from './guardrail-act.ts';
+import { loadShards } from './store.ts';
 
 export function installStoreHooks(app: FastifyInstance): void {
   const { store, db } = app;
@@ -44,15 +44,7 @@ export function evaluateGpt(app: FastifyInstance, jobId: string, version: number
   }
 }
 
+/** Every evaluation passes the guardrail (./guardrail-act.ts): every job has one, the default job too. */
 function guard(app: FastifyInstance, jobId: string, earlier: Eval[], latest: Eval): void {
-  const ops = getOpsJob(app.db, jobId);
-  const job = app.store.getJob(jobId);
-  if (!ops || !job || job.status !== 'running') return;
-  const r = lossRegression(earlier, latest, ops.maxLossRise);
-  if (!r) return;
-  app.db.transaction(() => {
-    app.store.setJobStatus(jobId, 'paused');
-    appendAudit(app.db, { actor: 'guardrail', action: 'job.guardrail', jobId, detail: { ...r, from: 'running', to: 'paused' } });
-  })();
-  app.log.warn({ job: jobId, ...r }, 'guardrail: held-out loss regressed, job paused for review: running=>paused');
+  runGuardrail(app, jobId, earlier, latest);
 }

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { encodeShard } from '../../shared/data/shard.ts';
 import { encodeTokenShard } from '../../shared/data/token-shard.ts';
 import { prepareDataset, resolveModel } from '../../shared/jobs/dataset.ts';
-import { checkSubmission, checkUsefulness, defaultGuardrail, resolveHyperparameters, SpecError } from '../../shared/jobs/spec.ts';
+import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, resolveHyperparameters, SpecError } from '../../shared/jobs/spec.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import type { JobSpec } from '../store/types.ts';
 import { appendAudit } from './audit.ts';
@@ -42,6 +42,7 @@ export function submitJob(app: FastifyInstance, who: Principal, specText: string
       dataset: { name: UPLOAD_PREFIX + jobId, shards: shards.length, heldOut: heldOutCount },
     };
     checkUsefulness(model, spec.hyperparameters);
+    checkTaskSize(model, spec.hyperparameters);
     const datasetSha256 = createHash('sha256').update(data).digest('hex');
     const now = Date.now();
     app.db.transaction(() => {

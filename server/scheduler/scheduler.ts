@@ -5,7 +5,7 @@ import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import type Database from 'better-sqlite3';
-import { CodecError, decodeUpdate, readHeader, type Compression } from '../../shared/codec/index.ts';
+import { decodeUpdate, type Compression } from '../../shared/codec/index.ts';
 import { deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
 import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
 import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
@@ -20,7 +20,7 @@ import type { ReplicaRow } from '../defence/store.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
-import { insertSorted, normBoundFromSorted, validateEncoded, type ValidationCode } from '../defence/validate.ts';
+import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode } from '../defence/validate.ts';
 import { combine } from './combine.ts';
 import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
@@ -41,8 +41,11 @@ export type SchedulerOptions = {
 
 
 /** How a validation failure is answered: code, and whether it is a strike against the volunteer
- * (only what an honest tab can never produce; a norm over the bound can be honest bad luck). */
+ * (only what an honest tab can never produce; a norm over the bound can be honest bad luck). Every
+ * refusal here comes after the lease and the upload signature verified, so a strike lands on the
+ * identity that really sent it, never on one a forger named. */
 const validationRefusal: Record<ValidationCode, { code: 'TT_ERR_BAD_UPDATE' | 'TT_ERR_PARAM_COUNT' | 'TT_ERR_EMPTY_UPDATE' | 'TT_ERR_UPDATE_NORM'; strike: boolean }> = {
+  CORRUPT: { code: 'TT_ERR_BAD_UPDATE', strike: true },
   WRONG_LENGTH: { code: 'TT_ERR_PARAM_COUNT', strike: true },
   NON_FINITE: { code: 'TT_ERR_BAD_UPDATE', strike: true },
   BAD_INDICES: { code: 'TT_ERR_BAD_UPDATE', strike: true },
@@ -66,8 +69,11 @@ export function createScheduler(o: SchedulerOptions) {
   const now = o.now ?? Date.now;
   const scheduled = new Set<string>();
   const guard = createGuard(o.db ?? (store as unknown as { db: Database.Database }).db, secret, metrics.registry, o.defence);
-  /** Norms of the updates accepted in each job's current round, for the norm bound (rebuilt after a restart). */
-  const normCache = new Map<string, { version: number; sorted: number[] }>();
+  /** Each job's most recent accepted update norms, oldest first, for the norm bound (rebuilt from the store
+   * after a restart or a rollback); `version`: the job's version when last seen, to notice a rollback. */
+  const normHistory = new Map<string, { version: number; recent: number[] }>();
+  /** Each job's prior norm bound (./defence/validate.ts priorNormBound), per base version when it needs ‖θ‖. */
+  const priorCache = new Map<string, { version: number; bound: number }>();
   /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
   const tieBreaks = new Set<Promise<void>>();
   /** Volunteers recently told "no work", so a task ahead never goes past one of them. */
@@ -193,11 +199,16 @@ export function createScheduler(o: SchedulerOptions) {
       fail('TT_ERR_TOO_STALE', `update is based on version ${task.baseVersion} but the job is at ${job.version} (staleness bound ${h.stalenessBound}); lease a new task`);
     }
     const n = paramCount(job.model);
-    const checked = validateChecked(frame.payload, n, normBoundFromSorted(roundNorms(job.jobId, job.version), guard.normBound));
+    const bound = normBoundFor(job);
+    const checked = validateEncodedSafe(frame.payload, { paramCount: n, normBound: bound.bound, boundFrom: bound.from });
     if (!checked.ok) {
+      // final either way: the lease cannot be retried with another frame, and its round slot is free at once
       store.rejectTask(taskId);
       const r = validationRefusal[checked.code];
-      if (r.strike) guard.outcome(header.volunteerId, 'invalid', t);
+      if (r.strike) {
+        const rep = guard.outcome(header.volunteerId, 'invalid', t);
+        log.warn({ task: taskId, volunteer: header.volunteerId, code: checked.code, reputation: rep }, 'corrupt update: task rejected, strike against its volunteer');
+      }
       return fail(r.code, checked.message);
     }
     const norm = checked.norm;
@@ -216,9 +227,12 @@ export function createScheduler(o: SchedulerOptions) {
       // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
       // volunteer is told the usual weight, so an unflagged check stays unseen.
       taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : ack.weight,
-      payload: frame.payload, payloadHash: hash, losses: header.losses, samples: header.samples, computeMs: header.computeMs, acceptedAt: t, norm,
+      // credit is what the relay leased (H steps of its batch), never the header's claim; the measured
+      // compute time is informative only, and no longer than the lease has been out
+      payload: frame.payload, payloadHash: hash, losses: header.losses, samples: h.steps * h.batchSize,
+      computeMs: Math.min(header.computeMs, Math.max(0, t - task.issuedAt)), acceptedAt: t, norm,
     }, JSON.stringify(ack));
-    insertSorted(roundNorms(job.jobId, job.version), norm);
+    rememberNorm(job, norm);
     if (mine) spotCheck(mine, group, taskId, frame.payload, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });
     metrics.updateBytes.inc({ job: job.jobId }, body.length);
@@ -226,15 +240,40 @@ export function createScheduler(o: SchedulerOptions) {
     return ack;
   }
 
-  /** Sorted norms of the job's accepted, unapplied updates (the current round's). Kept in memory and
-   * re-read from the store (norms only, no payloads) when the version moves: per upload this is O(K). */
-  function roundNorms(jobId: string, version: number): number[] {
-    let c = normCache.get(jobId);
-    if (!c || c.version !== version) {
-      c = { version, sorted: store.pendingNorms(jobId).sort((a, b) => a - b) };
-      normCache.set(jobId, c);
+  /** The job's last accepted norms (across rounds), oldest first: kept in memory, re-read from the store
+   * (norms only) at the first upload after a start or after a rollback discarded some. */
+  function recentNorms(job: JobRow): number[] {
+    const size = guard.normBound.history ?? 64;
+    let c = normHistory.get(job.jobId);
+    if (!c || c.version > job.version) {
+      c = { version: job.version, recent: guard.store.recentNorms(job.jobId, size) };
+      normHistory.set(job.jobId, c);
     }
-    return c.sorted;
+    c.version = job.version;
+    return c.recent;
+  }
+
+  function rememberNorm(job: JobRow, norm: number): void {
+    const recent = recentNorms(job);
+    recent.push(norm);
+    if (recent.length > (guard.normBound.history ?? 64)) recent.shift();
+  }
+
+  /** The bound the job's next update is held to, from its first one on (see jobNormBound and
+   * priorNormBound): the job's maxUpdateNorm is checked after, on its own. */
+  function normBoundFor(job: JobRow): { bound: number; from: string } {
+    const h = job.hyperparameters;
+    let prior = priorCache.get(job.jobId);
+    // weight decay's share of Δ scales with ‖θ‖: only then is the prior per version (read once per version)
+    const perVersion = h.adamw.weightDecay > 0;
+    if (!prior || (perVersion && prior.version !== job.version)) {
+      const v = perVersion ? store.getVersion(job.jobId, job.version) : undefined;
+      let sq = 0;
+      if (v) for (const x of v.params) sq += x * x;
+      prior = { version: job.version, bound: priorNormBound(paramCount(job.model), h, Math.sqrt(sq)) };
+      priorCache.set(job.jobId, prior);
+    }
+    return jobNormBound(recentNorms(job), prior.bound, guard.normBound);
   }
 
   /** When both copies of a spot-checked task are in, compares them. Agreement is a clean result for both.
@@ -273,16 +312,6 @@ export function createScheduler(o: SchedulerOptions) {
       } catch { /* the relay is closing: its database is gone */ }
     }).finally(() => tieBreaks.delete(pending));
     tieBreaks.add(pending);
-  }
-
-  function validateChecked(payload: Uint8Array, n: number, normBound: number | undefined): ReturnType<typeof validateEncoded> {
-    try {
-      const head = readHeader(payload);
-      if (head.length !== n) fail('TT_ERR_PARAM_COUNT', `update has ${head.length} parameters but the model has ${n}; encode the full delta of this job's model`);
-      return validateEncoded(payload, { paramCount: n, normBound });
-    } catch (e) {
-      throw e instanceof CodecError ? new RelayError('TT_ERR_BAD_UPDATE', e.message) : e;
-    }
   }
 
   /** Work deferred past the current request; dropped once the relay is stopping (its database closes). */

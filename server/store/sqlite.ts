@@ -290,6 +290,13 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       }
       return out;
     },
+    appliedUpdates(jobId, version) {
+      const rows = stmt<[string, number], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in = ? AND payload_kept = 1 ORDER BY accepted_at, task_id').all(jobId, version);
+      return rows.flatMap((r) => {
+        const payload = r.payload!.byteLength > 0 ? new Uint8Array(r.payload!) : payloads.get(r.task_id, r.payload_bytes!);
+        return payload ? [{ ...updateRow(r), payload }] : [];
+      });
+    },
     countPendingUpdates: (jobId) => q.countPending.get(jobId)!.n,
     pendingNorms: (jobId) => q.pendingNorms.all(jobId).map((r) => r.norm),
     listUpdates: (jobId) =>

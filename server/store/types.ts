@@ -96,6 +96,9 @@ export interface Store {
   /** L2 norms of the accepted, unapplied updates: what the round's norm bound is taken from. */
   pendingNorms(jobId: string): number[];
   countPendingUpdates(jobId: string): number;
+  /** The updates a round applied to make `version`, with their payloads (those retention still keeps): the
+   * guardrail weighs each one alone when that version regressed. */
+  appliedUpdates(jobId: string, version: number): UpdateRow[];
   /** Every accepted update (applied or not), without payloads: for audits and crash tests. */
   listUpdates(jobId: string): Omit<UpdateRow, 'payload'>[];
   /** Round-robin shard counter. */

@@ -20,6 +20,17 @@ export const LIMITS = {
   /** Most multiply-adds the relay spends scoring one update's usefulness (two forward passes of its batch on
    * the CPU reference, which runs ≈ 0.4–0.8 G/s): ≈ 0.1–0.2 s of the relay's event loop per upload. */
   usefulnessMultiplyAdds: 64e6,
+  /** Inner steps per task (H) and batch size: DiLoCo uses H in the tens to hundreds; past these a task is no
+   * longer "small" (the protocol's schema would take 100,000 and 65,536). */
+  steps: 10_000,
+  batchSize: 8192,
+  /** Most multiply-adds of one MLP task (forward + backward ≈ 3 × params per row, × batch × steps): the relay
+   * reruns a disputed MLP task on its own CPU to break a spot check's tie (≈ 0.4–0.8 G/s on its event loop,
+   * one step at a time), so this caps that at a few seconds. The MNIST job's task is 0.2 G, 10× under it. */
+  mlpTaskMultiplyAdds: 2e9,
+  /** The same for a GPT task (× context per row): only volunteers run those (no relay rerun), so the cap is
+   * what a GPU tab finishes well within a lease, not what the relay's CPU can afford. */
+  gptTaskMultiplyAdds: 1e12,
 } as const;
 
 const Partial_ = <T extends Parameters<typeof Type.Partial>[0]>(t: T) => Type.Partial(t, { additionalProperties: false });
@@ -165,6 +176,25 @@ export function resolveHyperparameters(job: JobSubmission): Hyperparameters {
 
 /** A job's usefulness setting; absent (jobs made before it existed) is off. */
 export const usefulnessOf = (h: Hyperparameters): Usefulness => h.usefulness ?? { mode: 'off', minDrop: 0 };
+
+/** Multiply-adds of training one task: forward + backward ≈ 3 × params per row (per token of a GPT), × batch × steps. */
+export function taskMultiplyAdds(model: ModelConfig, h: Pick<Hyperparameters, 'steps' | 'batchSize'>): number {
+  return 3 * paramCount(model) * h.batchSize * h.steps * (model.kind === 'gpt' ? model.context : 1);
+}
+
+/** Once the data has decided the model's full shape: refuses tasks too large to be small, or for the
+ * relay to rerun (MLP spot-check tie-breaks), so one task cannot be a denial of service. */
+export function checkTaskSize(model: ModelConfig, h: Hyperparameters): void {
+  if (h.steps > LIMITS.steps) throw new SpecError('hyperparameters.steps', `must be at most ${LIMITS.steps} (got ${h.steps}); a task is a few minutes of a volunteer's device`);
+  if (h.batchSize > LIMITS.batchSize) throw new SpecError('hyperparameters.batchSize', `must be at most ${LIMITS.batchSize} (got ${h.batchSize})`);
+  const cost = taskMultiplyAdds(model, h);
+  const limit = model.kind === 'gpt' ? LIMITS.gptTaskMultiplyAdds : LIMITS.mlpTaskMultiplyAdds;
+  if (cost > limit) {
+    throw new SpecError('hyperparameters.steps', `one task costs ${(cost / 1e9).toFixed(1)} G multiply-adds (3 × ${paramCount(model)} parameters × batchSize ${h.batchSize}`
+      + `${model.kind === 'gpt' ? ` × context ${model.context}` : ''} × steps ${h.steps}), over the limit of ${limit / 1e9} G for ${model.kind === 'gpt' ? 'a GPT' : 'an MLP (the relay reruns disputed MLP tasks on its CPU)'}; `
+      + 'lower hyperparameters.steps or hyperparameters.batchSize, or use a smaller model');
+  }
+}
 
 /** Multiply-adds of scoring one update: two forward passes (θ_v and θ_v − Δ) over its batch, ≈ params per
  * row of an MLP or per token of a GPT (attention, softmax and the embedding lookup are left out). */

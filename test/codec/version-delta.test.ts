@@ -17,7 +17,7 @@ function chain(n: number, length: number, c: Compression, seed: number) {
   const r = rng(seed);
   const v0 = Float32Array.from({ length }, () => r.normal() * 0.1);
   const residual = new Float32Array(length);
-  let relay = v0, ideal = v0;
+  let relay: Float32Array = v0, ideal: Float32Array = v0;
   const deltas: Uint8Array[] = [], hashes: string[] = [hash(v0)];
   for (let v = 1; v <= n; v++) {
     // the outer step moves from the published version, as the relay's round does
@@ -37,13 +37,13 @@ describe('version deltas', () => {
   for (const c of codecs) {
     it(`rebuild the relay's exact bits over 40 versions from any version held (${c.kind} job)`, () => {
       const { v0, deltas, hashes } = chain(40, 3001, c, 7);
-      let p = v0;
+      let p: Float32Array = v0;
       deltas.forEach((d, i) => {
         p = applyVersionDelta(p, d);
         expect(hash(p)).toBe(hashes[i + 1]);
       });
       // a volunteer that joined at version 25 (its params downloaded whole) chains from there
-      let q = Float32Array.from(v0);
+      let q: Float32Array = Float32Array.from(v0);
       for (let i = 0; i < 25; i++) q = applyVersionDelta(q, deltas[i]);
       for (let i = 25; i < 40; i++) q = applyVersionDelta(q, deltas[i]);
       expect(hash(q)).toBe(hashes[40]);

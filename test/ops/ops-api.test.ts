@@ -173,19 +173,23 @@ describe('rollback', () => {
 });
 
 describe('guardrail and audit', () => {
-  test('a job whose held-out loss regresses past its threshold is paused for review, and audited', async () => {
-    const { jobId } = (await submit(relay.url, relay.alice, mlpJob({ guardrail: { maxLossRise: 0.05 } }), labelledJson())).body;
+  test('a job whose held-out loss regresses past its threshold is rolled back to its best version (not paused), and audited', async () => {
+    // an inner lr of 0.2 lets one task move each parameter by up to ≈ 4.5, so the step below passes the
+    // norm bound from the job's settings (server/defence/validate.ts priorNormBound) and reaches the guardrail
+    const { jobId } = (await submit(relay.url, relay.alice, mlpJob({ guardrail: { maxLossRise: 0.05 },
+      hyperparameters: { updatesPerRound: 1, quorum: 1, compression: { kind: 'fp32' }, adamw: { lr: 0.2 } } }), labelledJson())).body;
     await post(relay.url, `/api/ops/jobs/${jobId}/approve`, relay.operator);
     const volunteerId = await registerVolunteer(relay.url);
     const n = (await get(relay.url, `/api/jobs/${jobId}`)).body.paramCount;
     // A huge step in a fixed direction wrecks the model's held-out loss.
-    await uploadDelta(relay.url, jobId, volunteerId, new Float32Array(n).fill(-3));
-    const job = await until(() => get(relay.url, `/api/jobs/${jobId}`), (r) => r.body.status === 'paused');
-    expect(job.body.version).toBe(1);
-    const entries = (await get(relay.url, `/api/ops/audit?jobId=${jobId}`, relay.operator)).body.entries;
-    const g = entries.find((e: { action: string }) => e.action === 'job.guardrail');
-    expect(g.detail).toMatchObject({ version: 1, maxLossRise: 0.05, to: 'paused' });
+    expect((await uploadDelta(relay.url, jobId, volunteerId, new Float32Array(n).fill(-3))).status).toBe(200);
+    const until_ = await until(() => get(relay.url, `/api/ops/audit?jobId=${jobId}`, relay.operator), (r) => r.body.entries.some((e: { action: string }) => e.action === 'job.guardrail'));
+    const g = until_.body.entries.find((e: { action: string }) => e.action === 'job.guardrail');
+    expect(g.detail).toMatchObject({ version: 1, maxLossRise: 0.05, decision: 'rollback', fromVersion: 1, toVersion: 0, status: 'running' });
     expect(g.detail.rise).toBeGreaterThan(0.05);
+    expect(g.detail.struck.map((s: { volunteerId: string }) => s.volunteerId)).toEqual([volunteerId]);
+    const job = await get(relay.url, `/api/jobs/${jobId}`);
+    expect(job.body).toMatchObject({ status: 'running', version: 0 });
   });
 
   test('the audit log is readable with any token, not without one, and verifies', async () => {

@@ -49,8 +49,9 @@ describe('the relay refuses bad input with a clear 4xx and stays healthy', () =>
   };
 
   beforeAll(async () => {
-    // K large so no round closes and every leased task stays open for these probes
-    relay = await startRelay({ defaultJob: { updatesPerRound: 1000, quorum: 1000 }, maxBodyBytes: 4 << 20 });
+    // K large so no round closes and every leased task stays open for these probes; each corrupt payload
+    // is a strike against the probe's identity, so the ban threshold is lifted for it to keep probing
+    relay = await startRelay({ defaultJob: { updatesPerRound: 1000, quorum: 1000 }, maxBodyBytes: 4 << 20, defence: { replication: { banAt: 1000 } } });
     relay.app.scheduler.createJob('short-lease', defaultJobSpec({ leaseMs: 150, updatesPerRound: 1000, quorum: 1000 }), 'running');
     me = await registerSigned(relay.url, 'probe');
     volunteerId = me.volunteerId;

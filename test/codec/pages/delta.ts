@@ -8,7 +8,7 @@ declare global {
 }
 
 window.rebuild = async (base, deltas) => {
-  let p = new Float32Array(new Uint8Array(base).buffer);
+  let p: Float32Array = new Float32Array(new Uint8Array(base).buffer);
   for (const d of deltas) p = applyVersionDelta(p, new Uint8Array(d));
   return sha256Hex(p);
 };
