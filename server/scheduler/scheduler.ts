@@ -17,6 +17,7 @@ import type { JobRow, JobSpec, Store, TaskRow } from '../store/types.ts';
 import { createGuard, type DefenceOptions } from '../defence/guard.ts';
 import type { ReplicaRow } from '../defence/store.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
+import { PoolClosedError, type WorkPool } from '../pool/index.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
 import { insertSorted, normBoundFromSorted, validateEncoded, type ValidationCode } from '../defence/validate.ts';
@@ -73,6 +74,9 @@ export function createScheduler(o: SchedulerOptions) {
   const waiting = createWaitingList();
   /** Usefulness scores of uploads, on jobs that turn them on. */
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
+
+  /** where evaluations run (server/pool); without one (unit tests) they run inline */
+  let pool: WorkPool | undefined;
 
   const requireJob = (jobId: string): JobRow => store.getJob(jobId) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
 
@@ -356,10 +360,17 @@ export function createScheduler(o: SchedulerOptions) {
       return;
     }
     if (!heldOut) return;
-    const r = mlpEvaluate(job.model, v.params, heldOut);
-    store.putEval(jobId, { version, loss: r.loss, accuracy: r.accuracy, at: now() });
-    metrics.accuracy.set({ job: jobId }, r.accuracy);
-    log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
+    const land = (r: { loss: number; accuracy: number }) => {
+      if (stopping) return;
+      store.putEval(jobId, { version, loss: r.loss, accuracy: r.accuracy, at: now() });
+      metrics.accuracy.set({ job: jobId }, r.accuracy);
+      log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
+    };
+    if (!pool) return land(mlpEvaluate(job.model, v.params, heldOut));
+    // on the relay's worker pool: the result lands on the version it measured, whenever it comes
+    pool.run({ kind: 'mlp-eval', config: job.model, params: v.params, heldOut }).then(land).catch((e: unknown) => {
+      if (!(e instanceof PoolClosedError) && !stopping) log.error({ err: e, job: jobId, version }, 'evaluation failed');
+    });
   }
 
   function expireLeases(t: number): void {
@@ -400,6 +411,8 @@ export function createScheduler(o: SchedulerOptions) {
     settled: async (): Promise<void> => { await Promise.all([...tieBreaks]); },
     /** Stops deferred work (round closes, evaluations) before the store closes. */
     stop: (): void => { stopping = true; },
+    /** Runs evaluations on this worker pool from now on. */
+    usePool: (p: WorkPool): void => { pool = p; },
   };
 }
 export type Scheduler = ReturnType<typeof createScheduler>;
