@@ -363,7 +363,8 @@ export function createScheduler(o: SchedulerOptions) {
     const land = (r: { loss: number; accuracy: number }) => {
       if (stopping) return;
       store.putEval(jobId, { version, loss: r.loss, accuracy: r.accuracy, at: now() });
-      metrics.accuracy.set({ job: jobId }, r.accuracy);
+      // /metrics is public: a pending job's id stays off it until an operator approves the job
+      if (store.getJob(jobId)?.status !== 'pending') metrics.accuracy.set({ job: jobId }, r.accuracy);
       log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
     };
     if (!pool) return land(mlpEvaluate(job.model, v.params, heldOut));
