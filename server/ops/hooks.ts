@@ -31,15 +31,15 @@ export function installStoreHooks(app: FastifyInstance): void {
 }
 
 /** Evaluates a GPT job's version on its held-out text, on the worker pool, and stores it when it lands
- * (which runs the guardrail). Only the windows it reads and the params travel to the worker. */
+ * (which runs the guardrail). Only the windows it reads travel to the worker. */
 export function evaluateGpt(app: FastifyInstance, jobId: string, version: number): Promise<void> {
   let input;
   try {
     const job = app.store.getJob(jobId);
-    const v = app.store.getVersion(jobId, version);
     const heldOut = loadHeldOut(app.db, jobId);
-    if (!job || !v || !heldOut || job.model.kind !== 'gpt') return Promise.resolve();
-    input = { kind: 'gpt-eval' as const, config: job.model, params: v.params, ...evalTokens(job.model, decodeTokenShard(heldOut)) };
+    if (!job || !app.store.versionHash(jobId, version) || !heldOut || job.model.kind !== 'gpt') return Promise.resolve();
+    // the worker reads the params from the database file itself: the event loop never touches them
+    input = { kind: 'gpt-eval' as const, config: job.model, params: { db: app.db.name, jobId, version }, ...evalTokens(job.model, decodeTokenShard(heldOut)) };
   } catch (err) {
     app.log.error({ err, job: jobId, version }, 'GPT evaluation failed');
     return Promise.resolve();

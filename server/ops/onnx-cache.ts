@@ -7,11 +7,11 @@ import { existsSync, mkdirSync, readdirSync, statSync, unlinkSync, utimesSync } 
 import { join } from 'node:path';
 import { Counter, type Registry } from 'prom-client';
 import type { ModelConfig } from '../../shared/models/config.ts';
-import type { WorkPool } from '../pool/index.ts';
+import type { ParamsSource, WorkPool } from '../pool/index.ts';
 
 export type OnnxCache = {
   /** The file holding this version's export, made now if it is not there yet. */
-  file(model: ModelConfig, hash: string, params: () => Float32Array): Promise<string>;
+  file(model: ModelConfig, hash: string, params: ParamsSource): Promise<string>;
   /** Whether the version's export is on disk already (no params needed to serve it). */
   cached(model: ModelConfig, hash: string): string | undefined;
 };
@@ -55,7 +55,7 @@ export function createOnnxCache(dir: string, pool: WorkPool, registry: Registry,
       const hit = cached(model, hash);
       if (hit) return Promise.resolve(hit);
       exports.inc();
-      const p = pool.run({ kind: 'onnx', model, params: params(), file: f }).then(() => { prune(); return f; }).finally(() => inFlight.delete(f));
+      const p = pool.run({ kind: 'onnx', model, params, file: f }).then(() => { prune(); return f; }).finally(() => inFlight.delete(f));
       inFlight.set(f, p);
       return p;
     },

@@ -51,10 +51,11 @@ export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (
     const { version } = req.params;
     const hash = app.store.versionHash(job.jobId, version);
     if (!hash) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, app.store.listVersions(job.jobId))}`, 'version');
-    const file = onnx.cached(job.model, hash) ?? await onnx.file(job.model, hash, () => {
-      const v = app.store.getVersion(job.jobId, version);
-      if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, app.store.listVersions(job.jobId))}`, 'version');
-      return v.params;
+    // the worker reads the checkpoint from the database file: the event loop never loads its params
+    const file = onnx.cached(job.model, hash) ?? await onnx.file(job.model, hash, { db: app.db.name, jobId: job.jobId, version }).catch((e: Error) => {
+      // retention dropped the version while its export waited
+      if (/no longer stored/.test(e.message)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, app.store.listVersions(job.jobId))}`, 'version');
+      throw e;
     });
     return reply.header('content-type', 'application/octet-stream')
       .header('content-disposition', `attachment; filename="${job.jobId}-v${version}.onnx"`)

@@ -86,6 +86,8 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
       dataset: { name: UPLOAD_PREFIX + jobId, shards: shards.length, heldOut: prepared.heldOutCount },
     };
     checkUsefulness(model, spec.hyperparameters);
+    // version 0's params (19M random draws for the largest model) are drawn on the pool too
+    const initial = await app.pool.run({ kind: 'init', model, seed: 1 });
     const datasetSha256 = createHash('sha256').update(data).digest('hex');
     const now = Date.now();
     app.db.transaction(() => {
@@ -93,7 +95,7 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
         jobId, ownerTokenId: who.tokenId, ownerName: who.name, maxLossRise: job.guardrail?.maxLossRise ?? defaultGuardrail.maxLossRise,
         tokenizer: prepared.tokenizer, datasetKind: prepared.kind, submittedAt: now,
       }, shards, heldOut);
-      app.scheduler.createJob(jobId, spec, 'pending');
+      app.scheduler.createJob(jobId, spec, 'pending', 1, initial);
       appendAudit(app.db, {
         actor: actorOf(who), action: 'job.submit', jobId,
         detail: { name: job.name, model, hyperparameters: spec.hyperparameters, dataset: { ...spec.dataset, format: job.dataset.format, bytes: data.length, sha256: datasetSha256 } },

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import Piscina from 'piscina';
 import type { PoolKind, PoolResult, PoolTask } from './tasks.ts';
 
-export type { PoolKind, PoolResult, PoolTask } from './tasks.ts';
+export type { ParamsSource, PoolKind, PoolResult, PoolTask } from './tasks.ts';
 
 export class PoolClosedError extends Error {
   override name = 'PoolClosedError';
@@ -36,7 +36,7 @@ export function openPool(): WorkPool {
   }
   const mine = shared;
   mine.users++;
-  const runs = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0 } as Record<PoolKind, number>;
+  const runs = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0 } as Record<PoolKind, number>;
   const abort = new AbortController();
   let live = 0, closed = false;
   return {

@@ -1,5 +1,6 @@
 // What a pool worker runs: the relay's CPU-heavy work, each a pure function of its message (no database,
 // no relay state), so the event loop only posts inputs and receives results.
+import { createHash } from 'node:crypto';
 import { writeFileSync, renameSync } from 'node:fs';
 import { decodeUpdate, encodeUpdate } from '../../shared/codec/index.ts';
 import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
@@ -8,18 +9,37 @@ import { encodeTokenShard } from '../../shared/data/token-shard.ts';
 import { exportOnnx } from '../../shared/export/onnx.ts';
 import { prepareDataset, resolveModel } from '../../shared/jobs/dataset.ts';
 import { SpecError } from '../../shared/jobs/spec.ts';
+import { initParams } from '../../shared/models/config.ts';
 import { mlpEvaluate } from '../../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { evaluateTokens } from '../ops/eval-gpt.ts';
-import type { PoolTask } from './tasks.ts';
+import Database from 'better-sqlite3';
+import type { ParamsSource, PoolTask } from './tasks.ts';
+
+/** Read-only connections to relays' SQLite files (a test process runs several relays), the newest few. */
+const connections = new Map<string, Database.Database>();
+
+function paramsOf(src: ParamsSource): Float32Array {
+  if (src instanceof Float32Array) return src;
+  let db = connections.get(src.db);
+  if (!db) {
+    db = new Database(src.db, { readonly: true, fileMustExist: true });
+    connections.set(src.db, db);
+    if (connections.size > 4) { const [file, old] = connections.entries().next().value!; old.close(); connections.delete(file); }
+  }
+  const r = db.prepare('SELECT params FROM versions WHERE job_id = ? AND version = ?').get(src.jobId, src.version) as { params: Buffer } | undefined;
+  if (!r) throw new Error(`version ${src.version} of job ${src.jobId} is no longer stored`);
+  const b = r.params;
+  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
+}
 
 export default async function run(task: PoolTask): Promise<unknown> {
   switch (task.kind) {
-    case 'gpt-eval': return evaluateTokens(task.config, task.params, task.tokens, task.n, task.length);
+    case 'gpt-eval': return evaluateTokens(task.config, paramsOf(task.params), task.tokens, task.n, task.length);
     case 'mlp-eval': return mlpEvaluate(task.config, task.params, task.heldOut);
     case 'onnx': {
       // written beside its final name and renamed, so a reader never sees half a file
-      const bytes = exportOnnx(task.model, task.params, { producer: 'tabtrain' });
+      const bytes = exportOnnx(task.model, paramsOf(task.params), { producer: 'tabtrain' });
       const tmp = `${task.file}.${process.pid}.${Date.now()}.tmp`;
       writeFileSync(tmp, bytes);
       renameSync(tmp, task.file);
@@ -37,6 +57,10 @@ export default async function run(task: PoolTask): Promise<unknown> {
       } finally {
         t.destroy();
       }
+    }
+    case 'init': {
+      const params = initParams(task.model, task.seed);
+      return { params, hash: createHash('sha256').update(new Uint8Array(params.buffer, params.byteOffset, params.byteLength)).digest('hex') };
     }
     case 'dataset': {
       // A refusal crosses the thread boundary as a plain object (an Error's class does not survive it).

@@ -80,9 +80,10 @@ export function createScheduler(o: SchedulerOptions) {
 
   const requireJob = (jobId: string): JobRow => store.getJob(jobId) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
 
-  function createJob(jobId: string, spec: JobSpec, status: JobRow['status'], seed = 1): JobRow {
-    const params = initParams(spec.model, seed);
-    const job = store.createJob(jobId, spec, status, { params, hash: paramHash(params) }, now());
+  /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool). */
+  function createJob(jobId: string, spec: JobSpec, status: JobRow['status'], seed = 1, initial?: { params: Float32Array; hash: string }): JobRow {
+    const params = initial?.params ?? initParams(spec.model, seed);
+    const job = store.createJob(jobId, spec, status, { params, hash: initial?.hash ?? paramHash(params) }, now());
     log.info({ job: jobId, status }, 'job created');
     evaluate(jobId, 0);
     return job;

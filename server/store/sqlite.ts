@@ -153,7 +153,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         stmt('INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at) VALUES (?, ?, ?, 0, ?, ?)')
           .run(jobId, JSON.stringify(spec), status, now, now);
         stmt('INSERT INTO versions VALUES (?, 0, ?, ?, ?, ?)')
-          .run(jobId, initial.hash, blob(initial.params), blob(new Float32Array(initial.params.length)), now);
+          // version 0's momentum is all zeros: stored empty (read back as zeros), not as params-sized zeros on disk
+          .run(jobId, initial.hash, blob(initial.params), Buffer.alloc(0), now);
       })();
       return store.getJob(jobId)!;
     },
@@ -180,7 +181,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     },
     getVersion(jobId, version) {
       const r = q.version.get(jobId, version);
-      return r && { jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params), momentum: floats(r.momentum), createdAt: r.created_at };
+      return r && { jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params), momentum: r.momentum.length === 0 ? new Float32Array(r.params.length / 4) : floats(r.momentum), createdAt: r.created_at };
     },
     versionHash: (jobId, version) => q.versionHash.get(jobId, version)?.hash,
     listVersions: (jobId) => stmt<[string], { version: number }>('SELECT version FROM versions WHERE job_id = ? ORDER BY version').all(jobId).map((r) => r.version),
