@@ -3,7 +3,8 @@
 // 200 kB text, submitted to an in-process relay. Meanwhile the relay's own event-loop delay is sampled
 // (perf_hooks.monitorEventLoopDelay) and a separate process polls /healthz every 100 ms. Runs until
 // version 0's held-out evaluation has landed. Last line:
-//   stall: submit <S> s (HTTP <code>), eval landed <E> s, loop lag p99 <P> ms max <M> ms, healthz p99 <H> ms max <X> ms (<n> polls, <f> failed), data dir +<D> MB
+// BENCH_STALL_CASE=csv submits a 4M-row, 16 MiB CSV for an MLP instead.
+//   stall: submit <S> s (HTTP <code>), eval landed <E> s, loop lag p99 <P> ms max <M> ms, healthz p99 <H> ms max <X> ms (<n> polls, <f> failed), data dir +<D> MB, rss <R> MB
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,13 +13,18 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { buildApp } from '../server/app.ts';
 import { createToken } from '../server/ops/tokens.ts';
 
-const spec = {
-  name: 'stall', model: { kind: 'gpt', context: 1024, layers: 1, heads: 8, width: 1200 },
-  dataset: { format: 'text', tokenizer: 'byte', shards: 4 }, hyperparameters: { steps: 1, batchSize: 1 },
-};
+// BENCH_STALL_CASE=csv: instead, a 16 MiB labelled CSV of 4M rows for a small MLP (the parse and split)
+const csvCase = process.env.BENCH_STALL_CASE === 'csv';
+const spec = csvCase
+  ? { name: 'stall csv', model: { kind: 'mlp', hidden: [4] }, dataset: { format: 'labelled', shards: 4 }, hyperparameters: { steps: 1, batchSize: 1 } }
+  : {
+    name: 'stall', model: { kind: 'gpt', context: 1024, layers: 1, heads: 8, width: 1200 },
+    dataset: { format: 'text', tokenizer: 'byte', shards: 4 }, hyperparameters: { steps: 1, batchSize: 1 },
+  };
 const words = ['relay', 'volunteer', 'gradient', 'round', 'version', 'shard', 'the', 'of', 'and', 'model'];
 let text = '';
-for (let i = 0; text.length < 200_000; i++) text += words[(i * 7 + (i >> 3)) % words.length] + (i % 13 === 0 ? '.\n' : ' ');
+if (csvCase) text = '0,1\n1,0\n'.repeat(2_000_000);
+else for (let i = 0; text.length < 200_000; i++) text += words[(i * 7 + (i >> 3)) % words.length] + (i % 13 === 0 ? '.\n' : ' ');
 
 const dirBytes = (d: string): number => readdirSync(d, { withFileTypes: true })
   .reduce((a, e) => a + (e.isDirectory() ? dirBytes(join(d, e.name)) : statSync(join(d, e.name)).size), 0);
@@ -69,6 +75,7 @@ if (res.status === 201) {
   console.log('submission refused:', res.status, JSON.stringify(body));
 }
 lag.disable();
+const rssMb = process.memoryUsage().rss / 1e6;
 const grown = (dirBytes(dataDir) - baseBytes) / 1e6;
 poller.stdin.write('x');
 await new Promise((r) => poller.once('exit', r));
@@ -76,4 +83,4 @@ const { lat, failed } = JSON.parse(pollOut) as { lat: number[]; failed: number }
 await relay.close();
 rmSync(dataDir, { recursive: true, force: true });
 const ms = (ns: number) => (ns / 1e6).toFixed(0);
-console.log(`stall: submit ${submitS.toFixed(1)} s (HTTP ${res.status}), eval landed ${evalS.toFixed(1)} s, loop lag p99 ${ms(lag.percentile(99))} ms max ${ms(lag.max)} ms, healthz p99 ${pct(lat, 0.99).toFixed(0)} ms max ${lat.reduce((a, x) => Math.max(a, x), 0).toFixed(0)} ms (${lat.length} polls, ${failed} failed), data dir +${grown.toFixed(0)} MB`);
+console.log(`stall: submit ${submitS.toFixed(1)} s (HTTP ${res.status}), eval landed ${evalS.toFixed(1)} s, loop lag p99 ${ms(lag.percentile(99))} ms max ${ms(lag.max)} ms, healthz p99 ${pct(lat, 0.99).toFixed(0)} ms max ${lat.reduce((a, x) => Math.max(a, x), 0).toFixed(0)} ms (${lat.length} polls, ${failed} failed), data dir +${grown.toFixed(0)} MB, rss ${rssMb.toFixed(0)} MB`);
