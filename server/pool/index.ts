@@ -26,6 +26,9 @@ export type WorkPool = {
 const BOOT = fileURLToPath(new URL('./boot.mjs', import.meta.url));
 let shared: { piscina: Piscina; users: number } | undefined;
 
+/** Tasks run in this process, by kind, over every handle (a handle's own counts are its `runs`). */
+export const processRuns: Record<PoolKind, number> = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0 };
+
 /** Leaves one core to the event loop; at most 4 workers (each holds a model's params while it runs). */
 export const POOL_THREADS = Math.max(1, Math.min(4, availableParallelism() - 1));
 
@@ -45,6 +48,7 @@ export function openPool(): WorkPool {
     async run(task) {
       if (closed) throw new PoolClosedError('the relay is closing');
       runs[task.kind]++;
+      processRuns[task.kind]++;
       live++;
       try {
         return await mine.piscina.run(task, { signal: abort.signal });
