@@ -104,6 +104,9 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
   // few commits, which leaves an older consistent state (FULL costs an fsync per accepted update).
   db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('busy_timeout = 5000');
+  // after a big commit (a new job's version-0 checkpoint is 4 bytes a parameter) the WAL file would keep its
+  // size on disk for good; cut it back to 64 MiB whenever it is reset
+  db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
   const applied = db.pragma('user_version', { simple: true }) as number;
   for (let i = applied; i < migrations.length; i++) {
     db.transaction(() => {
