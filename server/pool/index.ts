@@ -34,8 +34,9 @@ export const POOL_THREADS = Math.max(1, Math.min(4, availableParallelism() - 1))
 
 export function openPool(): WorkPool {
   if (!shared) {
-    // Workers start on demand and leave when idle; execArgv [] so a test runner's own flags stay out.
-    shared = { piscina: new Piscina({ filename: BOOT, minThreads: 0, maxThreads: POOL_THREADS, idleTimeout: 10_000, execArgv: [] }), users: 0 };
+    // One worker starts at once (its TypeScript takes a moment to load: the first submission should not
+    // wait for it), more on demand, leaving when idle; execArgv [] so a test runner's own flags stay out.
+    shared = { piscina: new Piscina({ filename: BOOT, minThreads: 1, maxThreads: POOL_THREADS, idleTimeout: 10_000, execArgv: [] }), users: 0 };
   }
   const mine = shared;
   mine.users++;
