@@ -351,7 +351,8 @@ export function createScheduler(o: SchedulerOptions) {
   function evaluate(jobId: string, version: number): void {
     if (o.evaluate === false) return;
     const job = store.getJob(jobId);
-    const v = job && store.getVersion(jobId, version);
+    // kind first: a GPT checkpoint (up to 160 MB with momentum) is not read here for nothing
+    const v = job?.model.kind === 'mlp' ? store.getVersion(jobId, version) : undefined;
     if (!job || !v || job.model.kind !== 'mlp') return;
     let heldOut;
     try {
