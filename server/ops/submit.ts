@@ -23,7 +23,7 @@ export const UPLOAD_PREFIX = 'upload:';
 export const SUBMIT_BURST = 12;
 export const SUBMIT_REFILL_S = 300;
 /** Per researcher: pending (unapproved) jobs at once, and the bytes they hold on the relay (shards +
- * the fp32 version-0 checkpoint: params and momentum, 8 bytes a parameter). */
+ * the fp32 version-0 params, 4 bytes a parameter; its zero momentum is stored empty). */
 export const MAX_PENDING_JOBS = 4;
 export const MAX_PENDING_BYTES = 512 * 1024 * 1024;
 
@@ -38,7 +38,7 @@ export const createSubmitLimits = (): SubmitLimits => ({
 
 /** The relay's disk a job holds: its stored shards and its version-0 checkpoint. */
 const heldBytes = (app: FastifyInstance, jobId: string, params: number): number =>
-  (app.db.prepare('SELECT COALESCE(SUM(LENGTH(bytes)), 0) AS n FROM ops_shards WHERE job_id = ?').get(jobId) as { n: number }).n + 8 * params;
+  (app.db.prepare('SELECT COALESCE(SUM(LENGTH(bytes)), 0) AS n FROM ops_shards WHERE job_id = ?').get(jobId) as { n: number }).n + 4 * params;
 
 /** Refuses with 429 before any work when this researcher is over a limit. */
 function checkLimits(app: FastifyInstance, who: Principal, limits: SubmitLimits): void {
