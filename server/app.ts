@@ -20,6 +20,7 @@ import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
+import { openPool } from './pool/index.ts';
 
 export type RelayOptions = {
   /** SQLite file, lease secret; created if missing */
@@ -57,12 +58,15 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     warn: (fields, message) => app.log.warn(fields, message),
   });
   const metrics = createMetrics();
+  const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
   app.decorate('db', store.db);
   app.decorate('store', store);
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);
   app.decorate('dataDir', opts.dataDir);
+  app.decorate('pool', pool);
+  scheduler.usePool(pool);
 
   installBodyRules(app);
   installErrorHandlers(app);
@@ -100,6 +104,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     clearInterval(sweeper);
     scheduler.stop();
     await scheduler.settled();
+    await pool.close();
     store.close();
   });
 

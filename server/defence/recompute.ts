@@ -2,21 +2,18 @@
 // of a spot-checked task disagree (two copies alone cannot say which one is wrong). Same base params,
 // shard, seed, steps and optimizer as the volunteers; encoded with the job's compression and no error
 // feedback, as replicas are. MLP jobs only: a GPT task on the relay's CPU would cost too much.
-import { decodeUpdate, encodeUpdate, type Update } from '../../shared/codec/index.ts';
-import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
+// All H steps run on the worker pool (server/pool/worker.ts), not on the event loop.
+import type { Update } from '../../shared/codec/index.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
-import { createCpuTrainer } from '../../shared/train/cpu.ts';
+import { openPool } from '../pool/index.ts';
 
 export async function referenceUpdate(model: ModelConfig, h: Hyperparameters, base: Float32Array, shardBytes: Uint8Array, seed: number): Promise<Update> {
-  const t = createCpuTrainer(model, { batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm });
+  // a handle of its own on the process's pool (the relay's keeps the workers alive while it runs)
+  const pool = openPool();
   try {
-    await t.load(base);
-    const data = decodeTaskData(shardBytes);
-    for (let step = 0; step < h.steps; step++) await t.step(taskBatch(data, model, seed, step, h.batchSize));
-    const delta = await t.delta();
-    return decodeUpdate(encodeUpdate(delta, h.compression), delta.length);
+    return await pool.run({ kind: 'recompute', model, h, base, shardBytes, seed });
   } finally {
-    t.destroy();
+    await pool.close();
   }
 }

@@ -69,12 +69,31 @@ export function appendAudit(
   return tx.immediate();
 }
 
-export function listAudit(db: Database.Database, opts: { afterSeq?: number; limit?: number; jobId?: string } = {}): AuditEntry[] {
+/** Entries after a sequence number, oldest first. `viewer`: a researcher's token id, for what a
+ * researcher may read (docs/jobs.md): entries about approved jobs and about its own, none about other
+ * researchers' pending jobs, and token entries without other tokens' names and ids. Operators pass none. */
+export function listAudit(db: Database.Database, opts: { afterSeq?: number; limit?: number; jobId?: string; viewer?: string } = {}): AuditEntry[] {
   const limit = Math.min(Math.max(opts.limit ?? 100, 1), 1000);
-  const rows = opts.jobId
-    ? db.prepare('SELECT * FROM ops_audit WHERE seq > ? AND job_id = ? ORDER BY seq LIMIT ?').all(opts.afterSeq ?? 0, opts.jobId, limit)
-    : db.prepare('SELECT * FROM ops_audit WHERE seq > ? ORDER BY seq LIMIT ?').all(opts.afterSeq ?? 0, limit);
-  return (rows as Row[]).map(toEntry);
+  const where = ['seq > ?'];
+  const args: (string | number)[] = [opts.afterSeq ?? 0];
+  if (opts.jobId) { where.push('job_id = ?'); args.push(opts.jobId); }
+  const viewer = opts.viewer;
+  if (viewer !== undefined) {
+    where.push(`(job_id IS NULL OR job_id IN (SELECT job_id FROM jobs WHERE status != 'pending')
+      OR job_id IN (SELECT job_id FROM ops_jobs WHERE owner_token_id = ?))`);
+    args.push(viewer);
+  }
+  const rows = db.prepare(`SELECT * FROM ops_audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`).all(...args, limit);
+  const entries = (rows as Row[]).map(toEntry);
+  return viewer === undefined ? entries : entries.map((e) => redactToken(e, viewer));
+}
+
+/** A token entry as a researcher sees it: its own token in full, another's by role only. */
+function redactToken(e: AuditEntry, viewer: string): AuditEntry {
+  if (e.action !== 'token.create' && e.action !== 'token.revoke') return e;
+  const d = e.detail as { tokenId?: string; role?: string };
+  if (d.tokenId === viewer) return e;
+  return { ...e, detail: d.role ? { role: d.role, redacted: true } : { redacted: true } };
 }
 
 export type AuditVerdict =

@@ -27,6 +27,8 @@ export function requireJobActor(app: FastifyInstance, req: FastifyRequest, jobId
   if (!app.store.getJob(jobId)) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
   if (p.role === 'operator') return p;
   const owner = getOpsJob(app.db, jobId)?.ownerTokenId;
+  // someone else's unapproved job is not theirs to know about (./visibility.ts): unknown, not forbidden
+  if (owner !== p.tokenId && app.store.getJob(jobId)?.status === 'pending') throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
   if (owner !== p.tokenId) throw new OpsError('TT_ERR_FORBIDDEN', `job ${jobId} belongs to another researcher; a researcher may act only on jobs it submitted`);
   return p;
 }

@@ -9,12 +9,16 @@ export const opsErrors = {
   TT_ERR_UNKNOWN_JOB: 404,
   TT_ERR_UNKNOWN_VERSION: 404,
   TT_ERR_UNKNOWN_TOKEN: 404,
+  TT_ERR_RATE_LIMITED: 429,
+  TT_ERR_PENDING_LIMIT: 429,
 } as const;
 
 export type OpsErrorCode = keyof typeof opsErrors;
 
 export class OpsError extends Error {
   readonly statusCode: number;
+  /** seconds a client should wait before retrying (sent as Retry-After) */
+  retryAfterSeconds?: number;
   constructor(readonly code: OpsErrorCode, message: string, readonly field?: string) {
     super(message);
     this.name = 'OpsError';

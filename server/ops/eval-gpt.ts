@@ -1,22 +1,64 @@
 // Held-out evaluation of GPT versions (the relay evaluates MLPs itself): mean next-token cross-entropy
 // and next-token accuracy over the first non-overlapping windows of the held-out text, on the CPU reference.
-// It runs on the relay's event loop, so a version's evaluation has a budget: larger models are evaluated
-// on fewer windows (down to one), not for longer.
+// It runs on a worker thread of the relay's pool (server/pool), never on the event loop, and still has a
+// budget, so a worker is never held for long: larger models are evaluated on fewer windows, and a model
+// whose one full window is over budget on a shorter window (fewer positions; a causal model's first L
+// predictions are the same whatever follows them), never for longer.
 import { paramCount, type GptConfig } from '../../shared/models/config.ts';
-import { gptEvaluate as evaluateWindows } from '../../shared/reference/gpt.ts';
-import { tokenWindows, type TokenShard } from '../../shared/data/token-shard.ts';
+import { gptEvaluate as evaluateWindows, gptLogits } from '../../shared/reference/gpt.ts';
+import type { TokenShard } from '../../shared/data/token-shard.ts';
 
 /** Multiply-adds one evaluation may spend (a forward pass costs about one per parameter per token): about
- * 0.25 s of the CPU reference on a small 2-core machine (3e8 took 1.5 s there). */
-export const EVAL_MULTIPLY_ADDS = 5e7;
+ * 2 s of one pool worker on a small 2-core machine (5e7 took 0.25 s there). */
+export const EVAL_MULTIPLY_ADDS = 4e8;
 
 /** Held-out windows a version of this model is evaluated on: up to maxWindows, within the budget, at least one. */
 export function evalWindows(config: GptConfig, maxWindows = 32): number {
   return Math.max(1, Math.min(maxWindows, Math.floor(EVAL_MULTIPLY_ADDS / (paramCount(config) * config.context))));
 }
 
+/** What an evaluation reads: `windows` windows of `length` input positions (length < context when one
+ * full window is over budget; at least one position, so the cost is bounded by the budget or, for a
+ * model over it even then, by one forward position). */
+export function evalPlan(config: GptConfig, maxWindows = 32): { windows: number; length: number } {
+  const perToken = paramCount(config);
+  if (perToken * config.context <= EVAL_MULTIPLY_ADDS) return { windows: evalWindows(config, maxWindows), length: config.context };
+  return { windows: 1, length: Math.max(1, Math.min(config.context, Math.floor(EVAL_MULTIPLY_ADDS / perToken))) };
+}
+
+/** The held-out ids an evaluation reads (windows of length + 1), so only these travel to the worker. */
+export function evalTokens(config: GptConfig, heldOut: TokenShard, maxWindows = 32): { tokens: Int32Array; n: number; length: number } {
+  const plan = evalPlan(config, maxWindows);
+  const span = plan.length + 1;
+  const n = Math.min(plan.windows, Math.floor(heldOut.tokens.length / span));
+  if (n === 0) throw new Error(`held-out text has fewer than ${span} tokens`);
+  return { tokens: heldOut.tokens.slice(0, n * span), n, length: plan.length };
+}
+
+/** Mean cross-entropy and accuracy over n windows of length + 1 ids (inputs and next-token targets). */
+export function evaluateTokens(config: GptConfig, params: Float32Array, tokens: Int32Array, n: number, length: number): { loss: number; accuracy: number } {
+  if (length === config.context) return evaluateWindows(config, params, tokens, n);
+  const V = config.vocab, span = length + 1;
+  const inputs = new Int32Array(n * length);
+  for (let s = 0; s < n; s++) inputs.set(tokens.subarray(s * span, s * span + length), s * length);
+  const logits = gptLogits(config, params, inputs, n, length);
+  let loss = 0, right = 0;
+  for (let s = 0; s < n; s++) {
+    for (let t = 0; t < length; t++) {
+      const o = (s * length + t) * V, target = tokens[s * span + t + 1];
+      let max = -Infinity, arg = 0;
+      for (let c = 0; c < V; c++) if (logits[o + c] > max) { max = logits[o + c]; arg = c; }
+      let sum = 0;
+      for (let c = 0; c < V; c++) sum += Math.exp(logits[o + c] - max);
+      loss += Math.log(sum) + max - logits[o + target];
+      if (arg === target) right++;
+    }
+  }
+  return { loss: loss / (n * length), accuracy: right / (n * length) };
+}
+
+/** The whole evaluation in one call (tests and the worker): plan, read, evaluate. */
 export function gptEvaluate(config: GptConfig, params: Float32Array, heldOut: TokenShard, maxWindows = 32): { loss: number; accuracy: number } {
-  const b = tokenWindows(heldOut, config.context, evalWindows(config, maxWindows));
-  if (b.kind !== 'tokens' || b.n === 0) throw new Error(`held-out text has fewer than context + 1 = ${config.context + 1} tokens`);
-  return evaluateWindows(config, params, b.tokens, b.n);
+  const b = evalTokens(config, heldOut, maxWindows);
+  return evaluateTokens(config, params, b.tokens, b.n, b.length);
 }

@@ -5,6 +5,8 @@ import type { ServerResponse } from 'node:http';
 import { Gauge } from 'prom-client';
 import { createSnapshotter, type Snapshot, type Traffic } from './snapshot.ts';
 import type { TallyReader } from './tallies.ts';
+import type { Principal } from './tokens.ts';
+import { mayView, viewerOf } from './visibility.ts';
 
 export const FEED_INTERVAL_MS = 1000;
 const HISTORY = 600;
@@ -36,8 +38,11 @@ export function feedPlugin(traffic: Traffic, tallies: TallyReader): FastifyPlugi
       if (history.length > HISTORY) history.shift();
     };
 
-    app.get('/api/ops/snapshot', async () => {
-      const s = await current();
+    // pending jobs only to their researcher and operators (./visibility.ts)
+    const visibleTo = (viewer: Principal | undefined) => (s: Snapshot): Snapshot => ({ ...s, jobs: s.jobs.filter((j) => mayView(app, viewer, j)) });
+
+    app.get('/api/ops/snapshot', async (req) => {
+      const s = visibleTo(viewerOf(app, req))(await current());
       record(s);
       return { ...s, history };
     });
@@ -48,9 +53,10 @@ export function feedPlugin(traffic: Traffic, tallies: TallyReader): FastifyPlugi
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       streams.add(res);
+      const visible = visibleTo(viewerOf(app, req));
       const send = async (withHistory: boolean) => {
         try {
-          const s = await current();
+          const s = visible(await current());
           record(s);
           res.write(`event: snapshot\ndata: ${JSON.stringify(withHistory ? { ...s, history } : s)}\n\n`);
         } catch (err) {
@@ -90,7 +96,7 @@ function registerGauges(app: FastifyInstance, current: () => Promise<Snapshot>):
     name: 'tabtrain_job_heldout_loss', help: 'held-out loss of the latest evaluated version', labelNames: ['job'], registers,
     async collect() {
       this.reset();
-      for (const j of (await current()).jobs) { const e = j.evals[j.evals.length - 1]; if (e) this.set({ job: j.jobId }, e.loss); }
+      for (const j of (await current()).jobs) { if (j.status === 'pending') continue; const e = j.evals[j.evals.length - 1]; if (e) this.set({ job: j.jobId }, e.loss); }
     },
   });
 }

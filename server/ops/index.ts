@@ -13,11 +13,13 @@ import { modelRoutes } from './routes-models.ts';
 import { migrateOps } from './store.ts';
 import { ACTIVE_MS, WINDOW_MS } from './snapshot.ts';
 import { createTallies } from './tallies.ts';
+import { installJobVisibility } from './visibility.ts';
 
 const ops: FastifyPluginAsync = async (app) => {
   migrateOps(app.db);
   installDatasetResolver(app);
   installStoreHooks(app);
+  installJobVisibility(app);
   // Traffic is counted on the root context (fastify-plugin), so the relay's own routes count too.
   const traffic = countTraffic(app);
   // running totals of tasks and updates, shared by the dashboard feed and the job pages

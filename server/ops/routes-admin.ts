@@ -1,4 +1,5 @@
-// Tokens (operators create and revoke them) and the audit log (readable by any token holder; verifiable).
+// Tokens (operators create and revoke them) and the audit log (operators read all of it, a researcher the
+// entries about approved jobs and its own, never another's pending job or token names; anyone with a token can verify the chain).
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { listAudit, verifyAudit } from './audit.ts';
@@ -33,8 +34,10 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
   });
 
   app.get<{ Querystring: Static<typeof AuditQuery> }>('/api/ops/audit', { schema: { querystring: AuditQuery } }, async (req) => {
-    principalOf(app, req);
-    return { entries: listAudit(app.db, { afterSeq: req.query.after, limit: req.query.limit, jobId: req.query.jobId }) };
+    // operators read the whole log; a researcher what listAudit's viewer allows (docs/jobs.md)
+    const who = principalOf(app, req);
+    const viewer = who.role === 'operator' ? undefined : who.tokenId;
+    return { entries: listAudit(app.db, { afterSeq: req.query.after, limit: req.query.limit, jobId: req.query.jobId, viewer }) };
   });
   app.get('/api/ops/audit/verify', async (req) => {
     principalOf(app, req);

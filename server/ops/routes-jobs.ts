@@ -10,7 +10,7 @@ import { appendAudit, type AuditAction } from './audit.ts';
 import { actorOf, principalOf, requireJobActor, requireRole } from './auth.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
-import { submitJob } from './submit.ts';
+import { createSubmitLimits, submitJob } from './submit.ts';
 import { missingVersionMessage } from '../store/retention.ts';
 
 const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }) });
@@ -18,6 +18,11 @@ const RollbackBody = Type.Object({ version: Type.Integer({ minimum: 0, descripti
 
 export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
   await app.register(multipart, { limits: { fileSize: LIMITS.datasetBytes, files: 1, fields: 4, fieldSize: 64 * 1024 } });
+  const submitLimits = createSubmitLimits();
+  // a refusal that says when to come back says it in Retry-After too
+  app.addHook('onError', async (_req, reply, err: Error & { retryAfterSeconds?: number }) => {
+    if (err instanceof OpsError && err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+  });
 
   app.post('/api/ops/jobs', { bodyLimit: LIMITS.datasetBytes + 256 * 1024 }, async (req, reply) => {
     const who = requireRole(app, req, ['researcher', 'operator']);
@@ -37,7 +42,7 @@ export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
       }
       throw e;
     }
-    return reply.status(201).send(submitJob(app, who, specText, data));
+    return reply.status(201).send(await submitJob(app, who, specText, data, submitLimits));
   });
 
   // Operators see every job; researchers see their own.

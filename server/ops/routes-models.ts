@@ -1,16 +1,16 @@
 // What a job page reads without a token: the job's overview (status, curves, volunteers, checkpoints,
 // tokenizer) and checkpoint downloads as ONNX (raw fp32 is the relay's /api/jobs/:jobId/versions/:v/params).
-import { createReadStream } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { exportOnnx } from '../../shared/export/onnx.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import { OpsError } from './errors.ts';
 import { getOpsJob } from './store.ts';
 import { missingVersionMessage } from '../store/retention.ts';
 import { curveReader } from './curve.ts';
+import { createOnnxCache } from './onnx-cache.ts';
 import type { TallyReader } from './tallies.ts';
 
 // onnxruntime-web's wasm runtime, served from the installed package so "try the model" works the same in
@@ -44,14 +44,23 @@ export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (
       .header('cache-control', 'public, max-age=86400').send(createReadStream(join(ortDir, req.params.file)));
   });
 
+  // made once per version on the worker pool, then streamed from its file (./onnx-cache.ts)
+  const onnx = createOnnxCache(join(app.dataDir, 'onnx'), app.pool, app.metrics.registry);
   app.get<{ Params: Static<typeof VersionParams> }>('/api/ops/jobs/:jobId/versions/:version/model.onnx', { schema: { params: VersionParams } }, async (req, reply) => {
     const job = app.scheduler.requireJob(req.params.jobId);
-    const v = app.store.getVersion(job.jobId, req.params.version);
-    if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, req.params.version, job.version, app.store.listVersions(job.jobId))}`, 'version');
-    const bytes = exportOnnx(job.model, v.params, { producer: 'tabtrain' });
+    const { version } = req.params;
+    const hash = app.store.versionHash(job.jobId, version);
+    if (!hash) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, app.store.listVersions(job.jobId))}`, 'version');
+    // the worker reads the checkpoint from the database file: the event loop never loads its params
+    const file = onnx.cached(job.model, hash) ?? await onnx.file(job.model, hash, { db: app.db.name, jobId: job.jobId, version }).catch((e: Error) => {
+      // retention dropped the version while its export waited
+      if (/no longer stored/.test(e.message)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, app.store.listVersions(job.jobId))}`, 'version');
+      throw e;
+    });
     return reply.header('content-type', 'application/octet-stream')
-      .header('content-disposition', `attachment; filename="${job.jobId}-v${v.version}.onnx"`)
-      .header('x-tabtrain-hash', v.hash)
-      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      .header('content-disposition', `attachment; filename="${job.jobId}-v${version}.onnx"`)
+      .header('x-tabtrain-hash', hash)
+      .header('content-length', String(statSync(file).size))
+      .send(createReadStream(file));
   });
 };

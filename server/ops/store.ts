@@ -49,3 +49,9 @@ export function loadShards(db: Database.Database, jobId: string): { shards: Uint
   const bytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   return { shards: rows.filter((r) => r.shard >= 0).map((r) => bytes(r.bytes)), heldOut: bytes(rows.find((r) => r.shard === -1)!.bytes) };
 }
+
+/** The held-out split alone (an evaluation reads only it, not every training shard). */
+export function loadHeldOut(db: Database.Database, jobId: string): Uint8Array | undefined {
+  const r = db.prepare('SELECT bytes FROM ops_shards WHERE job_id = ? AND shard = -1').get(jobId) as { bytes: Buffer } | undefined;
+  return r && new Uint8Array(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
+}

@@ -1,14 +1,15 @@
 // Turning a submission (job.json + dataset bytes) into a pending job: check the spec, prepare the
-// dataset, store its shards, create the job in the relay (status pending: no volunteer sees it until an
-// operator approves), and audit it. Every refusal names the field.
+// dataset and encode its shards (on the worker pool: a 16 MiB CSV is seconds of parsing), store them,
+// create the job in the relay (status pending: nobody but its researcher and the operators see it until
+// an operator approves), and audit it. Every refusal names the field. A researcher's submissions are
+// rate limited and their pending jobs capped (count and stored bytes): each one costs the relay disk
+// (shards plus the version-0 checkpoint) and CPU before any operator has looked at it.
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { encodeShard } from '../../shared/data/shard.ts';
-import { encodeTokenShard } from '../../shared/data/token-shard.ts';
-import { prepareDataset, resolveModel } from '../../shared/jobs/dataset.ts';
 import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, resolveHyperparameters, SpecError } from '../../shared/jobs/spec.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import type { JobSpec } from '../store/types.ts';
+import { RateLimiter } from '../defence/rate-limit.ts';
 import { appendAudit } from './audit.ts';
 import { actorOf } from './auth.ts';
 import { OpsError } from './errors.ts';
@@ -18,48 +19,96 @@ import type { Principal } from './tokens.ts';
 
 export const UPLOAD_PREFIX = 'upload:';
 
+/** Per researcher (operators are not limited): a burst of submissions, then one per SUBMIT_REFILL_S. */
+export const SUBMIT_BURST = 12;
+export const SUBMIT_REFILL_S = 300;
+/** Per researcher: pending (unapproved) jobs at once, and the bytes they hold on the relay (shards +
+ * the fp32 version-0 params, 4 bytes a parameter; its zero momentum is stored empty). */
+export const MAX_PENDING_JOBS = 4;
+export const MAX_PENDING_BYTES = 512 * 1024 * 1024;
+
 export type Submitted = { jobId: string; status: 'pending'; name: string; model: JobSpec['model']; paramCount: number; dataset: JobSpec['dataset']; datasetSha256: string };
 
-export function submitJob(app: FastifyInstance, who: Principal, specText: string | undefined, data: Uint8Array | undefined): Submitted {
+export type SubmitLimits = { limiter: RateLimiter; preparing: Set<string> };
+
+export const createSubmitLimits = (): SubmitLimits => ({
+  limiter: new RateLimiter({ capacity: SUBMIT_BURST, refillPerSecond: 1 / SUBMIT_REFILL_S, maxKeys: 10_000 }),
+  preparing: new Set(),
+});
+
+/** The relay's disk a job holds: its stored shards and its version-0 checkpoint. */
+const heldBytes = (app: FastifyInstance, jobId: string, params: number): number =>
+  (app.db.prepare('SELECT COALESCE(SUM(LENGTH(bytes)), 0) AS n FROM ops_shards WHERE job_id = ?').get(jobId) as { n: number }).n + 4 * params;
+
+/** Refuses with 429 before any work when this researcher is over a limit. */
+function checkLimits(app: FastifyInstance, who: Principal, limits: SubmitLimits): void {
+  if (who.role === 'operator') return;
+  if (limits.preparing.has(who.tokenId)) {
+    const e = new OpsError('TT_ERR_RATE_LIMITED', 'another submission of yours is still being prepared; wait for its answer, then submit the next');
+    e.retryAfterSeconds = 5;
+    throw e;
+  }
+  const pending = app.db.prepare("SELECT o.job_id AS jobId FROM ops_jobs o JOIN jobs j ON j.job_id = o.job_id WHERE o.owner_token_id = ? AND j.status = 'pending'").all(who.tokenId) as { jobId: string }[];
+  if (pending.length >= MAX_PENDING_JOBS) {
+    throw new OpsError('TT_ERR_PENDING_LIMIT', `you have ${pending.length} jobs waiting for approval, the most a researcher may have; ask an operator to approve or remove one (${pending.map((p) => p.jobId).join(', ')}) before submitting another`);
+  }
+  const held = pending.reduce((a, p) => a + heldBytes(app, p.jobId, paramCount(app.store.getJob(p.jobId)!.model)), 0);
+  if (held >= MAX_PENDING_BYTES) {
+    throw new OpsError('TT_ERR_PENDING_LIMIT', `your jobs waiting for approval hold ${held} bytes on the relay, over the ${MAX_PENDING_BYTES}-byte limit; wait for an operator to approve them before submitting another`);
+  }
+  const d = limits.limiter.take(who.tokenId, Date.now());
+  if (!d.ok) {
+    const e = new OpsError('TT_ERR_RATE_LIMITED', `a researcher may submit ${SUBMIT_BURST} jobs at once and then one every ${SUBMIT_REFILL_S} s; retry in ${d.retryAfterSeconds} s`);
+    e.retryAfterSeconds = d.retryAfterSeconds;
+    throw e;
+  }
+}
+
+export async function submitJob(app: FastifyInstance, who: Principal, specText: string | undefined, data: Uint8Array | undefined, limits: SubmitLimits): Promise<Submitted> {
   if (specText === undefined) throw new OpsError('TT_ERR_JOB_SPEC', 'spec: is required: send the job.json text as the "spec" field', 'spec');
   if (data === undefined) throw new OpsError('TT_ERR_JOB_SPEC', 'dataset: is required: attach the data file as the "data" field', 'dataset');
   let raw: unknown;
   try { raw = JSON.parse(specText); } catch (e) {
     throw new OpsError('TT_ERR_JOB_SPEC', `spec: is not valid JSON (${(e as Error).message}); send job.json as it is on disk`, 'spec');
   }
+  checkLimits(app, who, limits);
+  limits.preparing.add(who.tokenId);
   try {
     const job = checkSubmission(raw);
-    const prepared = prepareDataset(job, data);
-    const model = resolveModel(job, prepared);
+    const prepared = await app.pool.run({ kind: 'dataset', job, bytes: data });
+    if (!prepared.ok) throw new SpecError(prepared.field, prepared.problem);
+    const { model, shards, heldOut } = prepared;
     const slug = job.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'job';
     const jobId = `${slug}-${randomBytes(3).toString('hex')}`;
-    const shards = prepared.kind === 'text' ? prepared.train.map(encodeTokenShard) : prepared.train.map(encodeShard);
-    const heldOut = prepared.kind === 'text' ? encodeTokenShard(prepared.heldOut) : encodeShard(prepared.heldOut);
-    const heldOutCount = prepared.kind === 'text' ? prepared.heldOut.tokens.length : prepared.heldOut.n;
     const spec: JobSpec = {
       name: job.name, researcher: who.name, description: job.description ?? '', model,
       hyperparameters: resolveHyperparameters(job),
-      dataset: { name: UPLOAD_PREFIX + jobId, shards: shards.length, heldOut: heldOutCount },
+      dataset: { name: UPLOAD_PREFIX + jobId, shards: shards.length, heldOut: prepared.heldOutCount },
     };
     checkUsefulness(model, spec.hyperparameters);
     checkTaskSize(model, spec.hyperparameters);
+    // version 0's params (19M random draws for the largest model) are drawn on the pool too
+    const initial = await app.pool.run({ kind: 'init', model, seed: 1 });
     const datasetSha256 = createHash('sha256').update(data).digest('hex');
     const now = Date.now();
     app.db.transaction(() => {
       insertOpsJob(app.db, {
         jobId, ownerTokenId: who.tokenId, ownerName: who.name, maxLossRise: job.guardrail?.maxLossRise ?? defaultGuardrail.maxLossRise,
-        tokenizer: prepared.kind === 'text' ? prepared.tokenizer : null, datasetKind: prepared.kind, submittedAt: now,
+        tokenizer: prepared.tokenizer, datasetKind: prepared.kind, submittedAt: now,
       }, shards, heldOut);
-      app.scheduler.createJob(jobId, spec, 'pending');
+      app.scheduler.createJob(jobId, spec, 'pending', 1, initial);
       appendAudit(app.db, {
         actor: actorOf(who), action: 'job.submit', jobId,
         detail: { name: job.name, model, hyperparameters: spec.hyperparameters, dataset: { ...spec.dataset, format: job.dataset.format, bytes: data.length, sha256: datasetSha256 } },
       }, now);
     })();
-    if (model.kind === 'gpt') evaluateGpt(app, jobId, 0);
+    // version 0's held-out loss lands later, from the worker pool; the researcher is answered now
+    if (model.kind === 'gpt') void evaluateGpt(app, jobId, 0);
     return { jobId, status: 'pending', name: job.name, model, paramCount: paramCount(model), dataset: spec.dataset, datasetSha256 };
   } catch (e) {
     if (e instanceof SpecError) throw new OpsError('TT_ERR_JOB_SPEC', e.message, e.field);
     throw e;
+  } finally {
+    limits.preparing.delete(who.tokenId);
   }
 }

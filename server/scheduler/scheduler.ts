@@ -18,6 +18,7 @@ import type { JobRow, JobSpec, Store, TaskRow } from '../store/types.ts';
 import { createGuard, type DefenceOptions } from '../defence/guard.ts';
 import type { ReplicaRow } from '../defence/store.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
+import { PoolClosedError, type WorkPool } from '../pool/index.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
 import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode } from '../defence/validate.ts';
@@ -81,11 +82,15 @@ export function createScheduler(o: SchedulerOptions) {
   /** Usefulness scores of uploads, on jobs that turn them on. */
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
 
+  /** where evaluations run (server/pool); without one (unit tests) they run inline */
+  let pool: WorkPool | undefined;
+
   const requireJob = (jobId: string): JobRow => store.getJob(jobId) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
 
-  function createJob(jobId: string, spec: JobSpec, status: JobRow['status'], seed = 1): JobRow {
-    const params = initParams(spec.model, seed);
-    const job = store.createJob(jobId, spec, status, { params, hash: paramHash(params) }, now());
+  /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool). */
+  function createJob(jobId: string, spec: JobSpec, status: JobRow['status'], seed = 1, initial?: { params: Float32Array; hash: string }): JobRow {
+    const params = initial?.params ?? initParams(spec.model, seed);
+    const job = store.createJob(jobId, spec, status, { params, hash: initial?.hash ?? paramHash(params) }, now());
     log.info({ job: jobId, status }, 'job created');
     evaluate(jobId, 0);
     return job;
@@ -380,10 +385,13 @@ export function createScheduler(o: SchedulerOptions) {
     }
   }
 
+  /** Evaluations running on the pool, by job@version. */
+  const evaluating = new Set<string>();
   function evaluate(jobId: string, version: number): void {
     if (o.evaluate === false) return;
     const job = store.getJob(jobId);
-    const v = job && store.getVersion(jobId, version);
+    // kind first: a GPT checkpoint (up to 160 MB with momentum) is not read here for nothing
+    const v = job?.model.kind === 'mlp' ? store.getVersion(jobId, version) : undefined;
     if (!job || !v || job.model.kind !== 'mlp') return;
     let heldOut;
     try {
@@ -393,10 +401,23 @@ export function createScheduler(o: SchedulerOptions) {
       return;
     }
     if (!heldOut) return;
-    const r = mlpEvaluate(job.model, v.params, heldOut);
-    store.putEval(jobId, { version, loss: r.loss, accuracy: r.accuracy, at: now() });
-    metrics.accuracy.set({ job: jobId }, r.accuracy);
-    log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
+    const land = (r: { loss: number; accuracy: number }) => {
+      if (stopping) return;
+      store.putEval(jobId, { version, loss: r.loss, accuracy: r.accuracy, at: now() });
+      // /metrics is public: a pending job's id stays off it until an operator approves the job
+      if (store.getJob(jobId)?.status !== 'pending') metrics.accuracy.set({ job: jobId }, r.accuracy);
+      log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
+    };
+    if (!pool) return land(mlpEvaluate(job.model, v.params, heldOut));
+    // on the relay's worker pool: the result lands on the version it measured, whenever it comes; a
+    // version already being evaluated (a new job's version 0 is also seen unevaluated by recover()) is not
+    // evaluated twice
+    const key = `${jobId}@${version}`;
+    if (evaluating.has(key)) return;
+    evaluating.add(key);
+    pool.run({ kind: 'mlp-eval', config: job.model, params: v.params, heldOut }).then(land).catch((e: unknown) => {
+      if (!(e instanceof PoolClosedError) && !stopping) log.error({ err: e, job: jobId, version }, 'evaluation failed');
+    }).finally(() => evaluating.delete(key));
   }
 
   function expireLeases(t: number): void {
@@ -437,6 +458,8 @@ export function createScheduler(o: SchedulerOptions) {
     settled: async (): Promise<void> => { await Promise.all([...tieBreaks]); },
     /** Stops deferred work (round closes, evaluations) before the store closes. */
     stop: (): void => { stopping = true; },
+    /** Runs evaluations on this worker pool from now on. */
+    usePool: (p: WorkPool): void => { pool = p; },
   };
 }
 export type Scheduler = ReturnType<typeof createScheduler>;

@@ -109,6 +109,9 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
   // few commits, which leaves an older consistent state (FULL costs an fsync per accepted update).
   db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('busy_timeout = 5000');
+  // after a big commit (a new job's version-0 checkpoint is 4 bytes a parameter) the WAL file would keep its
+  // size on disk for good; cut it back to 64 MiB whenever it is reset
+  db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
   const applied = db.pragma('user_version', { simple: true }) as number;
   for (let i = applied; i < migrations.length; i++) {
     db.transaction(() => {
@@ -158,7 +161,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         stmt('INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at) VALUES (?, ?, ?, 0, ?, ?)')
           .run(jobId, JSON.stringify(spec), status, now, now);
         stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at) VALUES (?, 0, ?, ?, ?, ?)')
-          .run(jobId, initial.hash, blob(initial.params), blob(new Float32Array(initial.params.length)), now);
+          // version 0's momentum is all zeros: stored empty (read back as zeros), not as params-sized zeros on disk
+          .run(jobId, initial.hash, blob(initial.params), Buffer.alloc(0), now);
       })();
       return store.getJob(jobId)!;
     },
@@ -186,7 +190,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     getVersion(jobId, version) {
       const r = q.version.get(jobId, version);
       return r && {
-        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params), momentum: floats(r.momentum),
+        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params),
+        momentum: r.momentum.length === 0 ? new Float32Array(r.params.length / 4) : floats(r.momentum),
         ...(r.residual ? { residual: floats(r.residual) } : {}), createdAt: r.created_at,
       };
     },

@@ -73,17 +73,46 @@ function parseLabelledJson(text: string): Labelled {
 }
 
 function parseLabelledCsv(text: string): Labelled {
-  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
-  // A header row (non-numeric first cell, e.g. "label,pixel0,…") is skipped.
-  const start = lines.length > 0 && Number.isNaN(Number(lines[0].split(',')[0])) ? 1 : 0;
-  const rows: unknown[][] = [], labels: unknown[] = [];
-  for (let i = start; i < lines.length; i++) {
-    const cells = lines[i].split(',').map((c) => (c.trim() === '' ? NaN : Number(c)));
-    labels.push(cells[0]);
-    rows.push(cells.slice(1));
+  // One pass over the lines straight into typed arrays: a 16 MiB CSV of millions of rows must not become
+  // millions of small arrays (hundreds of MB) first. Lines are counted first to size the arrays.
+  let lineCount = 1;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lineCount++;
+  let x = new Float32Array(0), inputs = 0, n = 0, max = 0, seen = 0;
+  const y = new Int32Array(lineCount);
+  for (let pos = 0; pos <= text.length;) {
+    let end = text.indexOf('\n', pos);
+    if (end === -1) end = text.length;
+    const line = text.slice(pos, end > pos && text.charCodeAt(end - 1) === 13 ? end - 1 : end);
+    pos = end + 1;
+    if (line.trim() === '') continue;
+    seen++;
+    const cells = line.split(',');
+    // A header row (non-numeric first cell, e.g. "label,pixel0,…") is skipped.
+    if (seen === 1 && Number.isNaN(Number(cells[0]))) continue;
+    const name = `dataset row ${seen}`;
+    if (n === 0) {
+      inputs = cells.length - 1;
+      if (inputs < 1 || inputs > MAX_INPUTS) throw new SpecError(name, `has ${inputs} values; rows need 1–${MAX_INPUTS}`);
+      x = new Float32Array(lineCount * inputs);
+    }
+    if (cells.length - 1 !== inputs) throw new SpecError(name, `has ${cells.length - 1} values; every row must have ${inputs} like the first`);
+    for (let k = 0; k < inputs; k++) {
+      const c = cells[k + 1], v = c.trim() === '' ? NaN : Number(c);
+      if (!Number.isFinite(v) || v < 0) throw new SpecError(name, `value ${k} is ${JSON.stringify(Number.isNaN(v) ? null : v)}; values must be finite numbers ≥ 0`);
+      if (v > max) max = v;
+      x[n * inputs + k] = v;
+    }
+    const label = cells[0].trim() === '' ? NaN : Number(cells[0]);
+    if (!Number.isInteger(label) || label < 0 || label >= MAX_CLASSES) {
+      throw new SpecError(`${name} label`, `is ${JSON.stringify(Number.isNaN(label) ? null : label)}; labels must be integers 0–${MAX_CLASSES - 1}`);
+    }
+    y[n++] = label;
   }
-  if (rows.length === 0) throw new SpecError('dataset', 'the CSV has no data rows; each row is "label,v1,v2,…"');
-  return toLabelled(rows, labels, rows[0].length, (i) => `dataset row ${i + start + 1}`, (i) => `dataset row ${i + start + 1} label`);
+  if (n === 0) throw new SpecError('dataset', 'the CSV has no data rows; each row is "label,v1,v2,…"');
+  if (max > 255) throw new SpecError('dataset', `the largest value is ${max}; values must be in [0, 1] or 0–255 pixels`);
+  const xs = x.subarray(0, n * inputs);
+  if (max > 1) for (let i = 0; i < xs.length; i++) xs[i] /= 255;
+  return { x: xs, y: y.subarray(0, n), n, inputs };
 }
 
 function toLabelled(rows: unknown[][], labels: unknown[], inputs: number, rowName: (i: number) => string, labelName: (i: number) => string): Labelled {
@@ -111,8 +140,15 @@ function toLabelled(rows: unknown[][], labels: unknown[], inputs: number, rowNam
   return { x, y, n, inputs };
 }
 
+/** Largest label + 1, by a loop: a spread of a data-sized array overflows the call stack (≈125k rows). */
+function classCount(y: Int32Array): number {
+  let max = 0;
+  for (let i = 0; i < y.length; i++) if (y[i] > max) max = y[i];
+  return max + 1;
+}
+
 function prepareLabelled(d: Labelled, heldOutFraction: number, shardCount: number): PreparedDataset {
-  const classes = Math.max(...d.y) + 1;
+  const classes = classCount(d.y);
   if (classes < 2) throw new SpecError('dataset.y', 'all labels are 0; a classifier needs at least 2 classes');
   const heldOutN = Math.floor(d.n * heldOutFraction);
   const per = Math.floor((d.n - heldOutN) / shardCount);
@@ -120,16 +156,21 @@ function prepareLabelled(d: Labelled, heldOutFraction: number, shardCount: numbe
     throw new SpecError('dataset', `${d.n} rows are too few for dataset.shards=${shardCount} and dataset.heldOutFraction=${heldOutFraction}; upload more rows or lower those`);
   }
   // Shuffle once with a fixed seed so shards and held-out set are class-balanced on average.
-  const order = Array.from({ length: d.n }, (_, i) => i);
+  const order = new Int32Array(d.n);
+  for (let i = 0; i < d.n; i++) order[i] = i;
   const r = rng(1234);
-  for (let i = order.length - 1; i > 0; i--) { const j = r.int(i + 1); [order[i], order[j]] = [order[j], order[i]]; }
-  const take = (idx: number[]): Shard => {
+  for (let i = order.length - 1; i > 0; i--) { const j = r.int(i + 1); const t = order[i]; order[i] = order[j]; order[j] = t; }
+  const take = (idx: Int32Array): Shard => {
     const x = new Float32Array(idx.length * d.inputs), y = new Int32Array(idx.length);
-    idx.forEach((src, i) => { x.set(d.x.subarray(src * d.inputs, (src + 1) * d.inputs), i * d.inputs); y[i] = d.y[src]; });
+    for (let i = 0; i < idx.length; i++) {
+      const src = idx[i];
+      x.set(d.x.subarray(src * d.inputs, (src + 1) * d.inputs), i * d.inputs);
+      y[i] = d.y[src];
+    }
     return { n: idx.length, inputs: d.inputs, classes, x, y };
   };
-  const train = Array.from({ length: shardCount }, (_, s) => take(order.slice(s * per, (s + 1) * per)));
-  return { kind: 'labelled', inputs: d.inputs, classes, train, heldOut: take(order.slice(d.n - heldOutN)), rows: d.n };
+  const train = Array.from({ length: shardCount }, (_, s) => take(order.subarray(s * per, (s + 1) * per)));
+  return { kind: 'labelled', inputs: d.inputs, classes, train, heldOut: take(order.subarray(d.n - heldOutN)), rows: d.n };
 }
 
 /** The full model config: the submission's shape plus what the data decides; checked against the size limit. */

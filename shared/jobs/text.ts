@@ -11,7 +11,10 @@ export function vocabSize(t: Tokenizer): number {
 
 /** The char vocabulary of a corpus: its distinct code points, sorted. */
 export function charVocabulary(text: string): string {
-  const chars = [...new Set(Array.from(text))].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
+  // for-of walks code points without an array of every character of the corpus (16 MiB of text)
+  const seen = new Set<string>();
+  for (const c of text) seen.add(c);
+  const chars = [...seen].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
   if (chars.length > LIMITS.charVocab) {
     throw new SpecError('dataset.tokenizer', `the corpus has ${chars.length} distinct characters, more than the ${LIMITS.charVocab} a char vocabulary allows; use "byte"`);
   }
@@ -21,14 +24,15 @@ export function charVocabulary(text: string): string {
 export function encodeText(t: Tokenizer, text: string): Int32Array {
   if (t.kind === 'byte') return Int32Array.from(new TextEncoder().encode(text));
   const ids = new Map(Array.from(t.vocabulary).map((c, i) => [c, i]));
-  const chars = Array.from(text);
-  const out = new Int32Array(chars.length);
-  for (let i = 0; i < chars.length; i++) {
-    const id = ids.get(chars[i]);
-    if (id === undefined) throw new SpecError('prompt', `character ${JSON.stringify(chars[i])} is not in the job's vocabulary`);
-    out[i] = id;
+  // at most one id per UTF-16 unit; filled by walking code points, no per-character array
+  const out = new Int32Array(text.length);
+  let n = 0;
+  for (const c of text) {
+    const id = ids.get(c);
+    if (id === undefined) throw new SpecError('prompt', `character ${JSON.stringify(c)} is not in the job's vocabulary`);
+    out[n++] = id;
   }
-  return out;
+  return out.slice(0, n);
 }
 
 export function decodeTokens(t: Tokenizer, ids: ArrayLike<number>): string {

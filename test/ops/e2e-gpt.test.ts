@@ -73,7 +73,8 @@ describe('a GPT job from submission to sampled text', () => {
     await researcher.click('#submit');
     await researcher.waitForSelector('#job-link');
     const jobId = (await researcher.getAttribute('#result', 'data-job-id'))!;
-    expect((await get(relay.url, `/api/jobs/${jobId}`)).body.status).toBe('pending');
+    // a pending job is its researcher's alone until approved (test/security/pending-job-privacy.test.ts)
+    expect((await get(relay.url, `/api/jobs/${jobId}`, relay.alice)).body.status).toBe('pending');
 
     // 2. The operator's CLI.
     const approved = await cli(['approve', jobId], { TABTRAIN_SERVER: relay.url, TABTRAIN_TOKEN: relay.operator });

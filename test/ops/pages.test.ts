@@ -52,7 +52,8 @@ describe('submit form', () => {
     await page.waitForSelector('#job-link');
     const jobId = await page.getAttribute('#result', 'data-job-id');
     expect(await page.textContent('#job-status')).toBe('pending');
-    const job = (await get(relay.url, `/api/jobs/${jobId}`)).body;
+    // a pending job is its researcher's alone until approved (test/security/pending-job-privacy.test.ts)
+    const job = (await get(relay.url, `/api/jobs/${jobId}`, relay.alice)).body;
     expect(job).toMatchObject({ status: 'pending', researcher: 'alice', model: { kind: 'gpt', context: 32 } });
     await expect.poll(() => page.locator('#my-jobs tr').count()).toBe(1);
     await page.screenshot({ path: artifact('submit-form.png'), fullPage: true });

@@ -27,7 +27,7 @@ let latest: Overview | undefined;
 
 async function refresh(): Promise<void> {
   try {
-    const o = await api<Overview>(`/api/ops/jobs/${encodeURIComponent(jobId)}/overview`, { token: '' });
+    const o = await api<Overview>(`/api/ops/jobs/${encodeURIComponent(jobId)}/overview`);
     latest = o;
     render(o);
     $('job-error').hidden = true;

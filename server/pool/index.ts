@@ -1,0 +1,80 @@
+// The relay's worker-thread pool (piscina): evaluations, ONNX exports, dataset preparation and spot-check
+// tie-breaks run here, never on the event loop, so one heavy submission or download cannot stall every
+// other request. One pool per process, shared by every relay in it (tests start several) and counted:
+// it ends with the last handle. Each handle counts its own tasks and, when closed, abandons its own
+// unfinished ones (their promises reject with PoolClosedError, which callers ignore).
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import Piscina from 'piscina';
+import type { PoolKind, PoolResult, PoolTask } from './tasks.ts';
+
+export type { ParamsSource, PoolKind, PoolResult, PoolTask } from './tasks.ts';
+
+export class PoolClosedError extends Error {
+  override name = 'PoolClosedError';
+}
+
+export type WorkPool = {
+  run<K extends PoolKind>(task: Extract<PoolTask, { kind: K }>): Promise<PoolResult[K]>;
+  /** tasks this handle started, by kind */
+  readonly runs: Record<PoolKind, number>;
+  /** tasks this handle has in flight (queued or running) */
+  inFlight(): number;
+  close(): Promise<void>;
+};
+
+const BOOT = fileURLToPath(new URL('./boot.mjs', import.meta.url));
+let shared: { piscina: Piscina; users: number } | undefined;
+
+/** Tasks run in this process, by kind, over every handle (a handle's own counts are its `runs`). */
+export const processRuns: Record<PoolKind, number> = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0 };
+
+/** Leaves one core to the event loop; at most 4 workers (each holds a model's params while it runs). */
+export const POOL_THREADS = Math.max(1, Math.min(4, availableParallelism() - 1));
+
+export function openPool(): WorkPool {
+  if (!shared) {
+    // One worker starts at once (its TypeScript takes a moment to load: the first submission should not
+    // wait for it), more on demand, leaving when idle; execArgv [] so a test runner's own flags stay out.
+    shared = { piscina: new Piscina({ filename: BOOT, minThreads: 1, maxThreads: POOL_THREADS, idleTimeout: 10_000, execArgv: [] }), users: 0 };
+  }
+  const mine = shared;
+  mine.users++;
+  const runs = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0 } as Record<PoolKind, number>;
+  const abort = new AbortController();
+  let live = 0, closed = false;
+  return {
+    runs,
+    inFlight: () => live,
+    async run(task) {
+      if (closed) throw new PoolClosedError('the relay is closing');
+      runs[task.kind]++;
+      processRuns[task.kind]++;
+      live++;
+      try {
+        return await mine.piscina.run(task, { signal: abort.signal });
+      } catch (e) {
+        if (closed) throw new PoolClosedError('the relay closed before this task finished');
+        throw e;
+      } finally {
+        live--;
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      abort.abort();
+      if (--mine.users === 0) {
+        if (shared === mine) shared = undefined;
+        await mine.piscina.destroy();
+      }
+    },
+  };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the relay's handle on the worker pool (server/app.ts opens it, closes it last) */
+    pool: WorkPool;
+  }
+}

@@ -1,0 +1,36 @@
+// The messages a pool worker takes and what each answers (server/pool/worker.ts runs them).
+import type { Update } from '../../shared/codec/index.ts';
+import type { Shard } from '../../shared/data/shard.ts';
+import type { JobSubmission } from '../../shared/jobs/spec.ts';
+import type { Tokenizer } from '../../shared/jobs/text.ts';
+import type { GptConfig, MlpConfig, ModelConfig } from '../../shared/models/config.ts';
+import type { Hyperparameters } from '../../shared/protocol/messages.ts';
+
+/** A checkpoint's params, read by the worker from the relay's SQLite file (so the event loop never reads
+ * or copies a 76 MB blob for it), or given inline. */
+export type ParamsSource = Float32Array | { db: string; jobId: string; version: number };
+
+export type PoolTask =
+  | { kind: 'gpt-eval'; config: GptConfig; params: ParamsSource; tokens: Int32Array; n: number; length: number }
+  | { kind: 'mlp-eval'; config: MlpConfig; params: Float32Array; heldOut: Shard }
+  | { kind: 'onnx'; model: ModelConfig; params: ParamsSource; file: string }
+  | { kind: 'recompute'; model: ModelConfig; h: Hyperparameters; base: Float32Array; shardBytes: Uint8Array; seed: number }
+  | { kind: 'dataset'; job: JobSubmission; bytes: Uint8Array }
+  | { kind: 'init'; model: ModelConfig; seed: number };
+
+export type PreparedUpload = {
+  ok: true; kind: 'labelled' | 'text'; tokenizer: Tokenizer | null; model: ModelConfig;
+  shards: Uint8Array[]; heldOut: Uint8Array; heldOutCount: number;
+};
+
+export type PoolResult = {
+  'gpt-eval': { loss: number; accuracy: number };
+  'mlp-eval': { loss: number; accuracy: number };
+  onnx: { bytes: number };
+  recompute: Update;
+  dataset: PreparedUpload | { ok: false; field: string; problem: string };
+  /** version 0: initial params and their hash, as the scheduler's createJob would make them */
+  init: { params: Float32Array; hash: string };
+};
+
+export type PoolKind = PoolTask['kind'];

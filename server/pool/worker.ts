@@ -1,0 +1,80 @@
+// What a pool worker runs: the relay's CPU-heavy work, each a pure function of its message (no database,
+// no relay state), so the event loop only posts inputs and receives results.
+import { createHash } from 'node:crypto';
+import { writeFileSync, renameSync } from 'node:fs';
+import { decodeUpdate, encodeUpdate } from '../../shared/codec/index.ts';
+import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
+import { encodeShard } from '../../shared/data/shard.ts';
+import { encodeTokenShard } from '../../shared/data/token-shard.ts';
+import { exportOnnx } from '../../shared/export/onnx.ts';
+import { prepareDataset, resolveModel } from '../../shared/jobs/dataset.ts';
+import { SpecError } from '../../shared/jobs/spec.ts';
+import { initParams } from '../../shared/models/config.ts';
+import { mlpEvaluate } from '../../shared/reference/mlp.ts';
+import { createCpuTrainer } from '../../shared/train/cpu.ts';
+import { evaluateTokens } from '../ops/eval-gpt.ts';
+import Database from 'better-sqlite3';
+import type { ParamsSource, PoolTask } from './tasks.ts';
+
+/** Read-only connections to relays' SQLite files (a test process runs several relays), the newest few. */
+const connections = new Map<string, Database.Database>();
+
+function paramsOf(src: ParamsSource): Float32Array {
+  if (src instanceof Float32Array) return src;
+  let db = connections.get(src.db);
+  if (!db) {
+    db = new Database(src.db, { readonly: true, fileMustExist: true });
+    connections.set(src.db, db);
+    if (connections.size > 4) { const [file, old] = connections.entries().next().value!; old.close(); connections.delete(file); }
+  }
+  const r = db.prepare('SELECT params FROM versions WHERE job_id = ? AND version = ?').get(src.jobId, src.version) as { params: Buffer } | undefined;
+  if (!r) throw new Error(`version ${src.version} of job ${src.jobId} is no longer stored`);
+  const b = r.params;
+  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
+}
+
+export default async function run(task: PoolTask): Promise<unknown> {
+  switch (task.kind) {
+    case 'gpt-eval': return evaluateTokens(task.config, paramsOf(task.params), task.tokens, task.n, task.length);
+    case 'mlp-eval': return mlpEvaluate(task.config, task.params, task.heldOut);
+    case 'onnx': {
+      // written beside its final name and renamed, so a reader never sees half a file
+      const bytes = exportOnnx(task.model, paramsOf(task.params), { producer: 'tabtrain' });
+      const tmp = `${task.file}.${process.pid}.${Date.now()}.tmp`;
+      writeFileSync(tmp, bytes);
+      renameSync(tmp, task.file);
+      return { bytes: bytes.length };
+    }
+    case 'recompute': {
+      const { model, h } = task;
+      const t = createCpuTrainer(model, { batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm });
+      try {
+        await t.load(task.base);
+        const data = decodeTaskData(task.shardBytes);
+        for (let step = 0; step < h.steps; step++) await t.step(taskBatch(data, model, task.seed, step, h.batchSize));
+        const delta = await t.delta();
+        return decodeUpdate(encodeUpdate(delta, h.compression), delta.length);
+      } finally {
+        t.destroy();
+      }
+    }
+    case 'init': {
+      const params = initParams(task.model, task.seed);
+      return { params, hash: createHash('sha256').update(new Uint8Array(params.buffer, params.byteOffset, params.byteLength)).digest('hex') };
+    }
+    case 'dataset': {
+      // A refusal crosses the thread boundary as a plain object (an Error's class does not survive it).
+      try {
+        const prepared = prepareDataset(task.job, task.bytes);
+        const model = resolveModel(task.job, prepared);
+        const shards = prepared.kind === 'text' ? prepared.train.map(encodeTokenShard) : prepared.train.map(encodeShard);
+        const heldOut = prepared.kind === 'text' ? encodeTokenShard(prepared.heldOut) : encodeShard(prepared.heldOut);
+        const heldOutCount = prepared.kind === 'text' ? prepared.heldOut.tokens.length : prepared.heldOut.n;
+        return { ok: true, kind: prepared.kind, tokenizer: prepared.kind === 'text' ? prepared.tokenizer : null, model, shards, heldOut, heldOutCount };
+      } catch (e) {
+        if (e instanceof SpecError) return { ok: false, field: e.field, problem: e.problem };
+        throw e;
+      }
+    }
+  }
+}
