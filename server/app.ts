@@ -3,12 +3,17 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
+import { compile as compileTrust } from '@fastify/proxy-addr';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
 import { DEFAULT_JOB_ID, defaultJobSpec } from './default-job.ts';
 import { RelayError, errors } from './errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
+import { capConnectionsPerAddress } from './defence/connection-cap.ts';
+import type { InFlightOptions } from './defence/in-flight.ts';
+import { helmetOptions } from './security-headers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { taskRoutes } from './routes/tasks.ts';
@@ -45,14 +50,49 @@ export type RelayOptions = {
   trustProxy?: boolean | string;
   /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best) */
   retention?: Retention;
+  /** upload bodies one address may have in flight at once: streams (default 32) and bytes held
+   * (default the larger of maxBodyBytes and 64 MiB); past either, 429 */
+  uploadsInFlight?: Partial<InFlightOptions>;
+  /** open TCP connections per client address (default 256; 0 = no cap); trusted proxies are not capped */
+  maxConnectionsPerAddress?: number;
+  /** socket and request timeouts, ms (0 = none) */
+  timeouts?: Partial<Timeouts>;
 };
+
+export type Timeouts = {
+  /** a request's headers must all arrive within this (default 30 s) */
+  headersMs: number;
+  /** a request, body included, must all arrive within this (default 120 s): a body sent a byte at a
+   * time is cut off here */
+  requestMs: number;
+  /** an idle keep-alive connection is closed after this (default 72 s, past common proxies' 60 s) */
+  keepAliveMs: number;
+  /** a socket with no traffic either way is closed after this (default 60 s) */
+  idleMs: number;
+};
+
+export const defaultTimeouts: Timeouts = { headersMs: 30_000, requestMs: 120_000, keepAliveMs: 72_000, idleMs: 60_000 };
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
 
 export async function buildApp(opts: RelayOptions): Promise<Relay> {
   mkdirSync(opts.dataDir, { recursive: true });
   // forceCloseConnections: a stopping relay drops keep-alive sockets instead of waiting out their timeout
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false });
+  const t = { ...defaultTimeouts, ...opts.timeouts };
+  // Node checks header and request deadlines every connectionsCheckingInterval (30 s by default): check
+  // often enough that a short deadline is kept to within a quarter of itself
+  const deadlines = [t.headersMs, t.requestMs].filter((ms) => ms > 0);
+  const checkEvery = Math.max(50, Math.min(30_000, ...deadlines.map((ms) => Math.floor(ms / 4))));
+  // Node refuses a headers deadline past the request's; a request deadline covers the headers anyway
+  const headersMs = t.requestMs > 0 && (t.headersMs === 0 || t.headersMs > t.requestMs) ? t.requestMs : t.headersMs;
+  const app = Fastify({
+    logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false,
+    requestTimeout: t.requestMs, keepAliveTimeout: t.keepAliveMs, connectionTimeout: t.idleMs,
+    http: { headersTimeout: headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: checkEvery },
+  });
+  const maxConnections = opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+  if (maxConnections > 0) capConnectionsPerAddress(app.server, maxConnections, trustedProxy(opts.trustProxy));
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
     warn: (fields, message) => app.log.warn(fields, message),
   });
@@ -66,11 +106,12 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
 
   installBodyRules(app);
   installErrorHandlers(app);
+  await app.register(fastifyHelmet, helmetOptions);
 
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);
   await app.register(taskRoutes);
-  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024 });
+  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight });
   await app.register(healthRoutes);
 
   // ---- operator plugin registration point (server/ops/index.ts, owned by the ops engineer) ----
@@ -106,6 +147,15 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   let url: string | undefined;
   if (opts.port !== undefined) url = await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
   return { app, url, close: () => app.close() };
+}
+
+/** Which peer addresses are trusted proxies (as Fastify's trustProxy reads them): their connections carry
+ * many clients, so the per-address connection cap leaves them alone. */
+function trustedProxy(trust: RelayOptions['trustProxy']): (address: string) => boolean {
+  if (trust === true) return () => true;
+  if (!trust) return () => false;
+  const f = compileTrust(trust.split(',').map((a) => a.trim()));
+  return (address) => f(address, 0);
 }
 
 /** Octet-stream bodies arrive as Buffers; a route's config.body says which kind it takes. */
