@@ -2,6 +2,7 @@
 // this order. Tests build this same app on a temporary data directory; server/cli/main.ts only starts it.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Counter } from 'prom-client';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
@@ -25,6 +26,7 @@ import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
+import { authenticateFirst } from './ops/auth.ts';
 
 export type RelayOptions = {
   /** SQLite file, lease secret; created if missing */
@@ -79,7 +81,7 @@ export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void>
 export async function buildApp(opts: RelayOptions): Promise<Relay> {
   mkdirSync(opts.dataDir, { recursive: true });
   // forceCloseConnections: a stopping relay drops keep-alive sockets instead of waiting out their timeout
-  const t = { ...defaultTimeouts, ...opts.timeouts };
+  const t: Timeouts = { ...defaultTimeouts, ...Object.fromEntries(Object.entries(opts.timeouts ?? {}).filter(([, v]) => v !== undefined)) };
   // Node checks header and request deadlines every connectionsCheckingInterval (30 s by default): check
   // often enough that a short deadline is kept to within a quarter of itself
   const deadlines = [t.headersMs, t.requestMs].filter((ms) => ms > 0);
@@ -91,12 +93,15 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     requestTimeout: t.requestMs, keepAliveTimeout: t.keepAliveMs, connectionTimeout: t.idleMs,
     http: { headersTimeout: headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: checkEvery },
   });
-  const maxConnections = opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
-  if (maxConnections > 0) capConnectionsPerAddress(app.server, maxConnections, trustedProxy(opts.trustProxy));
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
     warn: (fields, message) => app.log.warn(fields, message),
   });
   const metrics = createMetrics();
+  const maxConnections = opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+  if (maxConnections > 0) {
+    const cap = capConnectionsPerAddress(app.server, maxConnections, trustedProxy(opts.trustProxy));
+    new Counter({ name: 'tabtrain_connections_refused_total', help: 'connections dropped on arrival: their address had too many open', registers: [metrics.registry], collect() { this.reset(); this.inc(cap.refused()); } });
+  }
   const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
   app.decorate('db', store.db);
   app.decorate('store', store);
@@ -107,6 +112,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   installBodyRules(app);
   installErrorHandlers(app);
   await app.register(fastifyHelmet, helmetOptions);
+  authenticateFirst(app);
 
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);

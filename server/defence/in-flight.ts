@@ -53,7 +53,14 @@ export class InFlightUploads {
     };
   }
 
-  /** Open uploads and held bytes of one address (for tests and metrics). */
+  /** Open uploads and held bytes over all addresses (for /metrics). */
+  totals(): { streams: number; bytes: number } {
+    let streams = 0, bytes = 0;
+    for (const a of this.byAddress.values()) { streams += a.streams; bytes += a.bytes; }
+    return { streams, bytes };
+  }
+
+  /** Open uploads and held bytes of one address. */
   of(address: string): { streams: number; bytes: number } {
     const a = this.byAddress.get(address);
     return { streams: a?.streams ?? 0, bytes: a?.bytes ?? 0 };

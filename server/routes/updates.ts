@@ -2,6 +2,7 @@
 // is read (an unknown one is 404 at once), and its size cap, what the task's model can need, is
 // enforced as bytes arrive, whatever the framing; one address's uploads in flight are capped too.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { Gauge } from 'prom-client';
 import { encodedByteBound } from '../../shared/codec/index.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import { MAX_FRAME_HEADER_BYTES } from '../../shared/protocol/frame.ts';
@@ -21,7 +22,11 @@ const uploads = new WeakMap<FastifyRequest, UploadState>();
 
 export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, opts) => {
   countRefusals(app);
-  const inFlight = new InFlightUploads({ ...defaultInFlight(opts.maxBodyBytes), ...opts.inFlight });
+  const given = Object.fromEntries(Object.entries(opts.inFlight ?? {}).filter(([, v]) => v !== undefined));
+  const inFlight = new InFlightUploads({ ...defaultInFlight(opts.maxBodyBytes), ...given });
+  const registers = [app.metrics.registry];
+  new Gauge({ name: 'tabtrain_uploads_in_flight', help: 'upload bodies being received now', registers, collect() { this.set(inFlight.totals().streams); } });
+  new Gauge({ name: 'tabtrain_upload_bytes_in_flight', help: 'bytes of upload bodies received and not yet answered', registers, collect() { this.set(inFlight.totals().bytes); } });
   app.post<{ Params: Static<typeof TaskParams>; Body: Buffer }>('/api/tasks/:taskId/update', {
     config: { body: 'binary' },
     bodyLimit: opts.maxBodyBytes,
