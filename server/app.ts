@@ -179,6 +179,11 @@ function installBodyRules(app: FastifyInstance): void {
       throw new RelayError('TT_ERR_CONTENT_TYPE', `updates are binary frames: send content-type application/octet-stream, got "${type || 'no content-type'}"`);
     }
   });
+  // answered before its body was all read (refused early: unknown task, over a cap, no token): close the
+  // connection rather than read and throw away the rest of a body that may never end
+  app.addHook('onSend', async (req, reply) => {
+    if (!req.raw.complete) reply.header('connection', 'close');
+  });
 }
 
 /** One error shape for everything: 4xx pass their message through, 5xx are logged and made generic. */

@@ -50,9 +50,6 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
       const u = uploads.get(req);
       return u ? capBody(payload, u.cap, (received) => tooLarge(received, u.cap, 'at least ').message, u.ticket.add) : payload;
     },
-    // refused before its body was all read (unknown task, over a cap): close the connection rather than
-    // read and discard the rest of a body that may never end
-    onSend: async (req, reply) => { if (!req.raw.complete) reply.header('connection', 'close'); },
   }, async (req) => {
     const body = req.body;
     const sig = req.headers['x-tabtrain-signature'];
