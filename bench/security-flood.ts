@@ -1,6 +1,7 @@
 // npm run bench:flood — a live relay under an upload flood from one address: 8 parallel chunked 300 MB
 // uploads to an unknown task, then 8 to a real task (leased by a registered volunteer), with the relay's
-// default limits. The relay runs as its own process, so its RSS is its own; while each flood runs this
+// default limits; each of the 8 starts a new upload as soon as its last one is answered, for 10 s
+// (BENCH_SECONDS) per target, as an attacker would. The relay runs as its own process, so its RSS is its own; while each flood runs this
 // process samples that RSS and times GET /healthz. Prints, per flood: the relay's RSS growth (peak over
 // baseline), /healthz p99 and the bytes the flood got written before the relay answered. Last line:
 //   flood: unknown task +<X> MB rss, p99 <Y> ms; real task +<Z> MB rss, p99 <W> ms
@@ -16,6 +17,7 @@ import { solvePow } from '../shared/security/pow.ts';
 
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 8);
 const STREAM_BYTES = Number(process.env.BENCH_STREAM_MB ?? 300) * 1e6;
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CHUNK = 1 << 20;
 const root = resolve(process.env.BENCH_RELAY_ROOT ?? join(import.meta.dirname, '..'));
 
@@ -61,6 +63,21 @@ function flood(path: string): Promise<{ status: number; written: number }> {
   });
 }
 
+/** Times GET /healthz back to back (20 ms apart) and prints each latency, ms, one a line. */
+const PROBER = `
+const url = process.argv[1];
+let on = true;
+process.on('SIGTERM', () => { on = false; });
+(async () => {
+  while (on) {
+    const t = performance.now();
+    try { await fetch(url + '/healthz').then((r) => r.arrayBuffer()); process.stdout.write((performance.now() - t) + '\\n'); } catch {}
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  process.exit(0);
+})();
+`;
+
 const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN; };
 
 /** Runs `work` while sampling the relay's RSS (every 50 ms) and timing /healthz (back to back). */
@@ -69,22 +86,23 @@ async function measure(label: string, work: () => Promise<{ status: number; writ
   let peak = base;
   let running = true;
   const sampler = (async () => { while (running) { peak = Math.max(peak, rssMb()); await new Promise((r) => setTimeout(r, 50)); } })();
-  const latencies: number[] = [];
-  const prober = (async () => {
-    while (running) {
-      const t = performance.now();
-      await fetch(`${url}/healthz`).then((r) => r.arrayBuffer());
-      latencies.push(performance.now() - t);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  // /healthz is timed from a process of its own, so this one's busy upload loop does not delay the probes
+  const prober = spawn(process.execPath, ['-e', PROBER, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let probed = '';
+  prober.stdout!.on('data', (c) => { probed += c; });
   const results = await work();
   running = false;
-  await Promise.all([sampler, prober]);
-  const statuses = [...new Set(results.map((r) => r.status))].join(',');
+  prober.kill('SIGTERM');
+  await new Promise((r) => prober.once('exit', r));
+  await sampler;
+  const latencies = probed.split('\n').filter(Boolean).map(Number);
+  const counts = new Map<number, number>();
+  for (const r of results) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+  // status 0: the relay closed the connection before this client read its answer
+  const statuses = [...counts].sort(([a], [b]) => a - b).map(([st, n]) => `${n}× ${st}`).join(', ');
   const writtenMb = results.reduce((a, r) => a + r.written, 0) / 1e6;
   const p99 = pct(latencies, 0.99);
-  console.log(`${label}: ${STREAMS} × ${STREAM_BYTES / 1e6} MB chunked → status ${statuses}, ${writtenMb.toFixed(0)} MB written before the answer; relay rss ${base.toFixed(0)} → peak ${peak.toFixed(0)} MB (+${(peak - base).toFixed(0)}); /healthz p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms over ${latencies.length} probes`);
+  console.log(`${label}: ${results.length} uploads (${STREAMS} at a time, ${STREAM_BYTES / 1e6} MB each, chunked) → ${statuses || 'none'}, ${writtenMb.toFixed(0)} MB written in all; relay rss ${base.toFixed(0)} → peak ${peak.toFixed(0)} MB (+${(peak - base).toFixed(0)}); /healthz p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms over ${latencies.length} probes`);
   return { growth: peak - base, p99 };
 }
 
@@ -101,9 +119,19 @@ try {
     return await r.json() as Task;
   };
   const task = await leaseOne();
-  await measure('idle', async () => { await new Promise((r) => setTimeout(r, 1000)); return []; });
-  const unknown = await measure('unknown task', () => Promise.all(Array.from({ length: STREAMS }, (_, i) => flood(`/api/tasks/t-flood-${i}/update`))));
-  const real = await measure('real task', () => Promise.all(Array.from({ length: STREAMS }, () => flood(`/api/tasks/${task.taskId}/update`))));
+  await measure('idle', async () => { await new Promise((r) => setTimeout(r, SECONDS * 1000)); return []; });
+  /** STREAMS workers, each uploading again as soon as its last upload is answered, until SECONDS pass. */
+  const sustained = async (path: (i: number) => string) => {
+    const until = performance.now() + SECONDS * 1000;
+    const all = await Promise.all(Array.from({ length: STREAMS }, async (_, i) => {
+      const out = [];
+      while (performance.now() < until) out.push(await flood(path(i)));
+      return out;
+    }));
+    return all.flat();
+  };
+  const unknown = await measure('unknown task', () => sustained((i) => `/api/tasks/t-flood-${i}/update`));
+  const real = await measure('real task', () => sustained(() => `/api/tasks/${task.taskId}/update`));
   console.log(`flood: unknown task +${unknown.growth.toFixed(0)} MB rss, p99 ${unknown.p99.toFixed(0)} ms; real task +${real.growth.toFixed(0)} MB rss, p99 ${real.p99.toFixed(0)} ms`);
 } finally {
   child.kill('SIGTERM');

@@ -4,7 +4,7 @@
 // get their 400 as before.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, startOpsRelay, type OpsRelay } from '../ops/helpers.ts';
-import { codeOf, head, openRaw } from './raw-http.ts';
+import { CUT_SHORT_MS, codeOf, head, openRaw } from './raw-http.ts';
 
 let relay: OpsRelay;
 beforeAll(async () => { relay = await startOpsRelay(); });
@@ -48,7 +48,7 @@ describe('authentication before the body', () => {
     expect(codeOf(a)).toBe('TT_ERR_UNAUTHENTICATED');
     expect(a.headers.connection).toBe('close');
     await c.closed;
-  });
+  }, CUT_SHORT_MS);
 
   it('leaves public operator reads open', async () => {
     expect((await fetch(`${relay.url}/api/ops/snapshot`)).status).toBe(200);

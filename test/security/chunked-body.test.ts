@@ -10,7 +10,7 @@ import { MAX_FRAME_HEADER_BYTES } from '../../shared/protocol/frame.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
 import { registerSigned } from '../helpers/identity.ts';
 import { startRelay, waitFor, type TestRelay } from '../helpers/relay.ts';
-import { codeOf, head, openRaw } from './raw-http.ts';
+import { CUT_SHORT_MS, codeOf, head, openRaw } from './raw-http.ts';
 
 const CHUNK = 64 * 1024;
 const STREAMS = 2;
@@ -59,7 +59,7 @@ describe('chunked upload bodies', () => {
     expect(a.headers.connection).toBe('close');
     await c.closed;
     expect(c.sent()).toBe(CHUNK);
-  });
+  }, CUT_SHORT_MS);
 
   it("refuses with 413 once the body passes its task's cap, after at most cap + one chunk", async () => {
     const task = await lease();
@@ -74,7 +74,7 @@ describe('chunked upload bodies', () => {
     await c.closed;
     expect(c.sent()).toBeLessThanOrEqual(cap + CHUNK);
     await waitFor(() => metric('tabtrain_uploads_in_flight'), (n) => n === 0, 50);
-  });
+  }, CUT_SHORT_MS);
 });
 
 describe('uploads in flight per address', () => {
@@ -103,7 +103,7 @@ describe('uploads in flight per address', () => {
     await again.write('0\r\n\r\n');
     expect((await again.answer).status).toBe(400);
     again.socket.destroy();
-  });
+  }, CUT_SHORT_MS);
 
   it('holds at most the per-address bytes in flight: an upload that would pass them gets 429 as its bytes arrive', async () => {
     const [t1, t2] = [await lease(), await lease()];
@@ -119,5 +119,5 @@ describe('uploads in flight per address', () => {
     expect(JSON.parse(a.body).error.message).toMatch(/upload bytes/);
     first.socket.destroy();
     await waitFor(() => metric('tabtrain_upload_bytes_in_flight'), (n) => n === 0, 50);
-  });
+  }, CUT_SHORT_MS);
 });

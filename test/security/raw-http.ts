@@ -69,3 +69,8 @@ export function head(method: string, path: string, headers: Record<string, strin
 export const codeOf = (a: RawAnswer): string | undefined => {
   try { return (JSON.parse(a.body) as { error?: { code?: string } }).error?.code; } catch { return undefined; }
 };
+
+/** Per-test bound for attacks the relay must cut short: its answer or its closing the socket comes in well
+ * under a second here (small deadlines), and an unprotected relay never answers (or only after Node's own
+ * 60–300 s defaults), so such a test fails by running out of this, far from a slow machine's margin. */
+export const CUT_SHORT_MS = 30_000;

@@ -3,7 +3,7 @@
 // here) must cut such a request off: Node answers 408 and closes the socket.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
-import { head, openRaw } from './raw-http.ts';
+import { CUT_SHORT_MS, head, openRaw } from './raw-http.ts';
 
 let relay: TestRelay;
 beforeAll(async () => { relay = await startRelay({ defaultJob: false, timeouts: { requestMs: 1_000, headersMs: 500 } }); });
@@ -30,7 +30,7 @@ describe('slow requests', () => {
     const a = await c.answer;
     expect(a.status).toBe(408);
     expect(bytes).toBeLessThan(100_000); // the body never completed: the deadline, not the body's end, closed it
-  });
+  }, CUT_SHORT_MS);
 
   it('cuts off headers sent a byte at a time', async () => {
     const c = await openRaw(relay.url);
@@ -39,7 +39,7 @@ describe('slow requests', () => {
     expect(bytes).toBeGreaterThan(0);
     await c.closed;
     expect(c.socket.destroyed).toBe(true);
-  });
+  }, CUT_SHORT_MS);
 
   it('still answers a request that arrives whole on the same kind of socket', async () => {
     const c = await openRaw(relay.url);
