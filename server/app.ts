@@ -2,19 +2,17 @@
 // this order. Tests build this same app on a temporary data directory; server/cli/main.ts only starts it.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Counter } from 'prom-client';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
-import { compile as compileTrust } from '@fastify/proxy-addr';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
 import { DEFAULT_JOB_ID, defaultJobSpec } from './default-job.ts';
 import { RelayError, errors } from './errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
-import { capConnectionsPerAddress } from './defence/connection-cap.ts';
 import type { InFlightOptions } from './defence/in-flight.ts';
 import { helmetOptions } from './security-headers.ts';
+import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, capConnections, timeoutOptions, type Timeouts } from './transport.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { taskRoutes } from './routes/tasks.ts';
@@ -57,51 +55,24 @@ export type RelayOptions = {
   uploadsInFlight?: Partial<InFlightOptions>;
   /** open TCP connections per client address (default 256; 0 = no cap); trusted proxies are not capped */
   maxConnectionsPerAddress?: number;
-  /** socket and request timeouts, ms (0 = none) */
+  /** socket and request timeouts, ms (0 = none); defaults in server/transport.ts */
   timeouts?: Partial<Timeouts>;
 };
-
-export type Timeouts = {
-  /** a request's headers must all arrive within this (default 30 s) */
-  headersMs: number;
-  /** a request, body included, must all arrive within this (default 120 s): a body sent a byte at a
-   * time is cut off here */
-  requestMs: number;
-  /** an idle keep-alive connection is closed after this (default 72 s, past common proxies' 60 s) */
-  keepAliveMs: number;
-  /** a socket with no traffic either way is closed after this (default 60 s) */
-  idleMs: number;
-};
-
-export const defaultTimeouts: Timeouts = { headersMs: 30_000, requestMs: 120_000, keepAliveMs: 72_000, idleMs: 60_000 };
-export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
 
 export async function buildApp(opts: RelayOptions): Promise<Relay> {
   mkdirSync(opts.dataDir, { recursive: true });
   // forceCloseConnections: a stopping relay drops keep-alive sockets instead of waiting out their timeout
-  const t: Timeouts = { ...defaultTimeouts, ...Object.fromEntries(Object.entries(opts.timeouts ?? {}).filter(([, v]) => v !== undefined)) };
-  // Node checks header and request deadlines every connectionsCheckingInterval (30 s by default): check
-  // often enough that a short deadline is kept to within a quarter of itself
-  const deadlines = [t.headersMs, t.requestMs].filter((ms) => ms > 0);
-  const checkEvery = Math.max(50, Math.min(30_000, ...deadlines.map((ms) => Math.floor(ms / 4))));
-  // Node refuses a headers deadline past the request's; a request deadline covers the headers anyway
-  const headersMs = t.requestMs > 0 && (t.headersMs === 0 || t.headersMs > t.requestMs) ? t.requestMs : t.headersMs;
   const app = Fastify({
     logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false,
-    requestTimeout: t.requestMs, keepAliveTimeout: t.keepAliveMs, connectionTimeout: t.idleMs,
-    http: { headersTimeout: headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: checkEvery },
+    ...timeoutOptions(opts.timeouts),
   });
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
     warn: (fields, message) => app.log.warn(fields, message),
   });
   const metrics = createMetrics();
-  const maxConnections = opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
-  if (maxConnections > 0) {
-    const cap = capConnectionsPerAddress(app.server, maxConnections, trustedProxy(opts.trustProxy));
-    new Counter({ name: 'tabtrain_connections_refused_total', help: 'connections dropped on arrival: their address had too many open', registers: [metrics.registry], collect() { this.reset(); this.inc(cap.refused()); } });
-  }
+  capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
   const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
   app.decorate('db', store.db);
   app.decorate('store', store);
@@ -153,15 +124,6 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   let url: string | undefined;
   if (opts.port !== undefined) url = await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
   return { app, url, close: () => app.close() };
-}
-
-/** Which peer addresses are trusted proxies (as Fastify's trustProxy reads them): their connections carry
- * many clients, so the per-address connection cap leaves them alone. */
-function trustedProxy(trust: RelayOptions['trustProxy']): (address: string) => boolean {
-  if (trust === true) return () => true;
-  if (!trust) return () => false;
-  const f = compileTrust(trust.split(',').map((a) => a.trim()));
-  return (address) => f(address, 0);
 }
 
 /** Octet-stream bodies arrive as Buffers; a route's config.body says which kind it takes. */

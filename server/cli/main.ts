@@ -1,6 +1,7 @@
 // The `tabtrain` command line. `start` runs the relay; operator subcommands come from server/ops/cli.ts.
 import { Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, buildApp, defaultTimeouts } from '../app.ts';
+import { buildApp } from '../app.ts';
+import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultTimeouts } from '../transport.ts';
 import { defaultRetention } from '../store/retention.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
