@@ -3,12 +3,16 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
 import { DEFAULT_JOB_ID, defaultJobSpec } from './default-job.ts';
 import { RelayError, errors } from './errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
+import type { InFlightOptions } from './defence/in-flight.ts';
+import { helmetOptions } from './security-headers.ts';
+import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, capConnections, timeoutOptions, type Timeouts } from './transport.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { taskRoutes } from './routes/tasks.ts';
@@ -21,6 +25,7 @@ import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
+import { authenticateFirst } from './ops/auth.ts';
 
 export type RelayOptions = {
   /** SQLite file, lease secret; created if missing */
@@ -46,6 +51,13 @@ export type RelayOptions = {
   trustProxy?: boolean | string;
   /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best) */
   retention?: Retention;
+  /** upload bodies one address may have in flight at once: streams (default 32) and bytes held
+   * (default the larger of maxBodyBytes and 64 MiB); past either, 429 */
+  uploadsInFlight?: Partial<InFlightOptions>;
+  /** open TCP connections per client address (default 256; 0 = no cap); trusted proxies are not capped */
+  maxConnectionsPerAddress?: number;
+  /** socket and request timeouts, ms (0 = none); defaults in server/transport.ts */
+  timeouts?: Partial<Timeouts>;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -53,12 +65,16 @@ export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void>
 export async function buildApp(opts: RelayOptions): Promise<Relay> {
   mkdirSync(opts.dataDir, { recursive: true });
   // forceCloseConnections: a stopping relay drops keep-alive sockets instead of waiting out their timeout
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false });
+  const app = Fastify({
+    logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false,
+    ...timeoutOptions(opts.timeouts),
+  });
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
     warn: (fields, message) => app.log.warn(fields, message),
   });
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
+  capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
   const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
   app.decorate('db', store.db);
   app.decorate('store', store);
@@ -70,11 +86,13 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
 
   installBodyRules(app);
   installErrorHandlers(app);
+  await app.register(fastifyHelmet, helmetOptions);
+  authenticateFirst(app);
 
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);
   await app.register(taskRoutes);
-  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024 });
+  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight });
   await app.register(healthRoutes);
 
   // ---- operator plugin registration point (server/ops/index.ts, owned by the ops engineer) ----
@@ -127,6 +145,11 @@ function installBodyRules(app: FastifyInstance): void {
     if (want === 'binary' && type !== 'application/octet-stream') {
       throw new RelayError('TT_ERR_CONTENT_TYPE', `updates are binary frames: send content-type application/octet-stream, got "${type || 'no content-type'}"`);
     }
+  });
+  // answered before its body was all read (refused early: unknown task, over a cap, no token): close the
+  // connection rather than read and throw away the rest of a body that may never end
+  app.addHook('onSend', async (req, reply) => {
+    if (!req.raw.complete) reply.header('connection', 'close');
   });
 }
 

@@ -1,6 +1,7 @@
 // The `tabtrain` command line. `start` runs the relay; operator subcommands come from server/ops/cli.ts.
 import { Command, InvalidArgumentError } from 'commander';
 import { buildApp } from '../app.ts';
+import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultTimeouts } from '../transport.ts';
 import { defaultRetention } from '../store/retention.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
@@ -30,10 +31,24 @@ export function buildProgram(): Command {
     .option('--keep-versions <n>', 'checkpoints kept in full: the newest n versions (plus every --keep-every-th and the best)', int('--keep-versions', 1), defaultRetention.keepLast)
     .option('--keep-every <n>', 'older checkpoints kept: every n-th version (1 keeps them all)', int('--keep-every', 1), defaultRetention.keepEvery)
     .option('--trust-proxy <proxies>', 'behind a reverse proxy: its addresses/CIDRs, comma-separated (or "true" for any), whose X-Forwarded-For names the volunteer', trustProxy)
+    .option('--max-connections-per-address <n>', 'open connections one client address may hold (0 = no cap; trusted proxies are not capped)', int('--max-connections-per-address'), DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
+    .option('--request-timeout-ms <n>', 'a request, body included, must arrive within this (0 = none)', int('--request-timeout-ms'), defaultTimeouts.requestMs)
+    .option('--headers-timeout-ms <n>', "a request's headers must arrive within this (0 = none)", int('--headers-timeout-ms'), defaultTimeouts.headersMs)
+    .option('--keep-alive-timeout-ms <n>', 'idle keep-alive connections close after this', int('--keep-alive-timeout-ms', 1), defaultTimeouts.keepAliveMs)
+    .option('--idle-timeout-ms <n>', 'sockets with no traffic close after this (0 = never)', int('--idle-timeout-ms'), defaultTimeouts.idleMs)
+    .option('--upload-streams-per-address <n>', 'upload bodies one address may send at once (default 32)', int('--upload-streams-per-address', 1))
+    .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default 256 MiB)', int('--upload-bytes-per-address', 1))
     .option('--quiet', 'log warnings and errors only')
-    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean }) => {
+    .action(async (o: {
+      port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
+      maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
+      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number;
+    }) => {
       const relay = await buildApp({
         dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
+        maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+        timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
+        uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },
         logger: { level: o.quiet ? 'warn' : 'info' },
         defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true,
       });

@@ -4,7 +4,7 @@
 import { createHmac } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { Counter, type Registry } from 'prom-client';
-import { identityId, taskRequestSigningBytes, verifyBytes, verifyUpdateDigest } from '../../shared/security/identity.ts';
+import { canonicalSignature, identityId, taskRequestSigningBytes, verifyBytes, verifyUpdateDigest } from '../../shared/security/identity.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
 import { RelayError, fail } from '../errors.ts';
@@ -120,8 +120,9 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
     const r = await verifyBytes(key, signature!, taskRequestSigningBytes(jobId, volunteerId, t));
     if (!r.ok) fail('TT_ERR_REQUEST_SIGNATURE', `${r.code}: ${r.message}`);
     for (const [sig, until] of seenRequests) { if (until > now && seenRequests.size < MAX_SEEN_REQUESTS) break; seenRequests.delete(sig); }
-    if (seenRequests.has(signature!)) fail('TT_ERR_REQUEST_SIGNATURE', 'this signed request was already used; sign each task request anew');
-    seenRequests.set(signature!, now + 2 * REQUEST_SKEW_MS);
+    const seen = canonicalSignature(signature!) ?? signature!; // (r, n − s) is the same signature as (r, s)
+    if (seenRequests.has(seen)) fail('TT_ERR_REQUEST_SIGNATURE', 'this signed request was already used; sign each task request anew');
+    seenRequests.set(seen, now + 2 * REQUEST_SKEW_MS);
   }
 
   function requireWork(volunteerId: string): VolunteerRecord {

@@ -21,6 +21,28 @@ export function requireRole(app: FastifyInstance, req: FastifyRequest, roles: re
   return p;
 }
 
+/** Operator routes that read with a token; every other method under /api/ops/ writes and needs one too. */
+const TOKEN_READS = new Set(['/api/ops/tokens', '/api/ops/audit', '/api/ops/audit/verify', '/api/ops/jobs']);
+
+/** Whether a route needs a token before anything else: its config.token when set, else the rule above. */
+export function needsToken(req: FastifyRequest): boolean {
+  const url = req.routeOptions.url;
+  if (url === undefined) return false; // no route: the 404 handler answers
+  const declared = req.routeOptions.config.token;
+  if (declared !== undefined) return declared;
+  if (!url.startsWith('/api/ops/')) return false;
+  return !['GET', 'HEAD', 'OPTIONS'].includes(req.method) || TOKEN_READS.has(url);
+}
+
+/** Checks the token in onRequest, before the body is read or anything is validated: a request without a
+ * valid token gets 401 and no say in how its body is parsed (a bad body must not earn 400 first, nor make
+ * the relay read a large upload for nobody). Routes still check roles themselves. */
+export function authenticateFirst(app: FastifyInstance): void {
+  app.addHook('onRequest', async (req) => {
+    if (needsToken(req)) principalOf(app, req);
+  });
+}
+
 /** An operator, or the researcher who submitted the job. */
 export function requireJobActor(app: FastifyInstance, req: FastifyRequest, jobId: string): Principal {
   const p = principalOf(app, req);

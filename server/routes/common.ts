@@ -18,6 +18,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** the body kind a route takes; anything else is refused with 415 before parsing */
     body?: 'json' | 'binary';
+    /** the route needs an API token, checked before its body is read (server/ops/auth.ts needsToken) */
+    token?: boolean;
   }
 }
 

@@ -1,33 +1,54 @@
-// POST /api/tasks/:taskId/update: the binary update frame. A body larger than the task's model can
-// need is refused from its Content-Length, before any of it is read.
-import type { FastifyPluginAsync } from 'fastify';
+// POST /api/tasks/:taskId/update: the binary update frame. The task is looked up before any body byte
+// is read (an unknown one is 404 at once), and its size cap, what the task's model can need, is
+// enforced as bytes arrive, whatever the framing; one address's uploads in flight are capped too.
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { Gauge } from 'prom-client';
 import { encodedByteBound } from '../../shared/codec/index.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import { MAX_FRAME_HEADER_BYTES } from '../../shared/protocol/frame.ts';
-import { RelayError } from '../errors.ts';
+import { InFlightUploads, type InFlightOptions, type InFlightTicket } from '../defence/in-flight.ts';
+import { RelayError, fail } from '../errors.ts';
+import { capBody } from './body-cap.ts';
 import { countRefusals, errorResponses } from './common.ts';
 import { RelaySendsUpdateAck, TaskParams, type Static } from './schemas.ts';
 
-export type UpdateRouteOptions = { maxBodyBytes: number };
+export type UpdateRouteOptions = { maxBodyBytes: number; inFlight?: Partial<InFlightOptions> };
+
+/** One address: at most 32 uploads at once and 256 MiB of their bytes held (one largest update). */
+export const defaultInFlight = (maxBodyBytes: number): InFlightOptions => ({ streamsPerAddress: 32, bytesPerAddress: Math.max(maxBodyBytes, 64 << 20) });
+
+type UploadState = { cap: number; ticket: InFlightTicket };
+const uploads = new WeakMap<FastifyRequest, UploadState>();
 
 export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, opts) => {
   countRefusals(app);
+  const given = Object.fromEntries(Object.entries(opts.inFlight ?? {}).filter(([, v]) => v !== undefined));
+  const inFlight = new InFlightUploads({ ...defaultInFlight(opts.maxBodyBytes), ...given });
+  const registers = [app.metrics.registry];
+  new Gauge({ name: 'tabtrain_uploads_in_flight', help: 'upload bodies being received now', registers, collect() { this.set(inFlight.totals().streams); } });
+  new Gauge({ name: 'tabtrain_upload_bytes_in_flight', help: 'bytes of upload bodies received and not yet answered', registers, collect() { this.set(inFlight.totals().bytes); } });
   app.post<{ Params: Static<typeof TaskParams>; Body: Buffer }>('/api/tasks/:taskId/update', {
     config: { body: 'binary' },
     bodyLimit: opts.maxBodyBytes,
     schema: { params: TaskParams, response: { 200: RelaySendsUpdateAck, ...errorResponses } },
-    onRequest: async (req) => {
+    onRequest: async (req, reply) => {
       app.scheduler.guard.limit('uploadsPerAddress', req.ip, Date.now());
-      const declared = Number(req.headers['content-length']);
-      if (!Number.isFinite(declared)) return; // chunked: the route's bodyLimit stops it while streaming
-      const task = app.store.getTask((req.params as { taskId: string }).taskId);
-      const job = task && app.store.getJob(task.jobId);
+      const taskId = (req.params as { taskId: string }).taskId;
+      const task = app.store.getTask(taskId) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
+      const job = app.store.getJob(task.jobId);
       const n = job ? paramCount(job.model) : 0;
       // the frame can hold an fp32 update at most, plus its JSON header
-      const limit = job ? Math.max(encodedByteBound(n, { kind: 'fp32' }), encodedByteBound(n, job.hyperparameters.compression)) + 8 + MAX_FRAME_HEADER_BYTES : opts.maxBodyBytes;
-      if (declared > Math.min(limit, opts.maxBodyBytes)) {
-        throw new RelayError('TT_ERR_BODY_TOO_LARGE', `update body of ${declared} bytes exceeds the ${Math.min(limit, opts.maxBodyBytes)}-byte limit for this task; encode with the task's compression`);
-      }
+      const cap = Math.min(opts.maxBodyBytes, job ? Math.max(encodedByteBound(n, { kind: 'fp32' }), encodedByteBound(n, job.hyperparameters.compression)) + 8 + MAX_FRAME_HEADER_BYTES : opts.maxBodyBytes);
+      const declared = Number(req.headers['content-length']);
+      if (declared > cap) throw tooLarge(declared, cap);
+      const ticket = inFlight.open(req.ip);
+      // 'close' comes once the answer is sent or the client went away: the body's buffer is no longer held
+      reply.raw.once('close', ticket.release);
+      uploads.set(req, { cap, ticket });
+    },
+    preParsing: async (req, _reply, payload) => {
+      const u = uploads.get(req);
+      return u ? capBody(payload, u.cap, (received) => tooLarge(received, u.cap, 'at least ').message, u.ticket.add) : payload;
     },
   }, async (req) => {
     const body = req.body;
@@ -35,3 +56,6 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
     return app.scheduler.intakeUpdate(req.params.taskId, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), typeof sig === 'string' ? sig : undefined);
   });
 };
+
+const tooLarge = (bytes: number, cap: number, atLeast = '') =>
+  new RelayError('TT_ERR_BODY_TOO_LARGE', `update body of ${atLeast}${bytes} bytes exceeds the ${cap}-byte limit for this task; encode with the task's compression`);

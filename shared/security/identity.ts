@@ -72,7 +72,33 @@ export function updateSigningBytesFor(taskId: string, lease: string, payloadSha2
 }
 
 export async function signBytes(privateKey: CryptoKey, message: Uint8Array): Promise<string> {
-  return toBase64Url(new Uint8Array(await crypto.subtle.sign(SIGN, privateKey, message as Uint8Array<ArrayBuffer>)));
+  return toBase64Url(lowS(new Uint8Array(await crypto.subtle.sign(SIGN, privateKey, message as Uint8Array<ArrayBuffer>))));
+}
+
+/** The order n of P-256's base point, and n / 2. */
+const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+const HALF_N = N >> 1n;
+
+const toBigInt = (b: Uint8Array): bigint => b.reduce((acc, x) => (acc << 8n) | BigInt(x), 0n);
+
+/** An ECDSA signature (r‖s) is malleable: (r, n − s) verifies for the same message and key, so a
+ * signature's bytes do not name it uniquely. This is its one low-s form (s ≤ n / 2), the same for both
+ * spellings; signatures we make are already in it. */
+export function lowS(sig: Uint8Array): Uint8Array {
+  if (sig.length !== 64) return sig;
+  const s = toBigInt(sig.subarray(32));
+  if (s <= HALF_N) return sig;
+  const out = sig.slice();
+  let t = N - s;
+  for (let i = 63; i >= 32; i--) { out[i] = Number(t & 0xffn); t >>= 8n; }
+  return out;
+}
+
+/** A base64url signature in its low-s form, for remembering which signatures were used (undefined for
+ * one that is not base64url of 64 bytes): a replay with s flipped to n − s is then the same signature. */
+export function canonicalSignature(signature: string): string | undefined {
+  const sig = fromBase64Url(signature);
+  return sig && sig.length === 64 ? toBase64Url(lowS(sig)) : undefined;
 }
 
 export type VerifyResult = { ok: true } | { ok: false; code: 'BAD_PUBLIC_KEY' | 'BAD_SIGNATURE_FORMAT' | 'WRONG_SIGNATURE'; message: string };
