@@ -5,7 +5,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
-  AdamWSchema, AggregatorSchema, CompressionSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
+  AdamWSchema, AggregatorSchema, CompressionSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 
@@ -136,6 +136,11 @@ export function checkSubmission(input: unknown): JobSubmission {
   }
   if (h && typeof h === 'object' && h.aggregator !== undefined && !Value.Check(AggregatorSchema, h.aggregator)) {
     throw new SpecError('hyperparameters.aggregator', `must be one of ${AggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(h.aggregator)})`);
+  }
+  if (h && typeof h === 'object' && Array.isArray(h.preAggregators)) {
+    h.preAggregators.forEach((p, i) => {
+      if (!Value.Check(PreAggregatorSchema, p)) throw new SpecError(`hyperparameters.preAggregators.${i}`, `must be one of ${PreAggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(p)})`);
+    });
   }
   const mode = h && typeof h === 'object' && h.usefulness && typeof h.usefulness === 'object' ? (h.usefulness as Record<string, unknown>).mode : undefined;
   if (mode !== undefined && !Value.Check(UsefulnessSchema.properties.mode, mode)) {
