@@ -30,7 +30,7 @@ import { toDense, updateLength, type Update } from '../codec/index.ts';
 import { bucketMeans } from './bucketing.ts';
 import { AggregationError } from './errors.ts';
 import type { AggregateOptions } from './options.ts';
-import { aggregatorNames, checkOptions, isAggregatorName, preAggregators, rules, type AggregatorName, type PreAggregatorName } from './registry.ts';
+import { aggregatorNames, checkOptions, hostileCount, isAggregatorName, preAggregators, rules, type AggregatorName, type PreAggregatorName } from './registry.ts';
 
 export { AggregationError, aggregatorNames, isAggregatorName, type AggregateOptions, type AggregatorName };
 export { preAggregatorNames, isPreAggregatorName, type PreAggregatorName } from './registry.ts';
@@ -60,7 +60,7 @@ export function aggregate(name: AggregatorName, updates: Update[], weights: numb
   const keep = b.weights.map((w, j) => j).filter((j) => b.weights[j] > 0);
   let xs = keep.map((j) => toDense(b.updates[j]));
   const ws = keep.map((j) => b.weights[j]);
-  const ctx = { f: Math.floor(delta * xs.length), delta, opts };
+  const ctx = { f: hostileCount(delta, xs.length), delta, opts };
   for (const p of (opts.preAggregators ?? []) as PreAggregatorName[]) xs = preAggregators[p](xs, ws, ctx);
   return rules[name](xs, ws, ctx);
 }

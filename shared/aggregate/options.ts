@@ -1,6 +1,6 @@
 // Options every rule and pre-aggregator may read (all optional; defaults in each rule's registry line).
 export type AggregateOptions = {
-  /** Share of updates assumed hostile (default 0.2): f = ⌊δ · n⌋ for Krum, NNM, ARC and the trim. */
+  /** Share of updates assumed hostile (default 0.2): f = ⌈δ · n⌉ (at most ⌊(n − 1)/2⌋) for Krum, NNM and ARC, ⌊δ · n⌋ per side for the trim. */
   byzantineFraction?: number;
   /** Bucket size s; default ⌊0.25 / byzantineFraction⌋ for centered-clip, 1 (off) for the others. */
   bucket?: number;

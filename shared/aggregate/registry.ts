@@ -1,7 +1,10 @@
 // The aggregator registry: one line per rule and per pre-aggregator. The job spec's aggregator and
 // preAggregators unions (shared/protocol/messages.ts) are made from these keys, so adding a rule is a new
 // file plus one line here. Each rule sees dense vectors (after bucketing and pre-aggregation), their
-// weights, and f = ⌊δ · n⌋ for the assumed hostile share δ (AggregateOptions.byzantineFraction).
+// weights, and f, the number of hostile inputs assumed for the share δ (AggregateOptions.byzantineFraction):
+// ⌈δ · n⌉, at most ⌊(n − 1) / 2⌋, for Krum, Multi-Krum, NNM and ARC. Rounding up matters for small rounds:
+// at the default K = 2…4 updates, ⌊0.2 · n⌋ = 0 would turn NNM into the plain mean. The trimmed mean keeps
+// its ⌊trim · n⌋ per side.
 import { centeredClip } from './centered-clip.ts';
 import { arcClip, staticClip } from './clipping.ts';
 import { coordinateMedian, trimmedMean } from './coordinate.ts';
@@ -14,6 +17,7 @@ import { nnm } from './nnm.ts';
 import type { AggregateOptions } from './options.ts';
 
 export type RuleContext = { f: number; delta: number; opts: AggregateOptions };
+export const hostileCount = (delta: number, n: number): number => Math.max(0, Math.min(Math.ceil(delta * n - 1e-9), Math.floor((n - 1) / 2)));
 type Rule = (xs: Float32Array[], ws: number[], c: RuleContext) => Float32Array;
 type PreAggregator = (xs: Float32Array[], ws: number[], c: RuleContext) => Float32Array[];
 

@@ -116,3 +116,17 @@ describe('job spec', () => {
     expect(() => checkSubmission(job({ aggregator: 'bulyan' }))).toThrow(/hyperparameters\.aggregator: must be one of "centered-clip"/);
   });
 });
+
+describe('f rounds up for Krum, NNM and ARC', () => {
+  it('⌈0.2 · 4⌉ = 1: NNM at K = 4 is not the plain mean, and one outlier is kept out', () => {
+    const xs = [dense(1), dense(1.1), dense(0.9), dense(-50)];
+    const got = aggregate('centered-clip', xs, ones(4), { preAggregators: ['nnm'] });
+    expect(got[0]).toBeGreaterThan(0.5);
+    expect(aggregate('krum', xs, ones(4))[0]).toBeCloseTo(1, 5);
+    // ⌈0.2 · 15⌉ is 3, not 4 (0.2 · 15 is 3.0000000000000004 in floating point)
+    const many = Array.from({ length: 15 }, (_, i) => dense(i));
+    // f = 3: the n − f = 12 best of 0…14 are the middle ones, 1…12 (1 and 13 tie; the lower index wins): mean 6.5.
+    // f = 4 would keep 11 of them, 2…12: mean 7.
+    expect(aggregate('multi-krum', many, ones(15))[0]).toBeCloseTo(6.5, 5);
+  });
+});
