@@ -6,7 +6,7 @@
 // round's median), aggregates with the defence (pre-aggregators, then the rule) and takes the DiLoCo
 // outer step (Nesterov, lr 0.7, momentum 0.9). Clean runs have the 8 honest volunteers alone.
 //
-// Size, chosen so the whole table (12 attacks × 10 defences × 2 splits = 240 runs, about 1.5 CPU seconds
+// Size, chosen so the whole table (12 attacks × 11 defences × 2 splits = 264 runs, about 1.5 CPU seconds
 // each) runs in minutes on 2 cores: MNIST pooled to 14 × 14, an MLP 196-32-10 (6,634 parameters; the
 // default job's 784-128-10 costs 24 × more per step on the CPU), 8,000 training rows over 8 honest
 // volunteers, IID or Dirichlet α = 0.1 over classes, 2,000 held out; BENCH_ROUNDS (default 15) rounds of
@@ -38,7 +38,7 @@ const defence = (name: string): Defence => {
 };
 export const defences = [
   'mean', 'median', 'trimmed-mean', 'geometric-median', 'krum', 'multi-krum', 'centered-clip',
-  'nnm+trimmed-mean', 'nnm+centered-clip', 'arc+nnm+centered-clip',
+  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip',
 ].map(defence);
 /** The job default (shared/jobs/spec.ts): rule and pre-aggregators. */
 const DEFAULT = [...(defaultHyperparameters.preAggregators ?? []), defaultHyperparameters.aggregator].join('+');
@@ -85,6 +85,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     await trainer.load(params);
     for (let k = 0; k < hp.steps; k++) {
       const b = batchFor(shard, seed, k, hp.batchSize);
+      if (b.kind !== 'labelled') throw new Error('the bench trains on labelled batches');
       if (poison === 'label-flip') for (let i = 0; i < b.n; i++) b.y[i] = CLASSES - 1 - b.y[i];
       if (poison === 'backdoor') for (let i = 0; i < b.n >> 1; i++) { addTrigger(b.x, i); b.y[i] = TARGET; }
       await trainer.step(b);

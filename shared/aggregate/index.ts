@@ -1,6 +1,6 @@
 // Robust aggregation of a round's updates into one pseudo-gradient, chosen per job.
 //
-//   centered-clip (default): bucketing, then centered clipping, 3 iterations from the coordinate-wise
+//   centered-clip: bucketing, then centered clipping, 3 iterations from the coordinate-wise
 //                 median (or a given center), radius = median distance to it. The bucket size is
 //                 s = ⌊0.25 / δ⌋ for an assumed attacker share δ (default 0.2, so s = 1; δ = 0.1 gives
 //                 s = 2): bucketing multiplies the tainted share by up to s, and Karimireddy et al.'s
@@ -10,7 +10,8 @@
 //   median:       weighted coordinate-wise median.
 //   mean:         weighted mean (no robustness: one update can move it anywhere).
 //   geometric-median: smoothed Weiszfeld (RFA), ByzFL's GeometricMedian.
-//   krum, multi-krum: the update(s) closest to their n − f − 1 nearest others, ByzFL's Krum / MultiKrum.
+//   krum, multi-krum (default): the update(s) closest to their n − f − 1 nearest others, ByzFL's Krum /
+//                 MultiKrum; chosen as the job default by bench:attacks, evidence in docs/defence.md.
 // Pre-aggregators (options.preAggregators, in order, after bucketing; any rule takes any list):
 //   nnm:      nearest-neighbour mixing, ByzFL's NNM; arc: adaptive robust clipping, ByzFL's ARC;
 //   clipping: static norm clipping, ByzFL's Clipping.
@@ -34,7 +35,8 @@ import { aggregatorNames, checkOptions, hostileCount, isAggregatorName, preAggre
 
 export { AggregationError, aggregatorNames, isAggregatorName, type AggregateOptions, type AggregatorName };
 export { preAggregatorNames, isPreAggregatorName, type PreAggregatorName } from './registry.ts';
-export const defaultAggregator: AggregatorName = 'centered-clip';
+/** The job default (shared/jobs/spec.ts), chosen from bench:attacks (docs/defence.md). */
+export const defaultAggregator: AggregatorName = 'multi-krum';
 
 export function aggregate(name: AggregatorName, updates: Update[], weights: number[], opts: AggregateOptions = {}): Float32Array {
   if (!isAggregatorName(name)) throw new AggregationError(`unknown aggregator ${JSON.stringify(name)}; use one of ${aggregatorNames.join(', ')}`);

@@ -87,7 +87,7 @@ export const defaultHyperparameters: Hyperparameters = {
   stalenessBound: 2,
   leaseMs: 120_000,
   compression: { kind: 'int8', block: 256 },
-  aggregator: 'centered-clip',
+  aggregator: 'multi-krum', // best worst case over the attack table, IID and non-IID (docs/defence.md)
   maxUpdateNorm: 1000,
   usefulness: { mode: 'off', minDrop: 0 },
 };
