@@ -6,7 +6,7 @@
 // round's median), aggregates with the defence (pre-aggregators, then the rule) and takes the DiLoCo
 // outer step (Nesterov, lr 0.7, momentum 0.9). Clean runs have the 8 honest volunteers alone.
 //
-// Size, chosen so the whole table (12 attacks × 11 defences × 2 splits = 264 runs, about 1.5 CPU seconds
+// Size, chosen so the whole table (12 attacks × 12 defences × 2 splits = 288 runs, about 1.5 CPU seconds
 // each) runs in minutes on 2 cores: MNIST pooled to 14 × 14, an MLP 196-32-10 (6,634 parameters; the
 // default job's 784-128-10 costs 24 × more per step on the CPU), 8,000 training rows over 8 honest
 // volunteers, IID or Dirichlet α = 0.1 over classes, 2,000 held out; BENCH_ROUNDS (default 15) rounds of
@@ -31,14 +31,19 @@ import { normBoundFrom, validateUpdate } from '../server/defence/validate.ts';
 import { attackNames, attackVectors, dataPoisoning, norm, type Attack, type Poison } from './attacks/attacks.ts';
 import { addTrigger, benchData, classesPerShard, CLASSES, INPUTS, TARGET, triggeredHeldOut, type Split } from './attacks/data.ts';
 
-type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[] };
+/** "nnm+centered-clip": pre-aggregators then the rule. A leading "useful+" adds the relay's usefulness
+ * check in enforce mode (server/defence/usefulness.ts, minDrop 0): an update that does not lower the loss
+ * on its own task's first batch is refused before aggregation. */
+type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[]; useful: boolean };
 const defence = (name: string): Defence => {
   const parts = name.split('+');
-  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[] };
+  const useful = parts[0] === 'useful';
+  if (useful) parts.shift();
+  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], useful };
 };
 export const defences = [
   'mean', 'median', 'trimmed-mean', 'geometric-median', 'krum', 'multi-krum', 'centered-clip',
-  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip',
+  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip', 'useful+multi-krum',
 ].map(defence);
 /** The job default (shared/jobs/spec.ts): rule and pre-aggregators. */
 const DEFAULT = [...(defaultHyperparameters.preAggregators ?? []), defaultHyperparameters.aggregator].join('+');
@@ -94,13 +99,18 @@ async function runScenario(s: Scenario): Promise<Outcome> {
   };
   const aggregateWith = (xs: Update[], round: number) =>
     aggregate(def.rule, xs, xs.map(() => 1), { seed: round, preAggregators: def.pre });
-  /** Validation then aggregation, on vectors already decoded: what the relay does after the codec. */
-  const relay = (xs: Update[], round: number, tally: boolean): { agg?: Float32Array; accepted: boolean[] } => {
+  type Owner = { shard: Shard; seed: number; attacker: boolean };
+  /** Validation (and the usefulness check if the defence has it), then aggregation, on vectors already
+   * decoded: what the relay does after the codec. */
+  const relay = (xs: Update[], who: Owner[], round: number, tally: boolean): { agg?: Float32Array; accepted: boolean[] } => {
     const normBound = normBoundFrom(xs.map((u) => norm(u.values)));
-    const accepted = xs.map((u) => {
+    const accepted = xs.map((u, j) => {
       const v = validateUpdate(u, { paramCount: d, normBound });
       if (!v.ok && tally) count(v.code);
-      return v.ok;
+      if (!v.ok || !def.useful) return v.ok;
+      const useful = usefulnessScore(model, params, u, batchFor(who[j].shard, who[j].seed, 0, hp.batchSize)).drop > 0;
+      if (!useful && tally) count('NOT_USEFUL');
+      return useful;
     });
     const ok = xs.filter((_, j) => accepted[j]);
     return { agg: ok.length ? aggregateWith(ok, round) : undefined, accepted };
@@ -108,7 +118,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
 
   for (let round = 0; round < ROUNDS; round++) {
     const seedOf = (v: number) => (round * 1000 + v) >>> 0;
-    const frames: Uint8Array[] = [], owners: { shard: Shard; seed: number; attacker: boolean }[] = [];
+    const frames: Uint8Array[] = [], owners: Owner[] = [];
     const honest: Float32Array[] = [];
     for (let v = 0; v < HONEST; v++) {
       const frame = encodeUpdate(await train(data.honest[v], seedOf(v)), compression, residuals[v]);
@@ -119,7 +129,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const dense = (values: Float32Array): Update => ({ kind: 'dense', values });
     const evil = await attackVectors(s.attack, {
       honest, f, r,
-      defend: (xs) => relay([...honest, ...xs].map(dense), round, false).agg,
+      defend: (xs) => relay([...honest, ...xs].map(dense), [...owners, ...xs.map((_, a) => ({ shard: data.attackers[a], seed: seedOf(100 + a), attacker: true }))], round, false).agg,
       train: (a, poison) => train(data.attackers[a], seedOf(100 + a), poison),
     });
     evil.forEach((x, a) => {
@@ -142,11 +152,11 @@ async function runScenario(s: Scenario): Promise<Outcome> {
         count('CODEC');
       }
     });
-    const { agg, accepted } = relay(decoded, round, true);
+    const { agg, accepted } = relay(decoded, from, round, true);
     // usefulness (server/defence/usefulness.ts) of every accepted update, on its own batch and a held-out one
     const control = batchFor(data.heldOut, round, 0, hp.batchSize);
     decoded.forEach((u, j) => {
-      if (!accepted[j]) return;
+      if (!accepted[j] || def.useful) return; // (under the check itself every accepted update passed it)
       const score = usefulnessScore(model, params, u, batchFor(from[j].shard, from[j].seed, 0, hp.batchSize), control);
       const t = from[j].attacker ? useful.attacker : useful.honest;
       t.n++;
