@@ -1,174 +1,200 @@
-// npm run bench:attacks — the default MNIST MLP job with 20 simulated volunteers, 20 % of them hostile,
-// at protocol level and in-process: every round each volunteer gets a task (base version, shard, seed),
-// honest ones run H inner AdamW steps with the CPU reference and send an int8 frame with error feedback;
-// the relay side decodes each frame (codec), refuses exact replays, validates (finite, non-empty, norm ≤
-// 3 × the round's median), aggregates with the job's rule and takes the DiLoCo outer step (Nesterov,
-// lr 0.7, momentum 0.9). Prints held-out accuracy per aggregator × attack; the last line is the summary.
-// Env: BENCH_ROUNDS (default 6), BENCH_STEPS (inner steps H, default 20), BENCH_WORKERS (default 2),
-// BENCH_ATTACKS / BENCH_AGGREGATORS (comma lists, to run a subset).
+// npm run bench:attacks — poisoning as the field measures it (ByzFL's attacks and defences), at protocol
+// level and in-process. 10 simulated volunteers, 2 of them hostile (20 %); every round each honest one
+// trains H inner AdamW steps with the CPU reference on its own shard and sends an int8 frame with error
+// feedback; the attackers send what their attack says (bench/attacks/attacks.ts), seeing the honest Δs.
+// The relay side decodes each frame (codec), refuses exact replays, validates (finite, norm ≤ 3 × the
+// round's median), aggregates with the defence (pre-aggregators, then the rule) and takes the DiLoCo
+// outer step (Nesterov, lr 0.7, momentum 0.9). Clean runs have the 8 honest volunteers alone.
+//
+// Size, chosen so the whole table (12 attacks × 12 defences × 2 splits = 288 runs, about 1.5 CPU seconds
+// each) runs in minutes on 2 cores: MNIST pooled to 14 × 14, an MLP 196-32-10 (6,634 parameters; the
+// default job's 784-128-10 costs 24 × more per step on the CPU), 8,000 training rows over 8 honest
+// volunteers, IID or Dirichlet α = 0.1 over classes, 2,000 held out; BENCH_ROUNDS (default 15) rounds of
+// H = BENCH_STEPS (default 10) × batch 32.
+// Env: BENCH_WORKERS (default 2), BENCH_ATTACKS / BENCH_DEFENCES / BENCH_SPLITS (comma lists, subsets).
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { aggregate, aggregatorNames, defaultAggregator, type AggregatorName } from '../shared/aggregate/index.ts';
-import { CodecError, decodeUpdate, encodeUpdate, type Compression, type Update } from '../shared/codec/index.ts';
-import { batchFor } from '../shared/data/shard.ts';
-import { defaultMlp, initParams, paramCount } from '../shared/models/config.ts';
-import { mlpEvaluate } from '../shared/reference/mlp.ts';
+import { aggregate, type AggregatorName, type PreAggregatorName } from '../shared/aggregate/index.ts';
+import { CodecError, decodeUpdate, encodeUpdate, type Update } from '../shared/codec/index.ts';
+import { batchFor, type Shard } from '../shared/data/shard.ts';
+import { defaultHyperparameters } from '../shared/jobs/spec.ts';
+import { initParams, paramCount, type MlpConfig } from '../shared/models/config.ts';
+import { mlpEvaluate, mlpLogits } from '../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../shared/train/cpu.ts';
-import { rng, type Rng } from '../shared/util/rng.ts';
-import { loadMnist } from '../server/data/mnist.ts';
+import { rng } from '../shared/util/rng.ts';
 import { mnistHyperparameters } from '../server/default-job.ts';
+import { usefulnessScore } from '../server/defence/usefulness.ts';
 import { outerStep } from '../server/scheduler/outer-step.ts';
 import { normBoundFrom, validateUpdate } from '../server/defence/validate.ts';
+import { attackNames, attackVectors, dataPoisoning, norm, type Attack, type Poison } from './attacks/attacks.ts';
+import { addTrigger, benchData, classesPerShard, CLASSES, INPUTS, TARGET, triggeredHeldOut, type Split } from './attacks/data.ts';
 
-export const attacks = ['none', 'sign-flip', 'gaussian', 'alie', 'ipm', 'nan-inf', 'replay', 'free-rider'] as const;
-type Attack = (typeof attacks)[number];
-type Scenario = { aggregator: AggregatorName; attack: Attack };
-type Outcome = Scenario & { accuracy: number; refused: Record<string, number>; seconds: number };
+/** "nnm+centered-clip": pre-aggregators then the rule. A leading "useful+" adds the relay's usefulness
+ * check in enforce mode (server/defence/usefulness.ts, minDrop 0): an update that does not lower the loss
+ * on its own task's first batch is refused before aggregation. */
+type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[]; useful: boolean };
+const defence = (name: string): Defence => {
+  const parts = name.split('+');
+  const useful = parts[0] === 'useful';
+  if (useful) parts.shift();
+  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], useful };
+};
+export const defences = [
+  'mean', 'median', 'trimmed-mean', 'geometric-median', 'krum', 'multi-krum', 'centered-clip',
+  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip', 'useful+multi-krum',
+].map(defence);
+/** The job default (shared/jobs/spec.ts): rule and pre-aggregators. */
+const DEFAULT = [...(defaultHyperparameters.preAggregators ?? []), defaultHyperparameters.aggregator].join('+');
+const splits: Split[] = ['iid', 'non-iid'];
 
-const VOLUNTEERS = 20, ATTACKERS = 4;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
-const hp = { ...mnistHyperparameters, steps: Number(process.env.BENCH_STEPS ?? mnistHyperparameters.steps) };
-const compression: Compression = hp.compression;
-const model = defaultMlp;
-const d = paramCount(model);
-
-// Attack strengths, each chosen to pass the relay's checks where it can (the attacker knows them):
-const SIGN_FLIP_SCALE = 2.5; // −2.5 × its own honest Δ: under the 3 × median norm bound
-const NOISE_NORM = 2.5; // Gaussian noise with 2.5 × the median honest norm
-const ALIE_Z = 1.5; // μ + 1.5 σ per coordinate (ByzFL's default τ)
-const IPM_SCALE = 4; // −4 × the honest mean: with 4 of 20 it cancels the honest mean under plain averaging
-
-function mean(xs: Float32Array[]): Float64Array {
-  const m = new Float64Array(d);
-  for (const x of xs) for (let i = 0; i < d; i++) m[i] += x[i] / xs.length;
-  return m;
-}
-const norm = (x: ArrayLike<number>) => { let s = 0; for (let i = 0; i < x.length; i++) s += x[i] * x[i]; return Math.sqrt(s); };
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
-const gaussianWithNorm = (r: Rng, target: number) => {
-  const g = Float32Array.from({ length: d }, () => r.normal());
-  const k = target / norm(g);
-  return g.map((v) => v * k);
+type Scenario = { defence: string; attack: Attack; split: Split };
+type Flags = { n: number; own: number; heldOut: number };
+type Outcome = Scenario & {
+  accuracy: number; backdoor: number; refused: Record<string, number>; seconds: number; cpu: number;
+  /** usefulness drop ≤ 0 on the volunteer's own assigned batch / on a held-out batch, per kind of sender */
+  useful: { attacker: Flags; honest: Flags };
 };
 
-/** The frames the 4 attackers send this round. `own` trains the attacker's honest Δ when it needs one. */
-async function attackerFrames(
-  attack: Attack, round: number, honest: Float32Array[], own: (a: number) => Promise<Float32Array>,
-  memory: Map<number, Uint8Array>, r: Rng,
-): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = [];
-  const honestNorm = median(honest.map(norm));
-  // colluders add a little jitter so their frames are not byte-identical (the relay drops exact copies)
-  const jitter = (x: ArrayLike<number>) => Float32Array.from(x, (v) => v * (1 + 1e-3 * r.normal()));
-  for (let a = 0; a < ATTACKERS; a++) {
-    switch (attack) {
-      case 'sign-flip': out.push(encodeUpdate((await own(a)).map((v) => -SIGN_FLIP_SCALE * v), compression)); break;
-      case 'gaussian': out.push(encodeUpdate(gaussianWithNorm(r, NOISE_NORM * honestNorm), compression)); break;
-      case 'alie': {
-        const mu = mean(honest);
-        const sd = new Float64Array(d);
-        for (const x of honest) for (let i = 0; i < d; i++) sd[i] += (x[i] - mu[i]) ** 2 / honest.length;
-        out.push(encodeUpdate(jitter(Float32Array.from(mu, (m, i) => m + ALIE_Z * Math.sqrt(sd[i]))), compression));
-        break;
-      }
-      case 'ipm': out.push(encodeUpdate(jitter(Float32Array.from(mean(honest), (m) => -IPM_SCALE * m)), compression)); break;
-      case 'nan-inf': {
-        const x = honest[a].slice(); // an honest-looking update with NaN/Inf planted in it
-        for (let i = a; i < d; i += 97) x[i] = a % 2 ? Infinity : NaN;
-        out.push(encodeUpdate(x, { kind: 'fp32' })); // int8 would refuse to encode it; fp32 carries it verbatim
-        break;
-      }
-      case 'replay': {
-        // keep the first round's upload and send it again every round: two attackers byte for byte,
-        // two re-encoded with a little jitter so the bytes differ (stale content under a fresh lease)
-        if (!memory.has(a)) memory.set(a, encodeUpdate(await own(a), compression));
-        const old = memory.get(a)!;
-        if (a < 2 || round === 0) out.push(old);
-        else out.push(encodeUpdate(jitter(decodeUpdate(old).values), compression));
-        break;
-      }
-      case 'free-rider': out.push(encodeUpdate(a < 2 ? new Float32Array(d) : gaussianWithNorm(r, honestNorm), compression)); break;
-      case 'none': break;
-    }
-  }
-  return out;
+const HONEST = 8, ATTACKERS = 2;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const hp = { ...mnistHyperparameters, steps: Number(process.env.BENCH_STEPS ?? 10) };
+const compression = hp.compression;
+const model: MlpConfig = { kind: 'mlp', inputs: INPUTS, hidden: [32], classes: CLASSES };
+const d = paramCount(model);
+
+const cache = new Map<Split, { data: ReturnType<typeof benchData>; trigger: Shard }>();
+function dataFor(split: Split) {
+  if (!cache.has(split)) { const data = benchData(split, HONEST, ATTACKERS); cache.set(split, { data, trigger: triggeredHeldOut(data.heldOut) }); }
+  return cache.get(split)!;
 }
 
 async function runScenario(s: Scenario): Promise<Outcome> {
   const t0 = performance.now();
-  const data = loadMnist();
+  const def = defence(s.defence);
+  const cpu0 = process.cpuUsage();
+  const { data, trigger } = dataFor(s.split);
   const trainer = createCpuTrainer(model, { batchSize: hp.batchSize, adamw: hp.adamw, clipNorm: hp.clipNorm });
   let params: Float32Array = initParams(model, 42);
   let momentum: Float32Array = new Float32Array(d);
-  const residuals = Array.from({ length: VOLUNTEERS }, () => new Float32Array(d));
-  const memory = new Map<number, Uint8Array>();
+  const residuals = Array.from({ length: HONEST }, () => new Float32Array(d));
   const seen = new Set<string>();
   const refused: Record<string, number> = {};
+  const useful = { attacker: { n: 0, own: 0, heldOut: 0 }, honest: { n: 0, own: 0, heldOut: 0 } };
   const r = rng(7);
-  const nAttackers = s.attack === 'none' ? 0 : ATTACKERS;
+  const f = s.attack === 'none' ? 0 : ATTACKERS;
+  const count = (k: string) => { refused[k] = (refused[k] ?? 0) + 1; };
 
-  const train = async (volunteer: number, round: number): Promise<Float32Array> => {
-    const shard = data.shards[volunteer % data.shards.length];
-    const seed = (round * 1000 + volunteer) >>> 0;
+  const train = async (shard: Shard, seed: number, poison?: Poison): Promise<Float32Array> => {
     await trainer.load(params);
-    for (let k = 0; k < hp.steps; k++) await trainer.step(batchFor(shard, seed, k, hp.batchSize));
+    for (let k = 0; k < hp.steps; k++) {
+      const b = batchFor(shard, seed, k, hp.batchSize);
+      if (b.kind !== 'labelled') throw new Error('the bench trains on labelled batches');
+      if (poison === 'label-flip') for (let i = 0; i < b.n; i++) b.y[i] = CLASSES - 1 - b.y[i];
+      if (poison === 'backdoor') for (let i = 0; i < b.n >> 1; i++) { addTrigger(b.x, i); b.y[i] = TARGET; }
+      await trainer.step(b);
+    }
     return trainer.delta();
+  };
+  const aggregateWith = (xs: Update[], round: number) =>
+    aggregate(def.rule, xs, xs.map(() => 1), { seed: round, preAggregators: def.pre });
+  type Owner = { shard: Shard; seed: number; attacker: boolean };
+  /** Validation (and the usefulness check if the defence has it), then aggregation, on vectors already
+   * decoded: what the relay does after the codec. */
+  const relay = (xs: Update[], who: Owner[], round: number, tally: boolean): { agg?: Float32Array; accepted: boolean[] } => {
+    const normBound = normBoundFrom(xs.map((u) => norm(u.values)));
+    const accepted = xs.map((u, j) => {
+      const v = validateUpdate(u, { paramCount: d, normBound });
+      if (!v.ok && tally) count(v.code);
+      if (!v.ok || !def.useful) return v.ok;
+      const useful = usefulnessScore(model, params, u, batchFor(who[j].shard, who[j].seed, 0, hp.batchSize)).drop > 0;
+      if (!useful && tally) count('NOT_USEFUL');
+      return useful;
+    });
+    const ok = xs.filter((_, j) => accepted[j]);
+    return { agg: ok.length ? aggregateWith(ok, round) : undefined, accepted };
   };
 
   for (let round = 0; round < ROUNDS; round++) {
+    const seedOf = (v: number) => (round * 1000 + v) >>> 0;
+    const frames: Uint8Array[] = [], owners: Owner[] = [];
     const honest: Float32Array[] = [];
-    const frames: Uint8Array[] = [];
-    for (let v = nAttackers; v < VOLUNTEERS; v++) {
-      const delta = await train(v, round);
-      honest.push(delta);
-      frames.push(encodeUpdate(delta, compression, residuals[v]));
+    for (let v = 0; v < HONEST; v++) {
+      const frame = encodeUpdate(await train(data.honest[v], seedOf(v)), compression, residuals[v]);
+      frames.push(frame);
+      owners.push({ shard: data.honest[v], seed: seedOf(v), attacker: false });
+      honest.push(decodeUpdate(frame, d).values as Float32Array);
     }
-    frames.push(...(await attackerFrames(s.attack, round, honest, (a) => train(a, round), memory, r)));
+    const dense = (values: Float32Array): Update => ({ kind: 'dense', values });
+    const evil = await attackVectors(s.attack, {
+      honest, f, r,
+      defend: (xs) => relay([...honest, ...xs].map(dense), [...owners, ...xs.map((_, a) => ({ shard: data.attackers[a], seed: seedOf(100 + a), attacker: true }))], round, false).agg,
+      train: (a, poison) => train(data.attackers[a], seedOf(100 + a), poison),
+    });
+    evil.forEach((x, a) => {
+      // colluders add a little jitter so their frames are not byte-identical (the relay drops exact copies)
+      const jittered = Float32Array.from(x, (v) => v * (1 + 1e-3 * r.normal()));
+      frames.push(encodeUpdate(jittered, jittered.every(Number.isFinite) ? compression : { kind: 'fp32' }));
+      owners.push({ shard: data.attackers[a], seed: seedOf(100 + a), attacker: true });
+    });
 
-    // relay side: decode, refuse byte-exact replays, validate against the round's median norm
-    const decoded: Update[] = [];
-    for (const f of frames) {
-      const digest = createHash('sha256').update(f).digest('hex');
-      if (seen.has(digest)) { refused.DUPLICATE = (refused.DUPLICATE ?? 0) + 1; continue; }
+    // relay side: decode, refuse byte-exact replays, validate, aggregate
+    const decoded: Update[] = [], from: typeof owners = [];
+    frames.forEach((fr, j) => {
+      const digest = createHash('sha256').update(fr).digest('hex');
+      if (seen.has(digest)) return count('DUPLICATE');
       seen.add(digest);
       try {
-        decoded.push(decodeUpdate(f, d));
+        decoded.push(decodeUpdate(fr, d)); from.push(owners[j]);
       } catch (e) {
         if (!(e instanceof CodecError)) throw e;
-        refused.CODEC = (refused.CODEC ?? 0) + 1;
+        count('CODEC');
       }
-    }
-    const norms = decoded.map((u) => norm(u.values));
-    const normBound = normBoundFrom(norms);
-    const accepted: Update[] = [];
-    for (const u of decoded) {
-      const v = validateUpdate(u, { paramCount: d, normBound });
-      if (v.ok) accepted.push(u);
-      else refused[v.code] = (refused[v.code] ?? 0) + 1;
-    }
-    if (accepted.length === 0) continue;
-    const agg = aggregate(s.aggregator, accepted, accepted.map(() => 1), { seed: round });
+    });
+    const { agg, accepted } = relay(decoded, from, round, true);
+    // usefulness (server/defence/usefulness.ts) of every accepted update, on its own batch and a held-out one
+    const control = batchFor(data.heldOut, round, 0, hp.batchSize);
+    decoded.forEach((u, j) => {
+      if (!accepted[j] || def.useful) return; // (under the check itself every accepted update passed it)
+      const score = usefulnessScore(model, params, u, batchFor(from[j].shard, from[j].seed, 0, hp.batchSize), control);
+      const t = from[j].attacker ? useful.attacker : useful.honest;
+      t.n++;
+      if (score.drop <= 0) t.own++;
+      if ((score.controlDrop ?? 0) <= 0) t.heldOut++;
+    });
+    if (!agg) continue;
     ({ params, momentum } = outerStep(params, momentum, agg, hp.outerLr, hp.outerMomentum));
   }
   trainer.destroy();
   const { accuracy } = mlpEvaluate(model, params, { x: data.heldOut.x, y: data.heldOut.y, n: data.heldOut.n });
-  return { ...s, accuracy, refused, seconds: (performance.now() - t0) / 1000 };
+  const logits = mlpLogits(model, params, trigger.x, trigger.n);
+  let hits = 0;
+  for (let i = 0; i < trigger.n; i++) {
+    const row = logits.subarray(i * CLASSES, (i + 1) * CLASSES);
+    if (row.indexOf(Math.max(...row)) === TARGET) hits++;
+  }
+  return { ...s, accuracy, backdoor: hits / trigger.n, refused, useful, seconds: (performance.now() - t0) / 1000, cpu: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6 };
 }
 
 // ------------------------------------------------------------------ driver: scenarios over workers
 
+const pct = (x: number) => (100 * x).toFixed(1);
+
 async function main(): Promise<void> {
-  const scenarios: Scenario[] = [];
   const pick = <T extends string>(env: string | undefined, all: readonly T[]) => (env ? all.filter((x) => env.split(',').includes(x)) : all);
-  const runAttacks = pick(process.env.BENCH_ATTACKS, attacks), runAggs = pick(process.env.BENCH_AGGREGATORS, aggregatorNames);
-  for (const attack of runAttacks) for (const aggregator of runAggs) scenarios.push({ aggregator, attack });
+  const runAttacks = pick(process.env.BENCH_ATTACKS, attackNames);
+  const runDefences = pick(process.env.BENCH_DEFENCES, defences.map((x) => x.name));
+  const runSplits = pick(process.env.BENCH_SPLITS, splits);
+  const scenarios: Scenario[] = [];
+  for (const split of runSplits) for (const attack of runAttacks) for (const def of runDefences) scenarios.push({ defence: def, attack, split });
   const workers = Math.max(1, Math.min(Number(process.env.BENCH_WORKERS ?? 2), availableParallelism(), scenarios.length));
-  console.log(`attacks: ${VOLUNTEERS} volunteers (${ATTACKERS} attackers), ${ROUNDS} rounds of H=${hp.steps} × batch ${hp.batchSize}, ` +
-    `${compression.kind} updates, ${scenarios.length} runs on ${workers} worker(s)`);
+  const nonIid = benchData('non-iid', HONEST, ATTACKERS).honest.map(classesPerShard);
+  console.log(`attacks: ${HONEST + ATTACKERS} volunteers (${ATTACKERS} attackers, f = ${ATTACKERS}), MLP 196-32-10 (${d} parameters) on MNIST 14 × 14, ` +
+    `${ROUNDS} rounds of H=${hp.steps} × batch ${hp.batchSize}, ${compression.kind} updates, ${scenarios.length} runs on ${workers} worker(s); ` +
+    `non-IID: Dirichlet α = 0.1, classes holding ≥ 5 % of a shard: ${nonIid.join(' ')}`);
   const results: Outcome[] = [];
-  let next = 0;
+  let next = 0, cpuChildren = 0;
   await Promise.all(Array.from({ length: workers }, () => new Promise<void>((resolve, reject) => {
     // child processes (not worker threads: those do not get tsx's loader), each running scenarios it is fed
     const w = fork(fileURLToPath(import.meta.url), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, BENCH_ROLE: 'scenario-runner' } });
@@ -179,8 +205,9 @@ async function main(): Promise<void> {
     w.on('message', (m) => {
       const o = m as Outcome;
       results.push(o);
+      cpuChildren += o.cpu;
       const ref = Object.entries(o.refused).map(([k, n]) => `${k}×${n}`).join(' ') || '-';
-      console.log(`  ${o.attack.padEnd(10)} ${o.aggregator.padEnd(13)} ${(100 * o.accuracy).toFixed(1).padStart(5)} %  ${o.seconds.toFixed(0)} s  refused: ${ref}`);
+      console.log(`  ${o.split.padEnd(8)} ${o.attack.padEnd(15)} ${o.defence.padEnd(22)} ${pct(o.accuracy).padStart(5)} %  backdoor ${pct(o.backdoor).padStart(5)} %  ${o.cpu.toFixed(1)} s CPU  refused: ${ref}`);
       feed();
     });
     w.on('error', reject);
@@ -188,14 +215,37 @@ async function main(): Promise<void> {
     feed();
   })));
 
-  const acc = (attack: Attack, aggregator: AggregatorName) => 100 * (results.find((o) => o.attack === attack && o.aggregator === aggregator)?.accuracy ?? NaN);
-  console.log(`\nfinal held-out accuracy (%), ${ROUNDS} rounds:`);
-  console.log(`${'attack'.padEnd(12)}${aggregatorNames.map((a) => a.padStart(15)).join('')}`);
-  for (const attack of attacks) console.log(`${(attack === 'none' ? 'clean' : attack).padEnd(12)}${aggregatorNames.map((a) => acc(attack, a).toFixed(1).padStart(15)).join('')}`);
-  const hostile = attacks.filter((a) => a !== 'none');
-  const worst = (agg: AggregatorName) => Math.min(...hostile.map((a) => acc(a, agg)));
-  const clean = acc('none', 'mean');
-  console.log(`attacks: default defence worst case ${worst(defaultAggregator).toFixed(1)} % vs clean ${clean.toFixed(1)} % (20 % attackers); mean worst case ${worst('mean').toFixed(1)} %`);
+  const get = (split: Split, attack: Attack, def: string) => results.find((o) => o.split === split && o.attack === attack && o.defence === def);
+  const acc = (split: Split, attack: Attack, def: string) => 100 * (get(split, attack, def)?.accuracy ?? NaN);
+  const hostile = runAttacks.filter((a) => a !== 'none');
+  const worst = (split: Split, def: string) => Math.min(...hostile.map((a) => acc(split, a, def)));
+  for (const split of runSplits) {
+    console.log(`\nfinal held-out accuracy (%), ${split}, ${ROUNDS} rounds (rows: attack; columns: defence):`);
+    console.log(`${'attack'.padEnd(15)}${runDefences.map((x) => x.padStart(Math.max(9, x.length + 1))).join('')}`);
+    for (const attack of runAttacks) console.log(`${(attack === 'none' ? 'clean' : attack).padEnd(15)}${runDefences.map((x) => acc(split, attack, x).toFixed(1).padStart(Math.max(9, x.length + 1))).join('')}`);
+    console.log(`${'worst case'.padEnd(15)}${runDefences.map((x) => worst(split, x).toFixed(1).padStart(Math.max(9, x.length + 1))).join('')}`);
+    console.log(`backdoor success (%), triggered non-target held-out rows classified as ${TARGET}:`);
+    for (const attack of runAttacks.filter((a) => a === 'none' || a.startsWith('backdoor'))) {
+      console.log(`${(attack === 'none' ? 'clean' : attack).padEnd(15)}${runDefences.map((x) => (100 * (get(split, attack, x)?.backdoor ?? NaN)).toFixed(1).padStart(Math.max(9, x.length + 1))).join('')}`);
+    }
+  }
+  console.log('\nusefulness score (drop ≤ 0 would be refused under enforce, minDrop 0), accepted updates over all defences:');
+  for (const split of runSplits) for (const attack of hostile) {
+    const os = results.filter((o) => o.split === split && o.attack === attack);
+    const sum = (k: 'attacker' | 'honest', g: keyof Flags) => os.reduce((a, o) => a + o.useful[k][g], 0);
+    const share = (k: 'attacker' | 'honest', g: keyof Flags) => (sum(k, 'n') ? `${pct(sum(k, g) / sum(k, 'n'))} %` : '-');
+    console.log(`  ${split.padEnd(8)} ${attack.padEnd(15)} attackers flagged: own batch ${share('attacker', 'own').padStart(7)}, held-out ${share('attacker', 'heldOut').padStart(7)} ` +
+      `(${sum('attacker', 'n')} updates); honest flagged: own ${share('honest', 'own').padStart(7)}, held-out ${share('honest', 'heldOut').padStart(7)}`);
+  }
+  const rank = runDefences.map((x) => ({ x, gap: Math.min(...runSplits.map((sp) => worst(sp, x) - acc(sp, 'none', 'mean'))) })).sort((a, b) => b.gap - a.gap);
+  console.log(`\ndefences by worst case minus clean mean accuracy (min over splits): ${rank.map((e) => `${e.x} ${e.gap.toFixed(1)}`).join(', ')}`);
+  console.log(`default defence ${DEFAULT}: clean ${runSplits.map((sp) => `${acc(sp, 'none', DEFAULT).toFixed(1)} % ${sp}`).join(', ')} (mean: ${runSplits.map((sp) => `${acc(sp, 'none', 'mean').toFixed(1)} %`).join(', ')}); ` +
+    `${scenarios.length} runs, ${cpuChildren.toFixed(0)} CPU seconds`);
+  const bd = (def: string) => Math.max(...runSplits.flatMap((sp) => runAttacks.filter((a) => a.startsWith('backdoor')).map((a) => 100 * (get(sp, a, def)?.backdoor ?? NaN))));
+  console.log(`attacks: default defence worst case ${worst('iid', DEFAULT).toFixed(1)} % vs clean ${acc('iid', 'none', 'mean').toFixed(1)} % ` +
+    `(20 % attackers, ${hostile.length} attacks, IID), ${worst('non-iid', DEFAULT).toFixed(1)} % vs ${acc('non-iid', 'none', 'mean').toFixed(1)} % non-IID; ` +
+    `backdoor success ${bd(DEFAULT).toFixed(1)} % (no defence ${bd('mean').toFixed(1)} %)`);
+  void dataPoisoning;
 }
 
 if (process.env.BENCH_ROLE === 'scenario-runner') {

@@ -4,6 +4,8 @@ import { aggregate } from '../../shared/aggregate/index.ts';
 import type { Update } from '../../shared/codec/index.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 
-export function combine(name: Hyperparameters['aggregator'], updates: Update[], weights: number[], round: number): Float32Array {
-  return aggregate(name, updates, weights, { seed: round });
+export function combine(
+  name: Hyperparameters['aggregator'], updates: Update[], weights: number[], round: number, preAggregators?: Hyperparameters['preAggregators'],
+): Float32Array {
+  return aggregate(name, updates, weights, { seed: round, preAggregators });
 }

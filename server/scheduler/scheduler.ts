@@ -352,7 +352,7 @@ export function createScheduler(o: SchedulerOptions) {
     const n = paramCount(job.model);
     // second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all
     const counted = pending.some((u) => u.weight > 0) ? pending.filter((u) => u.weight > 0) : pending.map((u) => ({ ...u, weight: 1 }));
-    const delta = combine(h.aggregator, counted.map((u) => decodeUpdate(u.payload, n)), counted.map((u) => u.weight), job.version);
+    const delta = combine(h.aggregator, counted.map((u) => decodeUpdate(u.payload, n)), counted.map((u) => u.weight), job.version, h.preAggregators);
     const cur = store.getVersion(jobId, job.version)!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;

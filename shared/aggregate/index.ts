@@ -1,6 +1,6 @@
 // Robust aggregation of a round's updates into one pseudo-gradient, chosen per job.
 //
-//   centered-clip (default): bucketing, then centered clipping, 3 iterations from the coordinate-wise
+//   centered-clip: bucketing, then centered clipping, 3 iterations from the coordinate-wise
 //                 median (or a given center), radius = median distance to it. The bucket size is
 //                 s = ⌊0.25 / δ⌋ for an assumed attacker share δ (default 0.2, so s = 1; δ = 0.1 gives
 //                 s = 2): bucketing multiplies the tainted share by up to s, and Karimireddy et al.'s
@@ -9,6 +9,13 @@
 //   trimmed-mean: per coordinate, drop ⌊δ·n⌋ lowest and highest values (δ as above), mean the rest.
 //   median:       weighted coordinate-wise median.
 //   mean:         weighted mean (no robustness: one update can move it anywhere).
+//   geometric-median: smoothed Weiszfeld (RFA), ByzFL's GeometricMedian.
+//   krum, multi-krum (default): the update(s) closest to their n − f − 1 nearest others, ByzFL's Krum /
+//                 MultiKrum; chosen as the job default by bench:attacks, evidence in docs/defence.md.
+// Pre-aggregators (options.preAggregators, in order, after bucketing; any rule takes any list):
+//   nnm:      nearest-neighbour mixing, ByzFL's NNM; arc: adaptive robust clipping, ByzFL's ARC;
+//   clipping: static norm clipping, ByzFL's Clipping.
+// Each rule's file cites its source and ByzFL's definition; registry.ts lists them (one line each).
 //
 // Compressed inputs. int8 frames decode to dense vectors and are aggregated as they are. A top-k sparse
 // update is read as the vector its sender actually sent: absent coordinates are zero. That is the only
@@ -22,41 +29,14 @@
 // denser bucket means first, which also softens this.
 import { toDense, updateLength, type Update } from '../codec/index.ts';
 import { bucketMeans } from './bucketing.ts';
-import { centeredClip } from './centered-clip.ts';
-import { coordinateMedian, trimmedMean } from './coordinate.ts';
-import { weightedMean } from './mean.ts';
+import { AggregationError } from './errors.ts';
+import type { AggregateOptions } from './options.ts';
+import { aggregatorNames, checkOptions, hostileCount, isAggregatorName, preAggregators, rules, type AggregatorName, type PreAggregatorName } from './registry.ts';
 
-export type AggregatorName = 'centered-clip' | 'trimmed-mean' | 'median' | 'mean';
-export const aggregatorNames: readonly AggregatorName[] = ['centered-clip', 'trimmed-mean', 'median', 'mean'];
-export const defaultAggregator: AggregatorName = 'centered-clip';
-
-export type AggregateOptions = {
-  /** Share of updates assumed hostile (default 0.2): sizes buckets and the trimmed mean's trim. */
-  byzantineFraction?: number;
-  /** Bucket size s; default ⌊0.25 / byzantineFraction⌋ for centered-clip, 1 (off) for the others. */
-  bucket?: number;
-  /** Seed of the bucketing shuffle (the relay passes the round), default 0: same inputs, same answer. */
-  seed?: number;
-  /** centered-clip: iterations (default 3). */
-  iterations?: number;
-  /** centered-clip: clipping radius (default: median distance of the inputs from the start). */
-  tau?: number;
-  /** centered-clip: starting point, e.g. the previous aggregate (default: coordinate-wise median). */
-  center?: Float32Array;
-  /** trimmed-mean: fraction trimmed on each side (default byzantineFraction). */
-  trim?: number;
-};
-
-export class AggregationError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'AggregationError';
-  }
-}
-
-export function isAggregatorName(x: unknown): x is AggregatorName {
-  return typeof x === 'string' && (aggregatorNames as readonly string[]).includes(x);
-}
+export { AggregationError, aggregatorNames, isAggregatorName, type AggregateOptions, type AggregatorName };
+export { preAggregatorNames, isPreAggregatorName, type PreAggregatorName } from './registry.ts';
+/** The job default (shared/jobs/spec.ts), chosen from bench:attacks (docs/defence.md). */
+export const defaultAggregator: AggregatorName = 'multi-krum';
 
 export function aggregate(name: AggregatorName, updates: Update[], weights: number[], opts: AggregateOptions = {}): Float32Array {
   if (!isAggregatorName(name)) throw new AggregationError(`unknown aggregator ${JSON.stringify(name)}; use one of ${aggregatorNames.join(', ')}`);
@@ -71,24 +51,18 @@ export function aggregate(name: AggregatorName, updates: Update[], weights: numb
   });
   if (!(weights.reduce((a, b) => a + b, 0) > 0)) throw new AggregationError('weights sum to 0; at least one update must count');
   if (opts.center && opts.center.length !== d) throw new AggregationError(`center has ${opts.center.length} values, updates have ${d}`);
+  checkOptions(opts);
 
-  if (name === 'mean') return weightedMean(updates, weights, d);
   const delta = opts.byzantineFraction ?? 0.2;
   if (!(delta >= 0 && delta < 0.5)) throw new AggregationError(`byzantineFraction must be in [0, 0.5), got ${delta}`);
   const s = opts.bucket ?? (name === 'centered-clip' ? Math.max(1, Math.min(updates.length, Math.floor(0.25 / delta))) : 1);
   if (!(Number.isInteger(s) && s >= 1)) throw new AggregationError(`bucket must be an integer ≥ 1, got ${s}`);
-  const b = bucketMeans(updates, weights, d, s, opts.seed ?? 0);
-  const cols = b.updates.map(toDense);
-  if (name === 'median') return coordinateMedian(cols, b.weights);
-  if (name === 'trimmed-mean') {
-    const trim = opts.trim ?? delta;
-    if (!(trim >= 0 && trim < 0.5)) throw new AggregationError(`trim must be in [0, 0.5), got ${trim}`);
-    const f = Math.min(Math.floor(trim * cols.length), Math.floor((cols.length - 1) / 2));
-    return trimmedMean(cols, b.weights, f);
-  }
-  const iterations = opts.iterations ?? 3;
-  if (!(Number.isInteger(iterations) && iterations >= 1)) throw new AggregationError(`iterations must be an integer ≥ 1, got ${iterations}`);
-  if (opts.tau !== undefined && !(opts.tau >= 0 && Number.isFinite(opts.tau))) throw new AggregationError(`tau must be finite and ≥ 0, got ${opts.tau}`);
-  const start = opts.center ?? coordinateMedian(cols, b.weights);
-  return centeredClip(cols, b.weights, start, { tau: opts.tau, iterations });
+  const b = name === 'mean' && s === 1 ? { updates, weights } : bucketMeans(updates, weights, d, s, opts.seed ?? 0);
+  // Selection and neighbour rules read "n" as the updates that count: zero-weight ones are left out.
+  const keep = b.weights.map((w, j) => j).filter((j) => b.weights[j] > 0);
+  let xs = keep.map((j) => toDense(b.updates[j]));
+  const ws = keep.map((j) => b.weights[j]);
+  const ctx = { f: hostileCount(delta, xs.length), delta, opts };
+  for (const p of (opts.preAggregators ?? []) as PreAggregatorName[]) xs = preAggregators[p](xs, ws, ctx);
+  return rules[name](xs, ws, ctx);
 }

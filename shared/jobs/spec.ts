@@ -5,7 +5,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
-  AdamWSchema, AggregatorSchema, CompressionSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
+  AdamWSchema, AggregatorSchema, CompressionSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 
@@ -98,7 +98,7 @@ export const defaultHyperparameters: Hyperparameters = {
   stalenessBound: 2,
   leaseMs: 120_000,
   compression: { kind: 'int8', block: 256 },
-  aggregator: 'centered-clip',
+  aggregator: 'multi-krum', // best worst case over the attack table, IID and non-IID (docs/defence.md)
   maxUpdateNorm: 1000,
   usefulness: { mode: 'off', minDrop: 0 },
 };
@@ -147,6 +147,11 @@ export function checkSubmission(input: unknown): JobSubmission {
   }
   if (h && typeof h === 'object' && h.aggregator !== undefined && !Value.Check(AggregatorSchema, h.aggregator)) {
     throw new SpecError('hyperparameters.aggregator', `must be one of ${AggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(h.aggregator)})`);
+  }
+  if (h && typeof h === 'object' && Array.isArray(h.preAggregators)) {
+    h.preAggregators.forEach((p, i) => {
+      if (!Value.Check(PreAggregatorSchema, p)) throw new SpecError(`hyperparameters.preAggregators.${i}`, `must be one of ${PreAggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(p)})`);
+    });
   }
   const mode = h && typeof h === 'object' && h.usefulness && typeof h.usefulness === 'object' ? (h.usefulness as Record<string, unknown>).mode : undefined;
   if (mode !== undefined && !Value.Check(UsefulnessSchema.properties.mode, mode)) {

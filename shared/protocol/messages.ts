@@ -2,6 +2,7 @@
 // requests with them, clients check answers with them, and both sides take their types from them.
 // Names say direction: VolunteerSends… is a request body, RelaySends… a response body.
 import { Type, type Static } from '@sinclair/typebox';
+import { aggregatorNames, preAggregatorNames } from '../aggregate/registry.ts';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -29,9 +30,9 @@ export const ModelSchema = Type.Union([
   }),
 ]);
 
-export const AggregatorSchema = Type.Union([
-  Type.Literal('centered-clip'), Type.Literal('trimmed-mean'), Type.Literal('median'), Type.Literal('mean'),
-]);
+/** The names of shared/aggregate/registry.ts, so a new rule needs no edit here. */
+export const AggregatorSchema = Type.Union(aggregatorNames.map((n) => Type.Literal(n)));
+export const PreAggregatorSchema = Type.Union(preAggregatorNames.map((n) => Type.Literal(n)));
 
 /** Usefulness score (server/defence/usefulness.ts): the loss drop an update gives on its own seeded batch,
  * computed on the relay with the CPU reference. Absent means off (jobs made before the field existed). */
@@ -57,6 +58,7 @@ export const HyperparametersSchema = Type.Object({
   leaseMs: Type.Integer({ minimum: 1 }),
   compression: CompressionSchema,
   aggregator: AggregatorSchema,
+  preAggregators: Type.Optional(Type.Array(PreAggregatorSchema, { maxItems: 4, description: 'applied in order before the aggregator, e.g. ["nnm"]' })),
   maxUpdateNorm: Type.Number({ exclusiveMinimum: 0, description: 'updates with a larger L2 norm are refused' }),
   usefulness: Type.Optional(UsefulnessSchema),
 });

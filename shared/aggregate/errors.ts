@@ -1,0 +1,6 @@
+export class AggregationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AggregationError';
+  }
+}
