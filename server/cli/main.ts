@@ -31,11 +31,12 @@ export function buildProgram(): Command {
     .option('--keep-every <n>', 'older checkpoints kept: every n-th version (1 keeps them all)', int('--keep-every', 1), defaultRetention.keepEvery)
     .option('--trust-proxy <proxies>', 'behind a reverse proxy: its addresses/CIDRs, comma-separated (or "true" for any), whose X-Forwarded-For names the volunteer', trustProxy)
     .option('--quiet', 'log warnings and errors only')
-    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean }) => {
+    .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
+    .action(async (o: { port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean; renewDefaultJob: boolean }) => {
       const relay = await buildApp({
         dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
         logger: { level: o.quiet ? 'warn' : 'info' },
-        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true,
+        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob,
       });
       // One plain line that scripts (and the crash test) can wait for.
       process.stdout.write(`tabtrain relay listening on ${relay.url}\n`);

@@ -13,7 +13,7 @@ export async function referenceUpdate(model: ModelConfig, h: Hyperparameters, ba
   try {
     await t.load(base);
     const data = decodeTaskData(shardBytes);
-    for (let step = 0; step < h.steps; step++) await t.step(taskBatch(data, model, seed, step, h.batchSize));
+    for (let step = 0; step < h.steps; step++) await t.step(taskBatch(data, model, seed, step, h.batchSize, h.augment));
     const delta = await t.delta();
     return decodeUpdate(encodeUpdate(delta, h.compression), delta.length);
   } finally {

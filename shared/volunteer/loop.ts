@@ -42,6 +42,8 @@ export type VolunteerOptions = {
 /** Codes that end a task but not the loop. */
 const DROP_CODES = new Set(['TT_ERR_LEASE_EXPIRED', 'TT_ERR_LEASE_USED', 'TT_ERR_TOO_STALE', 'TT_ERR_UNKNOWN_TASK', 'TT_ERR_JOB_NOT_RUNNING', 'TT_ERR_SIGNATURE']);
 const IDLE_MS = 2_000;
+/** With no running job anywhere, asks again ever less often, up to this (the tab holds no device meanwhile). */
+const NO_JOB_MAX_MS = 30_000;
 
 /** A leased task with everything it needs to start training at once. */
 type Ready = { task: Task; params: Float32Array; shard: TaskData };
@@ -96,7 +98,23 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
 
   /** The job of the last task, asked for again without a round trip to the job list; dropped when it stops running. */
   let lastJobId: string | undefined;
-  const pickJob = async (): Promise<string | undefined> => o.jobId ?? lastJobId ?? (await client.jobs())[0]?.jobId;
+  /** Jobs seen done: a job asked for by name (o.jobId) that is done gives way to the relay's running ones. */
+  const ended = new Set<string>();
+  let askedJobId: string | undefined;
+  let noJobMs = IDLE_MS;
+  const pickJob = async (): Promise<string | undefined> =>
+    askedJobId = (o.jobId !== undefined && !ended.has(o.jobId) ? o.jobId : undefined) ?? lastJobId ?? (await client.jobs())[0]?.jobId;
+
+  /** A job that refused work: done ones are remembered (and reported) so the loop moves on at once. */
+  const jobEnded = async (jobId: string): Promise<boolean> => {
+    const info = await client.job(jobId).catch(() => undefined);
+    if (info?.status !== 'done') return false;
+    ended.add(jobId);
+    const reason = info.finish?.reason ?? 'ended by an operator';
+    emit({ type: 'job-ended', jobId, reason });
+    setState('waiting', `job "${info.name}" is done (${reason}); looking for another running job`);
+    return true;
+  };
 
   const paramsFor = async (task: Task): Promise<Float32Array> => {
     const cached = await o.store.getParams(task.versionHash);
@@ -235,7 +253,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       if (o.signal.aborted) return undefined;
       if (step > 0) whileTraining(task, vid, step, Date.now() - start);
       const s0 = Date.now();
-      await t.step(taskBatch(shard, task.model, task.seed, step, task.batchSize));
+      await t.step(taskBatch(shard, task.model, task.seed, step, task.batchSize, task.augment));
       emit({ type: 'step', taskId: task.taskId, step, steps: task.steps, ms: Date.now() - s0 });
     }
     whileTraining(task, vid, task.steps, Date.now() - start);
@@ -266,7 +284,16 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const leaseNow = async (vid: string): Promise<Ready | undefined> => {
     setState('fetching');
     const jobId = await pickJob();
-    if (!jobId) { setState('waiting', 'no running job'); await sleep(IDLE_MS, o.signal); return undefined; }
+    if (!jobId) {
+      // nothing to train anywhere: the device is let go, and the relay asked ever less often
+      trainer?.t.destroy();
+      trainer = undefined;
+      setState('waiting', 'no running job; this tab waits for one, using nothing meanwhile');
+      await sleep(noJobMs, o.signal);
+      noJobMs = Math.min(2 * noJobMs, NO_JOB_MAX_MS);
+      return undefined;
+    }
+    noJobMs = IDLE_MS;
     const got = await client.lease(jobId, vid, signRequest);
     if ('retryMs' in got) {
       // a round full of our own work opens when our update lands: wait for that, not the relay's retry time
@@ -302,7 +329,13 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
             ready = await leaseNow(vid);
           } catch (e) {
             if (e instanceof RelayHttpError && e.code === 'TT_ERR_UNKNOWN_VOLUNTEER') { vid = await volunteerId(true); continue; }
-            if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') { lastJobId = undefined; setState('paused', e.message); await sleep(IDLE_MS, o.signal); continue; }
+            if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') {
+              lastJobId = undefined;
+              if (askedJobId !== undefined && await jobEnded(askedJobId)) continue;
+              setState('paused', e.message);
+              await sleep(IDLE_MS, o.signal);
+              continue;
+            }
             if (e instanceof RelayHttpError && e.code === 'TT_ERR_UNKNOWN_JOB' && lastJobId) { lastJobId = undefined; continue; }
             throw e;
           } finally {
