@@ -140,6 +140,22 @@ describe('a job that finishes', () => {
   });
 });
 
+describe('the default job at start', () => {
+  it('is created afresh when every job is done and renewing is on (tabtrain start), and not otherwise', async () => {
+    const { relay: r, operator } = await start({});
+    const dataDir = r.dataDir;
+    expect((await post(r.url, '/api/ops/jobs/mnist-mlp/finish', operator, {})).status).toBe(200);
+    await r.app.close();
+    relay = await startRelay({ dataDir, renewDefaultJob: false, keepData: true });
+    expect(relay.app.store.listJobs().map((j) => j.jobId)).toEqual(['mnist-mlp']);
+    await relay.app.close();
+    relay = await startRelay({ dataDir, renewDefaultJob: true });
+    expect(relay.app.store.listJobs().map((j) => [j.jobId, j.status])).toEqual([['mnist-mlp', 'done'], ['mnist-mlp-2', 'running']]);
+    expect(relay.app.store.getJob('mnist-mlp-2')!.hyperparameters.until).toEqual({ versions: 1000, plateau: { evals: 20, tolerance: 0.002 } });
+    expect((await get(relay.url, '/api/jobs')).body.jobs.map((j: { jobId: string }) => j.jobId)).toEqual(['mnist-mlp-2']);
+  });
+});
+
 describe('volunteers when their job is done', () => {
   it('move on to the next running job, then wait for one without holding a trainer', async () => {
     const { relay: r } = await start({ until: { versions: 2 } });
