@@ -102,6 +102,8 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const ended = new Set<string>();
   let askedJobId: string | undefined;
   let noJobMs = IDLE_MS;
+  /** Jobs that refused an upload as not running: a task of theirs leased ahead is not trained. */
+  const refusing = new Set<string>();
   const pickJob = async (): Promise<string | undefined> =>
     askedJobId = (o.jobId !== undefined && !ended.has(o.jobId) ? o.jobId : undefined) ?? lastJobId ?? (await client.jobs())[0]?.jobId;
 
@@ -196,6 +198,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     let saving: Promise<void> | undefined;
     const failed = (e: unknown) => {
       if (o.signal.aborted) return;
+      if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') refusing.add(task.jobId);
       if (e instanceof RelayHttpError) emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
       else emit({ type: 'error', message: `upload of ${task.taskId} failed: ${(e as Error).message}` });
     };
@@ -273,6 +276,10 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const takePrefetched = (): Ready | undefined => {
     const ready = prefetched;
     prefetched = undefined;
+    if (ready && refusing.has(ready.task.jobId)) {
+      emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_JOB_NOT_RUNNING', reason: 'its job stopped taking updates after this task was leased ahead' });
+      return undefined;
+    }
     if (ready && ready.task.deadline < Date.now() + lastTaskMs) {
       emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease taken ahead would run out before the task could be trained' });
       return undefined;
@@ -302,6 +309,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       await sleep(got.retryMs, o.signal);
       return undefined;
     }
+    refusing.delete(jobId);
     emit({ type: 'task', task: got.task });
     return readyFor(got.task);
   };
