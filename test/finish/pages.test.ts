@@ -36,7 +36,8 @@ describe('a done job on the pages', () => {
   test('the job page marks the released version and why the job stopped, with a safetensors download', async () => {
     const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
     await page.goto(`${pages.url}/job.html?id=mnist-mlp`);
-    await expect.poll(() => page.textContent('#job-status')).toBe('done');
+    // the page's first refresh on a loaded machine may take a while: wait for it, not a fixed second
+    await page.waitForFunction(() => document.getElementById('job-status')?.textContent === 'done', undefined, { timeout: 120_000 });
     expect(await page.getAttribute('#job-finish', 'data-released')).toBe('0');
     expect(await page.textContent('#job-finish')).toMatch(/^released version 0 \(held-out loss \d\.\d\d+, accuracy .*\); stopped: a test ends it$/);
     expect(await page.isVisible('#job-finish')).toBe(true);
@@ -56,11 +57,11 @@ describe('a done job on the pages', () => {
   test('the dashboard lists the job under done jobs, and the volunteer page says none runs', async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
     await page.goto(`${pages.url}/dashboard.html`);
-    await page.waitForSelector('#jobs-done #job-mnist-mlp');
+    await page.waitForSelector('#jobs-done #job-mnist-mlp', { timeout: 120_000 });
     expect(await page.locator('#jobs #job-mnist-mlp').count()).toBe(0);
     expect(await page.textContent('#jobs-done #job-mnist-mlp .latest')).toMatch(/Released version 0 .*; stopped: a test ends it$/);
     await page.goto(`${pages.url}/`);
-    await expect.poll(() => page.textContent('#job-name')).toBe('No job is running right now');
+    await page.waitForFunction(() => document.getElementById('job-name')?.textContent === 'No job is running right now', undefined, { timeout: 120_000 });
     expect(await page.textContent('#job-description')).toMatch(/waits, using nothing meanwhile/);
     await page.close();
   });
