@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
-import { DEFAULT_JOB_ID, defaultJobSpec } from './default-job.ts';
+import { defaultJobSpec, defaultJobToCreate } from './default-job.ts';
 import { RelayError, errors } from './errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
@@ -36,6 +36,8 @@ export type RelayOptions = {
   logger?: FastifyServerOptions['logger'];
   /** create the default MNIST job, running, when the database has no jobs (default true) */
   defaultJob?: boolean | Partial<Hyperparameters>;
+  /** when every job is done and the newest default job is one of them, create a fresh default job (default false; `tabtrain start` turns it on) */
+  renewDefaultJob?: boolean;
   /** how often leases are expired and round timers checked */
   sweepMs?: number;
   /** absolute cap on any update body */
@@ -106,9 +108,8 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     app.get('/', async (_req, reply) => reply.type('text/html').send('<!doctype html><title>Tabtrain</title><p>The volunteer page is not built; run <code>npm run build</code>.</p>'));
   }
 
-  if (opts.defaultJob !== false && store.listJobs().length === 0) {
-    scheduler.createJob(DEFAULT_JOB_ID, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
-  }
+  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(store.listJobs(), opts.renewDefaultJob ?? false);
+  if (defaultJobId) scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
   scheduler.recover();
   const sweeper = setInterval(() => {
     try {

@@ -39,10 +39,11 @@ export function buildProgram(): Command {
     .option('--upload-streams-per-address <n>', 'upload bodies one address may send at once (default 32)', int('--upload-streams-per-address', 1))
     .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default 256 MiB)', int('--upload-bytes-per-address', 1))
     .option('--quiet', 'log warnings and errors only')
+    .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
       port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
-      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number;
+      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean;
     }) => {
       const relay = await buildApp({
         dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
@@ -50,7 +51,7 @@ export function buildProgram(): Command {
         timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },
         logger: { level: o.quiet ? 'warn' : 'info' },
-        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true,
+        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob,
       });
       // One plain line that scripts (and the crash test) can wait for.
       process.stdout.write(`tabtrain relay listening on ${relay.url}\n`);

@@ -8,6 +8,7 @@ import { decodeUpdate, toDense, type Update } from '../../shared/codec/index.ts'
 import { taskBatchEncoded } from '../../shared/data/task-data.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
+import type { Augment } from '../../shared/protocol/messages.ts';
 import { gptEvaluate } from '../../shared/reference/gpt.ts';
 import { mlpEvaluate, type LabelledBatch } from '../../shared/reference/mlp.ts';
 import type { Batch } from '../../shared/train/trainer.ts';
@@ -60,8 +61,8 @@ export const SCORED_STEP = 0;
 
 /** The update's own seeded batch, exactly as the volunteer's trainer drew it (shared/volunteer/loop.ts:
  * taskBatch(decodeTaskData(shard), model, seed, step, batchSize)), read from the shard still encoded. */
-export function ownBatch(model: ModelConfig, shardBytes: Uint8Array, seed: number, batchSize: number): Batch {
-  return taskBatchEncoded(shardBytes, model, seed, SCORED_STEP, batchSize);
+export function ownBatch(model: ModelConfig, shardBytes: Uint8Array, seed: number, batchSize: number, augment?: Augment): Batch {
+  return taskBatchEncoded(shardBytes, model, seed, SCORED_STEP, batchSize, augment);
 }
 
 /** Most bytes of base-version params kept for scoring (all jobs together); the newest stay. */
@@ -108,7 +109,7 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
       store.rejectTask(task.taskId);
       return fail('TT_ERR_TOO_STALE', `base version ${task.baseVersion} of job ${job.jobId} is gone (rolled back); lease a new task`);
     }
-    const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize);
+    const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment);
     const score = usefulnessScore(job.model, params, decodeUpdate(payload, params.length), batch);
     stop();
     // NaN (a loss that overflowed) is never enough

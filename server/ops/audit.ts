@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 
 export type AuditAction =
-  | 'job.submit' | 'job.approve' | 'job.pause' | 'job.resume' | 'job.rollback' | 'job.guardrail'
+  | 'job.submit' | 'job.approve' | 'job.pause' | 'job.resume' | 'job.rollback' | 'job.guardrail' | 'job.finish' | 'job.extend'
   | 'round.accept' | 'token.create' | 'token.revoke';
 
 export type AuditEntry = {

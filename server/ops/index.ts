@@ -10,6 +10,7 @@ import { installStoreHooks } from './hooks.ts';
 import { adminRoutes } from './routes-admin.ts';
 import { jobOpsRoutes } from './routes-jobs.ts';
 import { modelRoutes } from './routes-models.ts';
+import { finishRoutes } from './routes-finish.ts';
 import { migrateOps } from './store.ts';
 import { ACTIVE_MS, WINDOW_MS } from './snapshot.ts';
 import { createTallies } from './tallies.ts';
@@ -27,6 +28,7 @@ const ops: FastifyPluginAsync = async (app) => {
   await app.register(adminRoutes);
   await app.register(jobOpsRoutes);
   await app.register(modelRoutes(tallies));
+  await app.register(finishRoutes);
   await app.register(feedPlugin(traffic, tallies));
 };
 

@@ -61,6 +61,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
     const perJob = jobs.map((j) => ({
       jobId: j.jobId, name: j.name, status: j.status, version: j.version, model: j.model.kind, researcher: j.researcher,
       ...curve(j.jobId),
+      ...(j.status === 'done' ? { finish: app.scheduler.stopping.finishOf(j.jobId) } : {}),
     }));
     const pendingUpdates = jobs.reduce((a, j) => a + app.store.countPendingUpdates(j.jobId), 0);
     const mem = process.memoryUsage();

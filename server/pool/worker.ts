@@ -51,7 +51,7 @@ export default async function run(task: PoolTask): Promise<unknown> {
       try {
         await t.load(task.base);
         const data = decodeTaskData(task.shardBytes);
-        for (let step = 0; step < h.steps; step++) await t.step(taskBatch(data, model, task.seed, step, h.batchSize));
+        for (let step = 0; step < h.steps; step++) await t.step(taskBatch(data, model, task.seed, step, h.batchSize, h.augment));
         const delta = await t.delta();
         return decodeUpdate(encodeUpdate(delta, h.compression), delta.length);
       } finally {

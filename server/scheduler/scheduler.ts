@@ -27,6 +27,7 @@ import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
 import { defaultRetention, prunableUpTo, type Retention } from '../store/retention.ts';
 import { createWaitingList } from './waiting.ts';
+import { createStopping } from './stopping.ts';
 
 export type SchedulerOptions = {
   store: Store; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics;
@@ -81,6 +82,8 @@ export function createScheduler(o: SchedulerOptions) {
   const waiting = createWaitingList();
   /** Usefulness scores of uploads, on jobs that turn them on. */
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
+  /** Jobs' stopping rules (hyperparameters.until), checked after each round and its evaluation. */
+  const stopRules = createStopping({ store, db: o.db ?? (store as unknown as { db: Database.Database }).db, log, now });
 
   /** where evaluations run (server/pool); without one (unit tests) they run inline */
   let pool: WorkPool | undefined;
@@ -100,6 +103,7 @@ export function createScheduler(o: SchedulerOptions) {
     return {
       jobId: job.jobId, name: job.name, researcher: job.researcher, description: job.description, dataset: job.dataset,
       model: job.model, hyperparameters: job.hyperparameters, version: job.version, status: job.status, paramCount: paramCount(job.model),
+      ...(job.status === 'done' ? { finish: stopRules.finishOf(job.jobId) } : {}),
     };
   }
 
@@ -158,12 +162,14 @@ export function createScheduler(o: SchedulerOptions) {
       shard: task.shard, seed: task.seed, steps: h.steps, batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm,
       compression: h.compression, lease, deadline: task.expiresAt, model: job.model, paramCount: paramCount(job.model),
       ...(replica && flagsReplicas(h.compression) ? { replica: true } : {}),
+      ...(h.augment ? { augment: h.augment } : {}),
     };
   }
 
   /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task. */
   async function intakeUpdate(taskId: string, body: Uint8Array, signature?: string): Promise<UpdateAck> {
     let task = store.getTask(taskId) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
+    if (task.state !== 'accepted' && store.getJob(task.jobId)?.status === 'done') fail('TT_ERR_JOB_NOT_RUNNING', `job ${task.jobId} is done (${stopRules.finishOf(task.jobId)?.reason ?? 'ended by an operator'}); its updates are not taken. Lease a task of a running job (GET /api/jobs)`);
     let frame: ReturnType<typeof decodeUpdateFrame>;
     try {
       frame = decodeUpdateFrame(body);
@@ -371,6 +377,7 @@ export function createScheduler(o: SchedulerOptions) {
     metrics.version.set({ job: jobId }, version);
     log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
     if (o.evaluate !== false) later(() => evaluate(jobId, version));
+    later(() => stopRules.check(jobId)); // after the evaluation above (and a GPT's, queued by the round's commit)
     return true;
   }
 
@@ -453,7 +460,7 @@ export function createScheduler(o: SchedulerOptions) {
     return id;
   }
 
-  return { createJob, jobInfo, leaseTask, intakeUpdate, closeRound, sweep, recover, evaluate, registerVolunteer, requireJob, paramHash, guard,
+  return { createJob, jobInfo, leaseTask, stopping: stopRules, intakeUpdate, closeRound, sweep, recover, evaluate, registerVolunteer, requireJob, paramHash, guard,
     /** Resolves when the spot-check tie-breaks started so far are done. */
     settled: async (): Promise<void> => { await Promise.all([...tieBreaks]); },
     /** Stops deferred work (round closes, evaluations) before the store closes. */

@@ -314,6 +314,14 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         return shard_cursor % shards;
       })();
     },
+    samplesApplied: (jobId) => (stmt('SELECT COALESCE(SUM(samples), 0) AS n FROM updates WHERE job_id = ? AND applied_in IS NOT NULL AND discarded = 0')
+      .get(jobId) as { n: number }).n,
+    setHyperparameters(jobId, h) {
+      const job = store.getJob(jobId) ?? (() => { throw new RelayError('TT_ERR_UNKNOWN_JOB', jobId); })();
+      const spec: JobSpec = { name: job.name, researcher: job.researcher, description: job.description, model: job.model, hyperparameters: h, dataset: job.dataset };
+      stmt('UPDATE jobs SET spec = ? WHERE job_id = ?').run(JSON.stringify(spec), jobId);
+      return store.getJob(jobId)!;
+    },
     putEval(jobId, e) {
       stmt('INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?, ?)').run(jobId, e.version, e.loss, e.accuracy, e.at);
     },

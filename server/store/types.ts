@@ -104,6 +104,11 @@ export interface Store {
   /** Round-robin shard counter. */
   nextShard(jobId: string, shards: number): number;
 
+  /** Samples trained by the updates applied in the job's current history (budgets, ../scheduler/stopping.ts). */
+  samplesApplied(jobId: string): number;
+  /** Replaces the job's hyperparameters (an operator extending a done job's budget). */
+  setHyperparameters(jobId: string, h: Hyperparameters): JobRow;
+
   putEval(jobId: string, e: Eval): void;
   listEvals(jobId: string): Eval[];
   close(): void;

@@ -54,7 +54,7 @@ export function decodeShard(bytes: Uint8Array): Shard {
 }
 
 /** Mixes (seed, step) into one 32-bit seed, so every step of a task draws its own reproducible batch. */
-function mix(seed: number, step: number): number {
+export function mix(seed: number, step: number): number {
   let h = (seed ^ Math.imul(step + 1, 0x9e3779b1)) >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;

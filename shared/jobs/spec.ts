@@ -8,6 +8,7 @@ import {
   AdamWSchema, AggregatorSchema, CompressionSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
+import { imageShape } from '../data/augment.ts';
 
 export const LIMITS = {
   /** Largest dataset upload, bytes (the relay's body limit is a little above it). */
@@ -166,6 +167,7 @@ export function checkSubmission(input: unknown): JobSubmission {
   if (job.model.kind === 'gpt' && job.dataset.format !== 'text') throw new SpecError('dataset.format', 'a gpt model trains on a text corpus: use "text"');
   if (job.model.kind === 'mlp' && job.dataset.format !== 'labelled') throw new SpecError('dataset.format', 'an mlp model trains on labelled arrays: use "labelled"');
   const hp = resolveHyperparameters(job);
+  if (hp.augment && job.model.kind !== 'mlp') throw new SpecError('hyperparameters.augment', 'shifts labelled image rows; a gpt model trains on text: remove it');
   if (hp.quorum > hp.updatesPerRound) throw new SpecError('hyperparameters.quorum', `must not exceed hyperparameters.updatesPerRound (${hp.updatesPerRound}); got ${hp.quorum}`);
   return job;
 }
@@ -207,8 +209,16 @@ export function usefulnessMultiplyAdds(model: ModelConfig, batchSize: number): n
   return 2 * paramCount(model) * batchSize * (model.kind === 'gpt' ? model.context : 1);
 }
 
-/** Once the data has decided the model's full shape: refuses a usefulness score the relay cannot afford. */
+/** Once the data has decided the model's full shape: refuses a usefulness score the relay cannot afford,
+ * and an augmentation whose image width does not divide the rows. */
 export function checkUsefulness(model: ModelConfig, h: Hyperparameters): void {
+  if (h.augment && model.kind === 'mlp') {
+    try {
+      imageShape(model.inputs, h.augment.width);
+    } catch (e) {
+      throw new SpecError(h.augment.width === undefined ? 'hyperparameters.augment' : 'hyperparameters.augment.width', (e as Error).message);
+    }
+  }
   if (usefulnessOf(h).mode === 'off') return;
   const cost = usefulnessMultiplyAdds(model, h.batchSize);
   if (cost > LIMITS.usefulnessMultiplyAdds) {

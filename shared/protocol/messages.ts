@@ -43,6 +43,26 @@ export const UsefulnessSchema = Type.Object({
   minDrop: Type.Number({ minimum: -100, maximum: 100, description: 'enforce: the smallest loss drop (nats) accepted; negative tolerates a small rise' }),
 }, { additionalProperties: false });
 
+/** When a job is finished (server/scheduler/stopping.ts): the first rule that holds moves it to done, and
+ * its released version is the one with the best held-out loss. Absent: it runs until an operator ends it. */
+export const UntilSchema = Type.Object({
+  samples: Type.Optional(Type.Integer({ minimum: 1, description: 'budget: stop once the applied updates have trained on this many samples' })),
+  versions: Type.Optional(Type.Integer({ minimum: 1, description: 'budget: stop at this version' })),
+  targetLoss: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'stop once held-out loss is at or below this' })),
+  targetAccuracy: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'stop once held-out accuracy is at or above this' })),
+  plateau: Type.Optional(Type.Object({
+    evals: Type.Integer({ minimum: 1, maximum: 10_000, description: 'N: evaluations in a row without improvement' }),
+    tolerance: Type.Number({ minimum: 0, description: 'an improvement is a held-out loss below the best so far by more than this (nats)' }),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
+/** Seeded data augmentation of labelled image rows (shared/data/augment.ts): each row of a batch is shifted
+ * by up to `shift` pixels in x and y, drawn from the task's seed, so two devices with one task agree. */
+export const AugmentSchema = Type.Object({
+  shift: Type.Integer({ minimum: 0, maximum: 8, description: 'largest shift in pixels, each axis' }),
+  width: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'image width in pixels (default: the square root of the row length)' })),
+}, { additionalProperties: false });
+
 /** A job's training hyperparameters (inner and outer loop, rounds, staleness, compression). */
 export const HyperparametersSchema = Type.Object({
   steps: Type.Integer({ minimum: 1, maximum: 100_000, description: 'H: inner steps per task' }),
@@ -61,6 +81,8 @@ export const HyperparametersSchema = Type.Object({
   preAggregators: Type.Optional(Type.Array(PreAggregatorSchema, { maxItems: 4, description: 'applied in order before the aggregator, e.g. ["nnm"]' })),
   maxUpdateNorm: Type.Number({ exclusiveMinimum: 0, description: 'updates with a larger L2 norm are refused' }),
   usefulness: Type.Optional(UsefulnessSchema),
+  until: Type.Optional(UntilSchema),
+  augment: Type.Optional(AugmentSchema),
 });
 
 export const JobStatusSchema = Type.Union([
@@ -71,10 +93,18 @@ export const DatasetSchema = Type.Object({ name: Type.String(), shards: Type.Int
 
 export const JobSummarySchema = Type.Object({ jobId: Id, name: Type.String(), status: JobStatusSchema, version: Type.Integer({ minimum: 0 }) });
 
+/** Why and where a done job stopped (server/scheduler/stopping.ts). */
+export const FinishSchema = Type.Object({
+  rule: Type.String({ description: 'samples, versions, targetLoss, targetAccuracy, plateau or operator' }),
+  reason: Type.String(), releasedVersion: Type.Integer({ minimum: 0 }), releasedHash: Type.String(),
+  loss: Type.Union([Type.Number(), Type.Null()]), accuracy: Type.Union([Type.Number(), Type.Null()]), at: Type.Integer(),
+});
+
 export const JobInfoSchema = Type.Object({
   jobId: Id, name: Type.String(), researcher: Type.String(), description: Type.String(),
   dataset: DatasetSchema, model: ModelSchema, hyperparameters: HyperparametersSchema,
   version: Type.Integer({ minimum: 0 }), status: JobStatusSchema, paramCount: Type.Integer({ minimum: 1 }),
+  finish: Type.Optional(FinishSchema),
 });
 
 export const VolunteerSendsRegistration = Type.Object({
@@ -100,6 +130,8 @@ export const RelaySendsTask = Type.Object({
   /** a spot-checked task (another volunteer gets the same base version, shard and seed): send its Δ
    * without error feedback (no residual in, none kept), so the two copies can be compared */
   replica: Type.Optional(Type.Boolean()),
+  /** the job's seeded augmentation: batches are drawn with it (shared/data/task-data.ts) */
+  augment: Type.Optional(AugmentSchema),
 });
 
 /** JSON header inside an update frame (shared/protocol/frame.ts). */
@@ -125,6 +157,9 @@ export const RelaySendsError = Type.Object({ error: Type.Object({ code: Type.Str
 export type AdamW = Static<typeof AdamWSchema>;
 export type Hyperparameters = Static<typeof HyperparametersSchema>;
 export type Usefulness = Static<typeof UsefulnessSchema>;
+export type Until = Static<typeof UntilSchema>;
+export type Augment = Static<typeof AugmentSchema>;
+export type Finish = Static<typeof FinishSchema>;
 export type JobStatus = Static<typeof JobStatusSchema>;
 export type JobSummary = Static<typeof JobSummarySchema>;
 export type JobInfo = Static<typeof JobInfoSchema>;

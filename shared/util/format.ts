@@ -16,3 +16,14 @@ export function count(n: number): string {
 export function rate(n: number): string {
   return n >= 100 ? String(Math.round(n)) : n.toFixed(n >= 10 ? 1 : 2);
 }
+
+/** A loss (or any small positive figure) with `digits` significant digits however small it gets: 2.31,
+ * 0.0412, 3.05e-5; never "0.000" for a value that is still moving. */
+export function sig(n: number, digits = 3): string {
+  if (!Number.isFinite(n)) return String(n);
+  if (n === 0) return '0';
+  const a = Math.abs(n);
+  if (a >= 1e-3 && a < 10 ** digits) return n.toPrecision(digits);
+  if (a >= 10 ** digits) return String(Math.round(n));
+  return n.toExponential(digits - 1);
+}

@@ -21,4 +21,6 @@ export type VolunteerEvent =
   /** the task was given up (lease expired, too stale, refused); the loop goes on */
   | { type: 'dropped'; taskId: string; code: string; reason: string }
   | { type: 'retry'; what: string; attempt: number; delayMs: number; reason: string }
+  /** the job this loop worked on is done (its stopping rule held, or an operator ended it): it moves on */
+  | { type: 'job-ended'; jobId: string; reason: string }
   | { type: 'error'; message: string };

@@ -44,6 +44,8 @@ export type VolunteerOptions = {
 /** Codes that end a task but not the loop. */
 const DROP_CODES = new Set(['TT_ERR_LEASE_EXPIRED', 'TT_ERR_LEASE_USED', 'TT_ERR_TOO_STALE', 'TT_ERR_UNKNOWN_TASK', 'TT_ERR_JOB_NOT_RUNNING', 'TT_ERR_SIGNATURE']);
 const IDLE_MS = 2_000;
+/** With no running job anywhere, asks again ever less often, up to this (the tab holds no device meanwhile). */
+const NO_JOB_MAX_MS = 30_000;
 
 /** A leased task with everything it needs to start training at once. */
 type Ready = { task: Task; params: Float32Array; shard: TaskData };
@@ -91,7 +93,25 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
 
   /** The job of the last task, asked for again without a round trip to the job list; dropped when it stops running. */
   let lastJobId: string | undefined;
-  const pickJob = async (): Promise<string | undefined> => o.jobId ?? lastJobId ?? (await client.jobs())[0]?.jobId;
+  /** Jobs seen done: a job asked for by name (o.jobId) that is done gives way to the relay's running ones. */
+  const ended = new Set<string>();
+  let askedJobId: string | undefined;
+  let noJobMs = IDLE_MS;
+  /** Jobs that refused an upload as not running: a task of theirs leased ahead is not trained. */
+  const refusing = new Set<string>();
+  const pickJob = async (): Promise<string | undefined> =>
+    askedJobId = (o.jobId !== undefined && !ended.has(o.jobId) ? o.jobId : undefined) ?? lastJobId ?? (await client.jobs())[0]?.jobId;
+
+  /** A job that refused work: done ones are remembered (and reported) so the loop moves on at once. */
+  const jobEnded = async (jobId: string): Promise<boolean> => {
+    const info = await client.job(jobId).catch(() => undefined);
+    if (info?.status !== 'done') return false;
+    ended.add(jobId);
+    const reason = info.finish?.reason ?? 'ended by an operator';
+    emit({ type: 'job-ended', jobId, reason });
+    setState('waiting', `job "${info.name}" is done (${reason}); looking for another running job`);
+    return true;
+  };
 
   const paramsOf = async (task: Task): Promise<Float32Array> => {
     const got = await paramsFor(client, o.store, task);
@@ -168,6 +188,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     let saving: Promise<void> | undefined;
     const failed = (e: unknown) => {
       if (o.signal.aborted) return;
+      if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') refusing.add(task.jobId);
       if (e instanceof RelayHttpError) emit({ type: 'dropped', taskId: task.taskId, code: e.code, reason: e.message });
       else emit({ type: 'error', message: `upload of ${task.taskId} failed: ${(e as Error).message}` });
     };
@@ -225,7 +246,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       if (o.signal.aborted) return undefined;
       if (step > 0) whileTraining(task, vid, step, Date.now() - start);
       const s0 = Date.now();
-      await t.step(taskBatch(shard, task.model, task.seed, step, task.batchSize));
+      await t.step(taskBatch(shard, task.model, task.seed, step, task.batchSize, task.augment));
       emit({ type: 'step', taskId: task.taskId, step, steps: task.steps, ms: Date.now() - s0 });
     }
     whileTraining(task, vid, task.steps, Date.now() - start);
@@ -245,6 +266,10 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const takePrefetched = (): Ready | undefined => {
     const ready = prefetched;
     prefetched = undefined;
+    if (ready && refusing.has(ready.task.jobId)) {
+      emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_JOB_NOT_RUNNING', reason: 'its job stopped taking updates after this task was leased ahead' });
+      return undefined;
+    }
     if (ready && ready.task.deadline < Date.now() + lastTaskMs) {
       emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease taken ahead would run out before the task could be trained' });
       return undefined;
@@ -256,7 +281,16 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   const leaseNow = async (vid: string): Promise<Ready | undefined> => {
     setState('fetching');
     const jobId = await pickJob();
-    if (!jobId) { setState('waiting', 'no running job'); await sleep(IDLE_MS, o.signal); return undefined; }
+    if (!jobId) {
+      // nothing to train anywhere: the device is let go, and the relay asked ever less often
+      trainer?.t.destroy();
+      trainer = undefined;
+      setState('waiting', 'no running job; this tab waits for one, using nothing meanwhile');
+      await sleep(noJobMs, o.signal);
+      noJobMs = Math.min(2 * noJobMs, NO_JOB_MAX_MS);
+      return undefined;
+    }
+    noJobMs = IDLE_MS;
     const got = await client.lease(jobId, vid, signRequest);
     if ('retryMs' in got) {
       // a round full of our own work opens when our update lands: wait for that, not the relay's retry time
@@ -265,6 +299,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       await sleep(got.retryMs, o.signal);
       return undefined;
     }
+    refusing.delete(jobId);
     emit({ type: 'task', task: got.task });
     return readyFor(got.task);
   };
@@ -292,7 +327,13 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
             ready = await leaseNow(vid);
           } catch (e) {
             if (e instanceof RelayHttpError && e.code === 'TT_ERR_UNKNOWN_VOLUNTEER') { vid = await volunteerId(true); continue; }
-            if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') { lastJobId = undefined; setState('paused', e.message); await sleep(IDLE_MS, o.signal); continue; }
+            if (e instanceof RelayHttpError && e.code === 'TT_ERR_JOB_NOT_RUNNING') {
+              lastJobId = undefined;
+              if (askedJobId !== undefined && await jobEnded(askedJobId)) continue;
+              setState('paused', e.message);
+              await sleep(IDLE_MS, o.signal);
+              continue;
+            }
             if (e instanceof RelayHttpError && e.code === 'TT_ERR_UNKNOWN_JOB' && lastJobId) { lastJobId = undefined; continue; }
             throw e;
           } finally {

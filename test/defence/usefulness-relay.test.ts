@@ -149,7 +149,7 @@ describe('usefulness score on a real relay', () => {
     const task = relay.app.store.getTask(uploaded.taskId)!;
     const job = relay.app.store.getJob('mnist-mlp')!;
     expect(firsts).toHaveLength(1);
-    expect(ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize)).toEqual(firsts[0]);
+    expect(ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment)).toEqual(firsts[0]);
     const s = score(task.taskId)!;
     expect(s.refused).toBe(false);
     expect(s.drop).toBeGreaterThan(0);

@@ -1,7 +1,7 @@
 // The live network dashboard: one server-sent event per second from /api/ops/stream (snapshot of
 // server/ops/snapshot.ts), drawn as figures, uPlot charts and tables. Read-only; needs no token.
 import './style.css';
-import { bytes, count, rate } from '../../shared/util/format.ts';
+import { bytes, count, rate, sig as sigDigits } from '../../shared/util/format.ts';
 import { evalCharts, LineChart, type EvalPoint } from './charts.ts';
 
 type Snapshot = {
@@ -11,7 +11,8 @@ type Snapshot = {
   throughput: { samplesPerSec: number; tokensPerSec: number; gflops: number; windowSec: number };
   updates: { accepted: number; refused: { reason: string; count: number }[] };
   bytes: { in: number; out: number; updates: number; denseEquivalent: number; compressionRatio: number };
-  jobs: { jobId: string; name: string; status: string; version: number; model: string; researcher: string; evals: EvalPoint[]; evalCount: number }[];
+  jobs: { jobId: string; name: string; status: string; version: number; model: string; researcher: string; evals: EvalPoint[]; evalCount: number;
+    finish?: { rule: string; reason: string; releasedVersion: number; loss: number | null; accuracy: number | null } }[];
   leaderboard: { volunteerId: string; credit: number; updates: number }[];
   health: { eventLoopLagMs: number; rssBytes: number; heapUsedBytes: number; queueDepth: number; pendingUpdates: number; auditEntries: number; uptimeSec: number };
   history?: { at: number; samplesPerSec: number; tokensPerSec: number; gflops: number; active: number }[];
@@ -59,9 +60,11 @@ function render(s: Snapshot): void {
   document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots ?? 0) + 1);
 }
 
+/** Jobs still training (or waiting to) in one list, done ones apart below it, each card moving when its job ends. */
 function renderJobs(jobs: Snapshot['jobs']): void {
-  const box = $('jobs');
-  if (jobs.length && box.querySelector('p.muted')) box.innerHTML = '';
+  const live = jobs.filter((j) => j.status !== 'done'), done = jobs.filter((j) => j.status === 'done');
+  $('jobs').querySelector('p.muted')?.toggleAttribute('hidden', live.length > 0);
+  $('jobs-done').querySelector('p.muted')?.toggleAttribute('hidden', done.length > 0);
   for (const j of jobs) {
     let view = jobViews.get(j.jobId);
     if (!view) {
@@ -70,7 +73,7 @@ function renderJobs(jobs: Snapshot['jobs']): void {
       el.id = `job-${j.jobId}`;
       el.innerHTML = `<h3><a href="/job.html?id=${encodeURIComponent(j.jobId)}"></a><span class="pill"></span><span class="meta muted"></span></h3><p class="latest"></p><div class="charts"></div>`;
       el.querySelector('a')!.textContent = j.name;
-      box.append(el);
+      $('jobs').append(el);
       view = { el, draw: evalCharts(el.querySelector('.charts')!, j.name) };
       jobViews.set(j.jobId, view);
     }
@@ -78,10 +81,14 @@ function renderJobs(jobs: Snapshot['jobs']): void {
     pill.textContent = j.status;
     pill.dataset.status = j.status;
     view.el.querySelector('.meta')!.textContent = `${j.model} · version ${j.version} · by ${j.researcher}`;
+    const box = $(j.status === 'done' ? 'jobs-done' : 'jobs');
+    if (view.el.parentElement !== box) box.append(view.el);
     const last = j.evals[j.evals.length - 1];
-    view.el.querySelector('.latest')!.textContent = last
-      ? `${j.evalCount} evaluations; version ${last.version}: held-out loss ${last.loss.toFixed(3)}, accuracy ${(100 * last.accuracy).toFixed(1)} %`
-      : 'not evaluated yet';
+    const f = j.finish;
+    view.el.querySelector('.latest')!.textContent = (last
+      ? `${j.evalCount} evaluations; version ${last.version}: held-out loss ${sigDigits(last.loss)}, accuracy ${(100 * last.accuracy).toFixed(1)} %`
+      : 'not evaluated yet')
+      + (f ? `. Released version ${f.releasedVersion}${f.loss === null ? '' : ` (loss ${sigDigits(f.loss)}, accuracy ${(100 * (f.accuracy ?? 0)).toFixed(1)} %)`}; stopped: ${f.reason}` : '');
     view.draw(j.evals);
   }
 }

@@ -1,8 +1,10 @@
-// The job page: status, curves (uPlot), volunteers, checkpoint downloads (raw fp32 and ONNX), controls,
-// and "try the model" with the latest checkpoint in onnxruntime-web. Refreshes every few seconds.
+// The job page: status, curves (uPlot), volunteers, checkpoint downloads (raw fp32, ONNX, safetensors),
+// controls, and "try the model" in onnxruntime-web with the latest checkpoint, or a done job's released one
+// (marked, with why the job stopped). Refreshes every few seconds.
 import './style.css';
 import { evalCharts, type EvalPoint } from '../dashboard/charts.ts';
-import { count } from '../../shared/util/format.ts';
+import { count, sig } from '../../shared/util/format.ts';
+import type { Finish, Until } from '../../shared/protocol/messages.ts';
 import type { Tokenizer } from '../../shared/jobs/text.ts';
 import { api } from './api.ts';
 import { canvasToDigit, classify, loadModel, sampleText } from './try-model.ts';
@@ -12,7 +14,8 @@ type Overview = {
     model: { kind: 'mlp'; inputs: number; hidden: number[]; classes: number } | { kind: 'gpt'; vocab: number; context: number; layers: number; heads: number; width: number };
     dataset: { name: string; shards: number; heldOut: number };
     hyperparameters: { steps: number; batchSize: number; updatesPerRound: number; outerLr: number; outerMomentum: number; aggregator: string; compression: { kind: string }; adamw: { lr: number };
-      usefulness?: { mode: 'off' | 'score' | 'enforce'; minDrop: number } } };
+      usefulness?: { mode: 'off' | 'score' | 'enforce'; minDrop: number }; until?: Until; augment?: { shift: number } };
+    finish?: Finish };
   owner: string; tokenizer: Tokenizer | null; evals: EvalPoint[];
   /** scored, meanDrop, notUseful: only when the job has usefulness on */
   volunteers: { volunteerId: string; device: string | null; tasks: number; accepted: number; samples: number; scored?: number; meanDrop?: number | null; notUseful?: number }[];
@@ -52,9 +55,16 @@ function render(o: Overview): void {
   const useful = h.usefulness && h.usefulness.mode !== 'off' ? h.usefulness : undefined;
   text('job-hyper', `H=${h.steps} inner AdamW steps (lr ${h.adamw.lr}) of batch ${h.batchSize}; K=${h.updatesPerRound} updates per round; outer lr ${h.outerLr}, momentum ${h.outerMomentum}; ${h.aggregator}; ${h.compression.kind} updates`
     + (useful ? `; usefulness ${useful.mode === 'enforce' ? `enforced (loss drop ≥ ${useful.minDrop})` : 'scored'}` : ''));
+  text('job-until', untilText(h.until) + (h.augment ? `; digits shifted up to ${h.augment.shift} px (seeded)` : ''));
   text('job-version', String(j.version));
   const last = o.evals[o.evals.length - 1];
-  text('job-latest', last ? `version ${last.version}: loss ${last.loss.toFixed(3)}, ${m.kind === 'gpt' ? 'next-token ' : ''}accuracy ${(100 * last.accuracy).toFixed(1)} %` : 'not evaluated yet');
+  text('job-latest', last ? `version ${last.version}: loss ${sig(last.loss)}, ${m.kind === 'gpt' ? 'next-token ' : ''}accuracy ${(100 * last.accuracy).toFixed(1)} %` : 'not evaluated yet');
+  const f = j.finish;
+  $('job-finish-row').hidden = !f;
+  $('job-finish-row').previousElementSibling!.toggleAttribute('hidden', !f);
+  text('job-finish', f ? `released version ${f.releasedVersion}${f.loss === null ? '' : ` (held-out loss ${sig(f.loss)}, accuracy ${(100 * (f.accuracy ?? 0)).toFixed(1)} %)`}; stopped: ${f.reason}` : '');
+  $('job-finish').dataset.released = f ? String(f.releasedVersion) : '';
+  $('job-finish').dataset.rule = f?.rule ?? '';
   $('job-latest').dataset.loss = last ? String(last.loss) : '';
   text('job-description', j.description);
   draw(o.evals);
@@ -64,19 +74,40 @@ function render(o: Overview): void {
   $('volunteers').innerHTML = o.volunteers.map((v) => `<tr><td>${v.volunteerId.slice(0, 14)}</td><td>${(v.device ?? '').replace(/</g, '&lt;').slice(0, 40) || '–'}</td><td class="num">${v.tasks}</td><td class="num">${v.accepted}</td><td class="num">${count(v.samples)}</td>${useful ? drop(v) : ''}</tr>`).join('')
     || `<tr><td colspan="${useful ? 6 : 5}" class="muted">no volunteer has worked on it yet</td></tr>`;
   const base = `/api/jobs/${encodeURIComponent(j.jobId)}/versions`;
-  $('checkpoints').innerHTML = o.checkpoints.slice(-8).reverse().map((c) => `<tr><td class="num">${c.version}</td>
-    <td><a href="${base}/${c.version}/params" download="${j.jobId}-v${c.version}.f32">raw fp32</a> · <a class="onnx" href="/api/ops/jobs/${encodeURIComponent(j.jobId)}/versions/${c.version}/model.onnx">ONNX</a></td>
+  const ops = `/api/ops/jobs/${encodeURIComponent(j.jobId)}/versions`;
+  // the newest 8, and a done job's released version first wherever it is
+  const shown = o.checkpoints.slice(-8).reverse();
+  const released = f && o.checkpoints.find((c) => c.version === f.releasedVersion);
+  const rows = released ? [released, ...shown.filter((c) => c !== released)] : shown;
+  $('checkpoints').innerHTML = rows.map((c) => `<tr${c === released ? ' class="released"' : ''}><td class="num">${c.version}${c === released ? ' <b>released</b>' : ''}</td>
+    <td><a href="${base}/${c.version}/params" download="${j.jobId}-v${c.version}.f32">raw fp32</a> · <a class="onnx" href="${ops}/${c.version}/model.onnx">ONNX</a> · <a class="safetensors" href="${ops}/${c.version}/model.safetensors">safetensors</a></td>
     <td><code>${c.hash.slice(0, 12)}</code></td></tr>`).join('');
   $('try').hidden = false;
   $('try-mlp').hidden = m.kind !== 'mlp';
   $('try-gpt').hidden = m.kind !== 'gpt';
-  text('try-version', `(version ${j.version})`);
+  text('try-version', `(version ${tryVersion(o)}${f ? ', released' : ''})`);
 }
+
+/** What ends the job, in words. */
+function untilText(u: Until | undefined): string {
+  if (!u) return 'runs until an operator ends it';
+  const parts = [
+    u.versions !== undefined && `version ${u.versions}`,
+    u.samples !== undefined && `${count(u.samples)} samples`,
+    u.targetLoss !== undefined && `held-out loss ≤ ${u.targetLoss}`,
+    u.targetAccuracy !== undefined && `held-out accuracy ≥ ${(100 * u.targetAccuracy).toFixed(1)} %`,
+    u.plateau && `no held-out loss improvement over ${u.plateau.tolerance} for ${u.plateau.evals} evaluations`,
+  ].filter(Boolean);
+  return `ends at the first of: ${parts.join('; ')}`;
+}
+
+/** A done job is tried with the version it released; a running one with its latest. */
+const tryVersion = (o: Overview): number => o.job.finish?.releasedVersion ?? o.job.version;
 
 /** The ONNX session of the job's current version, reloaded when the version moves. */
 let session: { version: number; s: Promise<Awaited<ReturnType<typeof loadModel>>> } | undefined;
 function currentSession() {
-  const v = latest!.job.version;
+  const v = tryVersion(latest!);
   if (!session || session.version !== v) session = { version: v, s: loadModel(`/api/ops/jobs/${encodeURIComponent(jobId)}/versions/${v}/model.onnx`) };
   return session.s;
 }
@@ -136,10 +167,15 @@ $('sample').addEventListener('click', async () => {
 });
 
 // ---- controls -----------------------------------------------------------------------------------
-for (const action of ['approve', 'pause', 'resume', 'rollback'] as const) {
+const bodies: Partial<Record<string, () => string>> = {
+  rollback: () => JSON.stringify({ version: Number($<HTMLInputElement>('rollback-version').value) }),
+  extend: () => `{"until": ${$<HTMLInputElement>('extend-until').value}}`,
+  finish: () => '{}',
+};
+for (const action of ['approve', 'pause', 'resume', 'rollback', 'finish', 'extend'] as const) {
   $(action).addEventListener('click', async () => {
     try {
-      const body = action === 'rollback' ? JSON.stringify({ version: Number($<HTMLInputElement>('rollback-version').value) }) : undefined;
+      const body = bodies[action]?.();
       const r = await api<{ status: string; version: number }>(`/api/ops/jobs/${encodeURIComponent(jobId)}/${action}`, { method: 'POST', body });
       text('control-result', `${action}: the job is ${r.status} at version ${r.version}`);
       void refresh();

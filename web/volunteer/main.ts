@@ -3,7 +3,7 @@
 // window.tabtrain mirrors what is shown, for the e2e tests and for anyone curious in the console.
 import './style.css';
 import type { JobInfo, JobSummary } from '../../shared/protocol/messages.ts';
-import { bytes, count, rate } from '../../shared/util/format.ts';
+import { bytes, count, rate, sig } from '../../shared/util/format.ts';
 import type { DeviceInfo, Phase, Stats } from '../../shared/volunteer/status.ts';
 import type { PageSends, WorkerSends } from './messages.ts';
 
@@ -34,15 +34,15 @@ const saveSettings = () => localStorage.setItem(SETTINGS_KEY, JSON.stringify(set
 
 // ------------------------------------------------------------------ job description
 
-async function describeJob(): Promise<void> {
-  const want = params.get('job');
+async function describeJob(which?: string): Promise<void> {
+  const want = which ?? params.get('job');
   try {
     const { jobs } = (await (await fetch('/api/jobs')).json()) as { jobs: JobSummary[] };
     const summary = jobs.find((j) => j.jobId === want) ?? jobs.find((j) => j.status === 'running') ?? jobs[0];
     if (!summary) {
-      $('job-name').textContent = 'No job is running right now';
-      $('job-description').textContent = 'This tab will wait and start when a researcher’s job is approved.';
-      setTimeout(() => void describeJob(), JOB_RETRY_MS);
+      showNoJob();
+      // once the worker runs, it says when a job starts (a task of a new job re-describes it)
+      if (!worker) setTimeout(() => void describeJob(), JOB_RETRY_MS);
       return;
     }
     const job = (await (await fetch(`/api/jobs/${encodeURIComponent(summary.jobId)}`)).json()) as JobInfo;
@@ -62,6 +62,12 @@ async function describeJob(): Promise<void> {
   }
 }
 
+function showNoJob(): void {
+  state.job = undefined;
+  $('job-name').textContent = 'No job is running right now';
+  $('job-description').textContent = 'This tab waits, using nothing meanwhile, and starts when a researcher’s job runs.';
+}
+
 // ------------------------------------------------------------------ live view
 
 function setPhase(phase: Phase, detail?: string): void {
@@ -72,6 +78,8 @@ function setPhase(phase: Phase, detail?: string): void {
   el.textContent = shown;
   el.dataset.phase = shown;
   $('phase-detail').textContent = shown === 'paused' ? pauseReason() : detail ?? '';
+  // the loop says when its job is done and no other runs: the job box says so too
+  if (shown === 'waiting' && detail?.startsWith('no running job') && state.job) showNoJob();
   document.title = `Tabtrain — ${shown}`;
 }
 
@@ -91,6 +99,8 @@ function showDevice(d: DeviceInfo): void {
 
 function showStats(s: Stats): void {
   state.stats = s;
+  // a task of another job (the last one is done): describe the job this tab now trains
+  if (s.jobId && s.jobId !== state.job?.jobId && s.jobId !== describing) { describing = s.jobId; void describeJob(s.jobId).finally(() => { describing = undefined; }); }
   $('s-job').textContent = s.jobId ? `${state.job?.name ?? s.jobId} · v${s.baseVersion ?? '–'}` : '–';
   $('s-steps').textContent = rate(s.stepsPerSec);
   $('s-samples-rate').textContent = rate(s.samplesPerSec);
@@ -101,10 +111,15 @@ function showStats(s: Stats): void {
   $('s-updates').textContent = `${s.updatesAccepted} of ${s.updatesSent}`;
   const losses = s.recentLosses;
   if (losses.length) {
-    $('s-loss').textContent = losses[losses.length - 1].toFixed(3);
-    const max = Math.max(...losses), min = Math.min(...losses), span = max - min || 1;
-    const pts = losses.map((l, i) => `${(i / Math.max(1, losses.length - 1)) * 100},${22 - ((l - min) / span) * 20}`).join(' ');
+    $('s-loss').textContent = sig(losses[losses.length - 1]);
+    // a loss spanning more than a decade is drawn on a log scale, so its tail still moves
+    const log = Math.min(...losses) > 0 && Math.max(...losses) / Math.min(...losses) > 10;
+    const ys = log ? losses.map(Math.log10) : losses;
+    const max = Math.max(...ys), min = Math.min(...ys), span = max - min || 1;
+    const pts = ys.map((l, i) => `${(i / Math.max(1, ys.length - 1)) * 100},${22 - ((l - min) / span) * 20}`).join(' ');
     document.querySelector('#s-loss-chart polyline')!.setAttribute('points', pts);
+    $('s-loss-chart').dataset.scale = log ? 'log' : 'linear';
+    $('s-loss').title = log ? 'the chart beside is on a log scale' : '';
   }
 }
 
@@ -118,6 +133,8 @@ function showError(message: string): void {
 // ------------------------------------------------------------------ worker and controls
 
 let worker: Worker | undefined;
+/** The job being described after the worker moved to it, so one move describes it once. */
+let describing: string | undefined;
 let hiddenPause = false, batteryPause = false;
 const send = (m: PageSends) => worker?.postMessage(m);
 
