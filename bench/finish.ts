@@ -12,7 +12,7 @@ import { buildApp } from '../server/app.ts';
 import { mnistHyperparameters } from '../server/default-job.ts';
 import { runNodeVolunteer } from '../server/volunteer/run.ts';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
-import { sig } from '../web/shared/format.ts';
+import { sig } from '../shared/util/format.ts';
 
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 60);
 const VOLUNTEERS = 3;

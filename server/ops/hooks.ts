@@ -48,6 +48,7 @@ export function evaluateGpt(app: FastifyInstance, jobId: string, version: number
     if (!app.store.getJob(jobId)) return;
     app.store.putEval(jobId, { version, loss: r.loss, accuracy: r.accuracy, at: Date.now() });
     app.log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
+    app.scheduler.stopping.check(jobId, { needEval: true }); // a stopping rule waits for this evaluation
   }).catch((err: unknown) => {
     if (!(err instanceof PoolClosedError)) app.log.error({ err, job: jobId, version }, 'GPT evaluation failed');
   });

@@ -377,7 +377,8 @@ export function createScheduler(o: SchedulerOptions) {
     metrics.version.set({ job: jobId }, version);
     log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
     if (o.evaluate !== false) later(() => evaluate(jobId, version));
-    later(() => stopRules.check(jobId)); // after the evaluation above (and a GPT's, queued by the round's commit)
+    // budgets and targets, once this version's evaluation is in (its landing checks again: ./stopping.ts)
+    later(() => stopRules.check(jobId, { needEval: o.evaluate !== false }));
     return true;
   }
 
@@ -414,6 +415,7 @@ export function createScheduler(o: SchedulerOptions) {
       // /metrics is public: a pending job's id stays off it until an operator approves the job
       if (store.getJob(jobId)?.status !== 'pending') metrics.accuracy.set({ job: jobId }, r.accuracy);
       log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
+      stopRules.check(jobId, { needEval: true });
     };
     if (!pool) return land(mlpEvaluate(job.model, v.params, heldOut));
     // on the relay's worker pool: the result lands on the version it measured, whenever it comes; a

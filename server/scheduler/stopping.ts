@@ -121,11 +121,18 @@ export function createStopping(o: { store: Store; db: Database.Database; log: Fa
   }
 
   /** After a round (and its evaluation): finishes a running job whose `until` holds. Never throws. */
-  function check(jobId: string): Finish | undefined {
+  /** `needEval`: the relay evaluates this job's versions asynchronously (on its worker pool), so the
+   * held-out rules (target, plateau) wait for the current version's evaluation, whose landing calls this
+   * again; budgets (samples, versions) hold at the round, evaluated or not, so a job whose versions outrun
+   * their evaluations still ends (its released version is the best evaluated one). */
+  function check(jobId: string, opts: { needEval?: boolean } = {}): Finish | undefined {
     try {
       const job = store.getJob(jobId);
-      if (!job || job.status !== 'running' || !job.hyperparameters.until) return undefined;
-      const verdict = stopVerdict(job.hyperparameters.until, history(jobId, job.version), { version: job.version, samples: store.samplesApplied(jobId) });
+      const until = job?.hyperparameters.until;
+      if (!job || job.status !== 'running' || !until) return undefined;
+      const evaluated = !opts.needEval || store.listEvals(jobId).some((e) => e.version === job.version);
+      const rules = evaluated ? until : { samples: until.samples, versions: until.versions };
+      const verdict = stopVerdict(rules, history(jobId, job.version), { version: job.version, samples: store.samplesApplied(jobId) });
       return verdict ? finish(jobId, verdict, 'relay') : undefined;
     } catch (e) {
       log.error({ err: e, job: jobId }, 'stopping check failed; the job runs on');
