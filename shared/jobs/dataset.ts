@@ -30,8 +30,8 @@ export function prepareDataset(job: JobSubmission, bytes: Uint8Array): PreparedD
   return prepareLabelled(parseLabelled(bytes), heldOutFraction, shardCount);
 }
 
-function prepareText(text: string, kind: 'char' | 'byte', heldOutFraction: number, shardCount: number, context: number): PreparedDataset {
-  const tokenizer: Tokenizer = kind === 'char' ? { kind: 'char', vocabulary: charVocabulary(text) } : { kind: 'byte' };
+function prepareText(text: string, kind: 'char' | 'byte' | 'bpe', heldOutFraction: number, shardCount: number, context: number): PreparedDataset {
+  const tokenizer: Tokenizer = kind === 'char' ? { kind: 'char', vocabulary: charVocabulary(text) } : { kind };
   const ids = encodeText(tokenizer, text);
   const span = context + 1;
   const heldOutLen = Math.floor(ids.length * heldOutFraction);

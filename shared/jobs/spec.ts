@@ -39,7 +39,7 @@ export const GptSubmission = Type.Object({
 
 export const TextDataset = Type.Object({
   format: Type.Literal('text'),
-  tokenizer: Type.Union([Type.Literal('char'), Type.Literal('byte')], { description: 'char: one token per distinct character; byte: UTF-8 bytes, vocab 256' }),
+  tokenizer: Type.Union([Type.Literal('char'), Type.Literal('byte'), Type.Literal('bpe')], { description: 'char: one token per distinct character; byte: UTF-8 bytes, vocab 256; bpe: GPT-2 BPE, vocab 50,257' }),
   heldOutFraction: Type.Optional(Type.Number({ minimum: 0.01, maximum: 0.5 })),
   shards: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.shards })),
 }, { additionalProperties: false });
