@@ -16,7 +16,8 @@ export type Device = {
   adapter: GPUAdapter;
 };
 
-export type Needs = { storageBytes?: number };
+/** What a model needs from the adapter: its largest buffer (one binding), and a label for errors. */
+export type Needs = { storageBytes?: number; what?: string };
 
 /** Largest number of workgroups WebGPU allows in one grid dimension. */
 export const maxGroupsPerDim = 65_535;
@@ -27,10 +28,12 @@ export async function acquireDevice(gpu: GPU | undefined, needs: Needs = {}): Pr
   }
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error('WebGPU found no adapter: no GPU driver, and no software fallback (SwiftShader) is installed');
+  // Ask for what the model's largest buffer needs (at least WebGPU's default 128 MiB), up to the adapter's.
   const want = Math.max(needs.storageBytes ?? 0, 128 * 2 ** 20);
   const have = Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize);
   if ((needs.storageBytes ?? 0) > have) {
-    throw new Error(`the model needs a ${needs.storageBytes} byte storage buffer; this adapter allows at most ${have} (maxStorageBufferBindingSize)`);
+    throw new Error(`${needs.what ?? 'the model'} needs a ${needs.storageBytes}-byte storage buffer; this adapter allows at most ${have} `
+      + `(maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize})`);
   }
   const requiredFeatures: GPUFeatureName[] = [];
   // Optional speed-ups, requested only where the adapter has them; every kernel has an fp32 path.
@@ -83,6 +86,9 @@ fn flatGroup(wid: vec3u, nwg: vec3u) -> u32 { return wid.y * nwg.x + wid.x; }`;
 export class Gpu {
   readonly device: GPUDevice;
   private buffers = new Set<GPUBuffer>();
+  /** Bytes of the storage buffers this context holds (uniforms are counted apart: a few bytes per dispatch). */
+  private storage = new Map<GPUBuffer, number>();
+  uniformBytes = 0;
   /** Set once the device is lost; a lost context is never reused. */
   lost = false;
 
@@ -103,6 +109,13 @@ export class Gpu {
   /** Buffers this context created and has not destroyed yet. */
   get liveBuffers(): number {
     return this.buffers.size;
+  }
+
+  /** Bytes of storage buffers this context created and has not destroyed (compared with the memory plan). */
+  get storageBytes(): number {
+    let sum = 0;
+    for (const b of this.storage.values()) sum += b;
+    return sum;
   }
 
   /** Compiles once per (source, constants); a compile error names the kernel, line:column and source. */
@@ -142,6 +155,7 @@ export class Gpu {
     if (size > limit) throw new Error(`buffer ${label} needs ${size} bytes; the device allows ${limit} (maxStorageBufferBindingSize)`);
     const b = this.device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     this.buffers.add(b);
+    this.storage.set(b, size);
     return b;
   }
 
@@ -151,6 +165,7 @@ export class Gpu {
     const b = this.device.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(b, 0, data);
     this.buffers.add(b);
+    this.uniformBytes += size;
     return b;
   }
 
@@ -162,12 +177,15 @@ export class Gpu {
   }
 
   release(b: GPUBuffer): void {
+    this.storage.delete(b);
     if (this.buffers.delete(b)) b.destroy();
   }
 
   releaseAll(): void {
     for (const b of this.buffers) b.destroy();
     this.buffers.clear();
+    this.storage.clear();
+    this.uniformBytes = 0;
     this.placeholders = {};
   }
 
