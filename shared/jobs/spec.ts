@@ -8,12 +8,12 @@ import {
   AdamWSchema, AggregatorSchema, CompressionSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
+import { checkModelFits } from './model-fit.ts';
+import { bpeVocab } from './text.ts';
 
 export const LIMITS = {
   /** Largest dataset upload, bytes (the relay's body limit is a little above it). */
   datasetBytes: 16 * 1024 * 1024,
-  /** Largest model a volunteer tab is asked to hold (fp32 params + AdamW state ≈ 16 bytes each). */
-  params: 20_000_000,
   gptContext: 1024,
   charVocab: 4096,
   shards: 256,
@@ -35,6 +35,7 @@ export const GptSubmission = Type.Object({
   layers: Type.Integer({ minimum: 1, maximum: 48 }),
   heads: Type.Integer({ minimum: 1, maximum: 64 }),
   width: Type.Integer({ minimum: 2, maximum: 4096 }),
+  vocab: Type.Optional(Type.Integer({ minimum: 2, description: 'optional: must equal the tokenizer\'s vocabulary (bpe 50257, byte 256, char: the corpus\'s distinct characters)' })),
 }, { additionalProperties: false });
 
 export const TextDataset = Type.Object({
@@ -150,8 +151,21 @@ export function checkSubmission(input: unknown): JobSubmission {
   if (job.model.kind === 'gpt' && job.dataset.format !== 'text') throw new SpecError('dataset.format', 'a gpt model trains on a text corpus: use "text"');
   if (job.model.kind === 'mlp' && job.dataset.format !== 'labelled') throw new SpecError('dataset.format', 'an mlp model trains on labelled arrays: use "labelled"');
   const hp = resolveHyperparameters(job);
+  checkGptTokenizer(job, hp.batchSize);
   if (hp.quorum > hp.updatesPerRound) throw new SpecError('hyperparameters.quorum', `must not exceed hyperparameters.updatesPerRound (${hp.updatesPerRound}); got ${hp.quorum}`);
   return job;
+}
+
+/** A bpe or byte GPT's vocabulary is known before the data: a stated model.vocab must match, and the model must fit. */
+function checkGptTokenizer(job: JobSubmission, batchSize: number): void {
+  if (job.model.kind !== 'gpt' || job.dataset.format !== 'text') return;
+  const known = job.dataset.tokenizer === 'bpe' ? bpeVocab : job.dataset.tokenizer === 'byte' ? 256 : undefined;
+  if (known === undefined) return; // char: the corpus decides (resolveModel checks)
+  if (job.model.vocab !== undefined && job.model.vocab !== known) {
+    throw new SpecError('model.vocab', `is ${job.model.vocab}, but the "${job.dataset.tokenizer}" tokenizer has ${known} tokens; set it to ${known} or leave it out`);
+  }
+  const { vocab: _, ...shape } = job.model;
+  checkModelFits({ ...shape, vocab: known }, batchSize);
 }
 
 /** Hyperparameters with defaults filled in. */
