@@ -4,7 +4,8 @@
 // logits), and the time of one training step, the readback of Δ and the process's peak RSS.
 // Run alone (tsx bench/engine-memory.ts) or from npm run bench:engine. BENCH_MEMORY_SHAPES picks the
 // shapes that train a step (comma-separated names below; default "ctx1024"); GPT-2-small's step takes
-// minutes of CPU on SwiftShader, so it is planned always and trained only when named ("gpt2-small").
+// an hour of CPU on SwiftShader, so it is planned always and trained only when named ("gpt2-small";
+// "gpt2-small-ctx64" is the same model at context 64).
 import { nodeGpu } from '../server/gpu/dawn.ts';
 import { planMemory } from '../shared/engine/memory-plan.ts';
 import { createWebGpuTrainer } from '../shared/engine/trainer.ts';
@@ -15,6 +16,8 @@ type Shape = { name: string; model: GptConfig; batch: number };
 const shapes: Shape[] = [
   { name: 'ctx1024', model: { kind: 'gpt', vocab: 50_257, context: 1024, layers: 2, heads: 4, width: 128 }, batch: 1 },
   { name: 'gpt2-small', model: { kind: 'gpt', vocab: 50_257, context: 1024, layers: 12, heads: 12, width: 768 }, batch: 1 },
+  // GPT-2-small's layers and vocabulary at a short context: the same 163 M parameters, a step in minutes here.
+  { name: 'gpt2-small-ctx64', model: { kind: 'gpt', vocab: 50_257, context: 64, layers: 12, heads: 12, width: 768 }, batch: 1 },
 ];
 const wanted = new Set((process.env.BENCH_MEMORY_SHAPES ?? 'ctx1024').split(',').map((s) => s.trim()).filter(Boolean));
 const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;

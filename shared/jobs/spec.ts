@@ -9,7 +9,6 @@ import {
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import { checkModelFits } from './model-fit.ts';
-import { bpeVocab } from './text.ts';
 
 export const LIMITS = {
   /** Largest dataset upload, bytes (the relay's body limit is a little above it). */
@@ -37,6 +36,9 @@ export const GptSubmission = Type.Object({
   width: Type.Integer({ minimum: 2, maximum: 4096 }),
   vocab: Type.Optional(Type.Integer({ minimum: 2, description: 'optional: must equal the tokenizer\'s vocabulary (bpe 50257, byte 256, char: the corpus\'s distinct characters)' })),
 }, { additionalProperties: false });
+
+/** Vocabularies fixed by the tokenizer (char's is the corpus's); text.ts implements them. */
+export const tokenizerVocab = { byte: 256, bpe: 50_257 } as const;
 
 export const TextDataset = Type.Object({
   format: Type.Literal('text'),
@@ -159,8 +161,8 @@ export function checkSubmission(input: unknown): JobSubmission {
 /** A bpe or byte GPT's vocabulary is known before the data: a stated model.vocab must match, and the model must fit. */
 function checkGptTokenizer(job: JobSubmission, batchSize: number): void {
   if (job.model.kind !== 'gpt' || job.dataset.format !== 'text') return;
-  const known = job.dataset.tokenizer === 'bpe' ? bpeVocab : job.dataset.tokenizer === 'byte' ? 256 : undefined;
-  if (known === undefined) return; // char: the corpus decides (resolveModel checks)
+  if (job.dataset.tokenizer === 'char') return; // the corpus decides (resolveModel checks)
+  const known = tokenizerVocab[job.dataset.tokenizer];
   if (job.model.vocab !== undefined && job.model.vocab !== known) {
     throw new SpecError('model.vocab', `is ${job.model.vocab}, but the "${job.dataset.tokenizer}" tokenizer has ${known} tokens; set it to ${known} or leave it out`);
   }

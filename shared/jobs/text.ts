@@ -4,19 +4,19 @@
 // package gpt-tokenizer (nothing is downloaded at run time). The same functions encode the corpus on the
 // relay and prompts in "try the model".
 import { decode as bpeDecode, encode as bpeEncode } from 'gpt-tokenizer/encoding/r50k_base';
-import { LIMITS, SpecError } from './spec.ts';
+import { LIMITS, SpecError, tokenizerVocab } from './spec.ts';
 
 export type Tokenizer = { kind: 'char'; vocabulary: string } | { kind: 'byte' } | { kind: 'bpe' };
 
 /** GPT-2's vocabulary: 50,000 merges, 256 byte tokens and <|endoftext|>. */
-export const bpeVocab = 50_257;
+export const bpeVocab = tokenizerVocab.bpe;
 
 // A corpus or prompt containing the text "<|endoftext|>" is encoded as that plain text, not the special id.
 const plainText = { disallowedSpecial: new Set<string>() };
 
 export function vocabSize(t: Tokenizer): number {
   if (t.kind === 'bpe') return bpeVocab;
-  return t.kind === 'byte' ? 256 : Array.from(t.vocabulary).length;
+  return t.kind === 'byte' ? tokenizerVocab.byte : Array.from(t.vocabulary).length;
 }
 
 /** The char vocabulary of a corpus: its distinct code points, sorted. */
