@@ -19,6 +19,9 @@ export type Device = {
 /** What a model needs from the adapter: its largest buffer (one binding), and a label for errors. */
 export type Needs = { storageBytes?: number; what?: string };
 
+/** Largest staging buffer a readback uses (a bigger read is done in pieces). */
+export const readChunkBytes = 64 * 2 ** 20;
+
 /** Largest number of workgroups WebGPU allows in one grid dimension. */
 export const maxGroupsPerDim = 65_535;
 
@@ -224,17 +227,25 @@ export class Gpu {
     return b;
   }
 
-  /** Reads `floats` fp32 values from `offset` (in elements): one copy, one map. */
+  /**
+   * Reads `floats` fp32 values from `offset` (in elements), through staging buffers of at most
+   * readChunkBytes, so reading a large θ back never doubles it on the device.
+   */
   async read(src: GPUBuffer, offset: number, floats: number): Promise<Float32Array> {
-    const bytes = floats * 4;
-    const staging = this.device.createBuffer({ size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = this.device.createCommandEncoder();
-    if (bytes > 0) enc.copyBufferToBuffer(src, offset * 4, staging, 0, bytes);
-    this.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
-    staging.unmap();
-    staging.destroy();
+    const out = new Float32Array(floats);
+    const per = readChunkBytes / 4;
+    for (let done = 0; done < floats; done += per) {
+      const n = Math.min(per, floats - done), bytes = n * 4;
+      const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const enc = this.device.createCommandEncoder();
+      enc.copyBufferToBuffer(src, (offset + done) * 4, staging, 0, bytes);
+      this.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      out.set(new Float32Array(staging.getMappedRange(0, bytes)), done);
+      staging.unmap();
+      staging.destroy();
+    }
     return out;
   }
+
 }

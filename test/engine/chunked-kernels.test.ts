@@ -3,7 +3,7 @@
 // chunk of rows, and the matmul epilogue that sums a weight gradient over row chunks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeGpu } from '../../server/gpu/dawn.ts';
-import { acquireDevice, Gpu } from '../../shared/engine/device.ts';
+import { acquireDevice, Gpu, readChunkBytes } from '../../shared/engine/device.ts';
 import { attention, attentionBack } from '../../shared/engine/kernels/attention.ts';
 import { flashAttention, flashAttentionBack, maxHeadSize, rowStatFloats } from '../../shared/engine/kernels/flash-attention.ts';
 import { at, Epi, matmul } from '../../shared/engine/kernels/matmul.ts';
@@ -91,4 +91,19 @@ describe('matmul accumulate epilogue', () => {
       g.releaseAll();
     });
   }
+});
+
+describe('readback in pieces', () => {
+  it('reads a buffer over the staging size, from an offset, exactly', async () => {
+    const floats = readChunkBytes / 4 + 1001;
+    const data = Float32Array.from({ length: floats }, (_, i) => i * 0.5);
+    const b = gpu.upload(data, 'big');
+    const got = await read(b, floats - 7, 7);
+    expect(got.length).toBe(floats - 7);
+    expect(got[0]).toBe(3.5);
+    expect(got[readChunkBytes / 4 - 1]).toBe(data[readChunkBytes / 4 + 6]);
+    expect(got[floats - 8]).toBe(data[floats - 1]);
+    expect(got.every((v, i) => v === data[i + 7])).toBe(true);
+    gpu.release(b);
+  });
 });
