@@ -24,6 +24,9 @@ export type MemoryPlan = {
   buffers: PlannedBuffer[];
 };
 
+/** Largest head size (width / heads) the attention kernels take: per-thread arrays of this many floats. */
+export const maxHeadSize = 256;
+
 /** Most bytes one chunk of logits may take (64 MiB: 333 rows of GPT-2's 50,257-token vocabulary). */
 export const logitChunkBytes = 64 * 2 ** 20;
 

@@ -2,15 +2,18 @@
 // gradient, AdamW state and activations at the job's batch size and context) against the adapter the
 // relay assumes (typicalAdapter: 4 GiB in all, 1 GiB per buffer). Replaces a fixed parameter count, so a
 // GPT-2-small at batch 1 passes while a small model at a huge batch × context is refused.
-import { planMemory, planProblem, typicalAdapter } from '../engine/memory-plan.ts';
+import { maxHeadSize, planMemory, planProblem, typicalAdapter } from '../engine/memory-plan.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { SpecError } from './spec.ts';
 
 const gib = (b: number) => `${b / 2 ** 30} GiB`;
 const assumed = `a typical volunteer's GPU (the relay assumes ${gib(typicalAdapter.totalBytes)} in all and ${gib(typicalAdapter.bufferBytes)} per buffer)`;
 
-/** Throws a SpecError naming hyperparameters.batchSize (when batch 1 would fit) or model. */
+/** Throws a SpecError naming model.heads (head size), hyperparameters.batchSize (when batch 1 would fit) or model. */
 export function checkModelFits(model: ModelConfig, batchSize: number): void {
+  if (model.kind === 'gpt' && model.width / model.heads > maxHeadSize) {
+    throw new SpecError('model.heads', `gives a head size of width/heads = ${model.width / model.heads}, over the ${maxHeadSize} the engine's attention holds per thread; use at least ${Math.ceil(model.width / maxHeadSize)} heads`);
+  }
   const problem = planProblem(planMemory(model, batchSize), typicalAdapter);
   if (!problem) return;
   const fitsAtOne = batchSize > 1 && !planProblem(planMemory(model, 1), typicalAdapter);

@@ -40,6 +40,11 @@ describe('model size by the memory plan', () => {
     expect(r.message).toMatch(/even at batch size 1: its largest buffer \(theta\) needs/);
   });
 
+  test('a head size over what the attention kernels hold names model.heads', () => {
+    const r = refusal(() => checkSubmission({ ...gpt2small, model: { kind: 'gpt', context: 64, layers: 1, heads: 2, width: 1024 } }));
+    expect(r).toMatchObject({ field: 'model.heads', message: expect.stringMatching(/head size of width\/heads = 512, over the 256.*at least 4 heads/) });
+  });
+
   test('a vocabulary that does not match the tokenizer names model.vocab', () => {
     expect(refusal(() => checkSubmission({ ...gpt2small, model: { ...gpt2small.model, vocab: 50_000 } })))
       .toMatchObject({ field: 'model.vocab', message: expect.stringMatching(/"bpe" tokenizer has 50257 tokens/) });

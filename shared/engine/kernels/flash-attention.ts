@@ -10,9 +10,9 @@
 import { flatIndexWgsl, type Dispatch, type Gpu } from '../device.ts';
 import { groups1d, packStruct, wg } from './pack.ts';
 import type { AttentionDims } from './attention.ts';
+import { maxHeadSize } from '../memory-plan.ts';
 
-/** Largest head size (width / heads) the kernels take: per-thread arrays of this many floats. */
-export const maxHeadSize = 256;
+export { maxHeadSize };
 
 const head = (d: number) => /* wgsl */ `
 struct Params { batch: u32, heads: u32, context: u32, width: u32, scale: f32, p0: u32, p1: u32, p2: u32 }
