@@ -45,6 +45,7 @@ export async function benchEngineMemory(): Promise<string> {
     const tr = await createWebGpuTrainer(gpu, s.model, { batchSize: s.batch, adamw: { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 }, clipNorm: 1 });
     const created = performance.now();
     const measured = tr.allocatedBytes;
+    console.log(`  measured ${measured} bytes vs plan ${plan.total} (${((100 * (measured - plan.total)) / plan.total).toFixed(2)} %), create ${((created - t0) / 1000).toFixed(1)} s`);
     await tr.load(initParams(s.model, 1));
     const r = rng(2);
     const tokens = Int32Array.from({ length: s.batch * (s.model.context + 1) }, () => r.int(s.model.vocab));
@@ -56,8 +57,7 @@ export async function benchEngineMemory(): Promise<string> {
     const read = performance.now();
     const cpu = process.cpuUsage();
     tr.destroy();
-    console.log(`  measured ${measured} bytes vs plan ${plan.total} (${((100 * (measured - plan.total)) / plan.total).toFixed(2)} %)`);
-    console.log(`  create ${((created - t0) / 1000).toFixed(1)} s, step ${((stepped - t1) / 1000).toFixed(1)} s (loss ${loss.toFixed(3)}, ln V = ${Math.log(s.model.vocab).toFixed(3)}), Δ readback ${((read - stepped) / 1000).toFixed(1)} s (${delta.length} values); process CPU ${((cpu.user + cpu.system) / 1e6).toFixed(0)} s, peak RSS ${mb(process.resourceUsage().maxRSS * 1024)}`);
+    console.log(`  step ${((stepped - t1) / 1000).toFixed(1)} s (loss ${loss.toFixed(3)}, ln V = ${Math.log(s.model.vocab).toFixed(3)}), Δ readback ${((read - stepped) / 1000).toFixed(1)} s (${delta.length} values); process CPU ${((cpu.user + cpu.system) / 1e6).toFixed(0)} s, peak RSS ${mb(process.resourceUsage().maxRSS * 1024)}`);
     summary = `${s.name} (${count} params, context ${s.model.context}) trained a step: plan ${mb(plan.total)}, measured ${mb(measured)}, ${(plan.total / count).toFixed(2)} bytes/param`;
   }
   return summary || 'no shape trained a step (set BENCH_MEMORY_SHAPES)';
