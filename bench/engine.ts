@@ -1,6 +1,7 @@
 // npm run bench:engine — our WebGPU engine vs TensorFlow.js (WebGPU backend) in ONE headless Chromium
 // run, same models, batches and optimizer (bench/pages/spec.ts), plus our matmul GFLOP/s and a
-// per-kernel profile of a GPT step. Prints figures; the last line is the summary.
+// per-kernel profile of a GPT step, then the engine's memory in Node + Dawn (bench/engine-memory.ts: the
+// memory plan vs bytes allocated, and a step at context 1024). Prints figures; the last line is the summary.
 // On SwiftShader absolute numbers mean little: the ratios count.
 // BENCH_WARMUP / BENCH_STEPS change the step counts (defaults 2 / 5).
 import { launchBrowser } from '../test/helpers/browser.ts';
@@ -8,6 +9,7 @@ import { startPageServer } from '../test/helpers/vite.ts';
 import { mlpLossAndGrad } from '../shared/reference/mlp.ts';
 import { gptLossAndGrad } from '../shared/reference/gpt.ts';
 import { benchGpt, benchMlp, gptBenchData, matmulSizes, mlpBenchData } from './pages/spec.ts';
+import { benchEngineMemory } from './engine-memory.ts';
 
 const warmup = Number(process.env.BENCH_WARMUP ?? 2);
 const steps = Number(process.env.BENCH_STEPS ?? 5);
@@ -19,6 +21,9 @@ const refLoss = {
   mlp: mlpLossAndGrad(benchMlp, m.params, { x: m.x, y: m.y, n: m.n }).loss,
   gpt: gptLossAndGrad(benchGpt, g.params, g.tokens, g.n).loss,
 };
+
+// Node + Dawn first, so the browser's figures and the summary line come last.
+const memory = await benchEngineMemory();
 
 const server = await startPageServer({ prebundle: ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-webgpu'] });
 const browser = await launchBrowser();
@@ -45,7 +50,7 @@ try {
   const at1024 = mm.find((r) => r.size === 1024)?.gflops ?? NaN;
   const tfMs = await page.evaluate(() => window.bench.tfjsMatmul(1024, 1));
   console.log(`tfjs-webgpu matmul 1024×1024: ${tfMs.toFixed(1)} ms, ${((2 * 1024 ** 3) / (tfMs * 1e6)).toFixed(2)} GFLOP/s`);
-  console.log(`engine: ${ratio.gpt.toFixed(2)}x tfjs-webgpu on gpt step, ${ratio.mlp.toFixed(2)}x on mlp step, matmul ${at1024.toFixed(2)} GFLOP/s at 1024`);
+  console.log(`engine: ${ratio.gpt.toFixed(2)}x tfjs-webgpu on gpt step, ${ratio.mlp.toFixed(2)}x on mlp step, matmul ${at1024.toFixed(2)} GFLOP/s at 1024; ${memory}`);
 } finally {
   await browser.close();
   await server.close();

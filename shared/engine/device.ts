@@ -16,7 +16,11 @@ export type Device = {
   adapter: GPUAdapter;
 };
 
-export type Needs = { storageBytes?: number };
+/** What a model needs from the adapter: its largest buffer (one binding), and a label for errors. */
+export type Needs = { storageBytes?: number; what?: string };
+
+/** Largest staging buffer a readback uses (a bigger read is done in pieces). */
+export const readChunkBytes = 64 * 2 ** 20;
 
 /** Largest number of workgroups WebGPU allows in one grid dimension. */
 export const maxGroupsPerDim = 65_535;
@@ -27,10 +31,12 @@ export async function acquireDevice(gpu: GPU | undefined, needs: Needs = {}): Pr
   }
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error('WebGPU found no adapter: no GPU driver, and no software fallback (SwiftShader) is installed');
+  // Ask for what the model's largest buffer needs (at least WebGPU's default 128 MiB), up to the adapter's.
   const want = Math.max(needs.storageBytes ?? 0, 128 * 2 ** 20);
   const have = Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize);
   if ((needs.storageBytes ?? 0) > have) {
-    throw new Error(`the model needs a ${needs.storageBytes} byte storage buffer; this adapter allows at most ${have} (maxStorageBufferBindingSize)`);
+    throw new Error(`${needs.what ?? 'the model'} needs a ${needs.storageBytes}-byte storage buffer; this adapter allows at most ${have} `
+      + `(maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize})`);
   }
   const requiredFeatures: GPUFeatureName[] = [];
   // Optional speed-ups, requested only where the adapter has them; every kernel has an fp32 path.
@@ -83,6 +89,9 @@ fn flatGroup(wid: vec3u, nwg: vec3u) -> u32 { return wid.y * nwg.x + wid.x; }`;
 export class Gpu {
   readonly device: GPUDevice;
   private buffers = new Set<GPUBuffer>();
+  /** Bytes of the storage buffers this context holds (uniforms are counted apart: a few bytes per dispatch). */
+  private storage = new Map<GPUBuffer, number>();
+  uniformBytes = 0;
   /** Set once the device is lost; a lost context is never reused. */
   lost = false;
 
@@ -103,6 +112,13 @@ export class Gpu {
   /** Buffers this context created and has not destroyed yet. */
   get liveBuffers(): number {
     return this.buffers.size;
+  }
+
+  /** Bytes of storage buffers this context created and has not destroyed (compared with the memory plan). */
+  get storageBytes(): number {
+    let sum = 0;
+    for (const b of this.storage.values()) sum += b;
+    return sum;
   }
 
   /** Compiles once per (source, constants); a compile error names the kernel, line:column and source. */
@@ -142,6 +158,7 @@ export class Gpu {
     if (size > limit) throw new Error(`buffer ${label} needs ${size} bytes; the device allows ${limit} (maxStorageBufferBindingSize)`);
     const b = this.device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     this.buffers.add(b);
+    this.storage.set(b, size);
     return b;
   }
 
@@ -151,6 +168,7 @@ export class Gpu {
     const b = this.device.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(b, 0, data);
     this.buffers.add(b);
+    this.uniformBytes += size;
     return b;
   }
 
@@ -162,12 +180,15 @@ export class Gpu {
   }
 
   release(b: GPUBuffer): void {
+    this.storage.delete(b);
     if (this.buffers.delete(b)) b.destroy();
   }
 
   releaseAll(): void {
     for (const b of this.buffers) b.destroy();
     this.buffers.clear();
+    this.storage.clear();
+    this.uniformBytes = 0;
     this.placeholders = {};
   }
 
@@ -206,17 +227,25 @@ export class Gpu {
     return b;
   }
 
-  /** Reads `floats` fp32 values from `offset` (in elements): one copy, one map. */
+  /**
+   * Reads `floats` fp32 values from `offset` (in elements), through staging buffers of at most
+   * readChunkBytes, so reading a large θ back never doubles it on the device.
+   */
   async read(src: GPUBuffer, offset: number, floats: number): Promise<Float32Array> {
-    const bytes = floats * 4;
-    const staging = this.device.createBuffer({ size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = this.device.createCommandEncoder();
-    if (bytes > 0) enc.copyBufferToBuffer(src, offset * 4, staging, 0, bytes);
-    this.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
-    staging.unmap();
-    staging.destroy();
+    const out = new Float32Array(floats);
+    const per = readChunkBytes / 4;
+    for (let done = 0; done < floats; done += per) {
+      const n = Math.min(per, floats - done), bytes = n * 4;
+      const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const enc = this.device.createCommandEncoder();
+      enc.copyBufferToBuffer(src, (offset + done) * 4, staging, 0, bytes);
+      this.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      out.set(new Float32Array(staging.getMappedRange(0, bytes)), done);
+      staging.unmap();
+      staging.destroy();
+    }
     return out;
   }
+
 }

@@ -1,14 +1,18 @@
 // The WebGPU implementation of the Trainer contract. θ, its gradient and AdamW's m and v are each one
-// flat fp32 buffer in paramLayout order, so clipping, the optimizer and the pseudo-gradient are single
-// dispatches over the whole model. A step is one command buffer (forward, loss, backward, norm,
-// AdamW) and reads nothing back: its loss lands in a GPU slot that losses() reads once.
+// flat fp32 buffer in paramLayout order, so clipping and the optimizer are single dispatches over the
+// whole model; those four are the only full-size buffers (16 bytes per parameter). The task's starting
+// θ stays on the CPU and Δ is computed there from one readback; evaluation with other parameters parks
+// θ in the gradient buffer (free between steps) instead of holding a copy. A step is one command buffer
+// (forward, loss, backward, norm, AdamW) and reads nothing back: its loss lands in a GPU slot that
+// losses() reads once. Before any buffer exists the trainer computes its memory plan (memory-plan.ts),
+// sizes the device to it and refuses, naming needed vs available, what the adapter cannot hold.
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import type { Batch, Trainer, TrainOptions } from '../train/trainer.ts';
 import { acquireDevice, Gpu, type Device, type Dispatch } from './device.ts';
 import type { KernelPolicy } from './policy.ts';
-import { adamw, delta, packAdamwParams, packStep } from './kernels/elementwise.ts';
+import { adamw, packAdamwParams, packStep } from './kernels/elementwise.ts';
 import { globalNorm, meanLoss, sumsqPartials } from './kernels/reduce.ts';
-import { softmaxCe } from './kernels/softmax-ce.ts';
+import { planMemory, type MemoryPlan } from './memory-plan.ts';
 import { buildGptPlan } from './models/gpt.ts';
 import { buildMlpPlan } from './models/mlp.ts';
 import type { Plan, PlanBuffers } from './models/plan.ts';
@@ -23,6 +27,10 @@ export interface WebGpuTrainer extends Trainer {
   readonly gpuSteps: number;
   /** Buffers alive on the device (for leak checks). */
   readonly liveBuffers: number;
+  /** Bytes of storage buffers this trainer holds now (compare with memoryPlan.total). */
+  readonly allocatedBytes: number;
+  /** What the trainer planned to allocate at its batch size, computed before allocating anything. */
+  readonly memoryPlan: MemoryPlan;
   /**
    * Forward pass only: logits [rows, classes] for `batch` (rows = n, or n·context for the GPT),
    * with `params` (or the current θ when null). Does not disturb training state.
@@ -38,12 +46,13 @@ export interface WebGpuTrainer extends Trainer {
 }
 
 /** Engine-only knobs beyond the Trainer contract (tests and benches). */
-export type EngineOptions = { policy?: Partial<KernelPolicy> };
+export type EngineOptions = { policy?: Partial<KernelPolicy>; /** Rows of logits per chunk (default: memory-plan.ts). */ logitChunkRows?: number };
 
 /** Loss slots held on the GPU before losses() must drain them to the CPU. */
 const lossSlots = 4096;
 
 function buildPlan(gpu: Gpu, model: ModelConfig, n: number, b: PlanBuffers): Promise<Plan> {
+  // The MLP's logits are one chunk (its classes are few); the GPT chunks its head (models/gpt.ts).
   return model.kind === 'mlp' ? buildMlpPlan(gpu, model, n, b) : buildGptPlan(gpu, model, n, b);
 }
 
@@ -56,55 +65,60 @@ function batchRows(batch: Batch): number {
 // slow part on SwiftShader); each trainer owns and frees its own buffers.
 const devices = new WeakMap<GPU, Promise<Gpu>>();
 
-async function deviceFor(gpuApi: GPU | undefined, storageBytes: number): Promise<Gpu> {
+async function deviceFor(gpuApi: GPU | undefined, storageBytes: number, what: string): Promise<Gpu> {
   if (!gpuApi) return new Gpu(await acquireDevice(gpuApi));
   const known = await devices.get(gpuApi)?.catch(() => undefined);
-  if (known && !known.lost && known.device.limits.maxStorageBufferBindingSize >= storageBytes) return known;
-  const fresh = acquireDevice(gpuApi, { storageBytes }).then((d) => new Gpu(d));
+  const fits = (g: Gpu) => Math.min(g.device.limits.maxStorageBufferBindingSize, g.device.limits.maxBufferSize) >= storageBytes;
+  if (known && !known.lost && fits(known)) return known;
+  const fresh = acquireDevice(gpuApi, { storageBytes, what }).then((d) => new Gpu(d));
   devices.set(gpuApi, fresh);
   return fresh;
 }
 
 export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelConfig, opts: TrainOptions, engine: EngineOptions = {}): Promise<WebGpuTrainer> {
   const count = paramCount(model);
-  const root = await deviceFor(gpuApi, count * 4);
+  const memoryPlan = planMemory(model, opts.batchSize, { logitChunkRows: engine.logitChunkRows });
+  const what = `training this ${model.kind} (${count} parameters) at batch size ${opts.batchSize} (its largest buffer is ${memoryPlan.largestBuffer.name})`;
+  const root = await deviceFor(gpuApi, memoryPlan.largestBuffer.bytes, what);
   const gpu = root.child(engine.policy ?? {});
   const dev = root.dev;
+  // An allocation the device cannot back surfaces as an out-of-memory error, reported with the plan.
+  gpu.device.pushErrorScope('out-of-memory');
   const theta = gpu.buffer(count, 'theta'), grad = gpu.buffer(count, 'grad');
   const m = gpu.buffer(count, 'adam.m'), v = gpu.buffer(count, 'adam.v');
-  const base = gpu.buffer(count, 'theta.base'), deltaOut = gpu.buffer(count, 'delta');
-  const evalTheta = gpu.buffer(count, 'theta.eval');
+  let base: Float32Array | null = null; // θ at load(), for Δ (CPU side)
   const norm = gpu.buffer(4, 'grad.norm'), partial = gpu.buffer(sumsqPartials, 'grad.norm.partial');
   const losses = gpu.buffer(lossSlots, 'losses');
   const stepU = gpu.uniform(packStep(0, 1, opts.adamw), 'step');
   const adamwU = gpu.uniform(packAdamwParams(count, opts.adamw, opts.clipNorm), 'adamw.params');
   const clip = opts.clipNorm > 0 && Number.isFinite(opts.clipNorm);
-  const deltaDispatch = await delta(gpu, count, base, theta, deltaOut);
   const adamwDispatch = await adamw(gpu, count, { params: adamwU, step: stepU, theta, grad, m, v, norm });
   const normDispatches = clip ? await globalNorm(gpu, grad, count, partial, stepU, norm) : [];
 
-  type StepPlan = { plan: Plan; rowLoss: GPUBuffer; tail: Dispatch[] };
+  // One plan per batch size: forward, loss and backward through the same activation buffers.
+  type StepPlan = { plan: Plan; tail: Dispatch[] };
   const trainPlans = new Map<number, Promise<StepPlan>>();
-  const evalPlans = new Map<number, Promise<Plan>>();
   const trainPlan = (n: number) => {
     let p = trainPlans.get(n);
     if (!p) {
       p = (async () => {
-        const plan = await buildPlan(gpu, model, n, { theta, grad });
-        const rowLoss = gpu.buffer(plan.rows, 'rowLoss');
-        const ce = await softmaxCe(gpu, plan.logits, plan.targets, rowLoss, plan.rows, plan.classes);
-        const mean = await meanLoss(gpu, rowLoss, plan.rows, stepU, losses);
-        return { plan, rowLoss, tail: [ce, mean] };
+        const plan = await buildPlan(gpu, model, n, { theta, grad, logitChunkRows: engine.logitChunkRows });
+        const mean = await meanLoss(gpu, plan.rowLoss, plan.rows, stepU, losses);
+        return { plan, tail: [...plan.chunks.flatMap((c) => [...c.logits, ...c.loss]), mean] };
       })();
       trainPlans.set(n, p);
     }
     return p;
   };
-  const evalPlan = (n: number) => {
-    let p = evalPlans.get(n);
-    if (!p) { p = buildPlan(gpu, model, n, { theta: evalTheta, grad }); evalPlans.set(n, p); }
-    return p;
-  };
+  // The task's batch size is planned now, so a device that cannot hold it fails here, not mid-task.
+  let failed: unknown = null;
+  await trainPlan(opts.batchSize).catch((e: unknown) => { failed = e; });
+  const oom = await gpu.device.popErrorScope();
+  if (oom || failed) {
+    gpu.releaseAll();
+    if (oom) throw new Error(`${what} needs ${memoryPlan.total} bytes of GPU memory; this device could not allocate them (${oom.message})`);
+    throw failed;
+  }
 
   let t = 0; // optimizer steps since load()
   let drained: number[] = []; // losses already read back from full slot buffers
@@ -127,10 +141,12 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
     policy: gpu.policy,
     get gpuSteps() { return steps; },
     get liveBuffers() { return gpu.liveBuffers; },
+    get allocatedBytes() { return gpu.storageBytes; },
+    memoryPlan,
     async load(params) {
       if (params.length !== count) throw new Error(`load: got ${params.length} parameters, the ${model.kind} model has ${count}`);
       q.writeBuffer(theta, 0, params.buffer, params.byteOffset, params.byteLength);
-      q.writeBuffer(base, 0, params.buffer, params.byteOffset, params.byteLength);
+      base = params.slice();
       const zeros = new Float32Array(count);
       q.writeBuffer(m, 0, zeros);
       q.writeBuffer(v, 0, zeros);
@@ -159,23 +175,38 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
     },
     async delta() {
       alive('delta');
-      gpu.run([deltaDispatch]);
-      return gpu.read(deltaOut, 0, count);
+      if (!base) throw new Error('delta: call load(params) first');
+      // Δ = θ_base − θ, in place in the one readback (no device buffer for θ_base or Δ).
+      const out = await gpu.read(theta, 0, count);
+      for (let i = 0; i < count; i++) out[i] = base[i] - out[i];
+      return out;
     },
     async logits(params, batch) {
       const n = batchRows(batch);
-      const plan = await evalPlan(n);
-      if (params) {
-        if (params.length !== count) throw new Error(`logits: got ${params.length} parameters, the ${model.kind} model has ${count}`);
-        q.writeBuffer(evalTheta, 0, params.buffer, params.byteOffset, params.byteLength);
-      } else {
+      if (params && params.length !== count) throw new Error(`logits: got ${params.length} parameters, the ${model.kind} model has ${count}`);
+      const { plan } = await trainPlan(n);
+      const copy = (from: GPUBuffer, to: GPUBuffer) => {
         const enc = gpu.device.createCommandEncoder();
-        enc.copyBufferToBuffer(theta, 0, evalTheta, 0, count * 4);
+        enc.copyBufferToBuffer(from, 0, to, 0, count * 4);
         q.submit([enc.finish()]);
+      };
+      // θ waits in the gradient buffer (rewritten by every step's backward anyway) while `params` run.
+      if (params) {
+        copy(theta, grad);
+        q.writeBuffer(theta, 0, params.buffer, params.byteOffset, params.byteLength);
       }
-      plan.write(batch);
-      gpu.run(plan.forward);
-      return gpu.read(plan.logits, 0, plan.rows * plan.classes);
+      try {
+        plan.write(batch);
+        gpu.run(plan.forward);
+        const out = new Float32Array(plan.rows * plan.classes);
+        for (const c of plan.chunks) {
+          gpu.run(c.logits);
+          out.set(await gpu.read(plan.logits, 0, c.rows * plan.classes), c.start * plan.classes);
+        }
+        return out;
+      } finally {
+        if (params) copy(grad, theta);
+      }
     },
     async lossAndGrad(batch) {
       if (!loaded) throw new Error('lossAndGrad: call load(params) first');
@@ -207,7 +238,6 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
     destroy() {
       gpu.releaseAll();
       trainPlans.clear();
-      evalPlans.clear();
     },
   };
   return trainer;

@@ -1,11 +1,12 @@
 // Turns an uploaded dataset into what a job trains on: parsed, checked (every refusal names the field),
 // split into training shards and one held-out shard. Labelled arrays (MNIST-like) come as JSON
 // {"x": [[...], ...], "y": [...]} or CSV rows "label,v1,v2,…"; values in [0, 1], or 0–255 pixels (scaled).
-// Text is a UTF-8 corpus, tokenised by characters or bytes.
+// Text is a UTF-8 corpus, tokenised by characters, bytes or GPT-2 BPE.
 import type { Shard } from '../data/shard.ts';
-import { paramCount, type ModelConfig } from '../models/config.ts';
+import type { ModelConfig } from '../models/config.ts';
 import { rng } from '../util/rng.ts';
-import { defaultHeldOutFraction, defaultShards, LIMITS, SpecError, type JobSubmission } from './spec.ts';
+import { checkModelFits } from './model-fit.ts';
+import { defaultHeldOutFraction, defaultShards, LIMITS, resolveHyperparameters, SpecError, type JobSubmission } from './spec.ts';
 import { charVocabulary, decodeUtf8, encodeText, vocabSize, type Tokenizer } from './text.ts';
 import type { TokenShard } from '../data/token-shard.ts';
 
@@ -30,8 +31,8 @@ export function prepareDataset(job: JobSubmission, bytes: Uint8Array): PreparedD
   return prepareLabelled(parseLabelled(bytes), heldOutFraction, shardCount);
 }
 
-function prepareText(text: string, kind: 'char' | 'byte', heldOutFraction: number, shardCount: number, context: number): PreparedDataset {
-  const tokenizer: Tokenizer = kind === 'char' ? { kind: 'char', vocabulary: charVocabulary(text) } : { kind: 'byte' };
+function prepareText(text: string, kind: 'char' | 'byte' | 'bpe', heldOutFraction: number, shardCount: number, context: number): PreparedDataset {
+  const tokenizer: Tokenizer = kind === 'char' ? { kind: 'char', vocabulary: charVocabulary(text) } : { kind };
   const ids = encodeText(tokenizer, text);
   const span = context + 1;
   const heldOutLen = Math.floor(ids.length * heldOutFraction);
@@ -179,7 +180,9 @@ export function resolveModel(job: JobSubmission, data: PreparedDataset): ModelCo
   const model: ModelConfig = m.kind === 'mlp'
     ? { kind: 'mlp', inputs: data.kind === 'labelled' ? data.inputs : 0, hidden: m.hidden, classes: data.kind === 'labelled' ? data.classes : 0 }
     : { kind: 'gpt', vocab: data.kind === 'text' ? data.vocab : 0, context: m.context, layers: m.layers, heads: m.heads, width: m.width };
-  const count = paramCount(model);
-  if (count > LIMITS.params) throw new SpecError('model', `has ${count} parameters, over the ${LIMITS.params} a volunteer tab is asked to hold; make it smaller`);
+  if (m.kind === 'gpt' && m.vocab !== undefined && model.kind === 'gpt' && m.vocab !== model.vocab) {
+    throw new SpecError('model.vocab', `is ${m.vocab}, but the tokenized corpus has ${model.vocab} tokens; set it to ${model.vocab} or leave it out`);
+  }
+  checkModelFits(model, resolveHyperparameters(job).batchSize);
   return model;
 }

@@ -9,12 +9,11 @@ import {
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import { imageShape } from '../data/augment.ts';
+import { checkModelFits } from './model-fit.ts';
 
 export const LIMITS = {
   /** Largest dataset upload, bytes (the relay's body limit is a little above it). */
   datasetBytes: 16 * 1024 * 1024,
-  /** Largest model a volunteer tab is asked to hold (fp32 params + AdamW state ≈ 16 bytes each). */
-  params: 20_000_000,
   gptContext: 1024,
   charVocab: 4096,
   shards: 256,
@@ -47,11 +46,15 @@ export const GptSubmission = Type.Object({
   layers: Type.Integer({ minimum: 1, maximum: 48 }),
   heads: Type.Integer({ minimum: 1, maximum: 64 }),
   width: Type.Integer({ minimum: 2, maximum: 4096 }),
+  vocab: Type.Optional(Type.Integer({ minimum: 2, description: 'optional: must equal the tokenizer\'s vocabulary (bpe 50257, byte 256, char: the corpus\'s distinct characters)' })),
 }, { additionalProperties: false });
+
+/** Vocabularies fixed by the tokenizer (char's is the corpus's); text.ts implements them. */
+export const tokenizerVocab = { byte: 256, bpe: 50_257 } as const;
 
 export const TextDataset = Type.Object({
   format: Type.Literal('text'),
-  tokenizer: Type.Union([Type.Literal('char'), Type.Literal('byte')], { description: 'char: one token per distinct character; byte: UTF-8 bytes, vocab 256' }),
+  tokenizer: Type.Union([Type.Literal('char'), Type.Literal('byte'), Type.Literal('bpe')], { description: 'char: one token per distinct character; byte: UTF-8 bytes, vocab 256; bpe: GPT-2 BPE, vocab 50,257' }),
   heldOutFraction: Type.Optional(Type.Number({ minimum: 0.01, maximum: 0.5 })),
   shards: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.shards })),
 }, { additionalProperties: false });
@@ -168,8 +171,21 @@ export function checkSubmission(input: unknown): JobSubmission {
   if (job.model.kind === 'mlp' && job.dataset.format !== 'labelled') throw new SpecError('dataset.format', 'an mlp model trains on labelled arrays: use "labelled"');
   const hp = resolveHyperparameters(job);
   if (hp.augment && job.model.kind !== 'mlp') throw new SpecError('hyperparameters.augment', 'shifts labelled image rows; a gpt model trains on text: remove it');
+  checkGptTokenizer(job, hp.batchSize);
   if (hp.quorum > hp.updatesPerRound) throw new SpecError('hyperparameters.quorum', `must not exceed hyperparameters.updatesPerRound (${hp.updatesPerRound}); got ${hp.quorum}`);
   return job;
+}
+
+/** A bpe or byte GPT's vocabulary is known before the data: a stated model.vocab must match, and the model must fit. */
+function checkGptTokenizer(job: JobSubmission, batchSize: number): void {
+  if (job.model.kind !== 'gpt' || job.dataset.format !== 'text') return;
+  if (job.dataset.tokenizer === 'char') return; // the corpus decides (resolveModel checks)
+  const known = tokenizerVocab[job.dataset.tokenizer];
+  if (job.model.vocab !== undefined && job.model.vocab !== known) {
+    throw new SpecError('model.vocab', `is ${job.model.vocab}, but the "${job.dataset.tokenizer}" tokenizer has ${known} tokens; set it to ${known} or leave it out`);
+  }
+  const { vocab: _, ...shape } = job.model;
+  checkModelFits({ ...shape, vocab: known }, batchSize);
 }
 
 /** Hyperparameters with defaults filled in. */

@@ -1,12 +1,22 @@
 // Text tokenisation for GPT jobs: "char" gives each distinct character of the corpus one id (ids in
 // code-point order, so the vocabulary is a plain string a page can carry); "byte" uses UTF-8 bytes (vocab
-// 256, any text). The same functions encode the corpus on the relay and prompts in "try the model".
-import { LIMITS, SpecError } from './spec.ts';
+// 256, any text); "bpe" is GPT-2's byte-level BPE (vocab 50,257), whose merge table ships inside the npm
+// package gpt-tokenizer (nothing is downloaded at run time). The same functions encode the corpus on the
+// relay and prompts in "try the model".
+import { decode as bpeDecode, encode as bpeEncode } from 'gpt-tokenizer/encoding/r50k_base';
+import { LIMITS, SpecError, tokenizerVocab } from './spec.ts';
 
-export type Tokenizer = { kind: 'char'; vocabulary: string } | { kind: 'byte' };
+export type Tokenizer = { kind: 'char'; vocabulary: string } | { kind: 'byte' } | { kind: 'bpe' };
+
+/** GPT-2's vocabulary: 50,000 merges, 256 byte tokens and <|endoftext|>. */
+export const bpeVocab = tokenizerVocab.bpe;
+
+// A corpus or prompt containing the text "<|endoftext|>" is encoded as that plain text, not the special id.
+const plainText = { disallowedSpecial: new Set<string>() };
 
 export function vocabSize(t: Tokenizer): number {
-  return t.kind === 'byte' ? 256 : Array.from(t.vocabulary).length;
+  if (t.kind === 'bpe') return bpeVocab;
+  return t.kind === 'byte' ? tokenizerVocab.byte : Array.from(t.vocabulary).length;
 }
 
 /** The char vocabulary of a corpus: its distinct code points, sorted. */
@@ -23,6 +33,7 @@ export function charVocabulary(text: string): string {
 
 export function encodeText(t: Tokenizer, text: string): Int32Array {
   if (t.kind === 'byte') return Int32Array.from(new TextEncoder().encode(text));
+  if (t.kind === 'bpe') return Int32Array.from(bpeEncode(text, plainText));
   const ids = new Map(Array.from(t.vocabulary).map((c, i) => [c, i]));
   // at most one id per UTF-16 unit; filled by walking code points, no per-character array
   const out = new Int32Array(text.length);
@@ -37,6 +48,13 @@ export function encodeText(t: Tokenizer, text: string): Int32Array {
 
 export function decodeTokens(t: Tokenizer, ids: ArrayLike<number>): string {
   if (t.kind === 'byte') return new TextDecoder().decode(Uint8Array.from(ids as ArrayLike<number>));
+  if (t.kind === 'bpe') {
+    const list = Array.from(ids as ArrayLike<number>);
+    const known = (id: number) => Number.isInteger(id) && id >= 0 && id < bpeVocab;
+    if (list.every(known)) return bpeDecode(list);
+    // An id outside the vocabulary (a model sampling garbage) decodes as U+FFFD, as the char tokenizer does.
+    return list.map((id) => (known(id) ? bpeDecode([id]) : '\uFFFD')).join('');
+  }
   const chars = Array.from(t.vocabulary);
   let s = '';
   for (let i = 0; i < ids.length; i++) s += chars[ids[i]] ?? '\uFFFD';

@@ -207,8 +207,12 @@ function checkParams(config: GptConfig, params: Float32Array): Weights {
   return structured(config, params);
 }
 
-/** Forward over inputs [n, T]; returns logits [n·T, vocab] and what backward needs. */
-function forward(config: GptConfig, W: Weights, inputs: ArrayLike<number>, n: number, T: number) {
+/**
+ * Forward over inputs [n, T]; returns logits [n·T, vocab] and, when `keep`, what backward needs. Without
+ * it each layer's activations (and its n·heads·T² softmax) are dropped once the next layer has them, so
+ * an evaluation at context 1024 holds one layer at a time, not all of them.
+ */
+function forward(config: GptConfig, W: Weights, inputs: ArrayLike<number>, n: number, T: number, keep = true) {
   const { vocab, width: w, heads } = config, R = n * T;
   let x = new Float64Array(R * w);
   for (let s = 0; s < n; s++) {
@@ -231,7 +235,7 @@ function forward(config: GptConfig, W: Weights, inputs: ArrayLike<number>, n: nu
     const m = affine(hact, R, 4 * w, b.w2, w, b.b2);
     const x2 = new Float64Array(R * w);
     for (let i = 0; i < x2.length; i++) x2[i] = x1[i] + m[i];
-    caches.push({ xIn: x, ln1, qkv, att, x1, ln2, hpre, hact });
+    if (keep) caches.push({ xIn: x, ln1, qkv, att, x1, ln2, hpre, hact });
     x = x2;
   }
   const lnf = layerNorm(x, R, w, W.lnfg, W.lnfb);
@@ -260,7 +264,7 @@ export function gptLogits(config: GptConfig, params: Float32Array, tokens: Int32
   }
   checkTokens(config, tokens, n, seqLen, 'seqLen');
   const W = checkParams(config, params);
-  return Float32Array.from(forward(config, W, tokens, n, seqLen).logits);
+  return Float32Array.from(forward(config, W, tokens, n, seqLen, false).logits);
 }
 
 /**

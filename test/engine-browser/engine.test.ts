@@ -63,6 +63,15 @@ describe('WebGPU engine in headless Chromium (SwiftShader)', () => {
     }
   });
 
+  it('the memory plan is what the engine allocates in the browser too (MLP and GPT, within 5 %)', async () => {
+    for (const name of ['mlp20', 'gpt5']) {
+      const r = await run<{ planned: number; allocated: number; maxBinding: number }>('memory', name);
+      expect(r.allocated, name).toBeGreaterThan(0);
+      expect(Math.abs(r.allocated - r.planned) / r.planned, name).toBeLessThan(0.05);
+      expect(r.maxBinding).toBeGreaterThanOrEqual(128 * 2 ** 20);
+    }
+  });
+
   it('a 1-D kernel over more than 65,535 workgroups folds its grid and covers every element', async () => {
     const n = 65_535 * 64 + 12_345;
     const r = await run<{ wrong: number; grid: [number, number] }>('bigDelta', n);

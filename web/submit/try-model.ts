@@ -2,7 +2,7 @@
 // wasm backend: classify an input with an MLP, or sample a continuation of a prompt with a GPT.
 import * as ort from 'onnxruntime-web/wasm';
 import { rng } from '../../shared/util/rng.ts';
-import { decodeTokens, encodeText, type Tokenizer } from '../../shared/jobs/text.ts';
+import { bpeVocab, decodeTokens, encodeText, type Tokenizer } from '../../shared/jobs/text.ts';
 
 // One thread (pages are not cross-origin isolated); the runtime's files come from the relay.
 ort.env.wasm.numThreads = 1;
@@ -36,8 +36,10 @@ export async function classify(session: ort.InferenceSession, x: Float32Array): 
  * a shorter window is padded at the end, which causal attention ignores for earlier positions.
  */
 export async function sampleText(session: ort.InferenceSession, tokenizer: Tokenizer, seqLen: number, prompt: string, length: number, temperature: number, seed = 1): Promise<string> {
+  // Prompts use the job's own tokenizer (char, byte or GPT-2 BPE); an empty one starts from
+  // <|endoftext|> for BPE (how GPT-2 documents begin), id 0 otherwise.
   const ids = Array.from(encodeText(tokenizer, prompt));
-  if (ids.length === 0) ids.push(0);
+  if (ids.length === 0) ids.push(tokenizer.kind === 'bpe' ? bpeVocab - 1 : 0);
   const r = rng(seed);
   const start = ids.length;
   for (let n = 0; n < length; n++) {

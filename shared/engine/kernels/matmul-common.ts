@@ -11,6 +11,7 @@ export const Epi = {
   residual: 3, // C = acc + aux                 (aux is the residual stream)
   reluGrad: 4, // C = acc · [aux > 0]           (aux is the ReLU's output)
   geluGrad: 5, // C = acc · gelu'(aux)          (aux is the GELU's input)
+  accumulate: 6, // C = acc + C                  (sums a weight gradient over row chunks)
 } as const;
 export type Epi = (typeof Epi)[keyof typeof Epi];
 
@@ -43,6 +44,7 @@ fn store1(r: u32, c: u32, acc: f32) {
   else if (EPI == 3u) { v += aux[p.offAux + o]; }
   else if (EPI == 4u) { v = select(0.0, v, aux[p.offAux + o] > 0.0); }
   else if (EPI == 5u) { v *= geluGrad(aux[p.offAux + o]); }
+  else if (EPI == 6u) { v += C[p.offC + o]; }
   C[p.offC + o] = v;
 }
 `;
@@ -64,7 +66,7 @@ export function packMatmulParams(a: MatmulArgs): ArrayBuffer {
 /** Bindings 0–6 in header order; unused operands get small placeholders (WebGPU forbids aliasing a written buffer). */
 export function matmulBindings(gpu: Gpu, a: MatmulArgs, name: string): GPUBuffer[] {
   const epi = a.epi ?? Epi.none;
-  if (epi !== Epi.none && epi !== Epi.relu && !a.aux) throw new Error(`${name}: epilogue ${epi} needs an aux operand`);
+  if (epi !== Epi.none && epi !== Epi.relu && epi !== Epi.accumulate && !a.aux) throw new Error(`${name}: epilogue ${epi} needs an aux operand`);
   const u = gpu.uniform(packMatmulParams(a), `${name}.params`);
   const bias = a.bias?.buf ?? gpu.placeholder('read');
   const aux = epi !== Epi.gelu && a.aux ? a.aux.buf : gpu.placeholder('read');

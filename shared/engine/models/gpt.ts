@@ -1,13 +1,18 @@
 // The decoder-only GPT (pre-norm blocks, fused qkv, causal attention, GELU MLP, untied head) as explicit
 // forward and backward dispatches. Every activation backward needs has its own buffer; the backward
 // pass reuses one gradient stream `dx` through the residual blocks (LN backward adds the skip path).
+// Attention keeps only a log-sum-exp per row (flash-attention.ts); the head runs over chunks of rows
+// (logits, loss, dW summed, dx), so neither T×T scores nor batch × context × vocabulary logits exist.
+// memory-plan.ts lists these same buffers.
 import { paramLayout, type GptConfig } from '../../models/config.ts';
 import type { Dispatch, Gpu } from '../device.ts';
-import { attention, attentionBack } from '../kernels/attention.ts';
+import { flashAttention, flashAttentionBack, rowStatFloats } from '../kernels/flash-attention.ts';
 import { embed, embedBack, tokenCsr } from '../kernels/embedding.ts';
 import { layerNorm, layerNormBack } from '../kernels/layernorm.ts';
 import { at, Epi, matmul } from '../kernels/matmul.ts';
 import { colsum } from '../kernels/reduce.ts';
+import { softmaxCe } from '../kernels/softmax-ce.ts';
+import { logitChunkRows } from '../memory-plan.ts';
 import { offsetsOf, type Plan, type PlanBuffers } from './plan.ts';
 
 export async function buildGptPlan(gpu: Gpu, config: GptConfig, n: number, b: PlanBuffers): Promise<Plan> {
@@ -15,6 +20,9 @@ export async function buildGptPlan(gpu: Gpu, config: GptConfig, n: number, b: Pl
   if (w % H !== 0) throw new Error(`gpt: width ${w} must be a multiple of heads ${H}`);
   const off = offsetsOf(paramLayout(config));
   const R = n * T;
+  const dims = { batch: n, heads: H, context: T, width: w };
+  const stats = rowStatFloats(dims);
+  const chunk = logitChunkRows(R, V, b.logitChunkRows);
   const buf = (floats: number, label: string) => gpu.buffer(floats, `gpt.${label}`);
   // ints: input ids [R] | targets [R] | CSR start [V+1] | CSR positions [R]
   const ints = buf(3 * R + V + 1, 'ints');
@@ -22,14 +30,13 @@ export async function buildGptPlan(gpu: Gpu, config: GptConfig, n: number, b: Pl
 
   const xs = [buf(R * w, 'x0')];
   const blk = Array.from({ length: L }, (_, l) => ({
-    ln1: buf(R * w, `h${l}.ln1`), s1: buf(2 * R, `h${l}.s1`), qkv: buf(R * 3 * w, `h${l}.qkv`), P: buf(n * H * T * T, `h${l}.P`),
+    ln1: buf(R * w, `h${l}.ln1`), s1: buf(2 * R, `h${l}.s1`), qkv: buf(R * 3 * w, `h${l}.qkv`), lse: buf(stats, `h${l}.lse`),
     att: buf(R * w, `h${l}.att`), xa: buf(R * w, `h${l}.xa`), ln2: buf(R * w, `h${l}.ln2`), s2: buf(2 * R, `h${l}.s2`),
     hpre: buf(R * 4 * w, `h${l}.hpre`), h: buf(R * 4 * w, `h${l}.h`),
   }));
   for (let l = 0; l < L; l++) xs.push(buf(R * w, `x${l + 1}`));
-  const lnf = buf(R * w, 'lnf'), sf = buf(2 * R, 'sf'), logits = buf(R * V, 'logits');
+  const lnf = buf(R * w, 'lnf'), sf = buf(2 * R, 'sf'), logits = buf(chunk * V, 'logits');
   const th = b.theta, g = b.grad;
-  const dims = { batch: n, heads: H, context: T, width: w };
 
   const forward: Dispatch[] = [await embed(gpu, { ids: at(ints), params: th, offWte: off('wte'), offWpe: off('wpe'), x: xs[0], rows: R, width: w, context: T })];
   for (let l = 0; l < L; l++) {
@@ -37,24 +44,36 @@ export async function buildGptPlan(gpu: Gpu, config: GptConfig, n: number, b: Pl
     forward.push(
       await layerNorm(gpu, { x: xs[l], params: th, offG: p('ln1.g'), offB: p('ln1.b'), y: k.ln1, stats: k.s1, rows: R, width: w }, `h${l}.ln1`),
       await matmul(gpu, { a: at(k.ln1), b: at(th, p('attn.wqkv')), c: at(k.qkv), M: R, N: 3 * w, K: w, bias: at(th, p('attn.bqkv')) }, `h${l}.qkv`),
-      await attention(gpu, { ...dims, qkv: k.qkv, P: k.P, out: k.att }, `h${l}.attn`),
+      await flashAttention(gpu, { ...dims, qkv: k.qkv, lse: k.lse, out: k.att }, `h${l}.attn`),
       await matmul(gpu, { a: at(k.att), b: at(th, p('attn.wo')), c: at(k.xa), M: R, N: w, K: w, bias: at(th, p('attn.bo')), epi: Epi.residual, aux: at(xs[l]) }, `h${l}.proj`),
       await layerNorm(gpu, { x: k.xa, params: th, offG: p('ln2.g'), offB: p('ln2.b'), y: k.ln2, stats: k.s2, rows: R, width: w }, `h${l}.ln2`),
       await matmul(gpu, { a: at(k.ln2), b: at(th, p('mlp.w1')), c: at(k.h), M: R, N: 4 * w, K: w, bias: at(th, p('mlp.b1')), epi: Epi.gelu, aux: at(k.hpre) }, `h${l}.fc`),
       await matmul(gpu, { a: at(k.h), b: at(th, p('mlp.w2')), c: at(xs[l + 1]), M: R, N: w, K: 4 * w, bias: at(th, p('mlp.b2')), epi: Epi.residual, aux: at(k.xa) }, `h${l}.fc2`),
     );
   }
-  forward.push(
-    await layerNorm(gpu, { x: xs[L], params: th, offG: off('lnf.g'), offB: off('lnf.b'), y: lnf, stats: sf, rows: R, width: w }, 'lnf'),
-    await matmul(gpu, { a: at(lnf), b: at(th, off('head.w')), c: at(logits), M: R, N: V, K: w }, 'head'),
-  );
+  forward.push(await layerNorm(gpu, { x: xs[L], params: th, offG: off('lnf.g'), offB: off('lnf.b'), y: lnf, stats: sf, rows: R, width: w }, 'lnf'));
 
   // Backward scratch, shared by all blocks.
   const dx = buf(R * w, 'dx'), dxa = buf(R * w, 'dxa'), dln = buf(R * w, 'dln'), dh = buf(R * 4 * w, 'dh');
-  const datt = buf(R * w, 'datt'), dqkv = buf(R * 3 * w, 'dqkv'), dS = buf(n * H * T * T, 'dS');
+  const datt = buf(R * w, 'datt'), dqkv = buf(R * 3 * w, 'dqkv'), rowDot = buf(stats, 'rowDot');
+  const rowLoss = gpu.buffer(R, 'rowLoss');
+
+  // The head, one chunk of rows at a time: logits, loss and dlogits, dW (summed over chunks), dx.
+  const chunks: Plan['chunks'] = [];
+  for (let r0 = 0; r0 < R; r0 += chunk) {
+    const rows = Math.min(chunk, R - r0), c = `head.${r0}`;
+    chunks.push({
+      start: r0,
+      rows,
+      logits: [await matmul(gpu, { a: at(lnf, r0 * w), b: at(th, off('head.w')), c: at(logits), M: rows, N: V, K: w }, c)],
+      loss: [
+        await softmaxCe(gpu, logits, at(ints, oTargets + r0), rowLoss, rows, V, { offLoss: r0, scaleRows: R }, `${c}.ce`),
+        await matmul(gpu, { a: at(lnf, r0 * w), b: at(logits), c: at(g, off('head.w')), M: w, N: V, K: rows, transA: true, epi: r0 === 0 ? Epi.none : Epi.accumulate }, `${c}.dw`),
+        await matmul(gpu, { a: at(logits), b: at(th, off('head.w')), c: at(dln, r0 * w), M: rows, N: w, K: V, transB: true }, `${c}.dx`),
+      ],
+    });
+  }
   const backward: Dispatch[] = [
-    await matmul(gpu, { a: at(lnf), b: at(logits), c: at(g, off('head.w')), M: w, N: V, K: R, transA: true }, 'head.dw'),
-    await matmul(gpu, { a: at(logits), b: at(th, off('head.w')), c: at(dln), M: R, N: w, K: V, transB: true }, 'head.dx'),
     ...(await layerNormBack(gpu, { x: xs[L], params: th, offG: off('lnf.g'), offB: off('lnf.b'), dy: dln, stats: sf, dx, grad: g, rows: R, width: w }, 'lnf.back')),
   ];
   for (let l = L - 1; l >= 0; l--) {
@@ -72,7 +91,7 @@ export async function buildGptPlan(gpu: Gpu, config: GptConfig, n: number, b: Pl
       await matmul(gpu, { a: at(k.att), b: at(dxa), c: at(g, p('attn.wo')), M: w, N: w, K: R, transA: true }, `h${l}.proj.dw`),
       await colsum(gpu, at(dxa), R, w, at(g, p('attn.bo')), `h${l}.proj.db`),
       await matmul(gpu, { a: at(dxa), b: at(th, p('attn.wo')), c: at(datt), M: R, N: w, K: w, transB: true }, `h${l}.proj.dx`),
-      ...(await attentionBack(gpu, { ...dims, qkv: k.qkv, P: k.P, dout: datt, dS, dqkv }, `h${l}.attn.back`)),
+      ...(await flashAttentionBack(gpu, { ...dims, qkv: k.qkv, out: k.att, lse: k.lse, dout: datt, rowDot, dqkv }, `h${l}.attn.back`)),
       await matmul(gpu, { a: at(k.ln1), b: at(dqkv), c: at(g, p('attn.wqkv')), M: w, N: 3 * w, K: R, transA: true }, `h${l}.qkv.dw`),
       await colsum(gpu, at(dqkv), R, 3 * w, at(g, p('attn.bqkv')), `h${l}.qkv.db`),
       await matmul(gpu, { a: at(dqkv), b: at(th, p('attn.wqkv')), c: at(dln), M: R, N: w, K: 3 * w, transB: true }, `h${l}.qkv.dx`),
@@ -88,8 +107,9 @@ export async function buildGptPlan(gpu: Gpu, config: GptConfig, n: number, b: Pl
     rows: R,
     classes: V,
     logits,
-    targets: at(ints, oTargets),
+    rowLoss,
     forward,
+    chunks,
     backward,
     write(batch) {
       if (batch.kind !== 'tokens') throw new Error(`the gpt needs a token batch, got kind=${batch.kind}`);

@@ -5,6 +5,7 @@ import { paramLayout, type MlpConfig } from '../../models/config.ts';
 import type { Dispatch, Gpu } from '../device.ts';
 import { at, Epi, matmul } from '../kernels/matmul.ts';
 import { colsum } from '../kernels/reduce.ts';
+import { softmaxCe } from '../kernels/softmax-ce.ts';
 import { offsetsOf, type Plan, type PlanBuffers } from './plan.ts';
 
 export async function buildMlpPlan(gpu: Gpu, config: MlpConfig, n: number, b: PlanBuffers): Promise<Plan> {
@@ -40,12 +41,15 @@ export async function buildMlpPlan(gpu: Gpu, config: MlpConfig, n: number, b: Pl
       }, `mlp.l${l}.da`));
     }
   }
+  const rowLoss = gpu.buffer(n, 'rowLoss');
+  const ce = await softmaxCe(gpu, acts[L], at(labels), rowLoss, n, config.classes);
   return {
     rows: n,
     classes: config.classes,
     logits: acts[L],
-    targets: at(labels),
+    rowLoss,
     forward,
+    chunks: [{ start: 0, rows: n, logits: [], loss: [ce] }],
     backward,
     write(batch) {
       if (batch.kind !== 'labelled') throw new Error(`the mlp needs a labelled batch (x, y), got kind=${batch.kind}`);

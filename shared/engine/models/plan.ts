@@ -1,26 +1,32 @@
 // What a model hands the trainer: dispatches for one forward and one backward pass at a fixed batch
 // size, recorded once (activations in preallocated buffers, explicit layer backward) and replayed.
 import type { Dispatch } from '../device.ts';
-import type { Ref } from '../kernels/matmul.ts';
 import type { Batch } from '../../train/trainer.ts';
 
 export type Plan = {
   /** Rows of logits (n for the MLP, n·context for the GPT) and classes per row. */
   rows: number;
   classes: number;
-  /** Logits [rows, classes] at offset 0; the loss kernel overwrites them with dlogits. */
+  /** One chunk's logits [chunk rows, classes] at offset 0; the loss kernel overwrites them with dlogits. */
   logits: GPUBuffer;
-  /** Class targets (u32) for the loss kernel. */
-  targets: Ref;
+  /** Per-row losses [rows], written chunk by chunk. */
+  rowLoss: GPUBuffer;
+  /** Everything before the logits (the MLP's forward includes its logits: one chunk). */
   forward: Dispatch[];
-  /** Reads dlogits, writes every parameter's gradient into the flat grad buffer. */
+  /**
+   * The logits in chunks of rows, so a large vocabulary's logits never exist for the whole batch at once:
+   * `logits` fills the logits buffer with rows [start, start + rows); `loss` turns them into losses and
+   * dlogits and carries the gradient through the output layer (the GPT head's dW sums over chunks).
+   */
+  chunks: { start: number; rows: number; logits: Dispatch[]; loss: Dispatch[] }[];
+  /** After the chunks: every remaining parameter's gradient into the flat grad buffer. */
   backward: Dispatch[];
   /** Uploads a batch's inputs (queue writes, ordered before the next submit). */
   write(batch: Batch): void;
 };
 
-/** Buffers shared by all plans of one trainer. */
-export type PlanBuffers = { theta: GPUBuffer; grad: GPUBuffer };
+/** Buffers shared by all plans of one trainer, and the logits chunk size (memory-plan.ts decides it). */
+export type PlanBuffers = { theta: GPUBuffer; grad: GPUBuffer; logitChunkRows?: number };
 
 export function offsetsOf(layout: { name: string; offset: number }[]): (name: string) => number {
   const m = new Map(layout.map((p) => [p.name, p.offset]));

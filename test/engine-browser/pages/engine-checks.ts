@@ -29,6 +29,19 @@ export async function trainCase(name: string, withGrad = false): Promise<TrainRe
   }
 }
 
+/** A training case's memory plan against the bytes its trainer allocated (no steps needed). */
+export async function memoryCase(name: string): Promise<{ planned: number; allocated: number; maxBinding: number }> {
+  const c = trainCases[name];
+  if (!c) throw new Error(`no train case named ${name}`);
+  const tr = await createWebGpuTrainer(navigator.gpu, c.model, c.opts);
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    return { planned: tr.memoryPlan.total, allocated: tr.allocatedBytes, maxBinding: adapter?.limits.maxStorageBufferBindingSize ?? 0 };
+  } finally {
+    tr.destroy();
+  }
+}
+
 export async function matmulCase(c: MatmulCase): Promise<number[]> {
   const gpu = new Gpu(await acquireDevice(navigator.gpu));
   try {

@@ -17,6 +17,7 @@ const checks: Record<string, (arg: unknown) => Promise<unknown>> = {
   trainInWorker: async (name) => (await engine()).trainCaseInWorker(name as string),
   matmul: async (c) => (await engine()).matmulCase(c as MatmulCase),
   bigDelta: async (n) => (await engine()).bigDeltaCase(n as number),
+  memory: async (name) => (await engine()).memoryCase(name as string),
 };
 
 window.tabtrain = {

@@ -1,0 +1,124 @@
+// How many bytes of GPU memory the engine allocates to train a model at a batch size, buffer by buffer,
+// as a pure function: the trainer sizes its device with it and refuses early, and the relay and the
+// submit page compute the same figure to refuse a job no volunteer's adapter can hold. It lists the
+// same buffers the engine creates (trainer.ts, models/*.ts), rounded as Gpu.buffer rounds them, and a
+// test holds the two within 5 %.
+//
+// Per parameter the engine keeps θ, its gradient and AdamW's m and v (16 bytes); the task's starting
+// point (for Δ) stays on the CPU and evaluation reuses θ. Activations are what backward needs at the
+// batch and context: per GPT layer about 16 floats per token of width plus a few per-row statistics
+// (attention keeps no T×T scores, see kernels/flash-attention.ts), and the logits exist for one chunk
+// of rows at a time (at most logitChunkBytes), never batch × context × vocabulary.
+import { paramCount, type ModelConfig } from '../models/config.ts';
+
+export type MemoryCategory = 'params' | 'grads' | 'optimizer' | 'activations' | 'logits' | 'scratch';
+export type PlannedBuffer = { name: string; category: MemoryCategory; bytes: number };
+export type MemoryPlan = {
+  /** Bytes per category; total is their sum. */
+  bytes: Record<MemoryCategory, number>;
+  total: number;
+  /** The one largest buffer: it must fit in one binding (maxStorageBufferBindingSize and maxBufferSize). */
+  largestBuffer: { name: string; bytes: number };
+  /** Rows of logits that exist at once (the cross-entropy chunk). */
+  logitChunkRows: number;
+  buffers: PlannedBuffer[];
+};
+
+/** Largest head size (width / heads) the attention kernels take: per-thread arrays of this many floats. */
+export const maxHeadSize = 256;
+
+/** Most bytes one chunk of logits may take (64 MiB: 333 rows of GPT-2's 50,257-token vocabulary). */
+export const logitChunkBytes = 64 * 2 ** 20;
+
+/** Rows of logits computed at once out of `rows`, so that rows × classes × 4 stays within logitChunkBytes. */
+export function logitChunkRows(rows: number, classes: number, override?: number): number {
+  if (override !== undefined) {
+    if (!Number.isInteger(override) || override < 1) throw new Error(`logitChunkRows must be a positive integer, got ${override}`);
+    return Math.min(rows, override);
+  }
+  return Math.max(1, Math.min(rows, Math.floor(logitChunkBytes / (4 * classes))));
+}
+
+/** Bytes Gpu.buffer allocates for `floats` 4-byte elements (16-byte multiples, at least 16). */
+export const bufferBytes = (floats: number): number => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
+
+/** Small per-trainer buffers: grad-norm result and partials, the loss slots, two placeholders. */
+const trainerScratch = [['grad.norm', 4], ['grad.norm.partial', 1024], ['losses', 4096], ['placeholder.read', 4], ['placeholder.write', 4]] as const;
+
+export type PlanOptions = { logitChunkRows?: number };
+
+export function planMemory(model: ModelConfig, batchSize: number, opts: PlanOptions = {}): MemoryPlan {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  const count = paramCount(model);
+  const buffers: PlannedBuffer[] = [];
+  const add = (name: string, category: MemoryCategory, floats: number) => buffers.push({ name, category, bytes: bufferBytes(floats) });
+  add('theta', 'params', count);
+  add('grad', 'grads', count);
+  add('adam.m', 'optimizer', count);
+  add('adam.v', 'optimizer', count);
+  for (const [name, floats] of trainerScratch) add(name, 'scratch', floats);
+  const n = batchSize;
+  let chunk: number;
+  if (model.kind === 'mlp') {
+    const dims = [model.inputs, ...model.hidden, model.classes];
+    const L = dims.length - 1;
+    add('mlp.x', 'activations', n * model.inputs);
+    add('mlp.labels', 'scratch', n);
+    for (let l = 0; l < L; l++) add(`mlp.a${l + 1}`, l === L - 1 ? 'logits' : 'activations', n * dims[l + 1]);
+    for (let l = 1; l < L; l++) add(`mlp.da${l}`, 'scratch', n * dims[l]);
+    add('rowLoss', 'scratch', n);
+    chunk = n;
+  } else {
+    const { vocab: V, context: T, layers: L, heads: H, width: w } = model;
+    const R = n * T, stats = n * H * T;
+    chunk = logitChunkRows(R, V, opts.logitChunkRows);
+    add('gpt.ints', 'scratch', 3 * R + V + 1);
+    for (let l = 0; l <= L; l++) add(`gpt.x${l}`, 'activations', R * w);
+    for (let l = 0; l < L; l++) {
+      const b = (s: string, floats: number) => add(`gpt.h${l}.${s}`, 'activations', floats);
+      b('ln1', R * w); b('s1', 2 * R); b('qkv', R * 3 * w); b('lse', stats); b('att', R * w); b('xa', R * w);
+      b('ln2', R * w); b('s2', 2 * R); b('hpre', R * 4 * w); b('h', R * 4 * w);
+    }
+    add('gpt.lnf', 'activations', R * w);
+    add('gpt.sf', 'activations', 2 * R);
+    add('gpt.logits', 'logits', chunk * V);
+    for (const s of ['dx', 'dxa', 'dln', 'datt']) add(`gpt.${s}`, 'scratch', R * w);
+    add('gpt.dh', 'scratch', R * 4 * w);
+    add('gpt.dqkv', 'scratch', R * 3 * w);
+    add('gpt.rowDot', 'scratch', stats);
+    add('rowLoss', 'scratch', R);
+  }
+  const bytes: Record<MemoryCategory, number> = { params: 0, grads: 0, optimizer: 0, activations: 0, logits: 0, scratch: 0 };
+  let largest = buffers[0];
+  for (const b of buffers) {
+    bytes[b.category] += b.bytes;
+    if (b.bytes > largest.bytes) largest = b;
+  }
+  const total = Object.values(bytes).reduce((a, b) => a + b, 0);
+  return { bytes, total, largestBuffer: { name: largest.name, bytes: largest.bytes }, logitChunkRows: chunk, buffers };
+}
+
+/** What an adapter can give: bytes in all, and in one buffer binding. */
+export type AdapterBudget = { totalBytes: number; bufferBytes: number };
+
+/**
+ * A volunteer's adapter as the relay assumes it when it accepts a job: 4 GiB of buffers in all and 1 GiB
+ * in one binding (integrated GPUs and 4 GB cards; Chrome on most desktop GPUs grants a 1–4 GiB
+ * maxStorageBufferBindingSize when asked).
+ */
+export const typicalAdapter: AdapterBudget = { totalBytes: 4 * 2 ** 30, bufferBytes: 2 ** 30 };
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+/** Why `plan` does not fit `budget` (needed vs available, naming the buffer), or null when it fits. */
+export function planProblem(plan: MemoryPlan, budget: AdapterBudget): string | null {
+  if (plan.largestBuffer.bytes > budget.bufferBytes) {
+    return `its largest buffer (${plan.largestBuffer.name}) needs ${plan.largestBuffer.bytes} bytes (${mib(plan.largestBuffer.bytes)}); `
+      + `the adapter allows ${budget.bufferBytes} bytes (${mib(budget.bufferBytes)}) in one buffer`;
+  }
+  if (plan.total > budget.totalBytes) {
+    const parts = Object.entries(plan.bytes).filter(([, b]) => b > 0).map(([k, b]) => `${k} ${mib(b)}`).join(', ');
+    return `training needs ${plan.total} bytes (${mib(plan.total)}: ${parts}); the adapter budget is ${budget.totalBytes} bytes (${mib(budget.totalBytes)})`;
+  }
+  return null;
+}
