@@ -5,7 +5,7 @@
 // whose one full window is over budget on a shorter window (fewer positions; a causal model's first L
 // predictions are the same whatever follows them), never for longer.
 import { paramCount, type GptConfig } from '../../shared/models/config.ts';
-import { gptEvaluate as evaluateWindows, gptLogits } from '../../shared/reference/gpt.ts';
+import { gptEvaluate as evaluateWindows } from '../../shared/reference/gpt.ts';
 import type { TokenShard } from '../../shared/data/token-shard.ts';
 
 /** Multiply-adds one evaluation may spend (a forward pass costs about one per parameter per token): about
@@ -37,24 +37,7 @@ export function evalTokens(config: GptConfig, heldOut: TokenShard, maxWindows = 
 
 /** Mean cross-entropy and accuracy over n windows of length + 1 ids (inputs and next-token targets). */
 export function evaluateTokens(config: GptConfig, params: Float32Array, tokens: Int32Array, n: number, length: number): { loss: number; accuracy: number } {
-  if (length === config.context) return evaluateWindows(config, params, tokens, n);
-  const V = config.vocab, span = length + 1;
-  const inputs = new Int32Array(n * length);
-  for (let s = 0; s < n; s++) inputs.set(tokens.subarray(s * span, s * span + length), s * length);
-  const logits = gptLogits(config, params, inputs, n, length);
-  let loss = 0, right = 0;
-  for (let s = 0; s < n; s++) {
-    for (let t = 0; t < length; t++) {
-      const o = (s * length + t) * V, target = tokens[s * span + t + 1];
-      let max = -Infinity, arg = 0;
-      for (let c = 0; c < V; c++) if (logits[o + c] > max) { max = logits[o + c]; arg = c; }
-      let sum = 0;
-      for (let c = 0; c < V; c++) sum += Math.exp(logits[o + c] - max);
-      loss += Math.log(sum) + max - logits[o + target];
-      if (arg === target) right++;
-    }
-  }
-  return { loss: loss / (n * length), accuracy: right / (n * length) };
+  return evaluateWindows(config, params, tokens, n, length);
 }
 
 /** The whole evaluation in one call (tests and the worker): plan, read, evaluate. */

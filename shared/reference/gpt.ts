@@ -269,11 +269,12 @@ export function gptLogits(config: GptConfig, params: Float32Array, tokens: Int32
 
 /**
  * Mean next-token cross-entropy (the loss gptLossAndGrad reports) and next-token accuracy over n sequences
- * of context+1 ids, forward only: held-out evaluation and the relay's usefulness score.
+ * of length+1 ids (length ≤ context; a shorter window keeps an evaluation within a budget), forward only:
+ * held-out evaluation and the relay's usefulness score.
  */
-export function gptEvaluate(config: GptConfig, params: Float32Array, tokens: Int32Array, n: number): { loss: number; accuracy: number } {
-  const T = config.context, V = config.vocab;
-  checkTokens(config, tokens, n, T + 1, '(context+1)');
+export function gptEvaluate(config: GptConfig, params: Float32Array, tokens: Int32Array, n: number, length = config.context): { loss: number; accuracy: number } {
+  const T = length, V = config.vocab;
+  checkTokens(config, tokens, n, T + 1, '(length+1)');
   const inputs = new Int32Array(n * T);
   for (let s = 0; s < n; s++) inputs.set(tokens.subarray(s * (T + 1), s * (T + 1) + T), s * T);
   const logits = gptLogits(config, params, inputs, n, T);

@@ -262,7 +262,7 @@ describe('spot checks and rate limits', () => {
       const params = new Float32Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/versions/${a.baseVersion}/params`)).arrayBuffer());
       const shard = decodeTaskData(new Uint8Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/shards/${a.shard}`)).arrayBuffer()));
       await trainer.load(params);
-      for (let s = 0; s < a.steps; s++) await trainer.step(taskBatch(shard, a.model, a.seed, s, a.batchSize));
+      for (let s = 0; s < a.steps; s++) await trainer.step(taskBatch(shard, a.model, a.seed, s, a.batchSize, a.augment));
       const real = await trainer.delta();
       trainer.destroy();
       expect((await signed(relay, honest, a, frameOf(a, honest.volunteerId, real))).status).toBe(200);

@@ -35,7 +35,7 @@ const honestDelta = async (relay: TestRelay, task: Task): Promise<Float32Array> 
   const params = new Float32Array(await (await fetch(`${relay.url}/api/jobs/${task.jobId}/versions/${task.baseVersion}/params`)).arrayBuffer());
   const shard = decodeTaskData(new Uint8Array(await (await fetch(`${relay.url}/api/jobs/${task.jobId}/shards/${task.shard}`)).arrayBuffer()));
   await t.load(params);
-  for (let s = 0; s < task.steps; s++) await t.step(taskBatch(shard, task.model, task.seed, s, task.batchSize));
+  for (let s = 0; s < task.steps; s++) await t.step(taskBatch(shard, task.model, task.seed, s, task.batchSize, task.augment));
   const d = await t.delta();
   t.destroy();
   return d;

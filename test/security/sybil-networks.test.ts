@@ -64,7 +64,7 @@ describe('Sybils on many /24s behind a trusted proxy', () => {
     const params = new Float32Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/versions/${t.baseVersion}/params`)).arrayBuffer());
     const shard = decodeTaskData(new Uint8Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/shards/${t.shard}`)).arrayBuffer()));
     await trainer.load(params);
-    for (let s = 0; s < t.steps; s++) await trainer.step(taskBatch(shard, t.model, t.seed, s, t.batchSize));
+    for (let s = 0; s < t.steps; s++) await trainer.step(taskBatch(shard, t.model, t.seed, s, t.batchSize, t.augment));
     const d = await trainer.delta();
     trainer.destroy();
     return d;
