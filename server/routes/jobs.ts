@@ -32,7 +32,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
   }, async (req, reply) => {
     const { jobId, version } = req.params;
     const job = app.scheduler.requireJob(jobId);
-    const v = app.store.getVersion(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId)));
+    const v = app.store.getParams(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId)));
     // A version's parameters never change, so caches may keep them forever.
     return reply.header('content-type', 'application/octet-stream').header('x-tabtrain-hash', v.hash)
       .header('cache-control', 'public, max-age=31536000, immutable')

@@ -195,6 +195,10 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         ...(r.residual ? { residual: floats(r.residual) } : {}), createdAt: r.created_at,
       };
     },
+    getParams(jobId, version) {
+      const r = stmt<[string, number], { hash: string; params: Buffer }>('SELECT hash, params FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
+      return r && { hash: r.hash, params: floats(r.params) };
+    },
     versionHash: (jobId, version) => q.versionHash.get(jobId, version)?.hash,
     listVersions: (jobId) => stmt<[string], { version: number }>('SELECT version FROM versions WHERE job_id = ? ORDER BY version').all(jobId).map((r) => r.version),
     pruneHistory(jobId, upTo, every) {

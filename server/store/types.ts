@@ -59,6 +59,8 @@ export interface Store {
   rollback(jobId: string, version: number, now: number): JobRow;
 
   getVersion(jobId: string, version: number): VersionRow | undefined;
+  /** A version's parameters and hash only: what volunteers download (no momentum or residual read). */
+  getParams(jobId: string, version: number): { hash: string; params: Float32Array } | undefined;
   versionHash(jobId: string, version: number): string | undefined;
   /** Versions that still have a checkpoint, ascending (retention drops old ones). */
   listVersions(jobId: string): number[];
