@@ -85,7 +85,7 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
       cache.delete(key);
       cachedBytes -= hit.params.byteLength;
     }
-    const params = hit?.hash === hash ? hit.params : store.getVersion(jobId, version)?.params;
+    const params = hit?.hash === hash ? hit.params : store.getParams(jobId, version)?.params;
     if (!params) return undefined;
     cache.set(key, { hash, params });
     cachedBytes += params.byteLength;

@@ -41,11 +41,11 @@ export const finishRoutes: FastifyPluginAsync = async (app) => {
 
   app.get<{ Params: Static<typeof VersionParams> }>('/api/ops/jobs/:jobId/versions/:version/model.safetensors', { schema: { params: VersionParams } }, async (req, reply) => {
     const job = app.scheduler.requireJob(req.params.jobId);
-    const v = app.store.getVersion(job.jobId, req.params.version);
+    const v = app.store.getParams(job.jobId, req.params.version);
     if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, req.params.version, job.version, app.store.listVersions(job.jobId))}`, 'version');
-    const bytes = exportSafetensors(job.model, v.params, { format: 'pt', job: job.jobId, version: String(v.version), sha256: v.hash, model: JSON.stringify(job.model) });
+    const bytes = exportSafetensors(job.model, v.params, { format: 'pt', job: job.jobId, version: String(req.params.version), sha256: v.hash, model: JSON.stringify(job.model) });
     return reply.header('content-type', 'application/octet-stream')
-      .header('content-disposition', `attachment; filename="${job.jobId}-v${v.version}.safetensors"`)
+      .header('content-disposition', `attachment; filename="${job.jobId}-v${req.params.version}.safetensors"`)
       .header('x-tabtrain-hash', v.hash)
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });

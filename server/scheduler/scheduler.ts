@@ -278,7 +278,7 @@ export function createScheduler(o: SchedulerOptions) {
     // weight decay's share of Δ scales with ‖θ‖: only then is the prior per version (read once per version)
     const perVersion = h.adamw.weightDecay > 0;
     if (!prior || (perVersion && prior.version !== job.version)) {
-      const v = perVersion ? store.getVersion(job.jobId, job.version) : undefined;
+      const v = perVersion ? store.getParams(job.jobId, job.version) : undefined;
       let sq = 0;
       if (v) for (const x of v.params) sq += x * x;
       prior = { version: job.version, bound: priorNormBound(paramCount(job.model), h, Math.sqrt(sq)) };
@@ -304,7 +304,8 @@ export function createScheduler(o: SchedulerOptions) {
       return;
     }
     const job = store.getJob(mine.jobId);
-    const base = job && store.getVersion(mine.jobId, mine.baseVersion);
+    // params only, and only for the jobs a reference copy is computed for (a GPT checkpoint is not read)
+    const base = job?.model.kind === 'mlp' ? store.getParams(mine.jobId, mine.baseVersion) : undefined;
     if (!job || !base || job.model.kind !== 'mlp') {
       for (const g of group) guard.outcome(g.volunteerId, 'disagree', t);
       return;
@@ -399,7 +400,7 @@ export function createScheduler(o: SchedulerOptions) {
     if (o.evaluate === false) return;
     const job = store.getJob(jobId);
     // kind first: a GPT checkpoint (up to 160 MB with momentum) is not read here for nothing
-    const v = job?.model.kind === 'mlp' ? store.getVersion(jobId, version) : undefined;
+    const v = job?.model.kind === 'mlp' ? store.getParams(jobId, version) : undefined;
     if (!job || !v || job.model.kind !== 'mlp') return;
     let heldOut;
     try {

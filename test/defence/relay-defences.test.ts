@@ -11,11 +11,9 @@ import { createIdentity, identityId, signTaskRequest, signUpdate } from '../../s
 import { RelayClient } from '../../shared/volunteer/client.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { solvePow } from '../../shared/security/pow.ts';
-import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
-import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { registerSigned, type SignedVolunteer } from '../helpers/identity.ts';
-import { startRelay, startVolunteers, waitFor, type TestRelay } from '../helpers/relay.ts';
+import { honestDelta, startRelay, startVolunteers, waitFor, type TestRelay } from '../helpers/relay.ts';
 
 const N = paramCount(defaultMlp);
 type Answer = { status: number; headers: Headers; body: any };
@@ -258,13 +256,7 @@ describe('spot checks and rate limits', () => {
       const honest = await registerSigned(relay.url), liar = await registerSigned(relay.url);
       const a = await lease(honest), b = await lease(liar);
       // the honest copy: what the volunteer loop computes (CPU trainer, seeded batches, no error feedback)
-      const trainer = createCpuTrainer(a.model, { batchSize: a.batchSize, adamw: a.adamw, clipNorm: a.clipNorm });
-      const params = new Float32Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/versions/${a.baseVersion}/params`)).arrayBuffer());
-      const shard = decodeTaskData(new Uint8Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/shards/${a.shard}`)).arrayBuffer()));
-      await trainer.load(params);
-      for (let s = 0; s < a.steps; s++) await trainer.step(taskBatch(shard, a.model, a.seed, s, a.batchSize, a.augment));
-      const real = await trainer.delta();
-      trainer.destroy();
+      const real = await honestDelta(relay.url, a);
       expect((await signed(relay, honest, a, frameOf(a, honest.volunteerId, real))).status).toBe(200);
       // the liar sends a scaled sign flip of the same update
       expect((await signed(relay, liar, b, frameOf(b, liar.volunteerId, real.map((x) => -0.5 * x)))).status).toBe(200);

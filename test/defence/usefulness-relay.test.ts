@@ -3,7 +3,6 @@
 // one raises it and, when the job enforces, is refused with 422 TT_ERR_NOT_USEFUL before it is stored.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeUpdate } from '../../shared/codec/index.ts';
-import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 import { encodeUpdateFrame } from '../../shared/protocol/frame.ts';
 import type { Hyperparameters, Task } from '../../shared/protocol/messages.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
@@ -15,7 +14,7 @@ import { dataset } from '../../server/data/datasets.ts';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { ownBatch } from '../../server/defence/usefulness.ts';
 import { registerSigned, type SignedVolunteer } from '../helpers/identity.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import { honestDelta as honestOf, startRelay, type TestRelay } from '../helpers/relay.ts';
 
 type Answer = { status: number; body: any };
 const hp: Partial<Hyperparameters> = { updatesPerRound: 1000, quorum: 1000, steps: 5 };
@@ -29,17 +28,7 @@ const lease = async (v: SignedVolunteer, jobId: string): Promise<Task> => {
   expect(res.status).toBe(200);
   return (await res.json()) as Task;
 };
-/** What an honest volunteer sends: H CPU-reference steps on the task's seeded batches from its base version. */
-const honestDelta = async (relay: TestRelay, task: Task): Promise<Float32Array> => {
-  const t = createCpuTrainer(task.model, { batchSize: task.batchSize, adamw: task.adamw, clipNorm: task.clipNorm });
-  const params = new Float32Array(await (await fetch(`${relay.url}/api/jobs/${task.jobId}/versions/${task.baseVersion}/params`)).arrayBuffer());
-  const shard = decodeTaskData(new Uint8Array(await (await fetch(`${relay.url}/api/jobs/${task.jobId}/shards/${task.shard}`)).arrayBuffer()));
-  await t.load(params);
-  for (let s = 0; s < task.steps; s++) await t.step(taskBatch(shard, task.model, task.seed, s, task.batchSize, task.augment));
-  const d = await t.delta();
-  t.destroy();
-  return d;
-};
+const honestDelta = (relay: TestRelay, task: Task): Promise<Float32Array> => honestOf(relay.url, task);
 const upload = async (relay: TestRelay, v: SignedVolunteer, task: Task, delta: Float32Array): Promise<Answer> => {
   const frame = encodeUpdateFrame({ lease: task.lease, volunteerId: v.volunteerId, losses: [2.3], samples: task.steps * task.batchSize, computeMs: 5 }, encodeUpdate(delta, task.compression));
   const res = await fetch(`${relay.url}/api/tasks/${task.taskId}/update`, { method: 'POST', body: frame as BodyInit, headers: await v.uploadHeaders(task.taskId, task.lease, frame) });

@@ -13,7 +13,7 @@ import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { rng } from '../../shared/util/rng.ts';
 import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
 import { memoryLoopStore } from '../../shared/volunteer/store.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import { honestDelta, startRelay, type TestRelay } from '../helpers/relay.ts';
 import { get, leaseFor, post, registerVolunteer, until, uploadFor } from '../ops/helpers.ts';
 
 let relay: TestRelay | undefined;
@@ -25,15 +25,7 @@ async function start(h: Partial<Hyperparameters>): Promise<{ relay: TestRelay; o
   return { relay, operator: createToken(relay.app.db, { role: 'operator', name: 'olga', actor: 'test:data-dir' }).token };
 }
 
-/** What an honest volunteer would send for this task: H inner steps on the CPU reference from its base version. */
-async function trainedDelta(r: TestRelay, task: Task): Promise<Float32Array> {
-  const base = r.app.store.getVersion(task.jobId, task.baseVersion)!.params;
-  const t = createCpuTrainer(task.model, { batchSize: task.batchSize, adamw: task.adamw, clipNorm: task.clipNorm });
-  await t.load(base);
-  const data = decodeTaskData(dataset('mnist').shardBytes[task.shard]);
-  for (let s = 0; s < task.steps; s++) await t.step(taskBatch(data, task.model, task.seed, s, task.batchSize, task.augment));
-  return t.delta();
-}
+const trainedDelta = (r: TestRelay, task: Task): Promise<Float32Array> => honestDelta(r.url, task);
 
 const noise = (n: number, seed: number): Float32Array => { const r = rng(seed); return Float32Array.from({ length: n }, () => 0.05 * r.normal()); };
 /** A fifth of a step uphill: with no outer momentum (the jobs below) a version surely worse than its base,

@@ -7,7 +7,8 @@ import { buildApp, type Relay, type RelayOptions } from '../../server/app.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
 import { memoryLoopStore } from '../../shared/volunteer/store.ts';
-import type { Eval } from '../../shared/protocol/messages.ts';
+import type { Eval, Task } from '../../shared/protocol/messages.ts';
+import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 
 export type TestRelay = Relay & { url: string; dataDir: string; stop(): Promise<void> };
 
@@ -58,3 +59,19 @@ export async function waitFor<T>(probe: () => Promise<T>, ok: (v: T) => boolean,
 }
 
 export const bestAccuracy = (es: Eval[]): number => Math.max(0, ...es.map((e) => e.accuracy));
+
+/** What an honest volunteer sends for a task: its base params and shard fetched over HTTP, H steps of the
+ * CPU reference on the task's seeded (and augmented) batches, Δ = θ_base − θ_end. */
+export async function honestDelta(server: string, task: Task): Promise<Float32Array> {
+  const get = async (path: string) => new Uint8Array(await (await fetch(`${server}/api/jobs/${task.jobId}/${path}`)).arrayBuffer());
+  const params = new Float32Array((await get(`versions/${task.baseVersion}/params`)).buffer);
+  const shard = decodeTaskData(await get(`shards/${task.shard}`));
+  const t = createCpuTrainer(task.model, { batchSize: task.batchSize, adamw: task.adamw, clipNorm: task.clipNorm });
+  try {
+    await t.load(params);
+    for (let s = 0; s < task.steps; s++) await t.step(taskBatch(shard, task.model, task.seed, s, task.batchSize, task.augment));
+    return await t.delta();
+  } finally {
+    t.destroy();
+  }
+}

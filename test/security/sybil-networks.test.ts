@@ -8,12 +8,10 @@
 import { request } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeUpdate } from '../../shared/codec/index.ts';
-import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 import { encodeUpdateFrame } from '../../shared/protocol/frame.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
-import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { registerSigned, type SignedVolunteer } from '../helpers/identity.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import { honestDelta as honestOf, startRelay, type TestRelay } from '../helpers/relay.ts';
 
 const generous = { capacity: 10_000, refillPerSecond: 100 };
 
@@ -58,17 +56,7 @@ describe('Sybils on many /24s behind a trusted proxy', () => {
     const res = await fetch(`${relay.url}/api/tasks/${t.taskId}/update`, { method: 'POST', body: frame as BodyInit, headers: await v.uploadHeaders(t.taskId, t.lease, frame) });
     expect(res.status).toBe(200);
   };
-  /** What an honest volunteer computes for a task (the CPU trainer on the task's seeded batches). */
-  const honestDelta = async (t: Task): Promise<Float32Array> => {
-    const trainer = createCpuTrainer(t.model, { batchSize: t.batchSize, adamw: t.adamw, clipNorm: t.clipNorm });
-    const params = new Float32Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/versions/${t.baseVersion}/params`)).arrayBuffer());
-    const shard = decodeTaskData(new Uint8Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/shards/${t.shard}`)).arrayBuffer()));
-    await trainer.load(params);
-    for (let s = 0; s < t.steps; s++) await trainer.step(taskBatch(shard, t.model, t.seed, s, t.batchSize, t.augment));
-    const d = await trainer.delta();
-    trainer.destroy();
-    return d;
-  };
+  const honestDelta = (t: Task) => honestOf(relay.url, t);
   const reputation = (v: SignedVolunteer) => relay.app.scheduler.guard.store.reputation(v.volunteerId);
   const same = (a: Task, b: Task) => a.baseVersion === b.baseVersion && a.shard === b.shard && a.seed === b.seed;
 
