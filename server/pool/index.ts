@@ -23,7 +23,7 @@ export type WorkPool = {
   close(): Promise<void>;
 };
 
-const BOOT = fileURLToPath(new URL('./boot.mjs', import.meta.url));
+const BOOT = fileURLToPath(new URL('./boot.cjs', import.meta.url));
 let shared: { piscina: Piscina; users: number } | undefined;
 
 /** Tasks run in this process, by kind, over every handle (a handle's own counts are its `runs`). */
