@@ -5,7 +5,7 @@ import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import type Database from 'better-sqlite3';
-import { decodeUpdate, type Compression } from '../../shared/codec/index.ts';
+import { decodeUpdate, replicaWithoutResidual, type Compression } from '../../shared/codec/index.ts';
 import { deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
 import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
 import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
@@ -59,7 +59,7 @@ const validationRefusal: Record<ValidationCode, { code: 'TT_ERR_BAD_UPDATE' | 'T
  * needs that, as its residual is most of Δ and two copies carrying theirs would never match. int8's residual
  * is under half a quantisation step per value (well inside the comparison's tolerance) and fp32 has none,
  * so under those codecs a check looks like any other task and a cheat cannot be honest on checks alone. */
-const flagsReplicas = (c: Compression): boolean => c.kind === 'topk';
+const flagsReplicas = (c: Compression): boolean => replicaWithoutResidual(c);
 
 /** Compiled once: the frame header is checked on every upload. */
 const headerCheck = TypeCompiler.Compile(VolunteerSendsUpdateHeader);

@@ -5,10 +5,11 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
-  AdamWSchema, AggregatorSchema, CompressionSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
+  AdamWSchema, AggregatorSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import { imageShape } from '../data/augment.ts';
+import { codecNames, codecs } from '../codec/registry.ts';
 import { checkModelFits } from './model-fit.ts';
 
 export const LIMITS = {
@@ -147,7 +148,7 @@ export function checkSubmission(input: unknown): JobSubmission {
   checkTagged({ text: TextDataset, labelled: LabelledDataset }, 'format', o.dataset, 'dataset');
   const h = o.hyperparameters as Record<string, unknown> | undefined;
   if (h && typeof h === 'object' && h.compression !== undefined) {
-    checkTagged({ int8: CompressionSchema.anyOf[0], topk: CompressionSchema.anyOf[1], fp32: CompressionSchema.anyOf[2] }, 'kind', h.compression, 'hyperparameters.compression');
+    checkTagged(Object.fromEntries(codecNames.map((n) => [n, codecs[n].schema])), 'kind', h.compression, 'hyperparameters.compression');
   }
   if (h && typeof h === 'object' && h.aggregator !== undefined && !Value.Check(AggregatorSchema, h.aggregator)) {
     throw new SpecError('hyperparameters.aggregator', `must be one of ${AggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(h.aggregator)})`);
