@@ -12,6 +12,8 @@ import { maxContext } from '../models/gpt/config.ts';
 import { kindOf, modelKindNames, modelKinds, ModelSubmissionSchema } from '../models/registry.ts';
 import { imageShape } from '../data/augment.ts';
 import { codecNames, codecs } from '../codec/registry.ts';
+import { defaultCompression } from '../codec/index.ts';
+import { defaultAggregator } from '../aggregate/index.ts';
 import { checkModelFits } from './model-fit.ts';
 
 export const LIMITS = {
@@ -89,8 +91,8 @@ export const defaultHyperparameters: Hyperparameters = {
   roundTimeoutMs: 60_000,
   stalenessBound: 2,
   leaseMs: 120_000,
-  compression: { kind: 'int8', block: 256 },
-  aggregator: 'multi-krum', // best worst case over the attack table, IID and non-IID (docs/defence.md)
+  compression: defaultCompression,
+  aggregator: defaultAggregator, // best worst case over the attack table, IID and non-IID (docs/defence.md)
   maxUpdateNorm: 1000,
   usefulness: { mode: 'off', minDrop: 0 },
 };
