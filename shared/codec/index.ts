@@ -22,7 +22,6 @@
 //          L = 127 (8 bits) or 7 (4 bits); dropped i: x̂ᵢ = 0 and |xᵢ| ≤ every kept |x_j|.
 // Error feedback: with a residual r, the codec compresses x = Δ + r and then sets r ← x − x̂, so what
 // compression dropped or rounded away is sent in a later update instead of being lost.
-import { Value } from '@sinclair/typebox/value';
 import type { Codec } from './codec.ts';
 import { CodecError, CODEC_VERSION, HEADER, MAGIC, MAX_LENGTH, type FrameHeader as FrameHeaderOf, type Update } from './frame.ts';
 import { codecByCode, codecNames, codecs, type CodecName, type Compression } from './registry.ts';
@@ -75,10 +74,6 @@ function checkCompression(c: Compression): Codec {
   codec.check(c);
   return codec;
 }
-
-/** Whether `c` is a compression setting some codec takes (the job spec's union, checked without throwing). */
-export const isCompression = (c: unknown): c is Compression =>
-  typeof c === 'object' && c !== null && isName((c as { kind: unknown }).kind) && Value.Check(codecs[(c as Compression).kind].schema, c);
 
 // ---------------------------------------------------------------- decoding
 
