@@ -9,8 +9,8 @@ import { taskBatchEncoded } from '../../shared/data/task-data.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { Augment } from '../../shared/protocol/messages.ts';
-import { gptEvaluate } from '../../shared/reference/gpt.ts';
-import { mlpEvaluate, type LabelledBatch } from '../../shared/reference/mlp.ts';
+import { runtimeOf } from '../../shared/models/runtimes.ts';
+import type { LabelledBatch } from '../../shared/reference/mlp.ts';
 import type { Batch } from '../../shared/train/trainer.ts';
 import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
@@ -30,12 +30,7 @@ export type UsefulnessScore = {
 
 /** Mean cross-entropy of a batch (rows of an MLP, token windows of a GPT), forward only. */
 export function batchLoss(config: ModelConfig, params: Float32Array, batch: Batch | LabelledBatch): number {
-  if (config.kind === 'gpt') {
-    if (!('kind' in batch) || batch.kind !== 'tokens') throw new Error('a gpt model is scored on a token batch');
-    return gptEvaluate(config, params, batch.tokens, batch.n).loss;
-  }
-  if ('kind' in batch && batch.kind !== 'labelled') throw new Error('an mlp model is scored on a labelled batch');
-  return mlpEvaluate(config, params, batch as LabelledBatch).loss;
+  return runtimeOf(config).evaluate(config, params, batch).loss;
 }
 
 export function usefulnessScore(

@@ -2,7 +2,7 @@
 // indices, not empty, and an L2 norm within a bound that holds from a job's first update (a prior from
 // the job's optimiser settings, then the recent accepted norms). Pure: the relay calls it and turns a
 // refusal into a 4xx with the code and message given here.
-import { CodecError, encodedNorm, readHeader, updateLength, type Update } from '../../shared/codec/index.ts';
+import { CodecError, compressionDensity, encodedNorm, readHeader, updateLength, type Update } from '../../shared/codec/index.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 
 /** CORRUPT: the payload does not decode (truncated, unknown kind, bad scales, non-finite fp32 values). */
@@ -123,7 +123,7 @@ export function priorNormBound(paramCount: number, h: Pick<Hyperparameters, 'ste
   }
   const adam = lr * perParam * Math.sqrt(paramCount);
   let bound = adam + h.steps * lr * weightDecay * (paramsNorm + adam);
-  if (h.compression.kind === 'topk') bound /= Math.sqrt(h.compression.fraction);
+  bound /= Math.sqrt(compressionDensity(h.compression));
   return 1.05 * bound;
 }
 

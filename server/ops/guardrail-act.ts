@@ -5,9 +5,10 @@
 import type { FastifyInstance } from 'fastify';
 import { decodeUpdate, toDense } from '../../shared/codec/index.ts';
 import { decodeTokenShard } from '../../shared/data/token-shard.ts';
-import { paramCount } from '../../shared/models/config.ts';
+import { paramCount, type GptConfig } from '../../shared/models/config.ts';
 import type { Eval } from '../../shared/protocol/messages.ts';
-import { mlpEvaluate } from '../../shared/reference/mlp.ts';
+import { kindOf } from '../../shared/models/registry.ts';
+import { runtimeOf } from '../../shared/models/runtimes.ts';
 import { dataset } from '../data/datasets.ts';
 import { outerStep } from '../scheduler/outer-step.ts';
 import type { JobRow } from '../store/types.ts';
@@ -101,12 +102,12 @@ function weighRound(app: FastifyInstance, job: JobRow, r: Regression): { baseLos
 
 function heldOutLoss(app: FastifyInstance, job: JobRow): ((params: Float32Array) => number) | undefined {
   const model = job.model;
-  if (model.kind === 'mlp') {
+  if (kindOf(model).relayEvaluates) {
     const heldOut = dataset(job.dataset.name).heldOut;
-    return heldOut ? (p) => mlpEvaluate(model, p, heldOut).loss : undefined;
+    return heldOut ? (p) => runtimeOf(model).evaluate(model, p, heldOut).loss : undefined;
   }
   const data = loadShards(app.db, job.jobId);
   if (!data) return undefined;
   const tokens = decodeTokenShard(data.heldOut);
-  return (p) => gptEvaluate(model, p, tokens).loss;
+  return (p) => gptEvaluate(model as GptConfig, p, tokens).loss; // the kinds evaluated from stored token windows: the GPT
 }

@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Eval } from '../../shared/protocol/messages.ts';
 import { decodeTokenShard } from '../../shared/data/token-shard.ts';
+import { kindOf } from '../../shared/models/registry.ts';
 import { appendAudit } from './audit.ts';
 import { evalTokens } from './eval-gpt.ts';
 import { runGuardrail } from './guardrail-act.ts';
@@ -20,7 +21,8 @@ export function installStoreHooks(app: FastifyInstance): void {
       commitRound(jobId, next, taskIds, now);
       appendAudit(db, { actor: 'relay', action: 'round.accept', jobId, detail: { version: next.version, hash: next.hash, updates: taskIds } }, now);
     })();
-    if (store.getJob(jobId)?.model.kind === 'gpt') setImmediate(() => void evaluateGpt(app, jobId, next.version));
+    const model = store.getJob(jobId)?.model;
+    if (model && !kindOf(model).relayEvaluates) setImmediate(() => void evaluateGpt(app, jobId, next.version));
   };
 
   store.putEval = (jobId, e) => {

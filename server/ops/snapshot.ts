@@ -5,6 +5,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import { paramCount } from '../../shared/models/config.ts';
+import { kindOf } from '../../shared/models/registry.ts';
 import { curveReader } from './curve.ts';
 import type { TallyReader } from './tallies.ts';
 
@@ -39,9 +40,9 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
     for (const [jobId, r] of tally.recent) {
       const job = jobs.find((j) => j.jobId === jobId);
       if (!job) continue;
-      const perSample = job.model.kind === 'gpt' ? job.model.context : 1;
+      const kind = kindOf(job.model), perSample = kind.tokensPerRow(job.model);
       samples += r.samples;
-      if (job.model.kind === 'gpt') tokens += r.samples * perSample;
+      if (kind.dataFormat === 'text') tokens += r.samples * perSample;
       flops += 6 * paramCount(job.model) * r.samples * perSample; // forward + backward ≈ 6·N per token
     }
     // A relay younger than the window divides by its age, so rates are right from the first minute.

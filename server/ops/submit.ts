@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, resolveHyperparameters, SpecError } from '../../shared/jobs/spec.ts';
 import { paramCount } from '../../shared/models/config.ts';
+import { kindOf } from '../../shared/models/registry.ts';
 import type { JobSpec } from '../store/types.ts';
 import { RateLimiter } from '../defence/rate-limit.ts';
 import { appendAudit } from './audit.ts';
@@ -103,7 +104,7 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
       }, now);
     })();
     // version 0's held-out loss lands later, from the worker pool; the researcher is answered now
-    if (model.kind === 'gpt') void evaluateGpt(app, jobId, 0);
+    if (!kindOf(model).relayEvaluates) void evaluateGpt(app, jobId, 0);
     return { jobId, status: 'pending', name: job.name, model, paramCount: paramCount(model), dataset: spec.dataset, datasetSha256 };
   } catch (e) {
     if (e instanceof SpecError) throw new OpsError('TT_ERR_JOB_SPEC', e.message, e.field);

@@ -3,7 +3,7 @@ import type { Update } from '../../shared/codec/index.ts';
 import type { Shard } from '../../shared/data/shard.ts';
 import type { JobSubmission } from '../../shared/jobs/spec.ts';
 import type { Tokenizer } from '../../shared/jobs/text.ts';
-import type { GptConfig, MlpConfig, ModelConfig } from '../../shared/models/config.ts';
+import type { GptConfig, ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 
 /** A checkpoint's params, read by the worker from the relay's SQLite file (so the event loop never reads
@@ -12,7 +12,7 @@ export type ParamsSource = Float32Array | { db: string; jobId: string; version: 
 
 export type PoolTask =
   | { kind: 'gpt-eval'; config: GptConfig; params: ParamsSource; tokens: Int32Array; n: number; length: number }
-  | { kind: 'mlp-eval'; config: MlpConfig; params: Float32Array; heldOut: Shard }
+  | { kind: 'mlp-eval'; config: ModelConfig; params: Float32Array; heldOut: Shard } // held-out rows: any kind the relay evaluates
   | { kind: 'onnx'; model: ModelConfig; params: ParamsSource; file: string }
   | { kind: 'recompute'; model: ModelConfig; h: Hyperparameters; base: Float32Array; shardBytes: Uint8Array; seed: number }
   | { kind: 'dataset'; job: JobSubmission; bytes: Uint8Array }

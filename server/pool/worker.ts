@@ -10,7 +10,7 @@ import { exportOnnx } from '../../shared/export/onnx.ts';
 import { prepareDataset, resolveModel } from '../../shared/jobs/dataset.ts';
 import { SpecError } from '../../shared/jobs/spec.ts';
 import { initParams } from '../../shared/models/config.ts';
-import { mlpEvaluate } from '../../shared/reference/mlp.ts';
+import { runtimeOf } from '../../shared/models/runtimes.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { evaluateTokens } from '../ops/eval-gpt.ts';
 import Database from 'better-sqlite3';
@@ -36,7 +36,7 @@ function paramsOf(src: ParamsSource): Float32Array {
 export default async function run(task: PoolTask): Promise<unknown> {
   switch (task.kind) {
     case 'gpt-eval': return evaluateTokens(task.config, paramsOf(task.params), task.tokens, task.n, task.length);
-    case 'mlp-eval': return mlpEvaluate(task.config, task.params, task.heldOut);
+    case 'mlp-eval': return runtimeOf(task.config).evaluate(task.config, task.params, task.heldOut);
     case 'onnx': {
       // written beside its final name and renamed, so a reader never sees half a file
       const bytes = exportOnnx(task.model, paramsOf(task.params), { producer: 'tabtrain' });

@@ -5,12 +5,13 @@ import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import type Database from 'better-sqlite3';
-import { decodeUpdate, type Compression } from '../../shared/codec/index.ts';
+import { decodeUpdate, replicaWithoutResidual, type Compression } from '../../shared/codec/index.ts';
 import { deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
 import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
 import { VolunteerSendsUpdateHeader, type JobInfo, type Task, type UpdateAck } from '../../shared/protocol/messages.ts';
 import { initParams, paramCount } from '../../shared/models/config.ts';
-import { mlpEvaluate } from '../../shared/reference/mlp.ts';
+import { kindOf } from '../../shared/models/registry.ts';
+import { runtimeOf } from '../../shared/models/runtimes.ts';
 import { dataset } from '../data/datasets.ts';
 import { RelayError, fail } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
@@ -59,7 +60,7 @@ const validationRefusal: Record<ValidationCode, { code: 'TT_ERR_BAD_UPDATE' | 'T
  * needs that, as its residual is most of Δ and two copies carrying theirs would never match. int8's residual
  * is under half a quantisation step per value (well inside the comparison's tolerance) and fp32 has none,
  * so under those codecs a check looks like any other task and a cheat cannot be honest on checks alone. */
-const flagsReplicas = (c: Compression): boolean => c.kind === 'topk';
+const flagsReplicas = (c: Compression): boolean => replicaWithoutResidual(c);
 
 /** Compiled once: the frame header is checked on every upload. */
 const headerCheck = TypeCompiler.Compile(VolunteerSendsUpdateHeader);
@@ -305,8 +306,8 @@ export function createScheduler(o: SchedulerOptions) {
     }
     const job = store.getJob(mine.jobId);
     // params only, and only for the jobs a reference copy is computed for (a GPT checkpoint is not read)
-    const base = job?.model.kind === 'mlp' ? store.getParams(mine.jobId, mine.baseVersion) : undefined;
-    if (!job || !base || job.model.kind !== 'mlp') {
+    const base = job && kindOf(job.model).relayReruns ? store.getParams(mine.jobId, mine.baseVersion) : undefined;
+    if (!job || !base) {
       for (const g of group) guard.outcome(g.volunteerId, 'disagree', t);
       return;
     }
@@ -400,8 +401,8 @@ export function createScheduler(o: SchedulerOptions) {
     if (o.evaluate === false) return;
     const job = store.getJob(jobId);
     // kind first: a GPT checkpoint (up to 160 MB with momentum) is not read here for nothing
-    const v = job?.model.kind === 'mlp' ? store.getParams(jobId, version) : undefined;
-    if (!job || !v || job.model.kind !== 'mlp') return;
+    const v = job && kindOf(job.model).relayEvaluates ? store.getParams(jobId, version) : undefined;
+    if (!job || !v) return;
     let heldOut;
     try {
       heldOut = dataset(job.dataset.name).heldOut;
@@ -418,7 +419,7 @@ export function createScheduler(o: SchedulerOptions) {
       log.info({ job: jobId, version, loss: r.loss, accuracy: r.accuracy }, 'version evaluated');
       stopRules.check(jobId, { needEval: true });
     };
-    if (!pool) return land(mlpEvaluate(job.model, v.params, heldOut));
+    if (!pool) return land(runtimeOf(job.model).evaluate(job.model, v.params, heldOut));
     // on the relay's worker pool: the result lands on the version it measured, whenever it comes; a
     // version already being evaluated (a new job's version 0 is also seen unevaluated by recover()) is not
     // evaluated twice

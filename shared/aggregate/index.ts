@@ -31,7 +31,7 @@ import { toDense, updateLength, type Update } from '../codec/index.ts';
 import { bucketMeans } from './bucketing.ts';
 import { AggregationError } from './errors.ts';
 import type { AggregateOptions } from './options.ts';
-import { aggregatorNames, checkOptions, hostileCount, isAggregatorName, preAggregators, rules, type AggregatorName, type PreAggregatorName } from './registry.ts';
+import { aggregatorNames, checkOptions, defaultBuckets, hostileCount, isAggregatorName, preAggregators, rules, type AggregatorName, type PreAggregatorName } from './registry.ts';
 
 export { AggregationError, aggregatorNames, isAggregatorName, type AggregateOptions, type AggregatorName };
 export { preAggregatorNames, isPreAggregatorName, type PreAggregatorName } from './registry.ts';
@@ -55,7 +55,7 @@ export function aggregate(name: AggregatorName, updates: Update[], weights: numb
 
   const delta = opts.byzantineFraction ?? 0.2;
   if (!(delta >= 0 && delta < 0.5)) throw new AggregationError(`byzantineFraction must be in [0, 0.5), got ${delta}`);
-  const s = opts.bucket ?? (name === 'centered-clip' ? Math.max(1, Math.min(updates.length, Math.floor(0.25 / delta))) : 1);
+  const s = opts.bucket ?? defaultBuckets[name]?.(updates.length, delta) ?? 1;
   if (!(Number.isInteger(s) && s >= 1)) throw new AggregationError(`bucket must be an integer ≥ 1, got ${s}`);
   const b = name === 'mean' && s === 1 ? { updates, weights } : bucketMeans(updates, weights, d, s, opts.seed ?? 0);
   // Selection and neighbour rules read "n" as the updates that count: zero-weight ones are left out.

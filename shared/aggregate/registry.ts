@@ -34,6 +34,12 @@ export const rules = {
   'multi-krum': (xs, ws, c) => multiKrum(xs, ws, c.f, xs.length - c.f),
 } satisfies Record<string, Rule>;
 
+/** Rules that bucket by default (bucketing.ts), with the bucket size s for n updates and hostile share δ:
+ * centered clipping's guarantee needs s·δ well below 1/2, so s = ⌊0.25 / δ⌋ (index.ts). Others: s = 1. */
+export const defaultBuckets: Partial<Record<keyof typeof rules, (n: number, delta: number) => number>> = {
+  'centered-clip': (n, delta) => Math.max(1, Math.min(n, Math.floor(0.25 / delta))),
+};
+
 export const preAggregators = {
   nnm: (xs, ws, c) => nnm(xs, c.f),
   arc: (xs, ws, c) => arcClip(xs, c.f),

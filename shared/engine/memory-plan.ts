@@ -1,7 +1,7 @@
 // How many bytes of GPU memory the engine allocates to train a model at a batch size, buffer by buffer,
 // as a pure function: the trainer sizes its device with it and refuses early, and the relay and the
 // submit page compute the same figure to refuse a job no volunteer's adapter can hold. It lists the
-// same buffers the engine creates (trainer.ts, models/*.ts), rounded as Gpu.buffer rounds them, and a
+// same buffers the engine creates (trainer.ts, models/*.ts; each kind lists its own in its registry entry), rounded as Gpu.buffer rounds them, and a
 // test holds the two within 5 %.
 //
 // Per parameter the engine keeps θ, its gradient and AdamW's m and v (16 bytes); the task's starting
@@ -10,6 +10,7 @@
 // (attention keeps no T×T scores, see kernels/flash-attention.ts), and the logits exist for one chunk
 // of rows at a time (at most logitChunkBytes), never batch × context × vocabulary.
 import { paramCount, type ModelConfig } from '../models/config.ts';
+import { kindOf } from '../models/registry.ts';
 
 export type MemoryCategory = 'params' | 'grads' | 'optimizer' | 'activations' | 'logits' | 'scratch';
 export type PlannedBuffer = { name: string; category: MemoryCategory; bytes: number };
@@ -24,20 +25,7 @@ export type MemoryPlan = {
   buffers: PlannedBuffer[];
 };
 
-/** Largest head size (width / heads) the attention kernels take: per-thread arrays of this many floats. */
-export const maxHeadSize = 256;
-
-/** Most bytes one chunk of logits may take (64 MiB: 333 rows of GPT-2's 50,257-token vocabulary). */
-export const logitChunkBytes = 64 * 2 ** 20;
-
-/** Rows of logits computed at once out of `rows`, so that rows × classes × 4 stays within logitChunkBytes. */
-export function logitChunkRows(rows: number, classes: number, override?: number): number {
-  if (override !== undefined) {
-    if (!Number.isInteger(override) || override < 1) throw new Error(`logitChunkRows must be a positive integer, got ${override}`);
-    return Math.min(rows, override);
-  }
-  return Math.max(1, Math.min(rows, Math.floor(logitChunkBytes / (4 * classes))));
-}
+export { logitChunkBytes, logitChunkRows, maxHeadSize } from '../models/gpt/config.ts';
 
 /** Bytes Gpu.buffer allocates for `floats` 4-byte elements (16-byte multiples, at least 16). */
 export const bufferBytes = (floats: number): number => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
@@ -57,37 +45,8 @@ export function planMemory(model: ModelConfig, batchSize: number, opts: PlanOpti
   add('adam.m', 'optimizer', count);
   add('adam.v', 'optimizer', count);
   for (const [name, floats] of trainerScratch) add(name, 'scratch', floats);
-  const n = batchSize;
-  let chunk: number;
-  if (model.kind === 'mlp') {
-    const dims = [model.inputs, ...model.hidden, model.classes];
-    const L = dims.length - 1;
-    add('mlp.x', 'activations', n * model.inputs);
-    add('mlp.labels', 'scratch', n);
-    for (let l = 0; l < L; l++) add(`mlp.a${l + 1}`, l === L - 1 ? 'logits' : 'activations', n * dims[l + 1]);
-    for (let l = 1; l < L; l++) add(`mlp.da${l}`, 'scratch', n * dims[l]);
-    add('rowLoss', 'scratch', n);
-    chunk = n;
-  } else {
-    const { vocab: V, context: T, layers: L, heads: H, width: w } = model;
-    const R = n * T, stats = n * H * T;
-    chunk = logitChunkRows(R, V, opts.logitChunkRows);
-    add('gpt.ints', 'scratch', 3 * R + V + 1);
-    for (let l = 0; l <= L; l++) add(`gpt.x${l}`, 'activations', R * w);
-    for (let l = 0; l < L; l++) {
-      const b = (s: string, floats: number) => add(`gpt.h${l}.${s}`, 'activations', floats);
-      b('ln1', R * w); b('s1', 2 * R); b('qkv', R * 3 * w); b('lse', stats); b('att', R * w); b('xa', R * w);
-      b('ln2', R * w); b('s2', 2 * R); b('hpre', R * 4 * w); b('h', R * 4 * w);
-    }
-    add('gpt.lnf', 'activations', R * w);
-    add('gpt.sf', 'activations', 2 * R);
-    add('gpt.logits', 'logits', chunk * V);
-    for (const s of ['dx', 'dxa', 'dln', 'datt']) add(`gpt.${s}`, 'scratch', R * w);
-    add('gpt.dh', 'scratch', R * 4 * w);
-    add('gpt.dqkv', 'scratch', R * 3 * w);
-    add('gpt.rowDot', 'scratch', stats);
-    add('rowLoss', 'scratch', R);
-  }
+  // the kind's activations and logits (shared/models/<kind>/index.ts planBuffers)
+  const chunk = kindOf(model).planBuffers(model, batchSize, add, opts.logitChunkRows);
   const bytes: Record<MemoryCategory, number> = { params: 0, grads: 0, optimizer: 0, activations: 0, logits: 0, scratch: 0 };
   let largest = buffers[0];
   for (const b of buffers) {

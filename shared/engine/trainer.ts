@@ -13,8 +13,7 @@ import type { KernelPolicy } from './policy.ts';
 import { adamw, packAdamwParams, packStep } from './kernels/elementwise.ts';
 import { globalNorm, meanLoss, sumsqPartials } from './kernels/reduce.ts';
 import { planMemory, type MemoryPlan } from './memory-plan.ts';
-import { buildGptPlan } from './models/gpt.ts';
-import { buildMlpPlan } from './models/mlp.ts';
+import { runtimeOf } from '../models/runtimes.ts';
 import type { Plan, PlanBuffers } from './models/plan.ts';
 
 export interface WebGpuTrainer extends Trainer {
@@ -52,8 +51,8 @@ export type EngineOptions = { policy?: Partial<KernelPolicy>; /** Rows of logits
 const lossSlots = 4096;
 
 function buildPlan(gpu: Gpu, model: ModelConfig, n: number, b: PlanBuffers): Promise<Plan> {
-  // The MLP's logits are one chunk (its classes are few); the GPT chunks its head (models/gpt.ts).
-  return model.kind === 'mlp' ? buildMlpPlan(gpu, model, n, b) : buildGptPlan(gpu, model, n, b);
+  // each kind's plan (shared/models/<kind>/runtime.ts); the GPT chunks its head (models/gpt.ts)
+  return runtimeOf(model).buildPlan(gpu, model, n, b);
 }
 
 function batchRows(batch: Batch): number {

@@ -4,6 +4,7 @@
 // Text is a UTF-8 corpus, tokenised by characters, bytes or GPT-2 BPE.
 import type { Shard } from '../data/shard.ts';
 import type { ModelConfig } from '../models/config.ts';
+import { kindOf } from '../models/registry.ts';
 import { rng } from '../util/rng.ts';
 import { checkModelFits } from './model-fit.ts';
 import { defaultHeldOutFraction, defaultShards, LIMITS, resolveHyperparameters, SpecError, type JobSubmission } from './spec.ts';
@@ -25,7 +26,7 @@ export function prepareDataset(job: JobSubmission, bytes: Uint8Array): PreparedD
   const heldOutFraction = job.dataset.heldOutFraction ?? defaultHeldOutFraction;
   const shardCount = job.dataset.shards ?? defaultShards;
   if (job.dataset.format === 'text') {
-    const context = job.model.kind === 'gpt' ? job.model.context : 1;
+    const context = kindOf(job.model).tokensPerRow(job.model);
     return prepareText(decodeUtf8(bytes), job.dataset.tokenizer, heldOutFraction, shardCount, context);
   }
   return prepareLabelled(parseLabelled(bytes), heldOutFraction, shardCount);
@@ -176,13 +177,8 @@ function prepareLabelled(d: Labelled, heldOutFraction: number, shardCount: numbe
 
 /** The full model config: the submission's shape plus what the data decides; checked against the size limit. */
 export function resolveModel(job: JobSubmission, data: PreparedDataset): ModelConfig {
-  const m = job.model;
-  const model: ModelConfig = m.kind === 'mlp'
-    ? { kind: 'mlp', inputs: data.kind === 'labelled' ? data.inputs : 0, hidden: m.hidden, classes: data.kind === 'labelled' ? data.classes : 0 }
-    : { kind: 'gpt', vocab: data.kind === 'text' ? data.vocab : 0, context: m.context, layers: m.layers, heads: m.heads, width: m.width };
-  if (m.kind === 'gpt' && m.vocab !== undefined && model.kind === 'gpt' && m.vocab !== model.vocab) {
-    throw new SpecError('model.vocab', `is ${m.vocab}, but the tokenized corpus has ${model.vocab} tokens; set it to ${model.vocab} or leave it out`);
-  }
+  const model = kindOf(job.model).fromSubmission(job.model, data);
+  if ('field' in model) throw new SpecError(model.field, model.problem);
   checkModelFits(model, resolveHyperparameters(job).batchSize);
   return model;
 }

@@ -5,16 +5,21 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
-  AdamWSchema, AggregatorSchema, CompressionSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
+  AdamWSchema, AggregatorSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
+import { maxContext } from '../models/gpt/config.ts';
+import { kindOf, modelKindNames, modelKinds, ModelSubmissionSchema } from '../models/registry.ts';
 import { imageShape } from '../data/augment.ts';
+import { codecNames, codecs } from '../codec/registry.ts';
+import { defaultCompression } from '../codec/index.ts';
+import { defaultAggregator } from '../aggregate/index.ts';
 import { checkModelFits } from './model-fit.ts';
 
 export const LIMITS = {
   /** Largest dataset upload, bytes (the relay's body limit is a little above it). */
   datasetBytes: 16 * 1024 * 1024,
-  gptContext: 1024,
+  gptContext: maxContext,
   charVocab: 4096,
   shards: 256,
   /** Most multiply-adds the relay spends scoring one update's usefulness (two forward passes of its batch on
@@ -24,30 +29,15 @@ export const LIMITS = {
    * longer "small" (the protocol's schema would take 100,000 and 65,536). */
   steps: 10_000,
   batchSize: 8192,
-  /** Most multiply-adds of one MLP task (forward + backward ≈ 3 × params per row, × batch × steps): the relay
-   * reruns a disputed MLP task on its own CPU to break a spot check's tie (≈ 0.4–0.8 G/s on its event loop,
-   * one step at a time), so this caps that at a few seconds. The MNIST job's task is 0.2 G, 10× under it. */
-  mlpTaskMultiplyAdds: 2e9,
-  /** The same for a GPT task (× context per row): only volunteers run those (no relay rerun), so the cap is
-   * what a GPU tab finishes well within a lease, not what the relay's CPU can afford. */
-  gptTaskMultiplyAdds: 1e12,
+  /** Most multiply-adds of one task, per kind (each kind's entry says why its cap is what it is). */
+  mlpTaskMultiplyAdds: modelKinds.mlp.taskLimit.multiplyAdds,
+  gptTaskMultiplyAdds: modelKinds.gpt.taskLimit.multiplyAdds,
 } as const;
 
 const Partial_ = <T extends Parameters<typeof Type.Partial>[0]>(t: T) => Type.Partial(t, { additionalProperties: false });
 
-export const MlpSubmission = Type.Object({
-  kind: Type.Literal('mlp'),
-  hidden: Type.Array(Type.Integer({ minimum: 1, maximum: 8192 }), { maxItems: 8, description: 'hidden layer widths' }),
-}, { additionalProperties: false });
-
-export const GptSubmission = Type.Object({
-  kind: Type.Literal('gpt'),
-  context: Type.Integer({ minimum: 2, maximum: LIMITS.gptContext }),
-  layers: Type.Integer({ minimum: 1, maximum: 48 }),
-  heads: Type.Integer({ minimum: 1, maximum: 64 }),
-  width: Type.Integer({ minimum: 2, maximum: 4096 }),
-  vocab: Type.Optional(Type.Integer({ minimum: 2, description: 'optional: must equal the tokenizer\'s vocabulary (bpe 50257, byte 256, char: the corpus\'s distinct characters)' })),
-}, { additionalProperties: false });
+export { MlpSubmission } from '../models/mlp/config.ts';
+export { GptSubmission } from '../models/gpt/config.ts';
 
 /** Vocabularies fixed by the tokenizer (char's is the corpus's); text.ts implements them. */
 export const tokenizerVocab = { byte: 256, bpe: 50_257 } as const;
@@ -78,7 +68,7 @@ const HyperparametersInput = Type.Partial(Type.Object({
 export const JobSubmissionSchema = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 80 }),
   description: Type.Optional(Type.String({ maxLength: 2000 })),
-  model: Type.Union([MlpSubmission, GptSubmission]),
+  model: ModelSubmissionSchema,
   hyperparameters: Type.Optional(HyperparametersInput),
   dataset: Type.Union([TextDataset, LabelledDataset]),
   guardrail: Type.Optional(GuardrailSchema),
@@ -101,8 +91,8 @@ export const defaultHyperparameters: Hyperparameters = {
   roundTimeoutMs: 60_000,
   stalenessBound: 2,
   leaseMs: 120_000,
-  compression: { kind: 'int8', block: 256 },
-  aggregator: 'multi-krum', // best worst case over the attack table, IID and non-IID (docs/defence.md)
+  compression: defaultCompression,
+  aggregator: defaultAggregator, // best worst case over the attack table, IID and non-IID (docs/defence.md)
   maxUpdateNorm: 1000,
   usefulness: { mode: 'off', minDrop: 0 },
 };
@@ -143,11 +133,11 @@ export function checkSubmission(input: unknown): JobSubmission {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new SpecError('(job)', 'must be a JSON object with name, model, dataset and optional hyperparameters');
   const o = input as Record<string, unknown>;
   for (const f of ['name', 'model', 'dataset'] as const) if (o[f] === undefined) throw new SpecError(f, 'is required');
-  checkTagged({ mlp: MlpSubmission, gpt: GptSubmission }, 'kind', o.model, 'model');
+  checkTagged(Object.fromEntries(modelKindNames.map((k) => [k, modelKinds[k].submission])), 'kind', o.model, 'model');
   checkTagged({ text: TextDataset, labelled: LabelledDataset }, 'format', o.dataset, 'dataset');
   const h = o.hyperparameters as Record<string, unknown> | undefined;
   if (h && typeof h === 'object' && h.compression !== undefined) {
-    checkTagged({ int8: CompressionSchema.anyOf[0], topk: CompressionSchema.anyOf[1], fp32: CompressionSchema.anyOf[2] }, 'kind', h.compression, 'hyperparameters.compression');
+    checkTagged(Object.fromEntries(codecNames.map((n) => [n, codecs[n].schema])), 'kind', h.compression, 'hyperparameters.compression');
   }
   if (h && typeof h === 'object' && h.aggregator !== undefined && !Value.Check(AggregatorSchema, h.aggregator)) {
     throw new SpecError('hyperparameters.aggregator', `must be one of ${AggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(h.aggregator)})`);
@@ -164,28 +154,26 @@ export function checkSubmission(input: unknown): JobSubmission {
   const err = firstError(JobSubmissionSchema, input, '');
   if (err) throw err;
   const job = input as JobSubmission;
-  if (job.model.kind === 'gpt' && job.model.width % job.model.heads !== 0) {
-    throw new SpecError('model.width', `must be a multiple of model.heads (${job.model.heads}); got ${job.model.width}`);
-  }
-  if (job.model.kind === 'gpt' && job.dataset.format !== 'text') throw new SpecError('dataset.format', 'a gpt model trains on a text corpus: use "text"');
-  if (job.model.kind === 'mlp' && job.dataset.format !== 'labelled') throw new SpecError('dataset.format', 'an mlp model trains on labelled arrays: use "labelled"');
+  const kind = kindOf(job.model);
+  const bad = kind.checkSubmission?.(job.model);
+  if (bad) throw new SpecError(bad.field, bad.problem);
+  if (job.dataset.format !== kind.dataFormat) throw new SpecError('dataset.format', kind.wrongFormat);
   const hp = resolveHyperparameters(job);
-  if (hp.augment && job.model.kind !== 'mlp') throw new SpecError('hyperparameters.augment', 'shifts labelled image rows; a gpt model trains on text: remove it');
-  checkGptTokenizer(job, hp.batchSize);
+  if (hp.augment && !kind.labelledInputs) throw new SpecError('hyperparameters.augment', `shifts labelled image rows; a ${job.model.kind} model trains on ${kind.dataFormat}: remove it`);
+  checkKnownVocab(job, hp.batchSize);
   if (hp.quorum > hp.updatesPerRound) throw new SpecError('hyperparameters.quorum', `must not exceed hyperparameters.updatesPerRound (${hp.updatesPerRound}); got ${hp.quorum}`);
   return job;
 }
 
-/** A bpe or byte GPT's vocabulary is known before the data: a stated model.vocab must match, and the model must fit. */
-function checkGptTokenizer(job: JobSubmission, batchSize: number): void {
-  if (job.model.kind !== 'gpt' || job.dataset.format !== 'text') return;
+/** A bpe or byte tokenizer's vocabulary is known before the data: the model is then whole, so a stated
+ * model.vocab must match it and the model must fit. */
+function checkKnownVocab(job: JobSubmission, batchSize: number): void {
+  if (job.dataset.format !== 'text') return;
   if (job.dataset.tokenizer === 'char') return; // the corpus decides (resolveModel checks)
   const known = tokenizerVocab[job.dataset.tokenizer];
-  if (job.model.vocab !== undefined && job.model.vocab !== known) {
-    throw new SpecError('model.vocab', `is ${job.model.vocab}, but the "${job.dataset.tokenizer}" tokenizer has ${known} tokens; set it to ${known} or leave it out`);
-  }
-  const { vocab: _, ...shape } = job.model;
-  checkModelFits({ ...shape, vocab: known }, batchSize);
+  const model = kindOf(job.model).fromSubmission(job.model, { kind: 'text', vocab: known, source: `the "${job.dataset.tokenizer}" tokenizer` });
+  if ('field' in model) throw new SpecError(model.field, model.problem);
+  checkModelFits(model, batchSize);
 }
 
 /** Hyperparameters with defaults filled in. */
@@ -202,8 +190,14 @@ export const usefulnessOf = (h: Hyperparameters): Usefulness => h.usefulness ?? 
 
 /** Multiply-adds of training one task: forward + backward ≈ 3 × params per row (per token of a GPT), × batch × steps. */
 export function taskMultiplyAdds(model: ModelConfig, h: Pick<Hyperparameters, 'steps' | 'batchSize'>): number {
-  return 3 * paramCount(model) * h.batchSize * h.steps * (model.kind === 'gpt' ? model.context : 1);
+  return 3 * paramCount(model) * h.batchSize * h.steps * kindOf(model).tokensPerRow(model);
 }
+
+/** " × context 32" for a kind whose rows are token windows, nothing for rows of features. */
+const perRow = (model: ModelConfig): string => {
+  const t = kindOf(model).tokensPerRow(model);
+  return t > 1 ? ` × context ${t}` : '';
+};
 
 /** Once the data has decided the model's full shape: refuses tasks too large to be small, or for the
  * relay to rerun (MLP spot-check tie-breaks), so one task cannot be a denial of service. */
@@ -211,10 +205,10 @@ export function checkTaskSize(model: ModelConfig, h: Hyperparameters): void {
   if (h.steps > LIMITS.steps) throw new SpecError('hyperparameters.steps', `must be at most ${LIMITS.steps} (got ${h.steps}); a task is a few minutes of a volunteer's device`);
   if (h.batchSize > LIMITS.batchSize) throw new SpecError('hyperparameters.batchSize', `must be at most ${LIMITS.batchSize} (got ${h.batchSize})`);
   const cost = taskMultiplyAdds(model, h);
-  const limit = model.kind === 'gpt' ? LIMITS.gptTaskMultiplyAdds : LIMITS.mlpTaskMultiplyAdds;
+  const { multiplyAdds: limit, what } = kindOf(model).taskLimit;
   if (cost > limit) {
     throw new SpecError('hyperparameters.steps', `one task costs ${(cost / 1e9).toFixed(1)} G multiply-adds (3 × ${paramCount(model)} parameters × batchSize ${h.batchSize}`
-      + `${model.kind === 'gpt' ? ` × context ${model.context}` : ''} × steps ${h.steps}), over the limit of ${limit / 1e9} G for ${model.kind === 'gpt' ? 'a GPT' : 'an MLP (the relay reruns disputed MLP tasks on its CPU)'}; `
+      + `${perRow(model)} × steps ${h.steps}), over the limit of ${limit / 1e9} G for ${what}; `
       + 'lower hyperparameters.steps or hyperparameters.batchSize, or use a smaller model');
   }
 }
@@ -222,15 +216,16 @@ export function checkTaskSize(model: ModelConfig, h: Hyperparameters): void {
 /** Multiply-adds of scoring one update: two forward passes (θ_v and θ_v − Δ) over its batch, ≈ params per
  * row of an MLP or per token of a GPT (attention, softmax and the embedding lookup are left out). */
 export function usefulnessMultiplyAdds(model: ModelConfig, batchSize: number): number {
-  return 2 * paramCount(model) * batchSize * (model.kind === 'gpt' ? model.context : 1);
+  return 2 * paramCount(model) * batchSize * kindOf(model).tokensPerRow(model);
 }
 
 /** Once the data has decided the model's full shape: refuses a usefulness score the relay cannot afford,
  * and an augmentation whose image width does not divide the rows. */
 export function checkUsefulness(model: ModelConfig, h: Hyperparameters): void {
-  if (h.augment && model.kind === 'mlp') {
+  const inputs = kindOf(model).labelledInputs?.(model);
+  if (h.augment && inputs !== undefined) {
     try {
-      imageShape(model.inputs, h.augment.width);
+      imageShape(inputs, h.augment.width);
     } catch (e) {
       throw new SpecError(h.augment.width === undefined ? 'hyperparameters.augment' : 'hyperparameters.augment.width', (e as Error).message);
     }
@@ -238,7 +233,8 @@ export function checkUsefulness(model: ModelConfig, h: Hyperparameters): void {
   if (usefulnessOf(h).mode === 'off') return;
   const cost = usefulnessMultiplyAdds(model, h.batchSize);
   if (cost > LIMITS.usefulnessMultiplyAdds) {
-    const rows = model.kind === 'gpt' ? `${h.batchSize} × ${model.context} tokens` : `${h.batchSize} rows`;
+    const t = kindOf(model).tokensPerRow(model);
+    const rows = t > 1 ? `${h.batchSize} × ${t} tokens` : `${h.batchSize} rows`;
     throw new SpecError('hyperparameters.usefulness', `scoring one update costs ${(cost / 1e6).toFixed(0)} M multiply-adds on the relay's CPU `
       + `(2 forward passes of ${rows} through ${paramCount(model)} parameters), over the limit of ${LIMITS.usefulnessMultiplyAdds / 1e6} M; `
       + 'lower hyperparameters.batchSize, use a smaller model, or set usefulness.mode to "off"');

@@ -3,6 +3,8 @@
 // Names say direction: VolunteerSends… is a request body, RelaySends… a response body.
 import { Type, type Static } from '@sinclair/typebox';
 import { aggregatorNames, preAggregatorNames } from '../aggregate/registry.ts';
+import { CompressionSchema } from '../codec/registry.ts';
+import { ModelSchema } from '../models/registry.ts';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -16,19 +18,11 @@ export const AdamWSchema = Type.Object({
   weightDecay: Type.Number({ minimum: 0 }),
 });
 
-export const CompressionSchema = Type.Union([
-  Type.Object({ kind: Type.Literal('int8'), block: Type.Integer({ minimum: 1, maximum: 1 << 20 }) }),
-  Type.Object({ kind: Type.Literal('topk'), fraction: Type.Number({ exclusiveMinimum: 0, maximum: 1 }), bits: Type.Union([Type.Literal(4), Type.Literal(8)]) }),
-  Type.Object({ kind: Type.Literal('fp32') }),
-]);
+/** The settings of shared/codec/registry.ts's codecs, so a new codec needs no edit here. */
+export { CompressionSchema };
 
-export const ModelSchema = Type.Union([
-  Type.Object({ kind: Type.Literal('mlp'), inputs: Type.Integer({ minimum: 1 }), hidden: Type.Array(Type.Integer({ minimum: 1 })), classes: Type.Integer({ minimum: 2 }) }),
-  Type.Object({
-    kind: Type.Literal('gpt'), vocab: Type.Integer({ minimum: 2 }), context: Type.Integer({ minimum: 1 }),
-    layers: Type.Integer({ minimum: 1 }), heads: Type.Integer({ minimum: 1 }), width: Type.Integer({ minimum: 1 }),
-  }),
-]);
+/** The configs of shared/models/registry.ts's kinds, so a new kind needs no edit here. */
+export { ModelSchema };
 
 /** The names of shared/aggregate/registry.ts, so a new rule needs no edit here. */
 export const AggregatorSchema = Type.Union(aggregatorNames.map((n) => Type.Literal(n)));

@@ -1,24 +1,15 @@
-// The CPU implementation of the Trainer contract: the reference MLP and GPT with AdamW and
+// The CPU implementation of the Trainer contract: each kind's CPU reference (its runtime) with AdamW and
 // global-norm clipping. Used by simulated volunteers, tests and as a fallback.
 import { adamwState, adamwStep, clipGradNorm, type AdamWState } from '../reference/adamw.ts';
-import { mlpLossAndGrad } from '../reference/mlp.ts';
-import { gptLossAndGrad } from '../reference/gpt.ts';
+import { runtimeOf } from '../models/runtimes.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import type { Batch, Trainer, TrainOptions } from './trainer.ts';
 
 type LossAndGrad = (params: Float32Array, batch: Batch) => Promise<{ loss: number; grad: Float32Array }>;
 
 function lossAndGradFor(model: ModelConfig): LossAndGrad {
-  if (model.kind === 'mlp') {
-    return async (params, batch) => {
-      if (batch.kind !== 'labelled') throw new Error(`the mlp trainer needs labelled batches, got kind=${batch.kind}`);
-      return mlpLossAndGrad(model, params, batch);
-    };
-  }
-  return async (params, batch) => {
-    if (batch.kind !== 'tokens') throw new Error(`the gpt trainer needs token batches, got kind=${batch.kind}`);
-    return gptLossAndGrad(model, params, batch.tokens, batch.n);
-  };
+  const runtime = runtimeOf(model);
+  return async (params, batch) => runtime.lossAndGrad(model, params, batch);
 }
 
 export function createCpuTrainer(model: ModelConfig, opts: TrainOptions): Trainer {

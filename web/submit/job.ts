@@ -6,12 +6,13 @@ import { evalCharts, type EvalPoint } from '../dashboard/charts.ts';
 import { count, sig } from '../../shared/util/format.ts';
 import type { Finish, Until } from '../../shared/protocol/messages.ts';
 import type { Tokenizer } from '../../shared/jobs/text.ts';
+import { kindOf, modelKindNames, type ModelConfig } from '../../shared/models/registry.ts';
 import { api } from './api.ts';
 import { canvasToDigit, classify, loadModel, sampleText } from './try-model.ts';
 
 type Overview = {
   job: { jobId: string; name: string; researcher: string; description: string; status: string; version: number; paramCount: number;
-    model: { kind: 'mlp'; inputs: number; hidden: number[]; classes: number } | { kind: 'gpt'; vocab: number; context: number; layers: number; heads: number; width: number };
+    model: ModelConfig;
     dataset: { name: string; shards: number; heldOut: number };
     hyperparameters: { steps: number; batchSize: number; updatesPerRound: number; outerLr: number; outerMomentum: number; aggregator: string; compression: { kind: string }; adamw: { lr: number };
       usefulness?: { mode: 'off' | 'score' | 'enforce'; minDrop: number }; until?: Until; augment?: { shift: number } };
@@ -48,17 +49,16 @@ function render(o: Overview): void {
   $('job-status').dataset.status = j.status;
   text('job-id', j.jobId);
   text('job-owner', o.owner);
-  text('job-model', m.kind === 'gpt'
-    ? `GPT: ${m.layers} layers, width ${m.width}, ${m.heads} heads, context ${m.context}, vocabulary ${m.vocab}${o.tokenizer ? ` (${o.tokenizer.kind}s)` : ''}; ${count(j.paramCount)} parameters`
-    : `MLP ${[m.inputs, ...m.hidden, m.classes].join('-')}; ${count(j.paramCount)} parameters`);
-  text('job-data', `${j.dataset.shards} training shards, ${count(j.dataset.heldOut)} held-out ${m.kind === 'gpt' ? 'tokens' : 'rows'}`);
+  const kind = kindOf(m);
+  text('job-model', `${kind.describe(m, { long: true, tokenizer: o.tokenizer?.kind })}; ${count(j.paramCount)} parameters`);
+  text('job-data', `${j.dataset.shards} training shards, ${count(j.dataset.heldOut)} held-out ${kind.dataFormat === 'text' ? 'tokens' : 'rows'}`);
   const useful = h.usefulness && h.usefulness.mode !== 'off' ? h.usefulness : undefined;
   text('job-hyper', `H=${h.steps} inner AdamW steps (lr ${h.adamw.lr}) of batch ${h.batchSize}; K=${h.updatesPerRound} updates per round; outer lr ${h.outerLr}, momentum ${h.outerMomentum}; ${h.aggregator}; ${h.compression.kind} updates`
     + (useful ? `; usefulness ${useful.mode === 'enforce' ? `enforced (loss drop ≥ ${useful.minDrop})` : 'scored'}` : ''));
   text('job-until', untilText(h.until) + (h.augment ? `; digits shifted up to ${h.augment.shift} px (seeded)` : ''));
   text('job-version', String(j.version));
   const last = o.evals[o.evals.length - 1];
-  text('job-latest', last ? `version ${last.version}: loss ${sig(last.loss)}, ${m.kind === 'gpt' ? 'next-token ' : ''}accuracy ${(100 * last.accuracy).toFixed(1)} %` : 'not evaluated yet');
+  text('job-latest', last ? `version ${last.version}: loss ${sig(last.loss)}, ${kind.accuracyLabel} ${(100 * last.accuracy).toFixed(1)} %` : 'not evaluated yet');
   const f = j.finish;
   $('job-finish-row').hidden = !f;
   $('job-finish-row').previousElementSibling!.toggleAttribute('hidden', !f);
@@ -83,8 +83,8 @@ function render(o: Overview): void {
     <td><a href="${base}/${c.version}/params" download="${j.jobId}-v${c.version}.f32">raw fp32</a> · <a class="onnx" href="${ops}/${c.version}/model.onnx">ONNX</a> · <a class="safetensors" href="${ops}/${c.version}/model.safetensors">safetensors</a></td>
     <td><code>${c.hash.slice(0, 12)}</code></td></tr>`).join('');
   $('try').hidden = false;
-  $('try-mlp').hidden = m.kind !== 'mlp';
-  $('try-gpt').hidden = m.kind !== 'gpt';
+  // each kind with a way to try it has a panel try-<kind> (a kind without one shows none)
+  for (const k of modelKindNames) { const panel = document.getElementById(`try-${k}`); if (panel) panel.hidden = m.kind !== k; }
   text('try-version', `(version ${tryVersion(o)}${f ? ', released' : ''})`);
 }
 

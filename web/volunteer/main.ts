@@ -51,9 +51,9 @@ async function describeJob(which?: string): Promise<void> {
     $('job-researcher').textContent = job.researcher;
     $('job-data').textContent = `${job.dataset.name} (${job.dataset.shards} shards)`;
     const m = job.model;
-    $('job-model').textContent = m.kind === 'mlp'
-      ? `MLP ${[m.inputs, ...m.hidden, m.classes].join('–')}, ${count(job.paramCount)} parameters`
-      : `GPT ${m.layers} layers × ${m.width}, ${count(job.paramCount)} parameters`;
+    // the kinds' table (with its schemas) loads after the page: it only words this line
+    const { kindOf } = await import('../../shared/models/registry.ts');
+    $('job-model').textContent = `${kindOf(m).describe(m)}, ${count(job.paramCount)} parameters`;
     $('job-description').textContent = job.description;
   } catch {
     $('job-name').textContent = 'The relay cannot be reached right now';
