@@ -7,7 +7,8 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
 import { defaultJobSpec, defaultJobToCreate } from './default-job.ts';
-import { RelayError, errors } from './errors.ts';
+import { RelayError, errors, type ErrorCode } from './errors.ts';
+import { isErrorCode } from '../shared/protocol/errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
 import type { InFlightOptions } from './defence/in-flight.ts';
@@ -154,10 +155,11 @@ function installBodyRules(app: FastifyInstance): void {
   });
 }
 
-/** One error shape for everything: 4xx pass their message through, 5xx are logged and made generic. */
+/** One error shape for everything: 4xx pass their message through (under a catalogue code: an HTTP-layer
+ * error of no code of ours is TT_ERR_BAD_REQUEST), 5xx are logged and made generic. */
 function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, req, reply) => {
-    const send = (status: number, code: string, message: string) => reply.status(status).send({ error: { code, message } });
+    const send = (status: number, code: ErrorCode, message: string) => reply.status(status).send({ error: { code, message } });
     if (err instanceof RelayError) {
       app.metrics.updatesRefused.inc({ code: err.code });
       return send(err.statusCode, err.code, err.message);
@@ -168,7 +170,7 @@ function installErrorHandlers(app: FastifyInstance): void {
     if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
       return send(400, 'TT_ERR_BAD_JSON', errors.TT_ERR_BAD_JSON.message(err.message));
     }
-    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return send(err.statusCode, err.code ?? 'TT_ERR_BAD_REQUEST', err.message);
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return send(err.statusCode, isErrorCode(err.code) ? err.code : 'TT_ERR_BAD_REQUEST', err.message);
     req.log.error({ err }, 'relay fault');
     return send(500, 'TT_ERR_INTERNAL', errors.TT_ERR_INTERNAL.message());
   });

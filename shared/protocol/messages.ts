@@ -4,8 +4,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { aggregatorNames, preAggregatorNames } from '../aggregate/registry.ts';
 
-export const PROTOCOL_VERSION = 1;
-
 const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
 
 export const AdamWSchema = Type.Object({

@@ -7,12 +7,15 @@ import {
   JobInfoSchema, RelaySendsError, RelaySendsJobs, RelaySendsManifest, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
   type JobInfo, type JobSummary, type Manifest, type Task, type UpdateAck,
 } from '../protocol/messages.ts';
+import { isErrorCode, type AnyErrorCode } from '../protocol/errors.ts';
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
+/** A refusal or failure: `code` is the relay's (shared/protocol/errors.ts) or one the client made up;
+ * `relayCode` is what the relay sent when this client does not know it (a newer relay). */
 export class RelayHttpError extends Error {
   override name = 'RelayHttpError';
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: AnyErrorCode, message: string, readonly relayCode?: string) {
     super(message);
   }
 }
@@ -153,8 +156,9 @@ export class RelayClient {
         if (res.ok) return res;
         if (res.status < 500 && res.status !== 429) {
           const body: unknown = await res.json().catch(() => undefined);
-          const e = Value.Check(RelaySendsError, body) ? body.error : { code: `HTTP_${res.status}`, message: `${what} failed with HTTP ${res.status}` };
-          throw new RelayHttpError(res.status, e.code, e.message);
+          if (!Value.Check(RelaySendsError, body)) throw new RelayHttpError(res.status, 'TT_CLIENT_UNKNOWN_ERROR', `${what} failed with HTTP ${res.status}`);
+          const { code, message } = body.error;
+          throw isErrorCode(code) ? new RelayHttpError(res.status, code, message) : new RelayHttpError(res.status, 'TT_CLIENT_UNKNOWN_ERROR', `${code}: ${message}`, code);
         }
         reason = `HTTP ${res.status}`;
         if (res.status === 429) atLeastMs = Math.min(p.maxMs * 8, 1000 * (Number(res.headers.get('retry-after')) || 0));

@@ -11,6 +11,7 @@ import { encodeUpdate } from '../codec/index.ts';
 import { decodeTaskData, taskBatch, type TaskData } from '../data/task-data.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { encodeUpdateFrame } from '../protocol/frame.ts';
+import type { AnyErrorCode, ErrorCode } from '../protocol/errors.ts';
 import type { Task } from '../protocol/messages.ts';
 import { loadOrCreateIdentity, signTaskRequest, signUpdate, type Identity } from '../security/identity.ts';
 import { solvePow } from '../security/pow.ts';
@@ -42,7 +43,7 @@ export type VolunteerOptions = {
 };
 
 /** Codes that end a task but not the loop. */
-const DROP_CODES = new Set(['TT_ERR_LEASE_EXPIRED', 'TT_ERR_LEASE_USED', 'TT_ERR_TOO_STALE', 'TT_ERR_UNKNOWN_TASK', 'TT_ERR_JOB_NOT_RUNNING', 'TT_ERR_SIGNATURE']);
+const DROP_CODES: ReadonlySet<AnyErrorCode> = new Set<ErrorCode>(['TT_ERR_LEASE_EXPIRED', 'TT_ERR_LEASE_USED', 'TT_ERR_TOO_STALE', 'TT_ERR_UNKNOWN_TASK', 'TT_ERR_JOB_NOT_RUNNING', 'TT_ERR_SIGNATURE']);
 const IDLE_MS = 2_000;
 /** With no running job anywhere, asks again ever less often, up to this (the tab holds no device meanwhile). */
 const NO_JOB_MAX_MS = 30_000;
