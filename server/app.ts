@@ -15,6 +15,8 @@ import type { InFlightOptions } from './defence/in-flight.ts';
 import { helmetOptions } from './security-headers.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, capConnections, timeoutOptions, type Timeouts } from './transport.ts';
 import { healthRoutes } from './routes/health.ts';
+import { installProtocolCheck } from './routes/protocol.ts';
+import { MIN_PROTOCOL_VERSION } from '../shared/protocol/version.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { taskRoutes } from './routes/tasks.ts';
 import { updateRoutes } from './routes/updates.ts';
@@ -61,6 +63,9 @@ export type RelayOptions = {
   maxConnectionsPerAddress?: number;
   /** socket and request timeouts, ms (0 = none); defaults in server/transport.ts */
   timeouts?: Partial<Timeouts>;
+  /** the oldest client protocol version served (default MIN_PROTOCOL_VERSION, shared/protocol/version.ts);
+   * older clients' registrations and task requests get 426 TT_ERR_CLIENT_TOO_OLD */
+  minProtocolVersion?: number;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -88,6 +93,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   scheduler.usePool(pool);
 
   installBodyRules(app);
+  installProtocolCheck(app, opts.minProtocolVersion ?? MIN_PROTOCOL_VERSION);
   installErrorHandlers(app);
   await app.register(fastifyHelmet, helmetOptions);
   authenticateFirst(app);

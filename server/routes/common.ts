@@ -20,12 +20,14 @@ declare module 'fastify' {
     body?: 'json' | 'binary';
     /** the route needs an API token, checked before its body is read (server/ops/auth.ts needsToken) */
     token?: boolean;
+    /** the route checks the client's protocol version (server/routes/protocol.ts): 426 when too old */
+    protocol?: boolean;
   }
 }
 
 export const errorResponses = {
   400: RelaySendsError, 403: RelaySendsError, 404: RelaySendsError, 409: RelaySendsError, 413: RelaySendsError, 415: RelaySendsError,
-  422: RelaySendsError, 429: RelaySendsError,
+  422: RelaySendsError, 426: RelaySendsError, 429: RelaySendsError,
 };
 
 /** For a volunteer-facing route plugin: counts every refusal by reason (its error code) for /metrics and

@@ -9,7 +9,7 @@ export const NO_WORK_RETRY_MS = 250;
 export const taskRoutes: FastifyPluginAsync = async (app) => {
   countRefusals(app);
   app.post<{ Params: Static<typeof JobParams>; Body: Static<typeof VolunteerSendsTaskRequest> }>('/api/jobs/:jobId/tasks', {
-    config: { body: 'json' },
+    config: { body: 'json', protocol: true },
     schema: { params: JobParams, body: VolunteerSendsTaskRequest, response: { 200: RelaySendsTask, ...errorResponses } },
   }, async (req, reply) => {
     const t = Date.now();

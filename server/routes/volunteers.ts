@@ -7,13 +7,13 @@ import { countRefusals, errorResponses } from './common.ts';
 
 export const volunteerRoutes: FastifyPluginAsync = async (app) => {
   countRefusals(app);
-  app.get('/api/volunteers/challenge', { schema: { response: { 200: RelaySendsPowChallenge, ...errorResponses } } }, async (req) => {
+  app.get('/api/volunteers/challenge', { config: { protocol: true }, schema: { response: { 200: RelaySendsPowChallenge, ...errorResponses } } }, async (req) => {
     app.scheduler.guard.limit('tasksPerAddress', `challenge:${req.ip}`, Date.now());
     return app.scheduler.guard.challenge(Date.now());
   });
 
   app.post<{ Body: Static<typeof VolunteerSendsRegistration> }>('/api/volunteers', {
-    config: { body: 'json' },
+    config: { body: 'json', protocol: true },
     // the body is optional: a bare POST registers an anonymous volunteer (on an 'optional' relay)
     preValidation: async (req) => { req.body ??= {}; },
     schema: { body: VolunteerSendsRegistration, response: { 201: RelaySendsVolunteer, ...errorResponses } },

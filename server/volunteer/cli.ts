@@ -2,6 +2,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { isFatal } from '../../shared/volunteer/supervise.ts';
 import { runNodeVolunteer } from './run.ts';
 
 function url(v: string): string {
@@ -32,7 +33,14 @@ export function registerVolunteerCommand(program: Command): void {
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
       process.once('SIGTERM', () => stop.abort());
-      await runNodeVolunteer({ server: o.server, jobId: o.job, stateDir: o.stateDir, cpu: o.cpu, intensity: o.intensity, signal: stop.signal });
+      try {
+        await runNodeVolunteer({ server: o.server, jobId: o.job, stateDir: o.stateDir, cpu: o.cpu, intensity: o.intensity, signal: stop.signal });
+      } catch (e) {
+        // a relay that does not serve this version's protocol: the person must update (the message says how)
+        if (!isFatal(e)) throw e;
+        process.stderr.write(`[tabtrain] stopped: ${e.code === 'TT_ERR_CLIENT_TOO_OLD' ? 'this tabtrain is older than the relay: update it to the relay\'s release. ' : ''}The relay said: ${e.message}\n`);
+        process.exit(2);
+      }
       process.exit(0);
     });
 }

@@ -8,6 +8,7 @@ import {
   type JobInfo, type JobSummary, type Manifest, type Task, type UpdateAck,
 } from '../protocol/messages.ts';
 import { isErrorCode, type AnyErrorCode } from '../protocol/errors.ts';
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../protocol/version.ts';
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
@@ -150,7 +151,10 @@ export class RelayClient {
       let reason: string;
       let atLeastMs = 0; // a 429's Retry-After: backing off less would only be refused again
       try {
-        const res = await this.fetchFn(this.base + path, { ...(typeof init === 'function' ? await init() : init), signal });
+        const i = typeof init === 'function' ? await init() : init;
+        // every request says which protocol version this client speaks; the relay refuses one too old (426)
+        const headers = { ...(i.headers as Record<string, string> | undefined), [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
+        const res = await this.fetchFn(this.base + path, { ...i, headers, signal });
         const relayTime = Number(res.headers.get('x-tabtrain-time'));
         if (relayTime > 0) this.clockOffsetMs = relayTime - (this.o.now ?? Date.now)();
         if (res.ok) return res;

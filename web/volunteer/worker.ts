@@ -4,6 +4,7 @@
 /// <reference lib="webworker" />
 import { createVolunteerRuntime, type VolunteerRuntime } from '../../shared/volunteer/runtime.ts';
 import { Throttle } from '../../shared/volunteer/throttle.ts';
+import { isFatal } from '../../shared/volunteer/supervise.ts';
 import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
 import { pickBackend } from './backend.ts';
 import { openVolunteerDb } from './idb-store.ts';
@@ -26,7 +27,8 @@ self.onmessage = (e: MessageEvent<PageSends>) => {
     started = true;
     throttle.setIntensity(m.intensity);
     throttle.setPaused(m.paused);
-    start(m).catch((err: unknown) => post({ type: 'phase', phase: 'error', detail: `the training loop stopped: ${(err as Error).message}` }));
+    // a relay refusing this page's protocol says what to do (reload): shown as it is
+    start(m).catch((err: unknown) => post({ type: 'phase', phase: 'error', detail: stoppedBecause(err) }));
   } else if (m.type === 'pause') {
     throttle.setPaused(true);
     runtime?.meter.notify();
@@ -37,6 +39,13 @@ self.onmessage = (e: MessageEvent<PageSends>) => {
     throttle.setIntensity(m.value);
   }
 };
+
+/** What the page shows when the loop stopped for good. */
+function stoppedBecause(err: unknown): string {
+  if (isFatal(err) && err.code === 'TT_ERR_CLIENT_TOO_OLD') return `This page is older than its relay: reload the page to get the current one. (The relay said: ${err.message})`;
+  if (isFatal(err)) return err.message;
+  return `the training loop stopped: ${(err as Error).message}`;
+}
 
 async function start(m: Extract<PageSends, { type: 'start' }>): Promise<void> {
   const backend = await pickBackend({ forceCpu: m.forceCpu });
