@@ -66,6 +66,10 @@ export type RelayOptions = {
   /** the oldest client protocol version served (default MIN_PROTOCOL_VERSION, shared/protocol/version.ts);
    * older clients' registrations and task requests get 426 TT_ERR_CLIENT_TOO_OLD */
   minProtocolVersion?: number;
+  /** the relay's clock, ms since the epoch (default Date.now): lease deadlines and expiry, round timers,
+   * rate-limit windows, request-signature times and challenges read it, so tests move time instead of
+   * sleeping (test/helpers/relay.ts testClock) */
+  now?: () => number;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -83,7 +87,9 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
-  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
+  const now = opts.now ?? Date.now;
+  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention, now });
+  app.decorate('now', now);
   app.decorate('db', store.db);
   app.decorate('store', store);
   app.decorate('scheduler', scheduler);

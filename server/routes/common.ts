@@ -14,6 +14,8 @@ declare module 'fastify' {
     scheduler: Scheduler;
     metrics: Metrics;
     dataDir: string;
+    /** the relay's clock (RelayOptions.now): routes read time from it, never from Date.now */
+    now: () => number;
   }
   interface FastifyContextConfig {
     /** the body kind a route takes; anything else is refused with 415 before parsing */

@@ -12,7 +12,7 @@ export const taskRoutes: FastifyPluginAsync = async (app) => {
     config: { body: 'json', protocol: true },
     schema: { params: JobParams, body: VolunteerSendsTaskRequest, response: { 200: RelaySendsTask, ...errorResponses } },
   }, async (req, reply) => {
-    const t = Date.now();
+    const t = app.now();
     // the relay's clock, even on a refusal: a volunteer signs its requests with this time
     reply.header('x-tabtrain-time', String(t));
     app.scheduler.guard.limit('tasksPerAddress', req.ip, t);

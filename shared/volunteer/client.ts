@@ -54,6 +54,12 @@ export class RelayClient {
     this.base = server.replace(/\/+$/, '');
   }
 
+  /** The relay's clock as far as this client knows it: ours plus the offset its last answer showed. Lease
+   * deadlines are the relay's times, so they are compared with this, not with our own clock. */
+  relayNow(): number {
+    return (this.o.now ?? Date.now)() + this.clockOffsetMs;
+  }
+
   /** Registers; with `proof` (public key + solved challenge) the relay derives the id from the key. */
   async register(agent?: string, device?: string, proof?: { publicKey: string; challenge: string; nonce: string }): Promise<string> {
     const r = await this.json('POST', '/api/volunteers', { agent, device, ...proof }, RelaySendsVolunteer);

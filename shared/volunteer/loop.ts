@@ -40,6 +40,8 @@ export type VolunteerOptions = {
   retry?: RetryPolicy;
   /** stop after this many uploaded updates (tests, benchmarks); default: run until aborted */
   maxTasks?: number;
+  /** this machine's clock (default Date.now); lease deadlines are compared with the relay's, learned from its answers */
+  now?: () => number;
 };
 
 /** Codes that end a task but not the loop. */
@@ -59,7 +61,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   let state: Phase | undefined;
   const setState = (s: Phase, detail?: string) => { if (s !== state || detail) { state = s; emit({ type: 'state', state: s, detail }); } };
   const client = new RelayClient(o.server, o.fetch, {
-    signal: o.signal, retry: o.retry,
+    signal: o.signal, retry: o.retry, now: o.now,
     onRetry: (what, attempt, delayMs, reason) => emit({ type: 'retry', what, attempt, delayMs, reason }),
   });
   const shards = new Map<string, TaskData>();
@@ -255,7 +257,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     const delta = await t.delta();
     const computeMs = Date.now() - start;
     emit({ type: 'trained', taskId: task.taskId, losses, computeMs });
-    if (Date.now() > task.deadline) {
+    if (client.relayNow() > task.deadline) {
       emit({ type: 'dropped', taskId: task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease ran out while training' });
       return undefined;
     }
@@ -271,7 +273,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_JOB_NOT_RUNNING', reason: 'its job stopped taking updates after this task was leased ahead' });
       return undefined;
     }
-    if (ready && ready.task.deadline < Date.now() + lastTaskMs) {
+    if (ready && ready.task.deadline < client.relayNow() + lastTaskMs) {
       emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease taken ahead would run out before the task could be trained' });
       return undefined;
     }
@@ -312,7 +314,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       try {
         vid ??= await volunteerId();
         let ready: Ready | undefined;
-        if (resume && resume.deadline > Date.now()) {
+        if (resume && resume.deadline > client.relayNow()) {
           emit({ type: 'resumed', taskId: resume.taskId });
           setState('fetching');
           ready = await readyFor(resume);

@@ -12,6 +12,14 @@ import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 
 export type TestRelay = Relay & { url: string; dataDir: string; stop(): Promise<void> };
 
+/** A clock that runs with real time and can be moved ahead: give `now` to a relay (RelayOptions.now) and
+ * to volunteers, then `advance` past a lease deadline or a round timer instead of sleeping through it. */
+export type TestClock = { now: () => number; advance(ms: number): void };
+export function testClock(): TestClock {
+  let ahead = 0;
+  return { now: () => Date.now() + ahead, advance: (ms) => { ahead += ms; } };
+}
+
 export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'tabtrain-test-'));
 
 /** Starts a relay; stop() closes it and removes its data directory (unless keepData). */
