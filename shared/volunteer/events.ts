@@ -22,6 +22,8 @@ export type VolunteerEvent =
   /** the task was given up (lease expired, too stale, refused); the loop goes on */
   | { type: 'dropped'; taskId: string; code: AnyErrorCode; reason: string }
   | { type: 'retry'; what: string; attempt: number; delayMs: number; reason: string }
+  /** the relay in use stopped answering (refused, no answer in time, 5xx): the loop goes on with the next */
+  | { type: 'failover'; from: string; to: string; reason: string }
   /** the job this loop worked on is done (its stopping rule held, or an operator ended it): it moves on */
   | { type: 'job-ended'; jobId: string; reason: string }
   | { type: 'error'; message: string };

@@ -26,8 +26,9 @@ export type { Phase, VolunteerEvent } from './events.ts';
 export type { LoopStore } from './store.ts';
 
 export type VolunteerOptions = {
-  /** relay base URL, e.g. http://127.0.0.1:8080 */
-  server: string;
+  /** relay base URL, e.g. http://127.0.0.1:8080; or several relays of one network (sharing a database),
+   * in order of preference: when one stops answering the loop goes on with the next (RelayClient) */
+  server: string | readonly string[];
   fetch: FetchLike;
   createTrainer: (model: ModelConfig, opts: TrainOptions) => Trainer | Promise<Trainer>;
   store: LoopStore;
@@ -40,6 +41,8 @@ export type VolunteerOptions = {
   retry?: RetryPolicy;
   /** stop after this many uploaded updates (tests, benchmarks); default: run until aborted */
   maxTasks?: number;
+  /** a relay that has not begun to answer within this is taken as down (RelayClient; default 30 s) */
+  answerTimeoutMs?: number;
   /** this machine's clock (default Date.now); lease deadlines are compared with the relay's, learned from its answers */
   now?: () => number;
 };
@@ -61,9 +64,13 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   let state: Phase | undefined;
   const setState = (s: Phase, detail?: string) => { if (s !== state || detail) { state = s; emit({ type: 'state', state: s, detail }); } };
   const client = new RelayClient(o.server, o.fetch, {
-    signal: o.signal, retry: o.retry, now: o.now,
+    signal: o.signal, retry: o.retry, now: o.now, answerTimeoutMs: o.answerTimeoutMs,
     onRetry: (what, attempt, delayMs, reason) => emit({ type: 'retry', what, attempt, delayMs, reason }),
+    onFailover: (from, to, reason) => emit({ type: 'failover', from, to, reason }),
   });
+  /** Where identity and volunteer id are kept: the first relay's name (the id derives from the key, so it
+   * is the same on every relay of the network; a relay that does not know it yet is registered with). */
+  const home = typeof o.server === 'string' ? o.server : o.server[0] ?? '';
   const shards = new Map<string, TaskData>();
   let trainer: { key: string; t: Trainer } | undefined;
   let uploaded = 0;
@@ -72,8 +79,8 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   let ephemeral: CryptoKeyPair | undefined;
   let identity: Identity | undefined;
   const getIdentity = async (): Promise<Identity> => identity ??= await loadOrCreateIdentity({
-    get: async () => (o.store.getKeys ? o.store.getKeys(o.server) : ephemeral),
-    put: async (k) => { if (o.store.putKeys) await o.store.putKeys(o.server, k); else ephemeral = k; },
+    get: async () => (o.store.getKeys ? o.store.getKeys(home) : ephemeral),
+    put: async (k) => { if (o.store.putKeys) await o.store.putKeys(home, k); else ephemeral = k; },
     extractable: o.store.keysExtractable,
   });
 
@@ -82,14 +89,14 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
 
   const volunteerId = async (fresh = false): Promise<string> => {
     const me = await getIdentity();
-    const known = fresh ? undefined : await o.store.getVolunteerId(o.server);
+    const known = fresh ? undefined : await o.store.getVolunteerId(home);
     // an id registered without this key (an older, key-less registration) cannot sign: register the key
     if (known === me.id) return known;
     setState('registering');
     const { challenge, difficulty } = await client.challenge();
     const nonce = await solvePow(challenge, difficulty);
     const id = await client.register(o.agent, o.device, { publicKey: me.publicKey, challenge, nonce });
-    await o.store.setVolunteerId(o.server, id);
+    await o.store.setVolunteerId(home, id);
     emit({ type: 'registered', volunteerId: id });
     return id;
   };
