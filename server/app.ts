@@ -12,7 +12,8 @@ import { isErrorCode } from '../shared/protocol/errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
 import type { InFlightOptions } from './defence/in-flight.ts';
-import { helmetOptions } from './security-headers.ts';
+import { helmetOptionsFor } from './security-headers.ts';
+import { allowPeers, peerOrigin } from './peers.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, capConnections, timeoutOptions, type Timeouts } from './transport.ts';
 import { healthRoutes } from './routes/health.ts';
 import { installProtocolCheck } from './routes/protocol.ts';
@@ -70,6 +71,9 @@ export type RelayOptions = {
    * rate-limit windows, request-signature times and challenges read it, so tests move time instead of
    * sleeping (test/helpers/relay.ts testClock) */
   now?: () => number;
+  /** the other relays of this network (sharing its database): the volunteer page may fail over to them
+   * (?relays=…), so the page's CSP allows them and their pages may call this relay's volunteer API (CORS) */
+  peers?: string[];
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -101,7 +105,9 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   installBodyRules(app);
   installProtocolCheck(app, opts.minProtocolVersion ?? MIN_PROTOCOL_VERSION);
   installErrorHandlers(app);
-  await app.register(fastifyHelmet, helmetOptions);
+  const peers = (opts.peers ?? []).map(peerOrigin);
+  await app.register(fastifyHelmet, helmetOptionsFor(peers));
+  allowPeers(app, peers);
   authenticateFirst(app);
 
   await app.register(volunteerRoutes);

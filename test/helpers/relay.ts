@@ -26,7 +26,7 @@ export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'tabtrain-te
 export async function startRelay(opts: Partial<RelayOptions> & { keepData?: boolean } = {}): Promise<TestRelay> {
   const dataDir = opts.dataDir ?? tempDataDir();
   // a low proof-of-work difficulty keeps registration cheap in tests (the default is 16 bits)
-  const relay = await buildApp({ sweepMs: 100, ...opts, defence: { powDifficulty: 4, ...opts.defence }, dataDir, port: 0, host: '127.0.0.1', logger: false });
+  const relay = await buildApp({ sweepMs: 100, ...opts, defence: { powDifficulty: 4, ...opts.defence }, dataDir, port: opts.port ?? 0, host: '127.0.0.1', logger: false });
   return {
     ...relay, url: relay.url!, dataDir,
     async stop() {

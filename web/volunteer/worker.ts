@@ -55,7 +55,7 @@ async function start(m: Extract<PageSends, { type: 'start' }>): Promise<void> {
   const db = await openVolunteerDb();
   const store = kvLoopStore(db, slot);
   const rt = await createVolunteerRuntime({
-    server: m.server, jobId: m.jobId, backend, db, store, creditKey: `credit:${slot}`, throttle, signal: stop.signal,
+    server: m.servers, jobId: m.jobId, backend, db, store, creditKey: `credit:${slot}`, throttle, signal: stop.signal,
     fetch: fetch.bind(self),
     agent: (b) => `tabtrain-web (${b})`,
     onPhase: (phase, detail) => post({ type: 'phase', phase, detail }),
@@ -63,6 +63,7 @@ async function start(m: Extract<PageSends, { type: 'start' }>): Promise<void> {
     onEvent: (ev) => {
       if (ev.type === 'resumed') void reportResume(ev.taskId);
       if (ev.type === 'error') post({ type: 'log', message: ev.message });
+      if (ev.type === 'failover') post({ type: 'failover', from: ev.from, relay: ev.to, reason: ev.reason });
     },
     onRestart: (err, waitMs) => {
       post({ type: 'log', message: `loop stopped: ${err.message}; restarting in ${Math.round(waitMs)} ms` });
