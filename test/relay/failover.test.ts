@@ -3,9 +3,13 @@
 // volunteer prints it). Real relays on loopback, each on its own SQLite (so a task leased on one is
 // unknown to the other: what carries over here is the volunteer, not the job's state; relays sharing a
 // database carry the task over as well).
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runNodeVolunteer } from '../../server/volunteer/run.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
 import { memoryLoopStore } from '../../shared/volunteer/store.ts';
@@ -72,6 +76,27 @@ describe('volunteer failover between relays', () => {
       }
     });
   }
+
+  it('the Node volunteer given a dead relay first prints a line saying it failed over, and trains on the live one', async () => {
+    const dead = await deadUrl();
+    const stateDir = mkdtempSync(join(tmpdir(), 'tabtrain-failover-'));
+    const printed: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((s: string) => { printed.push(String(s)); return true; }) as typeof process.stdout.write;
+    try {
+      const before = taskIdsOf(live).size;
+      const { stats } = await runNodeVolunteer({ server: [dead, live.url], stateDir, cpu: true, maxTasks: 1, signal: new AbortController().signal });
+      process.stdout.write = write;
+      expect(stats.updatesAccepted).toBe(1);
+      expect(taskIdsOf(live).size).toBe(before + 1);
+      const text = printed.join('');
+      expect(text).toContain(`relays ${dead}, ${live.url} (in this order)`);
+      expect(text).toMatch(new RegExp(`relay ${dead} stopped answering \\(.*\\); going on with ${live.url}`));
+    } finally {
+      process.stdout.write = write;
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 
   it('a relay stopped between tasks: the next task comes from the other relay, which the volunteer registers with', async () => {
     const a = await startRelay({ evaluate: false, defence: { replication: { baseRate: 0 } }, defaultJob: { steps: 5 } });
