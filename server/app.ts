@@ -7,13 +7,17 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
 import { defaultJobSpec, defaultJobToCreate } from './default-job.ts';
-import { RelayError, errors } from './errors.ts';
+import { RelayError, errors, type ErrorCode } from './errors.ts';
+import { isErrorCode } from '../shared/protocol/errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
 import type { InFlightOptions } from './defence/in-flight.ts';
-import { helmetOptions } from './security-headers.ts';
+import { helmetOptionsFor } from './security-headers.ts';
+import { allowPeers, peerOrigin } from './peers.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, capConnections, timeoutOptions, type Timeouts } from './transport.ts';
 import { healthRoutes } from './routes/health.ts';
+import { installProtocolCheck } from './routes/protocol.ts';
+import { MIN_PROTOCOL_VERSION } from '../shared/protocol/version.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { taskRoutes } from './routes/tasks.ts';
 import { updateRoutes } from './routes/updates.ts';
@@ -60,6 +64,16 @@ export type RelayOptions = {
   maxConnectionsPerAddress?: number;
   /** socket and request timeouts, ms (0 = none); defaults in server/transport.ts */
   timeouts?: Partial<Timeouts>;
+  /** the oldest client protocol version served (default MIN_PROTOCOL_VERSION, shared/protocol/version.ts);
+   * older clients' registrations and task requests get 426 TT_ERR_CLIENT_TOO_OLD */
+  minProtocolVersion?: number;
+  /** the relay's clock, ms since the epoch (default Date.now): lease deadlines and expiry, round timers,
+   * rate-limit windows, request-signature times and challenges read it, so tests move time instead of
+   * sleeping (test/helpers/relay.ts testClock) */
+  now?: () => number;
+  /** the other relays of this network (sharing its database): the volunteer page may fail over to them
+   * (?relays=…), so the page's CSP allows them and their pages may call this relay's volunteer API (CORS) */
+  peers?: string[];
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -77,7 +91,9 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
-  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
+  const now = opts.now ?? Date.now;
+  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention, now });
+  app.decorate('now', now);
   app.decorate('db', store.db);
   app.decorate('store', store);
   app.decorate('scheduler', scheduler);
@@ -87,8 +103,11 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   scheduler.usePool(pool);
 
   installBodyRules(app);
+  installProtocolCheck(app, opts.minProtocolVersion ?? MIN_PROTOCOL_VERSION);
   installErrorHandlers(app);
-  await app.register(fastifyHelmet, helmetOptions);
+  const peers = (opts.peers ?? []).map(peerOrigin);
+  await app.register(fastifyHelmet, helmetOptionsFor(peers));
+  allowPeers(app, peers);
   authenticateFirst(app);
 
   await app.register(volunteerRoutes);
@@ -154,10 +173,11 @@ function installBodyRules(app: FastifyInstance): void {
   });
 }
 
-/** One error shape for everything: 4xx pass their message through, 5xx are logged and made generic. */
+/** One error shape for everything: 4xx pass their message through (under a catalogue code: an HTTP-layer
+ * error of no code of ours is TT_ERR_BAD_REQUEST), 5xx are logged and made generic. */
 function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, req, reply) => {
-    const send = (status: number, code: string, message: string) => reply.status(status).send({ error: { code, message } });
+    const send = (status: number, code: ErrorCode, message: string) => reply.status(status).send({ error: { code, message } });
     if (err instanceof RelayError) {
       app.metrics.updatesRefused.inc({ code: err.code });
       return send(err.statusCode, err.code, err.message);
@@ -168,7 +188,7 @@ function installErrorHandlers(app: FastifyInstance): void {
     if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
       return send(400, 'TT_ERR_BAD_JSON', errors.TT_ERR_BAD_JSON.message(err.message));
     }
-    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return send(err.statusCode, err.code ?? 'TT_ERR_BAD_REQUEST', err.message);
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return send(err.statusCode, isErrorCode(err.code) ? err.code : 'TT_ERR_BAD_REQUEST', err.message);
     req.log.error({ err }, 'relay fault');
     return send(500, 'TT_ERR_INTERNAL', errors.TT_ERR_INTERNAL.message());
   });

@@ -21,7 +21,13 @@ export const contentSecurityPolicy = {
   'upgrade-insecure-requests': null,
 };
 
-/** Options for @fastify/helmet, registered on the root context so every route gets them. */
+/** Options for @fastify/helmet, registered on the root context so every route gets them. `peers`: the
+ * other relays of the network (server/peers.ts), which the volunteer page may fail over to. */
+export const helmetOptionsFor = (peers: readonly string[] = []): FastifyHelmetOptions => ({
+  ...helmetOptions,
+  contentSecurityPolicy: { useDefaults: false, directives: { ...contentSecurityPolicy, 'connect-src': ["'self'", ...peers] } },
+});
+
 export const helmetOptions: FastifyHelmetOptions = {
   contentSecurityPolicy: { useDefaults: false, directives: contentSecurityPolicy },
   frameguard: { action: 'deny' },

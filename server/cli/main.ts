@@ -1,6 +1,7 @@
 // The `tabtrain` command line. `start` runs the relay; operator subcommands come from server/ops/cli.ts.
 import { Command, InvalidArgumentError } from 'commander';
 import { buildApp } from '../app.ts';
+import { peerOrigin } from '../peers.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultTimeouts } from '../transport.ts';
 import { defaultRetention } from '../store/retention.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
@@ -18,6 +19,15 @@ const trustProxy = (v: string): boolean | string => {
   if (!/^[0-9a-fA-F.:/, ]+$/.test(v)) throw new InvalidArgumentError(`--trust-proxy takes the proxy's addresses or CIDRs separated by commas (or "true"), got "${v}"`);
   return v;
 };
+
+/** --peers: the other relays' URLs, comma-separated. */
+const peers = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean).map((u) => {
+  try {
+    return peerOrigin(u);
+  } catch {
+    throw new InvalidArgumentError(`--peers takes the other relays' http(s) URLs separated by commas, like https://relay2.example,https://relay3.example; got "${u}"`);
+  }
+});
 
 export function buildProgram(): Command {
   const program = new Command('tabtrain').description('Tabtrain: train AI models in browser tabs');
@@ -38,12 +48,13 @@ export function buildProgram(): Command {
     .option('--idle-timeout-ms <n>', 'sockets with no traffic close after this (0 = never)', int('--idle-timeout-ms'), defaultTimeouts.idleMs)
     .option('--upload-streams-per-address <n>', 'upload bodies one address may send at once (default 32)', int('--upload-streams-per-address', 1))
     .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default 256 MiB)', int('--upload-bytes-per-address', 1))
+    .option('--peers <urls>', "the other relays of this network (sharing its database), comma-separated: volunteer pages served here may fail over to them (?relays=…)", peers)
     .option('--quiet', 'log warnings and errors only')
     .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
       port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
-      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean;
+      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[];
     }) => {
       const relay = await buildApp({
         dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
@@ -51,7 +62,7 @@ export function buildProgram(): Command {
         timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },
         logger: { level: o.quiet ? 'warn' : 'info' },
-        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob,
+        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob, peers: o.peers,
       });
       // One plain line that scripts (and the crash test) can wait for.
       process.stdout.write(`tabtrain relay listening on ${relay.url}\n`);

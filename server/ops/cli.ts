@@ -7,13 +7,23 @@ import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { listAudit, verifyAudit, type AuditVerdict } from './audit.ts';
+import { isErrorCode, type AnyErrorCode } from '../../shared/protocol/errors.ts';
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../../shared/protocol/version.ts';
 import { migrateOps } from './store.ts';
 import { createToken, isRole, ROLES, type Role } from './tokens.ts';
 
 /** The relay's database file inside a data directory (server/app.ts). */
 export const dbFile = (dataDir: string) => join(dataDir, 'tabtrain.sqlite');
 
-class CliError extends Error {}
+class CliError extends Error {
+  constructor(message: string, readonly code?: AnyErrorCode) { super(message); }
+}
+
+/** What to do about a refusal, where the relay's message cannot know it is talking to this command line. */
+const hints: Partial<Record<AnyErrorCode, string>> = {
+  TT_ERR_UNAUTHENTICATED: 'pass --token or set TABTRAIN_TOKEN (an operator creates one with `tabtrain token create`)',
+  TT_ERR_CLIENT_TOO_OLD: 'update the tabtrain command line to the relay\'s release',
+};
 
 type Remote = { server?: string; token?: string };
 
@@ -30,7 +40,7 @@ function serverOf(o: Remote): string {
 
 /** One HTTP call to the relay; a refusal becomes a CliError carrying the relay's code and message. */
 async function call(o: Remote, method: string, path: string, body?: unknown): Promise<any> {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
   if (o.token) headers.authorization = `Bearer ${o.token}`;
   let payload: BodyInit | undefined;
   if (body instanceof FormData) payload = body;
@@ -46,7 +56,9 @@ async function call(o: Remote, method: string, path: string, body?: unknown): Pr
   try { json = JSON.parse(text); } catch { json = undefined; }
   if (!res.ok) {
     const err = json?.error;
-    throw new CliError(err ? `${res.status} ${err.code}: ${err.message}` : `${res.status}: ${text.slice(0, 200)}`);
+    if (!err) throw new CliError(`${res.status}: ${text.slice(0, 200)}`, 'TT_CLIENT_UNKNOWN_ERROR');
+    const code: AnyErrorCode = isErrorCode(err.code) ? err.code : 'TT_CLIENT_UNKNOWN_ERROR';
+    throw new CliError(`${res.status} ${err.code}: ${err.message}${hints[code] ? ` (${hints[code]})` : ''}`, code);
   }
   return json;
 }

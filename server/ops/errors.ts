@@ -1,19 +1,12 @@
-// The operator plugin's refusals, with codes like the relay's catalogue (server/errors.ts). The relay's
-// error handler passes any 4xx error with a `code` through as {"error": {code, message}}.
-export const opsErrors = {
-  TT_ERR_UNAUTHENTICATED: 401,
-  TT_ERR_FORBIDDEN: 403,
-  TT_ERR_JOB_SPEC: 400,
-  TT_ERR_DATASET_TOO_LARGE: 413,
-  TT_ERR_BAD_TRANSITION: 409,
-  TT_ERR_UNKNOWN_JOB: 404,
-  TT_ERR_UNKNOWN_VERSION: 404,
-  TT_ERR_UNKNOWN_TOKEN: 404,
-  TT_ERR_RATE_LIMITED: 429,
-  TT_ERR_PENDING_LIMIT: 429,
-} as const;
+// The operator plugin's refusals: codes and statuses of the one catalogue (shared/protocol/errors.ts),
+// with a message the thrower writes in full. The relay's error handler passes any 4xx error with a `code`
+// through as {"error": {code, message}}.
+import { statusOf, type ErrorCode } from '../../shared/protocol/errors.ts';
 
-export type OpsErrorCode = keyof typeof opsErrors;
+/** The catalogue's codes the operator plugin throws. */
+export type OpsErrorCode = Extract<ErrorCode,
+  | 'TT_ERR_UNAUTHENTICATED' | 'TT_ERR_FORBIDDEN' | 'TT_ERR_JOB_SPEC' | 'TT_ERR_DATASET_TOO_LARGE' | 'TT_ERR_BAD_TRANSITION'
+  | 'TT_ERR_UNKNOWN_JOB' | 'TT_ERR_UNKNOWN_VERSION' | 'TT_ERR_UNKNOWN_TOKEN' | 'TT_ERR_RATE_LIMITED' | 'TT_ERR_PENDING_LIMIT'>;
 
 export class OpsError extends Error {
   readonly statusCode: number;
@@ -22,6 +15,6 @@ export class OpsError extends Error {
   constructor(readonly code: OpsErrorCode, message: string, readonly field?: string) {
     super(message);
     this.name = 'OpsError';
-    this.statusCode = opsErrors[code];
+    this.statusCode = statusOf(code);
   }
 }

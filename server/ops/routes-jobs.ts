@@ -82,7 +82,7 @@ export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
     if (version > job.version) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${jobId} is at version ${job.version}; roll back to ${job.version} or earlier`, 'version');
     if (!app.store.versionHash(jobId, version)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId))}`, 'version');
     const row = app.db.transaction(() => {
-      const r = app.store.rollback(jobId, version, Date.now());
+      const r = app.store.rollback(jobId, version, app.now());
       // Leases on dropped versions can never be accepted; ending them now frees their slots in the round
       // instead of blocking new work until they expire.
       const orphaned = app.db.prepare("SELECT task_id AS taskId FROM tasks WHERE job_id = ? AND state = 'issued' AND base_version > ?").all(jobId, version) as { taskId: string }[];

@@ -57,7 +57,7 @@ function checkLimits(app: FastifyInstance, who: Principal, limits: SubmitLimits)
   if (held >= MAX_PENDING_BYTES) {
     throw new OpsError('TT_ERR_PENDING_LIMIT', `your jobs waiting for approval hold ${held} bytes on the relay, over the ${MAX_PENDING_BYTES}-byte limit; wait for an operator to approve them before submitting another`);
   }
-  const d = limits.limiter.take(who.tokenId, Date.now());
+  const d = limits.limiter.take(who.tokenId, app.now());
   if (!d.ok) {
     const e = new OpsError('TT_ERR_RATE_LIMITED', `a researcher may submit ${SUBMIT_BURST} jobs at once and then one every ${SUBMIT_REFILL_S} s; retry in ${d.retryAfterSeconds} s`);
     e.retryAfterSeconds = d.retryAfterSeconds;

@@ -14,18 +14,22 @@ declare module 'fastify' {
     scheduler: Scheduler;
     metrics: Metrics;
     dataDir: string;
+    /** the relay's clock (RelayOptions.now): routes read time from it, never from Date.now */
+    now: () => number;
   }
   interface FastifyContextConfig {
     /** the body kind a route takes; anything else is refused with 415 before parsing */
     body?: 'json' | 'binary';
     /** the route needs an API token, checked before its body is read (server/ops/auth.ts needsToken) */
     token?: boolean;
+    /** the route checks the client's protocol version (server/routes/protocol.ts): 426 when too old */
+    protocol?: boolean;
   }
 }
 
 export const errorResponses = {
   400: RelaySendsError, 403: RelaySendsError, 404: RelaySendsError, 409: RelaySendsError, 413: RelaySendsError, 415: RelaySendsError,
-  422: RelaySendsError, 429: RelaySendsError,
+  422: RelaySendsError, 426: RelaySendsError, 429: RelaySendsError,
 };
 
 /** For a volunteer-facing route plugin: counts every refusal by reason (its error code) for /metrics and

@@ -9,10 +9,10 @@ export const NO_WORK_RETRY_MS = 250;
 export const taskRoutes: FastifyPluginAsync = async (app) => {
   countRefusals(app);
   app.post<{ Params: Static<typeof JobParams>; Body: Static<typeof VolunteerSendsTaskRequest> }>('/api/jobs/:jobId/tasks', {
-    config: { body: 'json' },
+    config: { body: 'json', protocol: true },
     schema: { params: JobParams, body: VolunteerSendsTaskRequest, response: { 200: RelaySendsTask, ...errorResponses } },
   }, async (req, reply) => {
-    const t = Date.now();
+    const t = app.now();
     // the relay's clock, even on a refusal: a volunteer signs its requests with this time
     reply.header('x-tabtrain-time', String(t));
     app.scheduler.guard.limit('tasksPerAddress', req.ip, t);

@@ -32,7 +32,7 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
     bodyLimit: opts.maxBodyBytes,
     schema: { params: TaskParams, response: { 200: RelaySendsUpdateAck, ...errorResponses } },
     onRequest: async (req, reply) => {
-      app.scheduler.guard.limit('uploadsPerAddress', req.ip, Date.now());
+      app.scheduler.guard.limit('uploadsPerAddress', req.ip, app.now());
       const taskId = (req.params as { taskId: string }).taskId;
       const task = app.store.getTask(taskId) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
       const job = app.store.getJob(task.jobId);

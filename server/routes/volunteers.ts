@@ -7,19 +7,20 @@ import { countRefusals, errorResponses } from './common.ts';
 
 export const volunteerRoutes: FastifyPluginAsync = async (app) => {
   countRefusals(app);
-  app.get('/api/volunteers/challenge', { schema: { response: { 200: RelaySendsPowChallenge, ...errorResponses } } }, async (req) => {
-    app.scheduler.guard.limit('tasksPerAddress', `challenge:${req.ip}`, Date.now());
-    return app.scheduler.guard.challenge(Date.now());
+  app.get('/api/volunteers/challenge', { config: { protocol: true }, schema: { response: { 200: RelaySendsPowChallenge, ...errorResponses } } }, async (req) => {
+    const t = app.now();
+    app.scheduler.guard.limit('tasksPerAddress', `challenge:${req.ip}`, t);
+    return app.scheduler.guard.challenge(t);
   });
 
   app.post<{ Body: Static<typeof VolunteerSendsRegistration> }>('/api/volunteers', {
-    config: { body: 'json' },
+    config: { body: 'json', protocol: true },
     // the body is optional: a bare POST registers an anonymous volunteer (on an 'optional' relay)
     preValidation: async (req) => { req.body ??= {}; },
     schema: { body: VolunteerSendsRegistration, response: { 201: RelaySendsVolunteer, ...errorResponses } },
   }, async (req, reply) => {
     const body = req.body ?? {};
-    app.scheduler.guard.limit('registerPerAddress', req.ip, Date.now());
+    app.scheduler.guard.limit('registerPerAddress', req.ip, app.now());
     const volunteerId = await app.scheduler.registerVolunteer(body.agent ?? '', body.device ?? '', body);
     return reply.status(201).send({ volunteerId });
   });

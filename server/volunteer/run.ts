@@ -11,7 +11,8 @@ import { fileKeyStore } from './key-file.ts';
 import { createProgress } from './progress.ts';
 
 export type NodeVolunteerOptions = {
-  server: string;
+  /** the relay, or several relays of one network in order of preference: the next is used when one stops answering */
+  server: string | readonly string[];
   jobId?: string;
   stateDir: string;
   cpu?: boolean;
@@ -61,13 +62,15 @@ export async function runNodeVolunteer(o: NodeVolunteerOptions): Promise<{ devic
     onEvent: (e) => {
       if (e.type === 'uploaded' && !o.quiet) progress.stats(rt.meter.phase().phase, rt.meter.snapshot(), true);
       if (e.type === 'error') say(`error: ${e.message}`);
+      if (e.type === 'failover') say(`relay ${e.from} stopped answering (${e.reason}); going on with ${e.to}`);
       o.onEvent?.(e);
     },
     onRestart: (err, waitMs) => say(`the loop stopped (${err.message}); starting again in ${(waitMs / 1000).toFixed(0)} s`),
   });
   const timer = setInterval(() => { if (!o.quiet) progress.stats(rt.meter.phase().phase, rt.meter.snapshot()); }, 1000);
   timer.unref();
-  say(`relay ${o.server}; state in ${resolve(o.stateDir)}; Ctrl-C stops (nothing is lost)`);
+  const relays = typeof o.server === 'string' ? [o.server] : o.server;
+  say(`${relays.length > 1 ? `relays ${relays.join(', ')} (in this order)` : `relay ${relays[0]}`}; state in ${resolve(o.stateDir)}; Ctrl-C stops (nothing is lost)`);
   let stats: Stats;
   try {
     stats = await rt.run();

@@ -6,8 +6,6 @@ import { aggregatorNames, preAggregatorNames } from '../aggregate/registry.ts';
 import { CompressionSchema } from '../codec/registry.ts';
 import { ModelSchema } from '../models/registry.ts';
 
-export const PROTOCOL_VERSION = 1;
-
 const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
 
 export const AdamWSchema = Type.Object({

@@ -1,18 +1,24 @@
 // Typed HTTP client of the relay for volunteers (browser, worker, Node): every answer is checked
 // against the protocol schemas; network errors, 5xx and 429 are retried with exponential backoff and
-// full jitter; a 4xx becomes a RelayHttpError carrying the relay's error code.
+// full jitter; a 4xx becomes a RelayHttpError carrying the relay's error code. Given several relays (one
+// network on a shared database), a relay that stops answering (refused, no answer in time, 5xx) is left
+// for the next one at once; only when every relay has failed in a row does the client back off.
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema, Static } from '@sinclair/typebox';
 import {
   JobInfoSchema, RelaySendsError, RelaySendsJobs, RelaySendsManifest, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
   type JobInfo, type JobSummary, type Manifest, type Task, type UpdateAck,
 } from '../protocol/messages.ts';
+import { isErrorCode, type AnyErrorCode } from '../protocol/errors.ts';
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../protocol/version.ts';
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
+/** A refusal or failure: `code` is the relay's (shared/protocol/errors.ts) or one the client made up;
+ * `relayCode` is what the relay sent when this client does not know it (a newer relay). */
 export class RelayHttpError extends Error {
   override name = 'RelayHttpError';
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: AnyErrorCode, message: string, readonly relayCode?: string) {
     super(message);
   }
 }
@@ -27,7 +33,17 @@ export type ClientOptions = {
   onRetry?: (what: string, attempt: number, delayMs: number, reason: string) => void;
   /** this machine's clock (default Date.now); signed requests carry the relay's, learned from its answers */
   now?: () => number;
+  /** told when the client leaves a relay that stopped answering for the next one */
+  onFailover?: (from: string, to: string, reason: string) => void;
+  /** a relay that has not begun to answer within this is taken as not answering (default 30 s; uploads,
+   * whose answer comes only once the whole body is sent, wait as long as they take) */
+  answerTimeoutMs?: number;
 };
+
+const ANSWER_TIMEOUT_MS = 30_000;
+
+/** A relay's base URL as the client uses it: no trailing slash. */
+export const relayBase = (url: string): string => url.replace(/\/+$/, '');
 
 /** Resolves after ms, or rejects when the signal aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -43,11 +59,25 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export type TaskRequestSigner = (jobId: string, at: number) => Promise<string>;
 
 export class RelayClient {
-  private readonly base: string;
+  /** The relays, in the order given; requests go to `bases[current]` until it stops answering. */
+  private readonly bases: string[];
+  private current = 0;
   /** The relay's clock minus ours, from the x-tabtrain-time of its answers: signed requests carry relay time. */
   private clockOffsetMs = 0;
-  constructor(server: string, private readonly fetchFn: FetchLike, private readonly o: ClientOptions = {}) {
-    this.base = server.replace(/\/+$/, '');
+  constructor(servers: string | readonly string[], private readonly fetchFn: FetchLike, private readonly o: ClientOptions = {}) {
+    this.bases = (typeof servers === 'string' ? [servers] : [...servers]).map(relayBase);
+    if (this.bases.length === 0) throw new Error('RelayClient needs at least one relay URL');
+  }
+
+  /** The relay requests go to now. */
+  get relay(): string {
+    return this.bases[this.current];
+  }
+
+  /** The relay's clock as far as this client knows it: ours plus the offset its last answer showed. Lease
+   * deadlines are the relay's times, so they are compared with this, not with our own clock. */
+  relayNow(): number {
+    return (this.o.now ?? Date.now)() + this.clockOffsetMs;
   }
 
   /** Registers; with `proof` (public key + solved challenge) the relay derives the id from the key. */
@@ -140,30 +170,72 @@ export class RelayClient {
     return body as Static<S>;
   }
 
+  /** Leaves the current relay for the next; true when that one has not failed since the last answer. */
+  private failOver(reason: string, failedInARow: number): boolean {
+    if (this.bases.length < 2) return false;
+    const from = this.relay;
+    this.current = (this.current + 1) % this.bases.length;
+    this.o.onFailover?.(from, this.relay, reason);
+    return failedInARow < this.bases.length;
+  }
+
+  /** fetch with the answer deadline: aborted (as not answering) if no answer has begun in time. */
+  private async fetchInTime(url: string, init: RequestInit, what: string, signal?: AbortSignal): Promise<Response> {
+    const ms = this.o.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    if (what === 'upload' || !(ms > 0)) return this.fetchFn(url, { ...init, signal });
+    const ctl = new AbortController();
+    const onAbort = () => ctl.abort(signal!.reason);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${Math.round(ms / 1000)} s`)), ms);
+    try {
+      return await this.fetchFn(url, { ...init, signal: ctl.signal });
+    } catch (e) {
+      // the reason given to abort() (not answering), unless the caller's own signal stopped it
+      throw ctl.signal.aborted && !signal?.aborted ? ctl.signal.reason : e;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
   /** One request with retries; returns a 2xx response or throws. `init` may be made anew for each attempt. */
   private async send(what: string, path: string, init: RequestInit | (() => Promise<RequestInit>), signal = this.o.signal): Promise<Response> {
     const p = this.o.retry ?? defaultRetry;
+    let failedInARow = 0; // relays that failed this request since one last answered
     for (let attempt = 1; ; attempt++) {
       let reason: string;
       let atLeastMs = 0; // a 429's Retry-After: backing off less would only be refused again
+      let relayDown = false; // refused, no answer in time, or 5xx: worth trying another relay
       try {
-        const res = await this.fetchFn(this.base + path, { ...(typeof init === 'function' ? await init() : init), signal });
+        const i = typeof init === 'function' ? await init() : init;
+        // every request says which protocol version this client speaks; the relay refuses one too old (426)
+        const headers = { ...(i.headers as Record<string, string> | undefined), [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
+        const res = await this.fetchInTime(this.relay + path, { ...i, headers }, what, signal);
         const relayTime = Number(res.headers.get('x-tabtrain-time'));
         if (relayTime > 0) this.clockOffsetMs = relayTime - (this.o.now ?? Date.now)();
         if (res.ok) return res;
         if (res.status < 500 && res.status !== 429) {
           const body: unknown = await res.json().catch(() => undefined);
-          const e = Value.Check(RelaySendsError, body) ? body.error : { code: `HTTP_${res.status}`, message: `${what} failed with HTTP ${res.status}` };
-          throw new RelayHttpError(res.status, e.code, e.message);
+          if (!Value.Check(RelaySendsError, body)) throw new RelayHttpError(res.status, 'TT_CLIENT_UNKNOWN_ERROR', `${what} failed with HTTP ${res.status}`);
+          const { code, message } = body.error;
+          throw isErrorCode(code) ? new RelayHttpError(res.status, code, message) : new RelayHttpError(res.status, 'TT_CLIENT_UNKNOWN_ERROR', `${code}: ${message}`, code);
         }
-        reason = `HTTP ${res.status}`;
+        reason = `HTTP ${res.status} from ${this.relay}`;
+        // a 429 is a relay that answers and asks us to slow down: stay with it
         if (res.status === 429) atLeastMs = Math.min(p.maxMs * 8, 1000 * (Number(res.headers.get('retry-after')) || 0));
+        else relayDown = true;
         await res.body?.cancel().catch(() => undefined);
       } catch (e) {
         if (e instanceof RelayHttpError || signal?.aborted) throw e;
-        reason = (e as Error).message;
+        const cause = (e as Error & { cause?: { code?: string } }).cause?.code;
+        reason = `${(e as Error).message}${cause ? ` (${cause})` : ''} from ${this.relay}`;
+        relayDown = true;
       }
       if (attempt >= p.attempts) throw new RelayHttpError(0, 'TT_CLIENT_UNREACHABLE', `${what} failed ${attempt} times; last: ${reason}`);
+      // another relay that has not failed yet is tried at once; once all have, the usual backoff
+      if (relayDown && this.failOver(reason, ++failedInARow)) continue;
+      if (failedInARow >= this.bases.length) failedInARow = 0;
       // full jitter: uniform in [0, min(max, base·2^attempt)]
       const delay = atLeastMs + Math.random() * Math.min(p.maxMs, p.baseMs * 2 ** attempt);
       this.o.onRetry?.(what, attempt, delay, reason);

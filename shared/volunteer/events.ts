@@ -1,4 +1,5 @@
 // What the volunteer loop reports, for UIs (the tab's page, the dashboard) and tests. One union on `type`.
+import type { AnyErrorCode } from '../protocol/errors.ts';
 import type { Task, UpdateAck } from '../protocol/messages.ts';
 
 /** Where a volunteer is in its work, one word each: the loop reports the middle ones; a host adds
@@ -19,8 +20,10 @@ export type VolunteerEvent =
   /** bytes: frame sent; denseBytes: what the same update costs as dense fp32 */
   | { type: 'uploaded'; taskId: string; ack: UpdateAck; bytes: number; denseBytes: number; ms: number }
   /** the task was given up (lease expired, too stale, refused); the loop goes on */
-  | { type: 'dropped'; taskId: string; code: string; reason: string }
+  | { type: 'dropped'; taskId: string; code: AnyErrorCode; reason: string }
   | { type: 'retry'; what: string; attempt: number; delayMs: number; reason: string }
+  /** the relay in use stopped answering (refused, no answer in time, 5xx): the loop goes on with the next */
+  | { type: 'failover'; from: string; to: string; reason: string }
   /** the job this loop worked on is done (its stopping rule held, or an operator ended it): it moves on */
   | { type: 'job-ended'; jobId: string; reason: string }
   | { type: 'error'; message: string };

@@ -11,6 +11,7 @@ import { encodeUpdate } from '../codec/index.ts';
 import { decodeTaskData, taskBatch, type TaskData } from '../data/task-data.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { encodeUpdateFrame } from '../protocol/frame.ts';
+import type { AnyErrorCode, ErrorCode } from '../protocol/errors.ts';
 import type { Task } from '../protocol/messages.ts';
 import { loadOrCreateIdentity, signTaskRequest, signUpdate, type Identity } from '../security/identity.ts';
 import { solvePow } from '../security/pow.ts';
@@ -25,8 +26,9 @@ export type { Phase, VolunteerEvent } from './events.ts';
 export type { LoopStore } from './store.ts';
 
 export type VolunteerOptions = {
-  /** relay base URL, e.g. http://127.0.0.1:8080 */
-  server: string;
+  /** relay base URL, e.g. http://127.0.0.1:8080; or several relays of one network (sharing a database),
+   * in order of preference: when one stops answering the loop goes on with the next (RelayClient) */
+  server: string | readonly string[];
   fetch: FetchLike;
   createTrainer: (model: ModelConfig, opts: TrainOptions) => Trainer | Promise<Trainer>;
   store: LoopStore;
@@ -39,10 +41,14 @@ export type VolunteerOptions = {
   retry?: RetryPolicy;
   /** stop after this many uploaded updates (tests, benchmarks); default: run until aborted */
   maxTasks?: number;
+  /** a relay that has not begun to answer within this is taken as down (RelayClient; default 30 s) */
+  answerTimeoutMs?: number;
+  /** this machine's clock (default Date.now); lease deadlines are compared with the relay's, learned from its answers */
+  now?: () => number;
 };
 
 /** Codes that end a task but not the loop. */
-const DROP_CODES = new Set(['TT_ERR_LEASE_EXPIRED', 'TT_ERR_LEASE_USED', 'TT_ERR_TOO_STALE', 'TT_ERR_UNKNOWN_TASK', 'TT_ERR_JOB_NOT_RUNNING', 'TT_ERR_SIGNATURE']);
+const DROP_CODES: ReadonlySet<AnyErrorCode> = new Set<ErrorCode>(['TT_ERR_LEASE_EXPIRED', 'TT_ERR_LEASE_USED', 'TT_ERR_TOO_STALE', 'TT_ERR_UNKNOWN_TASK', 'TT_ERR_JOB_NOT_RUNNING', 'TT_ERR_SIGNATURE']);
 const IDLE_MS = 2_000;
 /** With no running job anywhere, asks again ever less often, up to this (the tab holds no device meanwhile). */
 const NO_JOB_MAX_MS = 30_000;
@@ -58,9 +64,13 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   let state: Phase | undefined;
   const setState = (s: Phase, detail?: string) => { if (s !== state || detail) { state = s; emit({ type: 'state', state: s, detail }); } };
   const client = new RelayClient(o.server, o.fetch, {
-    signal: o.signal, retry: o.retry,
+    signal: o.signal, retry: o.retry, now: o.now, answerTimeoutMs: o.answerTimeoutMs,
     onRetry: (what, attempt, delayMs, reason) => emit({ type: 'retry', what, attempt, delayMs, reason }),
+    onFailover: (from, to, reason) => emit({ type: 'failover', from, to, reason }),
   });
+  /** Where identity and volunteer id are kept: the first relay's name (the id derives from the key, so it
+   * is the same on every relay of the network; a relay that does not know it yet is registered with). */
+  const home = typeof o.server === 'string' ? o.server : o.server[0] ?? '';
   const shards = new Map<string, TaskData>();
   let trainer: { key: string; t: Trainer } | undefined;
   let uploaded = 0;
@@ -69,8 +79,8 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   let ephemeral: CryptoKeyPair | undefined;
   let identity: Identity | undefined;
   const getIdentity = async (): Promise<Identity> => identity ??= await loadOrCreateIdentity({
-    get: async () => (o.store.getKeys ? o.store.getKeys(o.server) : ephemeral),
-    put: async (k) => { if (o.store.putKeys) await o.store.putKeys(o.server, k); else ephemeral = k; },
+    get: async () => (o.store.getKeys ? o.store.getKeys(home) : ephemeral),
+    put: async (k) => { if (o.store.putKeys) await o.store.putKeys(home, k); else ephemeral = k; },
     extractable: o.store.keysExtractable,
   });
 
@@ -79,14 +89,14 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
 
   const volunteerId = async (fresh = false): Promise<string> => {
     const me = await getIdentity();
-    const known = fresh ? undefined : await o.store.getVolunteerId(o.server);
+    const known = fresh ? undefined : await o.store.getVolunteerId(home);
     // an id registered without this key (an older, key-less registration) cannot sign: register the key
     if (known === me.id) return known;
     setState('registering');
     const { challenge, difficulty } = await client.challenge();
     const nonce = await solvePow(challenge, difficulty);
     const id = await client.register(o.agent, o.device, { publicKey: me.publicKey, challenge, nonce });
-    await o.store.setVolunteerId(o.server, id);
+    await o.store.setVolunteerId(home, id);
     emit({ type: 'registered', volunteerId: id });
     return id;
   };
@@ -254,7 +264,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     const delta = await t.delta();
     const computeMs = Date.now() - start;
     emit({ type: 'trained', taskId: task.taskId, losses, computeMs });
-    if (Date.now() > task.deadline) {
+    if (client.relayNow() > task.deadline) {
       emit({ type: 'dropped', taskId: task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease ran out while training' });
       return undefined;
     }
@@ -270,7 +280,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_JOB_NOT_RUNNING', reason: 'its job stopped taking updates after this task was leased ahead' });
       return undefined;
     }
-    if (ready && ready.task.deadline < Date.now() + lastTaskMs) {
+    if (ready && ready.task.deadline < client.relayNow() + lastTaskMs) {
       emit({ type: 'dropped', taskId: ready.task.taskId, code: 'TT_ERR_LEASE_EXPIRED', reason: 'the lease taken ahead would run out before the task could be trained' });
       return undefined;
     }
@@ -311,7 +321,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       try {
         vid ??= await volunteerId();
         let ready: Ready | undefined;
-        if (resume && resume.deadline > Date.now()) {
+        if (resume && resume.deadline > client.relayNow()) {
           emit({ type: 'resumed', taskId: resume.taskId });
           setState('fetching');
           ready = await readyFor(resume);

@@ -29,7 +29,8 @@ export function cpuBackend(reason: string, description = 'CPU (reference math)')
 }
 
 export type RuntimeOptions = {
-  server: string;
+  /** the relay, or several relays of one network in order of preference (failover: ./client.ts) */
+  server: string | readonly string[];
   jobId?: string;
   /** stop after this many uploads (tests, benchmarks) */
   maxTasks?: number;

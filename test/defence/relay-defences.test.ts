@@ -13,7 +13,7 @@ import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { solvePow } from '../../shared/security/pow.ts';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { registerSigned, type SignedVolunteer } from '../helpers/identity.ts';
-import { honestDelta, startRelay, startVolunteers, waitFor, type TestRelay } from '../helpers/relay.ts';
+import { honestDelta, startRelay, startVolunteers, testClock, waitFor, type TestRelay } from '../helpers/relay.ts';
 
 const N = paramCount(defaultMlp);
 type Answer = { status: number; headers: Headers; body: any };
@@ -56,9 +56,10 @@ const metric = async (relay: TestRelay, name: string, labels: string): Promise<n
 
 describe('forged, replayed and tampered uploads are refused over real HTTP', () => {
   let relay: TestRelay;
+  const clock = testClock();
   let alice: SignedVolunteer, bob: SignedVolunteer;
   beforeAll(async () => {
-    relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 0 } } });
+    relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence: { replication: { baseRate: 0 } }, now: clock.now });
     relay.app.scheduler.createJob('short-lease', defaultJobSpec({ leaseMs: 150, updatesPerRound: 1000, quorum: 1000 }), 'running');
     alice = await registerSigned(relay.url, 'alice');
     bob = await registerSigned(relay.url, 'bob');
@@ -96,7 +97,7 @@ describe('forged, replayed and tampered uploads are refused over real HTTP', () 
 
   it('refuses an expired lease with 409 TT_ERR_LEASE_EXPIRED', async () => {
     const task = await lease(alice, 'short-lease');
-    while (Date.now() <= task.deadline + 50) await new Promise((r) => setTimeout(r, 50));
+    clock.advance(task.deadline + 50 - clock.now()); // past the deadline on the relay's clock, without waiting
     refused(await signed(relay, alice, task, frameOf(task, alice.volunteerId)), 409, 'TT_ERR_LEASE_EXPIRED', /expired/);
   });
 

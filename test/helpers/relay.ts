@@ -12,13 +12,21 @@ import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 
 export type TestRelay = Relay & { url: string; dataDir: string; stop(): Promise<void> };
 
+/** A clock that runs with real time and can be moved ahead: give `now` to a relay (RelayOptions.now) and
+ * to volunteers, then `advance` past a lease deadline or a round timer instead of sleeping through it. */
+export type TestClock = { now: () => number; advance(ms: number): void };
+export function testClock(): TestClock {
+  let ahead = 0;
+  return { now: () => Date.now() + ahead, advance: (ms) => { ahead += ms; } };
+}
+
 export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'tabtrain-test-'));
 
 /** Starts a relay; stop() closes it and removes its data directory (unless keepData). */
 export async function startRelay(opts: Partial<RelayOptions> & { keepData?: boolean } = {}): Promise<TestRelay> {
   const dataDir = opts.dataDir ?? tempDataDir();
   // a low proof-of-work difficulty keeps registration cheap in tests (the default is 16 bits)
-  const relay = await buildApp({ sweepMs: 100, ...opts, defence: { powDifficulty: 4, ...opts.defence }, dataDir, port: 0, host: '127.0.0.1', logger: false });
+  const relay = await buildApp({ sweepMs: 100, ...opts, defence: { powDifficulty: 4, ...opts.defence }, dataDir, port: opts.port ?? 0, host: '127.0.0.1', logger: false });
   return {
     ...relay, url: relay.url!, dataDir,
     async stop() {

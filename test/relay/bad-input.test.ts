@@ -8,13 +8,14 @@ import { encodeUpdateFrame } from '../../shared/protocol/frame.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { registerSigned, type SignedVolunteer } from '../helpers/identity.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import { startRelay, testClock, type TestRelay } from '../helpers/relay.ts';
 
 const N = paramCount(defaultMlp);
 type ErrorAnswer = { status: number; body: { error: { code: string; message: string } } };
 
 describe('the relay refuses bad input with a clear 4xx and stays healthy', () => {
   let relay: TestRelay;
+  const clock = testClock();
   let volunteerId: string;
   let me: SignedVolunteer;
   const statuses: number[] = [];
@@ -51,7 +52,7 @@ describe('the relay refuses bad input with a clear 4xx and stays healthy', () =>
   beforeAll(async () => {
     // K large so no round closes and every leased task stays open for these probes; each corrupt payload
     // is a strike against the probe's identity, so the ban threshold is lifted for it to keep probing
-    relay = await startRelay({ defaultJob: { updatesPerRound: 1000, quorum: 1000 }, maxBodyBytes: 4 << 20, defence: { replication: { banAt: 1000 } } });
+    relay = await startRelay({ defaultJob: { updatesPerRound: 1000, quorum: 1000 }, maxBodyBytes: 4 << 20, defence: { replication: { banAt: 1000 } }, now: clock.now });
     relay.app.scheduler.createJob('short-lease', defaultJobSpec({ leaseMs: 150, updatesPerRound: 1000, quorum: 1000 }), 'running');
     me = await registerSigned(relay.url, 'probe');
     volunteerId = me.volunteerId;
@@ -162,7 +163,7 @@ describe('the relay refuses bad input with a clear 4xx and stays healthy', () =>
 
   it('refuses an expired lease with 409 TT_ERR_LEASE_EXPIRED', async () => {
     const task = await lease('short-lease');
-    while (Date.now() <= task.deadline + 50) await new Promise((r) => setTimeout(r, 50));
+    clock.advance(task.deadline + 50 - clock.now()); // past the deadline on the relay's clock, without waiting
     expectRefusal(await upload(task.taskId, frameFor(task, goodPayload())), 409, 'TT_ERR_LEASE_EXPIRED', /expired/);
   });
 

@@ -2,14 +2,15 @@
 // is in, and not before the quorum, however long it waits.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { paramCount, defaultMlp } from '../../shared/models/config.ts';
-import { startRelay, waitFor, type TestRelay } from '../helpers/relay.ts';
+import { startRelay, testClock, waitFor, type TestRelay } from '../helpers/relay.ts';
 import { registerVolunteer, uploadDelta } from '../ops/helpers.ts';
 
 describe('round timer', () => {
   let relay: TestRelay;
   const ROUND_MS = 1500;
+  const clock = testClock();
   beforeAll(async () => {
-    relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 4, quorum: 2, roundTimeoutMs: ROUND_MS } });
+    relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 4, quorum: 2, roundTimeoutMs: ROUND_MS }, now: clock.now });
   });
   afterAll(async () => { await relay.stop(); });
 
@@ -20,7 +21,8 @@ describe('round timer', () => {
     const first = await uploadDelta(relay.url, 'mnist-mlp', volunteer, delta(1));
     expect(first.status).toBe(200);
     // the timer runs out with one update of a quorum of two: the round stays open
-    await new Promise((r) => setTimeout(r, ROUND_MS + 1000));
+    clock.advance(ROUND_MS + 1000);
+    relay.app.scheduler.sweep(); // what the round timer's sweep does, now rather than at its next tick
     expect(await version()).toBe(0);
     const second = await uploadDelta(relay.url, 'mnist-mlp', volunteer, delta(2));
     expect(second.status).toBe(200);

@@ -18,7 +18,7 @@ import type { Task } from '../../shared/protocol/messages.ts';
 import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
 import { memoryLoopStore } from '../../shared/volunteer/store.ts';
 import { registerSigned } from '../helpers/identity.ts';
-import { startRelay, waitFor, type TestRelay } from '../helpers/relay.ts';
+import { startRelay, testClock, waitFor, type TestRelay } from '../helpers/relay.ts';
 
 describe('volunteer loop', () => {
   let relay: TestRelay;
@@ -87,7 +87,9 @@ describe('volunteer loop', () => {
   });
 
   it('a lease taken ahead that runs out while the volunteer is paused is dropped, and a fresh task is trained', async () => {
-    const short = await startRelay({ defence: { replication: { baseRate: 0 } }, defaultJob: { leaseMs: 4_000, steps: 10 } });
+    // one clock for the relay and the volunteer, moved past both leases while the volunteer is paused
+    const clock = testClock();
+    const short = await startRelay({ defence: { replication: { baseRate: 0 } }, defaultJob: { leaseMs: 30_000, steps: 10 }, now: clock.now });
     try {
       const throttle = new Throttle();
       const meter = new Meter({ throttle });
@@ -102,7 +104,7 @@ describe('volunteer loop', () => {
       // unbounded (a bounded run takes no lease ahead for its last task); stopped at the first upload
       const stop = new AbortController();
       const run = runVolunteer({
-        server: short.url, fetch: f, store: memoryLoopStore(), jobId: 'mnist-mlp', signal: stop.signal,
+        server: short.url, fetch: f, store: memoryLoopStore(), jobId: 'mnist-mlp', signal: stop.signal, now: clock.now,
         createTrainer: (m, o) => meter.wrapTrainer(createCpuTrainer(m, o)),
         onEvent: (e) => {
           events.push(e);
@@ -113,7 +115,7 @@ describe('volunteer loop', () => {
       });
       await waitFor(async () => leased.length, (n) => paused && n >= 2, 50);
       // wait out both leases (the one training and the one taken ahead), then carry on
-      await new Promise((r) => setTimeout(r, Math.max(0, leased[1].deadline - Date.now()) + 200));
+      clock.advance(Math.max(0, leased[1].deadline - clock.now()) + 200);
       throttle.setPaused(false);
       await run;
       const dropped = events.filter((e) => e.type === 'dropped');

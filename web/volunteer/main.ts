@@ -14,11 +14,17 @@ const SLOT_KEY = 'tabtrain.slot';
 const JOB_RETRY_MS = 5000;
 
 type Settings = { intensity: number; pauseHidden: boolean; pauseBattery: boolean; paused: boolean };
-type PageState = { phase: Phase; detail?: string; device?: DeviceInfo; stats?: Stats; job?: JobInfo; consent: boolean };
+/** relay: the relay the worker talks to now (it changes when one stops answering and the next is used) */
+type PageState = { phase: Phase; detail?: string; device?: DeviceInfo; stats?: Stats; job?: JobInfo; consent: boolean; relay: string; failovers: string[] };
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
-const state: PageState = { phase: 'starting', consent: false };
+/** The relays to train for, in order: the one that served this page, then the others of its network named
+ * in ?relays=URL,URL (the relay must list them as peers for the browser to reach them). */
+const relays = [location.origin, ...(params.get('relays') ?? '').split(',').map((s) => s.trim()).filter(Boolean).flatMap((u) => {
+  try { return [new URL(u).origin]; } catch { return []; }
+})].filter((u, i, all) => all.indexOf(u) === i);
+const state: PageState = { phase: 'starting', consent: false, relay: location.origin, failovers: [] };
 (globalThis as unknown as { tabtrain: PageState }).tabtrain = state;
 
 function loadSettings(): Settings {
@@ -123,6 +129,18 @@ function showStats(s: Stats): void {
   }
 }
 
+function showFailover(from: string, to: string, reason: string): void {
+  const line = `relay ${new URL(from).host} stopped answering (${reason}); going on with ${new URL(to).host}`;
+  state.relay = to;
+  state.failovers.push(line);
+  console.info('[tabtrain]', line);
+  $('relay-host').textContent = new URL(to).host;
+  $('s-relay').textContent = new URL(to).host;
+  const note = $('relay-note');
+  note.hidden = false;
+  note.textContent = `Relay ${new URL(from).host} stopped answering; this tab goes on with ${new URL(to).host}.`;
+}
+
 function showError(message: string): void {
   const el = $('error');
   el.hidden = false;
@@ -171,10 +189,11 @@ function startWorker(): void {
     }
     else if (m.type === 'stats') showStats(m.stats);
     else if (m.type === 'log') console.info('[tabtrain]', m.message);
+    else if (m.type === 'failover') showFailover(m.from, m.relay, m.reason);
   };
   worker.onerror = (e) => showError(`The training worker stopped: ${e.message || 'unknown error'}. Reload the page to try again.`);
   send({
-    type: 'start', server: location.origin, jobId: params.get('job') ?? undefined, intensity: settings.intensity,
+    type: 'start', servers: relays, jobId: params.get('job') ?? undefined, intensity: settings.intensity,
     paused: isPaused(), forceCpu: params.get('cpu') === '1',
     slot: sessionStorage.getItem(SLOT_KEY) === null ? undefined : Number(sessionStorage.getItem(SLOT_KEY)),
   });
@@ -224,6 +243,7 @@ function wireControls(): void {
 
 async function main(): Promise<void> {
   $('relay-host').textContent = location.host;
+  $('s-relay').textContent = relays.length > 1 ? `${location.host} (then ${relays.slice(1).map((u) => new URL(u).host).join(', ')})` : location.host;
   wireControls();
   await describeJob();
   state.consent = localStorage.getItem(CONSENT_KEY) === 'yes';

@@ -3,7 +3,8 @@
 import type { DeviceInfo, Phase, Stats } from '../../shared/volunteer/status.ts';
 
 export type PageSends =
-  | { type: 'start'; server: string; jobId?: string; intensity: number; paused: boolean; forceCpu?: boolean; slot?: number }
+  /** servers: the relay that served the page first, then the others given in ?relays= (failover order) */
+  | { type: 'start'; servers: string[]; jobId?: string; intensity: number; paused: boolean; forceCpu?: boolean; slot?: number }
   | { type: 'pause'; reason: string }
   | { type: 'resume' }
   | { type: 'intensity'; value: number };
@@ -14,4 +15,6 @@ export type WorkerSends =
   | { type: 'slot'; slot: number }
   | { type: 'phase'; phase: Phase; detail?: string }
   | { type: 'stats'; stats: Stats }
-  | { type: 'log'; message: string };
+  | { type: 'log'; message: string }
+  /** the relay in use stopped answering and the worker went on with `relay` */
+  | { type: 'failover'; from: string; relay: string; reason: string };

@@ -4,6 +4,7 @@
 /// <reference lib="webworker" />
 import { createVolunteerRuntime, type VolunteerRuntime } from '../../shared/volunteer/runtime.ts';
 import { Throttle } from '../../shared/volunteer/throttle.ts';
+import { isFatal } from '../../shared/volunteer/supervise.ts';
 import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
 import { pickBackend } from './backend.ts';
 import { openVolunteerDb } from './idb-store.ts';
@@ -26,7 +27,8 @@ self.onmessage = (e: MessageEvent<PageSends>) => {
     started = true;
     throttle.setIntensity(m.intensity);
     throttle.setPaused(m.paused);
-    start(m).catch((err: unknown) => post({ type: 'phase', phase: 'error', detail: `the training loop stopped: ${(err as Error).message}` }));
+    // a relay refusing this page's protocol says what to do (reload): shown as it is
+    start(m).catch((err: unknown) => post({ type: 'phase', phase: 'error', detail: stoppedBecause(err) }));
   } else if (m.type === 'pause') {
     throttle.setPaused(true);
     runtime?.meter.notify();
@@ -38,6 +40,13 @@ self.onmessage = (e: MessageEvent<PageSends>) => {
   }
 };
 
+/** What the page shows when the loop stopped for good. */
+function stoppedBecause(err: unknown): string {
+  if (isFatal(err) && err.code === 'TT_ERR_CLIENT_TOO_OLD') return `This page is older than its relay: reload the page to get the current one. (The relay said: ${err.message})`;
+  if (isFatal(err)) return err.message;
+  return `the training loop stopped: ${(err as Error).message}`;
+}
+
 async function start(m: Extract<PageSends, { type: 'start' }>): Promise<void> {
   const backend = await pickBackend({ forceCpu: m.forceCpu });
   post({ type: 'device', device: backend.device });
@@ -46,7 +55,7 @@ async function start(m: Extract<PageSends, { type: 'start' }>): Promise<void> {
   const db = await openVolunteerDb();
   const store = kvLoopStore(db, slot);
   const rt = await createVolunteerRuntime({
-    server: m.server, jobId: m.jobId, backend, db, store, creditKey: `credit:${slot}`, throttle, signal: stop.signal,
+    server: m.servers, jobId: m.jobId, backend, db, store, creditKey: `credit:${slot}`, throttle, signal: stop.signal,
     fetch: fetch.bind(self),
     agent: (b) => `tabtrain-web (${b})`,
     onPhase: (phase, detail) => post({ type: 'phase', phase, detail }),
@@ -54,6 +63,7 @@ async function start(m: Extract<PageSends, { type: 'start' }>): Promise<void> {
     onEvent: (ev) => {
       if (ev.type === 'resumed') void reportResume(ev.taskId);
       if (ev.type === 'error') post({ type: 'log', message: ev.message });
+      if (ev.type === 'failover') post({ type: 'failover', from: ev.from, relay: ev.to, reason: ev.reason });
     },
     onRestart: (err, waitMs) => {
       post({ type: 'log', message: `loop stopped: ${err.message}; restarting in ${Math.round(waitMs)} ms` });
