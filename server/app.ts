@@ -26,6 +26,8 @@ import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
+import { countEgress } from './p2p/egress.ts';
+import { p2pRoutes, type P2pOptions } from './p2p/routes.ts';
 
 export type RelayOptions = {
   /** SQLite file, lease secret; created if missing */
@@ -60,6 +62,8 @@ export type RelayOptions = {
   maxConnectionsPerAddress?: number;
   /** socket and request timeouts, ms (0 = none); defaults in server/transport.ts */
   timeouts?: Partial<Timeouts>;
+  /** peer-to-peer sharing between volunteer tabs (server/p2p): on by default, no ICE servers */
+  p2p?: P2pOptions;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -90,12 +94,14 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   installErrorHandlers(app);
   await app.register(fastifyHelmet, helmetOptions);
   authenticateFirst(app);
+  countEgress(app, metrics.egressBytes);
 
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);
   await app.register(taskRoutes);
   await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight });
   await app.register(healthRoutes);
+  await app.register(p2pRoutes, opts.p2p ?? {});
 
   // ---- operator plugin registration point (server/ops/index.ts, owned by the ops engineer) ----
   await app.register(opsPlugin);

@@ -30,6 +30,8 @@ export const errors = {
   TT_ERR_VOLUNTEER_BANNED: { status: 403, message: (d: string) => d },
   TT_ERR_EMPTY_UPDATE: { status: 422, message: (d: string) => d },
   TT_ERR_NOT_USEFUL: { status: 422, message: (d: string) => `update does not lower the loss on its own batch: ${d}` },
+  TT_ERR_UNKNOWN_PEER: { status: 409, message: (d: string) => `no tab "${d}" is connected to signalling; open the PeerJS connection (GET /api/p2p says where) before announcing` },
+  TT_ERR_P2P_OFF: { status: 404, message: () => 'peer-to-peer sharing is off on this relay; fetch everything from the relay' },
   TT_ERR_NOT_FOUND: { status: 404, message: (d: string) => `no route ${d}; see docs/protocol.md` },
   TT_ERR_INTERNAL: { status: 500, message: () => 'the relay failed on its side; retry later' },
 } as const;

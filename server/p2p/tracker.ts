@@ -1,0 +1,61 @@
+// Who holds which piece: the tabs that announced it and are still connected to signalling. In memory
+// only: a relay restart forgets it, and tabs announce again as they fetch. Also turns the byte totals
+// tabs report into growth, so a repeated or retried report is counted once.
+
+/** Pieces one tab may be listed for; past it, its oldest are forgotten (it may still hold them). */
+const MAX_PIECES_PER_PEER = 4096;
+
+export class PieceTracker {
+  private readonly holders = new Map<string, Map<string, number>>(); // piece → peer → announced at
+  private readonly held = new Map<string, Set<string>>(); // peer → pieces, oldest first
+  private readonly totals = new Map<string, { received: number; sent: number }>();
+  private seq = 0;
+
+  have(peer: string, pieces: readonly string[]): void {
+    let mine = this.held.get(peer);
+    if (!mine) this.held.set(peer, (mine = new Set()));
+    for (const p of pieces) {
+      mine.delete(p);
+      mine.add(p);
+      let h = this.holders.get(p);
+      if (!h) this.holders.set(p, (h = new Map()));
+      h.set(peer, ++this.seq);
+    }
+    for (const old of mine) {
+      if (mine.size <= MAX_PIECES_PER_PEER) break;
+      mine.delete(old);
+      this.drop(old, peer);
+    }
+  }
+
+  /** Up to n holders of a piece other than `except`, the most recent announcement first. */
+  holdersOf(piece: string, n: number, except?: string): string[] {
+    const h = this.holders.get(piece);
+    if (!h) return [];
+    return [...h].filter(([p]) => p !== except).sort((a, b) => b[1] - a[1]).slice(0, n).map(([p]) => p);
+  }
+
+  /** A tab gone from signalling serves nothing any more. */
+  forget(peer: string): void {
+    for (const p of this.held.get(peer) ?? []) this.drop(p, peer);
+    this.held.delete(peer);
+    this.totals.delete(peer);
+  }
+
+  /** How much the reported totals grew since this tab's last report. */
+  report(peer: string, received: number, sent: number): { received: number; sent: number } {
+    const last = this.totals.get(peer) ?? { received: 0, sent: 0 };
+    this.totals.set(peer, { received: Math.max(last.received, received), sent: Math.max(last.sent, sent) });
+    return { received: Math.max(0, received - last.received), sent: Math.max(0, sent - last.sent) };
+  }
+
+  pieces(): number {
+    return this.holders.size;
+  }
+
+  private drop(piece: string, peer: string): void {
+    const h = this.holders.get(piece);
+    h?.delete(peer);
+    if (h?.size === 0) this.holders.delete(piece);
+  }
+}
