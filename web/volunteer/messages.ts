@@ -3,7 +3,9 @@
 import type { DeviceInfo, Phase, Stats } from '../../shared/volunteer/status.ts';
 
 export type PageSends =
-  | { type: 'start'; server: string; jobId?: string; intensity: number; paused: boolean; forceCpu?: boolean; slot?: number }
+  | { type: 'start'; server: string; jobId?: string; intensity: number; paused: boolean; forceCpu?: boolean; slot?: number; peers?: boolean }
+  /** A piece the worker asked for (piece-get), from a peer and checked; no bytes: fetch from the relay. */
+  | { type: 'piece'; id: number; bytes?: ArrayBuffer }
   | { type: 'pause'; reason: string }
   | { type: 'resume' }
   | { type: 'intensity'; value: number };
@@ -14,4 +16,8 @@ export type WorkerSends =
   | { type: 'slot'; slot: number }
   | { type: 'phase'; phase: Phase; detail?: string }
   | { type: 'stats'; stats: Stats }
-  | { type: 'log'; message: string };
+  | { type: 'log'; message: string }
+  /** Peer-to-peer sharing (web/volunteer/peers.ts): ask peers for a piece, hold one, drop a bad sender. */
+  | { type: 'piece-get'; id: number; hash: string; bytes: number }
+  | { type: 'piece-have'; hash: string; bytes: ArrayBuffer }
+  | { type: 'piece-bad'; hash: string };
