@@ -14,15 +14,15 @@ const accepted = async (t: Tab): Promise<number> => (await tabState(t.page)).sta
 
 /** Breaks every binary message this page sends on a data channel (the piece bytes it serves): a peer that lies. */
 const corruptOutgoing = () => {
-  const send = RTCDataChannel.prototype.send;
-  RTCDataChannel.prototype.send = function (this: RTCDataChannel, data: string | Blob | ArrayBuffer | ArrayBufferView) {
+  const send = RTCDataChannel.prototype.send as (this: RTCDataChannel, data: unknown) => void;
+  RTCDataChannel.prototype.send = function (this: RTCDataChannel, data: unknown) {
     if (data instanceof ArrayBuffer && data.byteLength > 0) {
       const b = new Uint8Array(data.slice(0));
       b[b.length >> 1] ^= 0xff;
       return send.call(this, b.buffer);
     }
-    return send.call(this, data as string);
-  };
+    return send.call(this, data);
+  } as RTCDataChannel['send'];
 };
 
 describe('tabs share pieces peer to peer', () => {
