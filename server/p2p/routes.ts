@@ -24,6 +24,8 @@ export type P2pOptions = {
 
 /** Holders named per question: a tab tries a few, then the relay. */
 const HOLDERS_PER_ANSWER = 4;
+/** How long other tabs wait for the one fetching a piece nobody holds yet from the relay. */
+const FETCH_GRACE_MS = 5_000;
 
 const PeersQuery = Type.Object({ piece: PieceHash, except: Type.Optional(PeerId) }, { additionalProperties: false });
 
@@ -64,7 +66,8 @@ export const p2pRoutes: FastifyPluginAsync<P2pOptions> = async (app, o) => {
 
   app.get<{ Querystring: typeof PeersQuery.static }>('/api/p2p/peers', {
     schema: { querystring: PeersQuery, response: { 200: RelaySendsPeers, ...errorResponses } },
-  }, async (req) => ({
-    peers: tracker.holdersOf(req.query.piece, HOLDERS_PER_ANSWER, req.query.except).filter((p) => signal.connected(p)),
-  }));
+  }, async (req) => {
+    const r = tracker.route(req.query.piece, HOLDERS_PER_ANSWER, req.query.except, Date.now(), FETCH_GRACE_MS);
+    return { ...r, peers: r.peers.filter((p) => signal.connected(p)) };
+  });
 };

@@ -9,6 +9,8 @@ export class PieceTracker {
   private readonly holders = new Map<string, Map<string, number>>(); // piece → peer → announced at
   private readonly held = new Map<string, Set<string>>(); // peer → pieces, oldest first
   private readonly totals = new Map<string, { received: number; sent: number }>();
+  /** pieces nobody holds yet, and the tab that was told to fetch each from the relay */
+  private readonly fetching = new Map<string, { peer: string; at: number }>();
   private seq = 0;
 
   have(peer: string, pieces: readonly string[]): void {
@@ -20,12 +22,30 @@ export class PieceTracker {
       let h = this.holders.get(p);
       if (!h) this.holders.set(p, (h = new Map()));
       h.set(peer, ++this.seq);
+      this.fetching.delete(p);
     }
     for (const old of mine) {
       if (mine.size <= MAX_PIECES_PER_PEER) break;
       mine.delete(old);
       this.drop(old, peer);
     }
+  }
+
+  /**
+   * Whom to ask for a piece: holders, or, when none holds it yet, whether to wait for the tab already
+   * fetching it from the relay (a new version is wanted by every tab at once: one fetches it, the others
+   * take it from that one) or to fetch it itself. A fetcher that has not announced within `graceMs`
+   * (slow, or gone) loses the piece to the next asker.
+   */
+  route(piece: string, n: number, asker: string | undefined, now: number, graceMs: number): { peers: string[]; waitMs?: number } {
+    const peers = this.holdersOf(piece, n, asker);
+    if (peers.length || !asker) return { peers };
+    const f = this.fetching.get(piece);
+    if (f && f.peer !== asker && now - f.at < graceMs) return { peers, waitMs: Math.min(1000, graceMs - (now - f.at)) };
+    if (!f || f.peer !== asker) this.fetching.set(piece, { peer: asker, at: now });
+    // remembered only while someone might still ask; old entries go when the map grows
+    if (this.fetching.size > 4096) for (const [k, v] of this.fetching) if (now - v.at > graceMs) this.fetching.delete(k);
+    return { peers };
   }
 
   /** Up to n holders of a piece other than `except`, the most recent announcement first. */
@@ -40,6 +60,7 @@ export class PieceTracker {
     for (const p of this.held.get(peer) ?? []) this.drop(p, peer);
     this.held.delete(peer);
     this.totals.delete(peer);
+    for (const [piece, f] of this.fetching) if (f.peer === peer) this.fetching.delete(piece);
   }
 
   /** How much the reported totals grew since this tab's last report. */

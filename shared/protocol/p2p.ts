@@ -28,7 +28,10 @@ export const VolunteerSendsAnnounce = Type.Object({
 }, { additionalProperties: false });
 export type Announce = Static<typeof VolunteerSendsAnnounce>;
 
-export const RelaySendsPeers = Type.Object({ peers: Type.Array(Type.String(), { description: 'PeerJS ids that hold the piece, newest announcement first' }) });
+export const RelaySendsPeers = Type.Object({
+  peers: Type.Array(Type.String(), { description: 'PeerJS ids that hold the piece, newest announcement first' }),
+  waitMs: Type.Optional(Type.Integer({ minimum: 0, description: 'none holds it yet but another tab is fetching it from the relay: ask again after this' })),
+});
 
 export const RelaySendsShardList = Type.Object({
   shards: Type.Array(Type.Object({ shard: Type.Integer({ minimum: 0 }), bytes: Type.Integer({ minimum: 0 }), sha256: Type.String() })),

@@ -79,6 +79,26 @@ describe('peer-to-peer on the relay', () => {
     a.ws.close();
   });
 
+  it('lets one tab fetch a piece nobody holds from the relay while the others wait for it', async () => {
+    const a = await signal(relay, 'first-aaaa'), b = await signal(relay, 'second-bbbb');
+    await a.next('OPEN');
+    await b.next('OPEN');
+    const hashC = 'c'.repeat(64);
+    const ask = async (me: string) => (await (await fetch(`${relay.url}/api/p2p/peers?piece=${hashC}&except=${me}`)).json()) as { peers: string[]; waitMs?: number };
+    expect(await ask('first-aaaa')).toEqual({ peers: [] });
+    const second = await ask('second-bbbb');
+    expect(second.peers).toEqual([]);
+    expect(second.waitMs).toBeGreaterThan(0);
+    await announce({ peerId: 'first-aaaa', have: [hashC] });
+    expect(await ask('second-bbbb')).toEqual({ peers: ['first-aaaa'] });
+    // a fetcher that leaves does not hold the others up
+    const hashD = 'd'.repeat(64);
+    await fetch(`${relay.url}/api/p2p/peers?piece=${hashD}&except=first-aaaa`);
+    a.ws.close();
+    await expect.poll(async () => (await (await fetch(`${relay.url}/api/p2p/peers?piece=${hashD}&except=second-bbbb`)).json())).toEqual({ peers: [] });
+    b.ws.close();
+  });
+
   it('answers bad announcements with a 4xx naming the field', async () => {
     const unknown = await announce({ peerId: 'not-connected', have: [hashA] });
     expect(unknown.status).toBe(409);

@@ -30,6 +30,8 @@ const OPEN_TIMEOUT_MS = 8_000;
 const REPORT_EVERY_MS = 2_000;
 /** A piece must arrive at least this fast (plus a fixed allowance) or the next holder is tried. */
 const MIN_BYTES_PER_SEC = 128 * 1024;
+/** Longest wait for another tab to fetch a piece from the relay before fetching it too. */
+const MAX_WAIT_MS = 6_000;
 
 type Pending = { hash: string; size?: number; parts: Uint8Array[]; got: number; done(b: Uint8Array | undefined): void };
 type Link = { conn: DataConnection; pending?: Pending; queue: Promise<unknown> };
@@ -83,9 +85,16 @@ export class PeerShare {
 
   async get(hash: string, size: number): Promise<Uint8Array | undefined> {
     const q = new URLSearchParams({ piece: hash, except: this.peer.id });
-    const res = await fetch(`${this.server}/api/p2p/peers?${q}`).catch(() => undefined);
-    if (!res?.ok) return undefined;
-    const { peers } = (await res.json()) as { peers: string[] };
+    let peers: string[] = [];
+    // nobody holds it yet but another tab is fetching it from the relay: wait for that tab, a while
+    for (const until = Date.now() + MAX_WAIT_MS; ;) {
+      const res = await fetch(`${this.server}/api/p2p/peers?${q}`).catch(() => undefined);
+      if (!res?.ok) return undefined;
+      const r = (await res.json()) as { peers: string[]; waitMs?: number };
+      peers = r.peers;
+      if (peers.length || !r.waitMs || Date.now() + r.waitMs > until) break;
+      await sleep(r.waitMs);
+    }
     for (const from of peers.filter((p) => !this.dropped.has(p)).slice(0, HOLDERS_TRIED)) {
       const got = await this.ask(from, hash, size).catch(() => undefined);
       if (!got) continue;
