@@ -14,6 +14,8 @@ export type TabsTraffic = {
   model: number; shard: number; other: number;
   /** bytes tabs reported taking from each other */
   peers: number;
+  /** over all tabs: asks of a peer that brought nothing (busy, gone, slow), bytes rejected by hash */
+  missed: number; rejected: number;
 };
 
 const root = resolve(import.meta.dirname, '..');
@@ -56,11 +58,13 @@ export async function tabsTraffic(browser: Browser, tabs: number, share: boolean
     for (const p of pages) await p.locator('#toggle').click();
     await new Promise((r) => setTimeout(r, 5000));
     const m = await metrics(url);
+    const tabStats = await Promise.all(pages.map((p) => p.evaluate(() => (globalThis as unknown as { tabtrain: { peers?: { missed: number; rejected: number } } }).tabtrain.peers)));
     const egress = (kind: string) => m.get(`tabtrain_relay_egress_bytes_total{kind="${kind}"}`) ?? 0;
     return {
       tabs, share, accepted: accepted().n, seconds: (Date.now() - t0) / 1000,
       model: egress('model'), shard: egress('shard'), other: egress('other'),
       peers: m.get('tabtrain_peer_bytes_total{direction="received"}') ?? 0,
+      missed: tabStats.reduce((a, t) => a + (t?.missed ?? 0), 0), rejected: tabStats.reduce((a, t) => a + (t?.rejected ?? 0), 0),
     };
   } finally {
     for (const c of contexts) await c.close();

@@ -132,7 +132,7 @@ if (TABS > 0) {
       const r = await tabsTraffic(browser, TABS, share, TABS * TAB_UPDATES);
       runs.push(r);
       const down = r.model + r.shard;
-      console.log(`${TABS} tabs, sharing ${share ? 'on ' : 'off'}: ${r.accepted} updates accepted in ${r.seconds.toFixed(0)} s; relay sent params+deltas ${r.model} B, shards ${r.shard} B, other ${r.other} B (${(down / r.accepted).toFixed(0)} B of model and shards per update); tabs took ${r.peers} B from each other`);
+      console.log(`${TABS} tabs, sharing ${share ? 'on ' : 'off'}: ${r.accepted} updates accepted in ${r.seconds.toFixed(0)} s; relay sent params+deltas ${r.model} B, shards ${r.shard} B, other ${r.other} B (${(down / r.accepted).toFixed(0)} B of model and shards per update); tabs took ${r.peers} B from each other (asks of a peer that brought nothing ${r.missed}, bytes rejected by hash ${r.rejected})`);
     }
     const [off, on] = runs;
     const perUpdate = (r: typeof on) => (r.model + r.shard) / r.accepted;

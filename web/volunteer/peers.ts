@@ -13,19 +13,25 @@ import { sha256Hex } from '../../shared/volunteer/pieces.ts';
 export type ShareLimits = {
   /** bytes per second this tab sends to all peers together */
   bytesPerSec: number;
-  /** peers this tab serves at once */
+  /** peers this tab sends pieces to at once (others are told it is busy and ask another holder) */
   maxPeers: number;
   /** bytes of pieces held in memory for others (oldest dropped first) */
   maxHeldBytes: number;
 };
 export const defaultLimits: ShareLimits = { bytesPerSec: 2 * 1024 * 1024, maxPeers: 4, maxHeldBytes: 256 * 1024 * 1024 };
 
-export type ShareStats = { peerId: string; received: number; sent: number; rejected: number; droppedPeers: number; held: number; serving: boolean };
+export type ShareStats = {
+  peerId: string; received: number; sent: number; rejected: number; droppedPeers: number; held: number; serving: boolean;
+  /** asks of a peer that brought nothing (busy, gone, too slow) */
+  missed: number;
+};
 
 /** Under the SCTP message size every browser takes. */
 const CHUNK = 64 * 1024;
 /** Holders tried for one piece before the relay. */
-const HOLDERS_TRIED = 2;
+const HOLDERS_TRIED = 3;
+/** Data channels other tabs may hold open to this one (idle ones cost little; transfers are capped by maxPeers). */
+const MAX_INBOUND = 32;
 const OPEN_TIMEOUT_MS = 8_000;
 const REPORT_EVERY_MS = 2_000;
 /** A piece must arrive at least this fast (plus a fixed allowance) or the next holder is tried. */
@@ -33,8 +39,9 @@ const MIN_BYTES_PER_SEC = 128 * 1024;
 /** Longest wait for another tab to fetch a piece from the relay before fetching it too. */
 const MAX_WAIT_MS = 6_000;
 
-type Pending = { hash: string; size?: number; parts: Uint8Array[]; got: number; done(b: Uint8Array | undefined): void };
-type Link = { conn: DataConnection; pending?: Pending; queue: Promise<unknown> };
+type Pending = { hash: string; expect: number; size?: number; parts: Uint8Array[]; got: number; done(b: Uint8Array | undefined): void };
+/** missed: the last answer was a clean miss (the channel is in step and can be asked again) */
+type Link = { conn: DataConnection; pending?: Pending; queue: Promise<unknown>; missed?: boolean };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const randomId = () => `tab-${crypto.randomUUID()}`;
@@ -46,14 +53,15 @@ export class PeerShare {
   private readonly links = new Map<string, Link>(); // peers this tab asked
   private readonly dropped = new Set<string>();
   private readonly lastFrom = new Map<string, string>();
-  private serving = 0;
+  private inbound = 0;
+  private sending = 0;
   private nextFree = 0; // when the upload cap next allows bytes out
   private unannounced: string[] = [];
   private reported = { received: -1, sent: -1 };
   private timer: ReturnType<typeof setInterval>;
 
   private constructor(private readonly server: string, private readonly peer: Peer, private limits: ShareLimits) {
-    this.stats = { peerId: peer.id, received: 0, sent: 0, rejected: 0, droppedPeers: 0, held: 0, serving: true };
+    this.stats = { peerId: peer.id, received: 0, sent: 0, rejected: 0, droppedPeers: 0, held: 0, serving: true, missed: 0 };
     peer.on('connection', (conn) => this.serve(conn));
     this.timer = setInterval(() => void this.report(), REPORT_EVERY_MS);
   }
@@ -95,9 +103,11 @@ export class PeerShare {
       if (peers.length || !r.waitMs || Date.now() + r.waitMs > until) break;
       await sleep(r.waitMs);
     }
-    for (const from of peers.filter((p) => !this.dropped.has(p)).slice(0, HOLDERS_TRIED)) {
+    // a random few of the holders, so the newest holder is not asked by everyone
+    const holders = peers.filter((p) => !this.dropped.has(p)).map((p) => [Math.random(), p] as const).sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+    for (const from of holders.slice(0, HOLDERS_TRIED)) {
       const got = await this.ask(from, hash, size).catch(() => undefined);
-      if (!got) continue;
+      if (!got) { this.stats.missed++; continue; }
       if ((await sha256Hex(got)) !== hash) {
         this.stats.rejected += got.byteLength;
         this.drop(from);
@@ -148,14 +158,15 @@ export class PeerShare {
     const run = l.queue.then(() => new Promise<Uint8Array | undefined>((resolve) => {
       const t = setTimeout(() => finish(undefined), 10_000 + (1000 * size) / MIN_BYTES_PER_SEC);
       const finish = (b: Uint8Array | undefined) => { clearTimeout(t); if (l.pending === p) l.pending = undefined; resolve(b); };
-      const p: Pending = { hash, parts: [], got: 0, done: finish };
+      const p: Pending = { hash, expect: size, parts: [], got: 0, done: finish };
       l.pending = p;
+      l.missed = false;
       l.conn.send(JSON.stringify({ t: 'get', hash }));
     }));
     l.queue = run.catch(() => undefined);
     const got = await run;
-    // a miss or a timeout: the next ask opens a fresh channel (none left mid-piece)
-    if (!got) { l.conn.close(); if (this.links.get(to) === l) this.links.delete(to); }
+    // a timeout or a wrong size: the next ask opens a fresh channel (none left mid-piece)
+    if (!got && !l.missed) { l.conn.close(); if (this.links.get(to) === l) this.links.delete(to); }
     return got;
   }
 
@@ -165,14 +176,16 @@ export class PeerShare {
       let m: { t?: string; hash?: string; bytes?: number };
       try { m = JSON.parse(d) as typeof m; } catch { return; }
       if (!p || m.hash !== p.hash) return;
-      if (m.t === 'piece' && Number.isSafeInteger(m.bytes) && m.bytes! >= 0) { p.size = m.bytes; if (m.bytes === 0) p.done(new Uint8Array(0)); }
-      else p.done(undefined);
+      // only the size the relay gave is taken: a peer cannot make this tab buffer more than that
+      if (m.t === 'piece' && m.bytes === p.expect) { p.size = m.bytes; if (m.bytes === 0) p.done(new Uint8Array(0)); }
+      else { l.missed = m.t === 'miss'; p.done(undefined); }
       return;
     }
     if (!p || p.size === undefined || !(d instanceof ArrayBuffer)) return;
     p.parts.push(new Uint8Array(d));
     p.got += d.byteLength;
     if (p.got < p.size) return;
+    if (p.got > p.size) return p.done(undefined);
     const out = new Uint8Array(p.got);
     let at = 0;
     for (const part of p.parts) { out.set(part, at); at += part.length; }
@@ -197,13 +210,13 @@ export class PeerShare {
   }
 
   private serve(conn: DataConnection): void {
-    if (this.serving >= this.limits.maxPeers) {
+    if (this.inbound >= MAX_INBOUND) {
       conn.on('open', () => conn.close());
       return;
     }
-    this.serving++;
+    this.inbound++;
     let chain = Promise.resolve();
-    conn.on('close', () => { this.serving--; });
+    conn.on('close', () => { this.inbound--; });
     conn.on('error', () => conn.close());
     conn.on('data', (d) => {
       if (typeof d !== 'string') return;
@@ -216,8 +229,17 @@ export class PeerShare {
   }
 
   private async send(conn: DataConnection, hash: string): Promise<void> {
-    const piece = this.stats.serving ? this.held.get(hash) : undefined;
+    const piece = this.stats.serving && this.sending < this.limits.maxPeers ? this.held.get(hash) : undefined;
     if (!piece) { await conn.send(JSON.stringify({ t: 'miss', hash })); return; }
+    this.sending++;
+    try {
+      await this.stream(conn, hash, piece);
+    } finally {
+      this.sending--;
+    }
+  }
+
+  private async stream(conn: DataConnection, hash: string, piece: Uint8Array): Promise<void> {
     await conn.send(JSON.stringify({ t: 'piece', hash, bytes: piece.byteLength }));
     for (let at = 0; at < piece.byteLength && conn.open; at += CHUNK) {
       const chunk = piece.slice(at, at + CHUNK);
