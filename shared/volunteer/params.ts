@@ -52,7 +52,15 @@ async function viaDeltas(client: RelayClient, store: LoopStore, task: Task, piec
   const m = await client.manifest(task.jobId, task.baseVersion);
   const chain = m.deltas.filter((d) => d.version > have.version);
   const bytes = chain.reduce((a, d) => a + d.bytes, 0);
-  if (m.hash !== task.versionHash || chain.length !== task.baseVersion - have.version || chain[0].baseHash !== have.hash || bytes >= m.paramsBytes) return undefined;
+  if (m.hash !== task.versionHash || chain.length !== task.baseVersion - have.version || chain[0].baseHash !== have.hash) return undefined;
+  if (bytes >= m.paramsBytes) {
+    // the params are fewer bytes; but with peers, a chain costs the relay only the deltas no peer holds
+    // (a new version's params are held by nobody until someone has built them): params from a peer if
+    // one has them, else the chain
+    if (!pieces.withPeers) return undefined;
+    const got = await pieces.fromPeers(task.versionHash, m.paramsBytes);
+    if (got && got.byteLength === m.paramsBytes) return { params: asFloats(got), source: 'params', deltas: 0 };
+  }
   let p = base;
   for (const d of chain) {
     const delta = await pieces.fetch(d.sha256, d.bytes, () => client.delta(task.jobId, d.version));

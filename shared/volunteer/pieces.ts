@@ -27,6 +27,10 @@ export async function sha256Hex(bytes: ArrayBufferView): Promise<string | undefi
 export type PieceFetcher = {
   /** The piece named `hash` (`bytes` long): from a peer when one has it, else `fromRelay()`. */
   fetch(hash: string, bytes: number, fromRelay: () => Promise<Uint8Array>): Promise<Uint8Array>;
+  /** The piece from a peer only (checked), or undefined; never the relay. Undefined without peers. */
+  fromPeers(hash: string, bytes: number): Promise<Uint8Array | undefined>;
+  /** Whether peers are asked at all (a host with a peer source that can check hashes). */
+  readonly withPeers: boolean;
   /** Bytes this volunteer holds and has checked (from its cache, or the relay): offered to peers. */
   offer(hash: string, bytes: ArrayBufferView): void;
   counts: PieceCounts;
@@ -42,19 +46,25 @@ export function pieceFetcher(peers: PeerSource | undefined): PieceFetcher {
     peers.have(hash, new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
   };
   const canCheck = () => globalThis.crypto?.subtle !== undefined;
+  const fromPeers = async (hash: string, bytes: number): Promise<Uint8Array | undefined> => {
+    if (!peers || !canCheck()) return undefined;
+    const got = await peers.get(hash, bytes).catch(() => undefined);
+    if (got && (await sha256Hex(got)) === hash) {
+      counts.fromPeers += got.byteLength;
+      offer(hash, got);
+      return got;
+    }
+    if (got) { counts.rejected += got.byteLength; peers.bad(hash); }
+    return undefined;
+  };
   return {
     counts,
     offer,
+    fromPeers,
+    get withPeers() { return peers !== undefined && canCheck(); },
     async fetch(hash, bytes, fromRelay) {
-      if (peers && canCheck()) {
-        const got = await peers.get(hash, bytes).catch(() => undefined);
-        if (got && (await sha256Hex(got)) === hash) {
-          counts.fromPeers += got.byteLength;
-          offer(hash, got);
-          return got;
-        }
-        if (got) { counts.rejected += got.byteLength; peers.bad(hash); }
-      }
+      const got = await fromPeers(hash, bytes);
+      if (got) return got;
       const b = await fromRelay();
       counts.fromRelay += b.byteLength;
       // only what hashes to its name is passed on (a relay answer cut short must not spread)
