@@ -30,7 +30,7 @@ const W = Number(process.env.BENCH_VOLUNTEERS ?? 4);
 const TASKS = Number(process.env.BENCH_TASKS ?? 20);
 const TABS = Number(process.env.BENCH_TABS ?? 10);
 /** accepted updates per tab in each P2P run */
-const TAB_UPDATES = Number(process.env.BENCH_TAB_UPDATES ?? 4);
+const TAB_UPDATES = Number(process.env.BENCH_TAB_UPDATES ?? 6);
 
 type Route = 'lease' | 'params' | 'manifest' | 'delta' | 'shard' | 'update' | 'other';
 const routeOf = (method: string, path: string): Route =>

@@ -61,6 +61,7 @@ async function viaDeltas(client: RelayClient, store: LoopStore, task: Task, piec
     const got = await pieces.fromPeers(task.versionHash, m.paramsBytes);
     if (got && got.byteLength === m.paramsBytes) return { params: asFloats(got), source: 'params', deltas: 0 };
   }
+  pieces.will(task.versionHash);
   let p = base;
   for (const d of chain) {
     const delta = await pieces.fetch(d.sha256, d.bytes, () => client.delta(task.jobId, d.version));

@@ -12,6 +12,8 @@ export interface PeerSource {
   bad(hash: string): void;
   /** This volunteer now holds the piece (checked): it may serve it to others. */
   have(hash: string, bytes: Uint8Array): void;
+  /** This volunteer is making the piece (a version from deltas): others may wait for it, not the relay. */
+  will?(hash: string): void;
 }
 
 /** Where a volunteer's pieces came from, in bytes. */
@@ -29,6 +31,8 @@ export type PieceFetcher = {
   fetch(hash: string, bytes: number, fromRelay: () => Promise<Uint8Array>): Promise<Uint8Array>;
   /** The piece from a peer only (checked), or undefined; never the relay. Undefined without peers. */
   fromPeers(hash: string, bytes: number): Promise<Uint8Array | undefined>;
+  /** Says this volunteer is making the piece (and will offer it). */
+  will(hash: string): void;
   /** Whether peers are asked at all (a host with a peer source that can check hashes). */
   readonly withPeers: boolean;
   /** Bytes this volunteer holds and has checked (from its cache, or the relay): offered to peers. */
@@ -61,6 +65,7 @@ export function pieceFetcher(peers: PeerSource | undefined): PieceFetcher {
     counts,
     offer,
     fromPeers,
+    will: (hash) => { if (!offered.has(hash)) peers?.will?.(hash); },
     get withPeers() { return peers !== undefined && canCheck(); },
     async fetch(hash, bytes, fromRelay) {
       const got = await fromPeers(hash, bytes);

@@ -180,6 +180,7 @@ function onPieceMessage(m: WorkerSends): boolean {
     else share.get(m.hash, m.bytes).then(answer, () => answer());
   } else if (m.type === 'piece-have') share?.have(m.hash, new Uint8Array(m.bytes));
   else if (m.type === 'piece-bad') share?.bad(m.hash);
+  else if (m.type === 'piece-will') share?.will(m.hash);
   else return false;
   return true;
 }

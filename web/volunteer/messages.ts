@@ -20,4 +20,5 @@ export type WorkerSends =
   /** Peer-to-peer sharing (web/volunteer/peers.ts): ask peers for a piece, hold one, drop a bad sender. */
   | { type: 'piece-get'; id: number; hash: string; bytes: number }
   | { type: 'piece-have'; hash: string; bytes: ArrayBuffer }
-  | { type: 'piece-bad'; hash: string };
+  | { type: 'piece-bad'; hash: string }
+  | { type: 'piece-will'; hash: string };

@@ -15,6 +15,7 @@ export function peerBridge(post: (m: WorkerSends, transfer?: Transferable[]) => 
       post({ type: 'piece-get', id, hash, bytes });
     }),
     bad: (hash) => post({ type: 'piece-bad', hash }),
+    will: (hash) => post({ type: 'piece-will', hash }),
     // a copy: the loop keeps its own (the cached params, the shard)
     have: (hash, bytes) => { const copy = bytes.slice(); post({ type: 'piece-have', hash, bytes: copy.buffer }, [copy.buffer]); },
     onPage(m) {

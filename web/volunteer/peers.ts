@@ -121,6 +121,13 @@ export class PeerShare {
     return undefined;
   }
 
+  /** This tab is making the piece (a version from deltas): asking for it while nobody holds it makes the
+   * relay tell other tabs to wait for this one rather than fetch it from the relay too. */
+  will(hash: string): void {
+    if (this.held.has(hash)) return;
+    void fetch(`${this.server}/api/p2p/peers?${new URLSearchParams({ piece: hash, except: this.peer.id })}`).catch(() => undefined);
+  }
+
   /** The worker found bytes from this tab's peers that do not match: whoever sent them is dropped. */
   bad(hash: string): void {
     const from = this.lastFrom.get(hash);
