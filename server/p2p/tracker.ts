@@ -4,6 +4,8 @@
 
 /** Pieces one tab may be listed for; past it, its oldest are forgotten (it may still hold them). */
 const MAX_PIECES_PER_PEER = 4096;
+/** Tabs whose reported totals are remembered, newest reports kept. */
+const MAX_TOTALS = 100_000;
 
 export class PieceTracker {
   private readonly holders = new Map<string, Map<string, number>>(); // piece → peer → announced at
@@ -59,14 +61,16 @@ export class PieceTracker {
   forget(peer: string): void {
     for (const p of this.held.get(peer) ?? []) this.drop(p, peer);
     this.held.delete(peer);
-    this.totals.delete(peer);
+    // totals stay (a while): a tab that reconnects under the same id reports the same totals again
     for (const [piece, f] of this.fetching) if (f.peer === peer) this.fetching.delete(piece);
   }
 
   /** How much the reported totals grew since this tab's last report. */
   report(peer: string, received: number, sent: number): { received: number; sent: number } {
     const last = this.totals.get(peer) ?? { received: 0, sent: 0 };
+    this.totals.delete(peer); // re-inserted: the map is oldest-first, and the oldest go past MAX_TOTALS
     this.totals.set(peer, { received: Math.max(last.received, received), sent: Math.max(last.sent, sent) });
+    for (const old of this.totals.keys()) { if (this.totals.size <= MAX_TOTALS) break; this.totals.delete(old); }
     return { received: Math.max(0, received - last.received), sent: Math.max(0, sent - last.sent) };
   }
 

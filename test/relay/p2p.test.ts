@@ -76,6 +76,13 @@ describe('peer-to-peer on the relay', () => {
     b.ws.close();
     await expect.poll(() => holders(hashB)).toEqual([]);
     expect(await holders(hashA)).toEqual(['holder-aaaa']);
+    // back under the same id (signalling lost and regained): the same totals count nothing twice
+    const again = await signal(relay, 'holder-bbbb');
+    await again.next('OPEN');
+    await announce({ peerId: 'holder-bbbb', have: [hashB], received: 250 });
+    expect(await metric(relay.url, 'tabtrain_peer_bytes_total', 'direction="received"')).toBe(250);
+    expect(await holders(hashB)).toEqual(['holder-bbbb']);
+    again.ws.close();
     a.ws.close();
   });
 

@@ -34,6 +34,7 @@ const HOLDERS_TRIED = 3;
 const MAX_INBOUND = 32;
 const OPEN_TIMEOUT_MS = 8_000;
 const REPORT_EVERY_MS = 2_000;
+const RECONNECT_MS = 2_000;
 /** A piece must arrive at least this fast (plus a fixed allowance) or the next holder is tried. */
 const MIN_BYTES_PER_SEC = 128 * 1024;
 /** Longest wait for another tab to fetch a piece from the relay before fetching it too. */
@@ -63,6 +64,11 @@ export class PeerShare {
   private constructor(private readonly server: string, private readonly peer: Peer, private limits: ShareLimits) {
     this.stats = { peerId: peer.id, received: 0, sent: 0, rejected: 0, droppedPeers: 0, held: 0, serving: true, missed: 0 };
     peer.on('connection', (conn) => this.serve(conn));
+    // signalling lost (the relay restarted): connect again, and say again what this tab holds (the
+    // relay's tracker is in memory); data channels already open carry on meanwhile
+    peer.on('disconnected', () => setTimeout(() => { if (!peer.destroyed && peer.disconnected) peer.reconnect(); }, RECONNECT_MS));
+    peer.on('open', () => { this.unannounced = [...this.held.keys()]; this.reported = { received: -1, sent: -1 }; void this.report(); });
+    peer.on('error', () => undefined); // a peer that is gone or unreachable: asks time out and go to the relay
     this.timer = setInterval(() => void this.report(), REPORT_EVERY_MS);
   }
 
