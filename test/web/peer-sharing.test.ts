@@ -88,6 +88,19 @@ describe('tabs share pieces peer to peer', () => {
     expect(after.droppedPeers).toBe(1);
   }));
 
+  it('a paused tab serves nothing: the other tab trains from the relay', () => withTabs(async (relay, tabs) => {
+    const a = await openTab(browser, `${relay.url}/?cpu=1`);
+    tabs.push(a);
+    await waitFor('tab A to hold pieces', async () => (await peersOf(a))?.held && accepted(a));
+    await a.page.locator('#toggle').click();
+    await waitFor('tab A to stop serving', async () => (await tabState(a.page) as { peers?: { serving: boolean } }).peers?.serving === false);
+    const b = await openTab(browser, `${relay.url}/?cpu=1`);
+    tabs.push(b);
+    await waitFor('tab B to have an update accepted', async () => (await accepted(b)) >= 1);
+    expect((await peersOf(b))!.received).toBe(0);
+    expect((await peersOf(a))!.sent).toBe(0);
+  }));
+
   it('a tab with sharing off takes nothing from peers and trains from the relay', () => withTabs(async (relay, tabs) => {
     const a = await openTab(browser, `${relay.url}/?cpu=1`);
     tabs.push(a);
