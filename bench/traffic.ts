@@ -6,11 +6,15 @@
 // route, bodies and headers both (status and header lines as HTTP/1.1 would send them). The single-process
 // baseline trains the same model from the same initial parameters with the same AdamW on the same number
 // of samples, drawn the same way (shard round robin, batches by seed and step).
-// Peer-to-peer distribution is not measured here (not built yet); the last line says so.
+// Then the peer-to-peer part (./traffic-tabs.ts): BENCH_TABS real tabs in headless Chromium (default 10)
+// train on a fresh relay with sharing off, then on; peers carried = bytes tabs took from each other over
+// WebRTC / (those + the relay's egress of params, deltas and shards) in the run with sharing on.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp } from '../server/app.ts';
+import { launchBrowser } from '../test/helpers/browser.ts';
+import { tabsTraffic } from './traffic-tabs.ts';
 import { dataset } from '../server/data/datasets.ts';
 import { defaultJobSpec } from '../server/default-job.ts';
 import { decodeTaskData, taskBatch } from '../shared/data/task-data.ts';
@@ -24,6 +28,9 @@ import { memoryLoopStore } from '../shared/volunteer/store.ts';
 
 const W = Number(process.env.BENCH_VOLUNTEERS ?? 4);
 const TASKS = Number(process.env.BENCH_TASKS ?? 20);
+const TABS = Number(process.env.BENCH_TABS ?? 10);
+/** accepted updates per tab in each P2P run */
+const TAB_UPDATES = Number(process.env.BENCH_TAB_UPDATES ?? 6);
 
 type Route = 'lease' | 'params' | 'manifest' | 'delta' | 'shard' | 'update' | 'other';
 const routeOf = (method: string, path: string): Route =>
@@ -65,6 +72,7 @@ const url = relay.url!.replace('0.0.0.0', '127.0.0.1');
 const spec = defaultJobSpec();
 const h = spec.hyperparameters;
 const P = paramCount(spec.model);
+let headline = '';
 try {
   const t0 = Date.now();
   let uploaded = 0;
@@ -109,8 +117,30 @@ try {
   console.log(`model bytes down per task ${(modelDown / uploaded).toFixed(0)} (params ${bytes.params.n}×, deltas ${bytes.delta.n}×) vs update bytes up per task ${(bytes.update.up / uploaded).toFixed(0)}: ${(modelDown / bytes.update.up).toFixed(2)}`);
   console.log(`all bytes: ${total} (down ${down}, up ${up}); per-step ring all-reduce of fp32 gradients for the same samples and ${W} workers: ${allReduce.toExponential(3)}`);
   console.log(`held-out accuracy: swarm ${(100 * last.accuracy).toFixed(2)} % (loss ${last.loss.toFixed(4)}) at version ${last.version}; single process ${(100 * single.accuracy).toFixed(2)} % (loss ${single.loss.toFixed(4)})`);
-  console.log(`traffic: ${(allReduce / total).toFixed(0)}x fewer bytes than per-step all-reduce at ${(100 * (last.accuracy - single.accuracy)).toFixed(2)} pts from single-machine accuracy; down/up per task ${(down / up).toFixed(2)}; peers carried n/a (P2P not built)`);
+  headline = `traffic: ${(allReduce / total).toFixed(0)}x fewer bytes than per-step all-reduce at ${(100 * (last.accuracy - single.accuracy)).toFixed(2)} pts from single-machine accuracy; down/up per task ${(down / up).toFixed(2)}`;
 } finally {
   await relay.close();
   rmSync(dataDir, { recursive: true, force: true });
 }
+
+let peersCarried = 'peers carried n/a (BENCH_TABS=0)';
+if (TABS > 0) {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    const runs = [];
+    for (const share of [false, true]) {
+      const r = await tabsTraffic(browser, TABS, share, TABS * TAB_UPDATES);
+      runs.push(r);
+      const down = r.model + r.shard;
+      console.log(`${TABS} tabs, sharing ${share ? 'on ' : 'off'}: ${r.accepted} updates accepted in ${r.seconds.toFixed(0)} s; relay sent params+deltas ${r.model} B, shards ${r.shard} B, other ${r.other} B (${(down / r.accepted).toFixed(0)} B of model and shards per update); tabs took ${r.peers} B from each other (asks of a peer that brought nothing ${r.missed}, bytes rejected by hash ${r.rejected})`);
+    }
+    const [off, on] = runs;
+    const perUpdate = (r: typeof on) => (r.model + r.shard) / r.accepted;
+    console.log(`relay egress of model and shards per accepted update: ${perUpdate(off).toFixed(0)} B with sharing off, ${perUpdate(on).toFixed(0)} B on (${(100 * (1 - perUpdate(on) / perUpdate(off))).toFixed(0)} % less)`);
+    peersCarried = `peers carried ${(100 * on.peers / (on.peers + on.model + on.shard)).toFixed(0)}% of downloads with ${TABS} tabs`;
+  } finally {
+    await browser.close();
+  }
+}
+console.log(`${headline}; ${peersCarried}`);
+

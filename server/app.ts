@@ -30,6 +30,8 @@ import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
+import { countEgress } from './p2p/egress.ts';
+import { p2pRoutes, type P2pOptions } from './p2p/routes.ts';
 
 export type RelayOptions = {
   /** SQLite file, lease secret; created if missing */
@@ -74,6 +76,8 @@ export type RelayOptions = {
   /** the other relays of this network (sharing its database): the volunteer page may fail over to them
    * (?relays=…), so the page's CSP allows them and their pages may call this relay's volunteer API (CORS) */
   peers?: string[];
+  /** peer-to-peer sharing between volunteer tabs (server/p2p): on by default, no ICE servers */
+  p2p?: P2pOptions;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -109,12 +113,14 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   await app.register(fastifyHelmet, helmetOptionsFor(peers));
   allowPeers(app, peers);
   authenticateFirst(app);
+  countEgress(app, metrics.egressBytes);
 
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);
   await app.register(taskRoutes);
   await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight });
   await app.register(healthRoutes);
+  await app.register(p2pRoutes, opts.p2p ?? {});
 
   // ---- operator plugin registration point (server/ops/index.ts, owned by the ops engineer) ----
   await app.register(opsPlugin);

@@ -24,6 +24,10 @@ export function createMetrics() {
       name: 'tabtrain_update_usefulness_seconds', help: 'relay CPU time to score one update (two forward passes)',
       labelNames: ['job'], registers: r, buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
     }),
+    // peer-to-peer sharing (server/p2p): what the relay sent, and what tabs say they carried for each other
+    egressBytes: new Counter({ name: 'tabtrain_relay_egress_bytes_total', help: 'bytes of answers the relay sent, by kind (model: params and deltas; shard; other)', labelNames: ['kind'], registers: r }),
+    peerBytes: new Counter({ name: 'tabtrain_peer_bytes_total', help: 'bytes tabs report having received from or sent to other tabs', labelNames: ['direction'], registers: r }),
+    peersConnected: new Gauge({ name: 'tabtrain_peers_connected', help: 'tabs connected to the signalling server', registers: r }),
     roundSeconds: new Histogram({ name: 'tabtrain_round_aggregate_seconds', help: 'time to aggregate and commit a round', registers: r, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5] }),
   };
 }

@@ -49,12 +49,14 @@ export function buildProgram(): Command {
     .option('--upload-streams-per-address <n>', 'upload bodies one address may send at once (default 32)', int('--upload-streams-per-address', 1))
     .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default 256 MiB)', int('--upload-bytes-per-address', 1))
     .option('--peers <urls>', "the other relays of this network (sharing its database), comma-separated: volunteer pages served here may fail over to them (?relays=…)", peers)
+    .option('--no-p2p', 'no peer-to-peer sharing between volunteer tabs: everything comes from the relay')
+    .option('--ice-server <url>', 'a STUN/TURN server for tabs sharing over WebRTC (repeatable; none needed on loopback or most LANs)', (v: string, all: string[] = []) => [...all, v])
     .option('--quiet', 'log warnings and errors only')
     .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
       port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
-      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[];
+      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[]; p2p: boolean; iceServer?: string[];
     }) => {
       const relay = await buildApp({
         dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
@@ -63,6 +65,7 @@ export function buildProgram(): Command {
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },
         logger: { level: o.quiet ? 'warn' : 'info' },
         defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob, peers: o.peers,
+        p2p: { enabled: o.p2p, iceServers: (o.iceServer ?? []).map((urls) => ({ urls })) },
       });
       // One plain line that scripts (and the crash test) can wait for.
       process.stdout.write(`tabtrain relay listening on ${relay.url}\n`);

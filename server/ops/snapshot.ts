@@ -55,6 +55,9 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
       updateBytes += u.bytes;
       if (job) denseBytes += u.n * 4 * paramCount(job.model);
     }
+    // downloads of params, deltas and shards: what the relay sent, and what tabs took from each other (server/p2p)
+    const egress = (await app.metrics.egressBytes.get()).values.filter((v) => v.labels.kind !== 'other').reduce((a, v) => a + v.value, 0);
+    const fromPeers = (await app.metrics.peerBytes.get()).values.find((v) => v.labels.direction === 'received')?.value ?? 0;
     const refused = (await app.metrics.updatesRefused.get()).values.map((v) => ({ reason: String(v.labels.code), count: v.value }));
 
     const leaderboard = tally.leaderboard;
@@ -77,7 +80,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
       tasks: { leased: tally.leased, inFlight, expired: ended('expired'), accepted, rejected: ended('rejected') },
       throughput: { samplesPerSec: samples / secs, tokensPerSec: tokens / secs, gflops: flops / secs / 1e9, windowSec: secs },
       updates: { accepted, refused },
-      bytes: { in: traffic.bytesIn, out: traffic.bytesOut, updates: updateBytes, denseEquivalent: denseBytes, compressionRatio: updateBytes > 0 ? denseBytes / updateBytes : 0 },
+      bytes: { in: traffic.bytesIn, out: traffic.bytesOut, updates: updateBytes, denseEquivalent: denseBytes, compressionRatio: updateBytes > 0 ? denseBytes / updateBytes : 0, downloadsFromRelay: egress, downloadsFromPeers: fromPeers },
       jobs: perJob,
       leaderboard,
       health: { eventLoopLagMs: lagP99Ms, eventLoopMeanMs: lagMeanMs, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, queueDepth: pendingUpdates + inFlight, pendingUpdates, auditEntries: audit, uptimeSec: process.uptime() },

@@ -1,6 +1,8 @@
 // Read side of jobs: listing, info, checkpoints (params by version, or a manifest and the published
 // deltas that rebuild a version from an older one), shards and held-out evaluations.
+import { createHash } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
+import { RelaySendsShardList, type ShardList } from '../../shared/protocol/p2p.ts';
 import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import { errorResponses } from './common.ts';
@@ -10,6 +12,14 @@ import { missingVersionMessage } from '../store/retention.ts';
 
 /** Deltas listed in a manifest: a volunteer further behind than this downloads the params. */
 const MANIFEST_DELTAS = 64;
+
+/** Shards never change: their hashes are computed once per dataset. */
+const shardLists = new WeakMap<readonly Uint8Array[], ShardList>();
+const shardList = (shards: readonly Uint8Array[]): ShardList => {
+  let l = shardLists.get(shards);
+  if (!l) shardLists.set(shards, (l = { shards: shards.map((b, shard) => ({ shard, bytes: b.byteLength, sha256: createHash('sha256').update(b).digest('hex') })) }));
+  return l;
+};
 
 export const jobRoutes: FastifyPluginAsync = async (app) => {
   app.get('/api/jobs', { schema: { response: { 200: RelaySendsJobs } } }, async () => ({
@@ -65,6 +75,11 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     return reply.header('content-type', 'application/octet-stream').header('cache-control', 'public, max-age=31536000, immutable')
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
+
+  /** Every shard's SHA-256, so a tab can take a shard from another tab and check it. */
+  app.get<{ Params: Static<typeof JobParams> }>('/api/jobs/:jobId/shards', {
+    schema: { params: JobParams, response: { 200: RelaySendsShardList, ...errorResponses } },
+  }, async (req) => shardList(dataset(app.scheduler.requireJob(req.params.jobId).dataset.name).shardBytes));
 
   app.get<{ Params: Static<typeof ShardParams> }>('/api/jobs/:jobId/shards/:shard', {
     schema: { params: ShardParams, response: errorResponses },

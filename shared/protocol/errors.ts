@@ -49,6 +49,9 @@ export const errorCatalogue = {
   TT_ERR_REQUEST_TIME: { status: 401, message: (d) => `task request refused: ${d}` },
   TT_ERR_RATE_LIMITED: { status: 429, message: (d) => `too many requests: ${d}` },
   TT_ERR_VOLUNTEER_BANNED: { status: 403, message: said },
+  // ---- peer-to-peer sharing between tabs (server/p2p)
+  TT_ERR_UNKNOWN_PEER: { status: 409, message: (d) => `no tab "${d}" is connected to signalling; open the PeerJS connection (GET /api/p2p says where) before announcing` },
+  TT_ERR_P2P_OFF: { status: 404, message: () => 'peer-to-peer sharing is off on this relay; fetch everything from the relay' },
   // ---- operators and researchers (server/ops)
   TT_ERR_UNAUTHENTICATED: { status: 401, message: said },
   TT_ERR_FORBIDDEN: { status: 403, message: said },

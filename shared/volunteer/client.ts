@@ -5,6 +5,7 @@
 // for the next one at once; only when every relay has failed in a row does the client back off.
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema, Static } from '@sinclair/typebox';
+import { RelaySendsShardList, type ShardList } from '../protocol/p2p.ts';
 import {
   JobInfoSchema, RelaySendsError, RelaySendsJobs, RelaySendsManifest, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
   type JobInfo, type JobSummary, type Manifest, type Task, type UpdateAck,
@@ -144,6 +145,11 @@ export class RelayClient {
   async shard(jobId: string, shard: number): Promise<Uint8Array> {
     const res = await this.send('shard', `/api/jobs/${encodeURIComponent(jobId)}/shards/${shard}`, { method: 'GET' });
     return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /** Every shard's size and SHA-256 (for shards taken from peers). */
+  async shardList(jobId: string): Promise<ShardList> {
+    return this.json('GET', `/api/jobs/${encodeURIComponent(jobId)}/shards`, undefined, RelaySendsShardList);
   }
 
   /** Safe to retry: the relay answers a re-sent identical frame with the same answer, counted once. */

@@ -19,6 +19,8 @@ import type { Trainer, TrainOptions } from '../train/trainer.ts';
 import { RelayClient, RelayHttpError, sleep, type FetchLike, type RetryPolicy } from './client.ts';
 import type { Phase, VolunteerEvent } from './events.ts';
 import { paramsFor } from './params.ts';
+import { pieceFetcher, type PeerSource } from './pieces.ts';
+import { shardSource } from './shards.ts';
 import { prefetchDue } from './pipeline.ts';
 import type { LoopStore } from './store.ts';
 
@@ -32,6 +34,8 @@ export type VolunteerOptions = {
   fetch: FetchLike;
   createTrainer: (model: ModelConfig, opts: TrainOptions) => Trainer | Promise<Trainer>;
   store: LoopStore;
+  /** other volunteers to take params, deltas and shards from before the relay (a tab's WebRTC peers) */
+  peers?: PeerSource;
   signal: AbortSignal;
   onEvent?: (e: VolunteerEvent) => void;
   /** job to work on; default: the first running job the relay lists */
@@ -72,6 +76,8 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
    * is the same on every relay of the network; a relay that does not know it yet is registered with). */
   const home = typeof o.server === 'string' ? o.server : o.server[0] ?? '';
   const shards = new Map<string, TaskData>();
+  const pieces = pieceFetcher(o.peers);
+  const shardBytes = shardSource(client, o.store, pieces, o.peers !== undefined);
   let trainer: { key: string; t: Trainer } | undefined;
   let uploaded = 0;
 
@@ -124,7 +130,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   };
 
   const paramsOf = async (task: Task): Promise<Float32Array> => {
-    const got = await paramsFor(client, o.store, task);
+    const got = await paramsFor(client, o.store, task, pieces);
     if (got.source !== 'cache') emit({ type: 'params', taskId: task.taskId, version: task.baseVersion, source: got.source, deltas: got.deltas });
     return got.params;
   };
@@ -133,12 +139,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     const key = `${task.jobId}:${task.shard}`;
     let s = shards.get(key);
     if (s) return s;
-    let bytes = await o.store.getShard(task.jobId, task.shard);
-    if (!bytes) {
-      bytes = await client.shard(task.jobId, task.shard);
-      await o.store.putShard(task.jobId, task.shard, bytes);
-    }
-    s = decodeTaskData(bytes);
+    s = decodeTaskData(await shardBytes(task.jobId, task.shard));
     shards.set(key, s);
     return s;
   };

@@ -1,32 +1,38 @@
 // A task's base parameters, by the cheapest way there: the cache (by version hash); else the published
 // deltas from the newest version this volunteer holds, when the relay still has the whole chain and it is
-// fewer bytes than the parameters; else the parameters. Every delta is checked against the manifest's
-// SHA-256 and the result against the task's version hash, and any mismatch falls back to the parameters,
-// so a broken chain costs a download, never a wrong model.
+// fewer bytes than the parameters; else the parameters. Deltas and parameters are pieces (./pieces.ts):
+// taken from peers when they have them, from the relay otherwise. Every delta is checked against the
+// manifest's SHA-256 and the result against the task's version hash, and any mismatch falls back to the
+// parameters, so a broken chain costs a download, never a wrong model.
 import { applyVersionDelta } from '../codec/version-delta.ts';
 import type { Task } from '../protocol/messages.ts';
 import type { RelayClient } from './client.ts';
+import { pieceFetcher, sha256Hex, type PieceFetcher } from './pieces.ts';
 import type { LoopStore } from './store.ts';
+
+export { sha256Hex } from './pieces.ts';
 
 /** Where a task's parameters came from, for the meter and the benchmarks. */
 export type ParamsSource = { source: 'cache' | 'deltas' | 'params'; deltas: number };
 
-export async function sha256Hex(bytes: ArrayBufferView): Promise<string | undefined> {
-  const subtle = globalThis.crypto?.subtle; // absent on insecure http origins: hashes are not checked there
-  if (!subtle) return undefined;
-  const d = new Uint8Array(await subtle.digest('SHA-256', new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>));
-  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
-}
+const asBytes = (p: Float32Array) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+/** fp32 values of a piece (copied when its bytes do not start on a 4-byte boundary). */
+const asFloats = (b: Uint8Array) => b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength >> 2) : new Float32Array(b.slice().buffer);
 
-export async function paramsFor(client: RelayClient, store: LoopStore, task: Task): Promise<{ params: Float32Array } & ParamsSource> {
+export async function paramsFor(client: RelayClient, store: LoopStore, task: Task, pieces: PieceFetcher = pieceFetcher(undefined)): Promise<{ params: Float32Array } & ParamsSource> {
   const cached = await store.getParams(task.versionHash);
-  if (cached) return { params: cached, source: 'cache', deltas: 0 };
-  const chained = await viaDeltas(client, store, task);
+  if (cached) {
+    pieces.offer(task.versionHash, cached);
+    return { params: cached, source: 'cache', deltas: 0 };
+  }
+  const chained = await viaDeltas(client, store, task, pieces);
   let got: { params: Float32Array } & ParamsSource;
   if (chained) {
     got = chained;
   } else {
-    const { params } = await client.params(task.jobId, task.baseVersion);
+    const bytes = await pieces.fetch(task.versionHash, 4 * task.paramCount, async () => asBytes((await client.params(task.jobId, task.baseVersion)).params));
+    if (bytes.length % 4 !== 0) throw new Error(`params of version ${task.baseVersion} are ${bytes.length} bytes, not a whole number of fp32 values`);
+    const params = asFloats(bytes);
     const hash = await sha256Hex(params);
     if (hash !== undefined && hash !== task.versionHash) throw new Error(`params of version ${task.baseVersion} hash to ${hash}, the task says ${task.versionHash}`);
     got = { params, source: 'params', deltas: 0 };
@@ -34,10 +40,11 @@ export async function paramsFor(client: RelayClient, store: LoopStore, task: Tas
   if (got.params.length !== task.paramCount) throw new Error(`params of version ${task.baseVersion} have ${got.params.length} values, the task says ${task.paramCount}`);
   await store.putParams(task.versionHash, got.params);
   await store.putNewest?.(task.jobId, { version: task.baseVersion, hash: task.versionHash });
+  pieces.offer(task.versionHash, got.params);
   return got;
 }
 
-async function viaDeltas(client: RelayClient, store: LoopStore, task: Task): Promise<({ params: Float32Array } & ParamsSource) | undefined> {
+async function viaDeltas(client: RelayClient, store: LoopStore, task: Task, pieces: PieceFetcher): Promise<({ params: Float32Array } & ParamsSource) | undefined> {
   const have = await store.getNewest?.(task.jobId);
   if (!have || have.version >= task.baseVersion || !globalThis.crypto?.subtle) return undefined;
   const base = await store.getParams(have.hash);
@@ -45,10 +52,19 @@ async function viaDeltas(client: RelayClient, store: LoopStore, task: Task): Pro
   const m = await client.manifest(task.jobId, task.baseVersion);
   const chain = m.deltas.filter((d) => d.version > have.version);
   const bytes = chain.reduce((a, d) => a + d.bytes, 0);
-  if (m.hash !== task.versionHash || chain.length !== task.baseVersion - have.version || chain[0].baseHash !== have.hash || bytes >= m.paramsBytes) return undefined;
+  if (m.hash !== task.versionHash || chain.length !== task.baseVersion - have.version || chain[0].baseHash !== have.hash) return undefined;
+  if (bytes >= m.paramsBytes) {
+    // the params are fewer bytes; but with peers, a chain costs the relay only the deltas no peer holds
+    // (a new version's params are held by nobody until someone has built them): params from a peer if
+    // one has them, else the chain
+    if (!pieces.withPeers) return undefined;
+    const got = await pieces.fromPeers(task.versionHash, m.paramsBytes);
+    if (got && got.byteLength === m.paramsBytes) return { params: asFloats(got), source: 'params', deltas: 0 };
+  }
+  pieces.will(task.versionHash);
   let p = base;
   for (const d of chain) {
-    const delta = await client.delta(task.jobId, d.version);
+    const delta = await pieces.fetch(d.sha256, d.bytes, () => client.delta(task.jobId, d.version));
     if ((await sha256Hex(delta)) !== d.sha256) return undefined;
     p = applyVersionDelta(p, delta);
   }

@@ -10,6 +10,7 @@ import type { VolunteerDb } from './kv.ts';
 import { runVolunteer } from './loop.ts';
 import { gpuStepsOf, Meter } from './meter.ts';
 import type { DeviceInfo, Stats } from './status.ts';
+import type { PeerSource } from './pieces.ts';
 import type { LoopStore } from './store.ts';
 import { NEVER_GIVE_UP, supervise } from './supervise.ts';
 import type { Throttle } from './throttle.ts';
@@ -42,6 +43,8 @@ export type RuntimeOptions = {
   throttle: Throttle;
   signal: AbortSignal;
   fetch: typeof fetch;
+  /** other volunteers to fetch pieces from before the relay (./pieces.ts) */
+  peers?: PeerSource;
   /** the User-Agent-like string sent on registration, for the backend in use */
   agent(backend: DeviceInfo['backend']): string;
   onPhase(phase: Phase, detail?: string): void;
@@ -83,7 +86,7 @@ export async function createVolunteerRuntime(o: RuntimeOptions): Promise<Volunte
 
   const runOnce = () => runVolunteer({
     server: o.server, jobId: o.jobId, store: o.store, signal: o.signal, maxTasks: o.maxTasks, retry: NEVER_GIVE_UP,
-    fetch: meter.wrapFetch(o.fetch),
+    fetch: meter.wrapFetch(o.fetch), peers: o.peers,
     agent: o.agent(backend.device.backend),
     device: backend.device.description,
     createTrainer: makeTrainer,

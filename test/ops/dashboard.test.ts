@@ -39,6 +39,8 @@ describe('dashboard', () => {
     expect(Number(await page.textContent('#s-active'))).toBeGreaterThanOrEqual(1);
     expect(Number(await page.textContent('#s-gflops'))).toBeGreaterThan(0);
     expect(await page.textContent('#s-ratio')).toMatch(/× smaller than fp32/);
+    // the volunteers here are Node ones (no WebRTC): every download came from the relay
+    expect(await page.textContent('#s-downloads')).toMatch(/^[\d.]+ [KM]?B \/ 0 B \(0 % by peers\)$/);
     const card = page.locator(`#job-${jobId}`);
     await expect.poll(async () => card.locator('.latest').textContent()).toMatch(/^\d+ evaluations; version \d+: held-out loss \d/);
     expect(await card.locator('.pill').textContent()).toBe('running');

@@ -10,7 +10,7 @@ type Snapshot = {
   tasks: { leased: number; inFlight: number; expired: number; accepted: number; rejected: number };
   throughput: { samplesPerSec: number; tokensPerSec: number; gflops: number; windowSec: number };
   updates: { accepted: number; refused: { reason: string; count: number }[] };
-  bytes: { in: number; out: number; updates: number; denseEquivalent: number; compressionRatio: number };
+  bytes: { in: number; out: number; updates: number; denseEquivalent: number; compressionRatio: number; downloadsFromRelay: number; downloadsFromPeers: number };
   jobs: { jobId: string; name: string; status: string; version: number; model: string; researcher: string; evals: EvalPoint[]; evalCount: number;
     finish?: { rule: string; reason: string; releasedVersion: number; loss: number | null; accuracy: number | null } }[];
   leaderboard: { volunteerId: string; credit: number; updates: number }[];
@@ -45,6 +45,8 @@ function render(s: Snapshot): void {
   text('s-accepted', count(s.updates.accepted));
   text('s-refused', count(s.updates.refused.reduce((a, r) => a + r.count, 0)));
   text('s-bytes', `${bytes(s.bytes.in)} / ${bytes(s.bytes.out)}`);
+  const dl = s.bytes.downloadsFromRelay + s.bytes.downloadsFromPeers;
+  text('s-downloads', dl > 0 ? `${bytes(s.bytes.downloadsFromRelay)} / ${bytes(s.bytes.downloadsFromPeers)} (${(100 * s.bytes.downloadsFromPeers / dl).toFixed(0)} % by peers)` : '–');
   text('s-ratio', s.bytes.compressionRatio > 0 ? `${s.bytes.compressionRatio.toFixed(1)}× smaller than fp32` : '–');
   throughput.set([history.map((h) => h.at / 1000), history.map((h) => h.samplesPerSec), history.map((h) => h.tokensPerSec)]);
 

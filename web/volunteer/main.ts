@@ -6,6 +6,7 @@ import type { JobInfo, JobSummary } from '../../shared/protocol/messages.ts';
 import { bytes, count, rate, sig } from '../../shared/util/format.ts';
 import type { DeviceInfo, Phase, Stats } from '../../shared/volunteer/status.ts';
 import type { PageSends, WorkerSends } from './messages.ts';
+import { defaultLimits, PeerShare } from './peers.ts';
 
 const CONSENT_KEY = 'tabtrain.consent.v1';
 const SETTINGS_KEY = 'tabtrain.settings.v1';
@@ -13,9 +14,10 @@ const SETTINGS_KEY = 'tabtrain.settings.v1';
 const SLOT_KEY = 'tabtrain.slot';
 const JOB_RETRY_MS = 5000;
 
-type Settings = { intensity: number; pauseHidden: boolean; pauseBattery: boolean; paused: boolean };
+/** share: take from and serve to other volunteers' tabs (WebRTC); shareKBps: the most this tab sends them */
+type Settings = { intensity: number; pauseHidden: boolean; pauseBattery: boolean; paused: boolean; share: boolean; shareKBps: number };
 /** relay: the relay the worker talks to now (it changes when one stops answering and the next is used) */
-type PageState = { phase: Phase; detail?: string; device?: DeviceInfo; stats?: Stats; job?: JobInfo; consent: boolean; relay: string; failovers: string[] };
+type PageState = { phase: Phase; detail?: string; device?: DeviceInfo; stats?: Stats; job?: JobInfo; consent: boolean; relay: string; failovers: string[]; peers?: PeerShare['stats'] };
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
@@ -28,7 +30,7 @@ const state: PageState = { phase: 'starting', consent: false, relay: location.or
 (globalThis as unknown as { tabtrain: PageState }).tabtrain = state;
 
 function loadSettings(): Settings {
-  const fallback: Settings = { intensity: 1, pauseHidden: false, pauseBattery: true, paused: false };
+  const fallback: Settings = { intensity: 1, pauseHidden: false, pauseBattery: true, paused: false, share: true, shareKBps: defaultLimits.bytesPerSec / 1024 };
   try {
     return { ...fallback, ...(JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? '{}') as Partial<Settings>) };
   } catch {
@@ -115,6 +117,10 @@ function showStats(s: Stats): void {
   $('s-bytes').textContent = bytes(s.bytesSent);
   $('s-ratio').textContent = s.denseBytes > 0 && s.bytesSent > 0 ? `${(s.denseBytes / s.bytesSent).toFixed(1)}× smaller than fp32` : '–';
   $('s-updates').textContent = `${s.updatesAccepted} of ${s.updatesSent}`;
+  state.peers = share ? { ...share.stats } : undefined;
+  $('s-peers').textContent = share
+    ? `${bytes(share.stats.received)} from peers · ${bytes(s.bytesReceived)} from the relay · ${bytes(share.stats.sent)} to peers`
+    : `off · ${bytes(s.bytesReceived)} from the relay`;
   const losses = s.recentLosses;
   if (losses.length) {
     $('s-loss').textContent = sig(losses[losses.length - 1]);
@@ -151,6 +157,8 @@ function showError(message: string): void {
 // ------------------------------------------------------------------ worker and controls
 
 let worker: Worker | undefined;
+/** This tab's WebRTC sharing, while it is on and the relay offers it. */
+let share: PeerShare | undefined;
 /** The job being described after the worker moved to it, so one move describes it once. */
 let describing: string | undefined;
 let hiddenPause = false, batteryPause = false;
@@ -170,17 +178,40 @@ function applyPause(): void {
   const paused = isPaused();
   send(paused ? { type: 'pause', reason: pauseReason() } : { type: 'resume' });
   $('toggle').textContent = settings.paused ? 'Resume' : 'Pause';
+  share?.setServing(!paused);
   if (paused) setPhase('paused');
   else if (state.phase === 'paused') setPhase('starting', 'resuming');
 }
 
-function startWorker(): void {
+/** Opens sharing when the person wants it and the browser can (no WebRTC: the relay only). */
+async function openShare(): Promise<void> {
+  if (!settings.share || share || typeof RTCPeerConnection === 'undefined') return;
+  share = await PeerShare.open(location.origin, { ...defaultLimits, bytesPerSec: settings.shareKBps * 1024 }).catch(() => undefined);
+  share?.setServing(!isPaused());
+}
+
+/** The worker's piece traffic: asks go to peers (none: it fetches from the relay), held pieces are served. */
+function onPieceMessage(m: WorkerSends): boolean {
+  if (m.type === 'piece-get') {
+    const answer = (b?: Uint8Array) => send(b ? { type: 'piece', id: m.id, bytes: b.slice().buffer } : { type: 'piece', id: m.id });
+    if (!share) answer();
+    else share.get(m.hash, m.bytes).then(answer, () => answer());
+  } else if (m.type === 'piece-have') share?.have(m.hash, new Uint8Array(m.bytes));
+  else if (m.type === 'piece-bad') share?.bad(m.hash);
+  else if (m.type === 'piece-will') share?.will(m.hash);
+  else return false;
+  return true;
+}
+
+async function startWorker(): Promise<void> {
   $('consent').hidden = true;
   $('live').hidden = false;
   setPhase('starting', 'choosing a device');
+  await openShare();
   worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
   worker.onmessage = (e: MessageEvent<WorkerSends>) => {
     const m = e.data;
+    if (onPieceMessage(m)) return;
     if (m.type === 'device') showDevice(m.device);
     else if (m.type === 'slot') sessionStorage.setItem(SLOT_KEY, String(m.slot));
     else if (m.type === 'phase') {
@@ -194,7 +225,7 @@ function startWorker(): void {
   worker.onerror = (e) => showError(`The training worker stopped: ${e.message || 'unknown error'}. Reload the page to try again.`);
   send({
     type: 'start', servers: relays, jobId: params.get('job') ?? undefined, intensity: settings.intensity,
-    paused: isPaused(), forceCpu: params.get('cpu') === '1',
+    paused: isPaused(), forceCpu: params.get('cpu') === '1', peers: share !== undefined,
     slot: sessionStorage.getItem(SLOT_KEY) === null ? undefined : Number(sessionStorage.getItem(SLOT_KEY)),
   });
 }
@@ -224,6 +255,25 @@ function wireControls(): void {
   document.addEventListener('visibilitychange', onVisibility);
   hiddenPause = settings.pauseHidden && document.visibilityState === 'hidden';
 
+  // sharing: off closes it at once (relay only from then on); on takes effect now if the worker was
+  // started with sharing, else after a reload
+  const shareBox = $<HTMLInputElement>('share');
+  shareBox.checked = settings.share;
+  shareBox.addEventListener('change', () => {
+    settings.share = shareBox.checked;
+    saveSettings();
+    if (!settings.share) { share?.close(); share = undefined; } else if (worker) void openShare();
+  });
+  const shareRate = $<HTMLInputElement>('share-rate');
+  shareRate.value = String(settings.shareKBps);
+  shareRate.addEventListener('change', () => {
+    const v = Number(shareRate.value);
+    if (!Number.isFinite(v) || v < 16) { shareRate.value = String(settings.shareKBps); return; }
+    settings.shareKBps = v;
+    saveSettings();
+    share?.setLimits({ bytesPerSec: v * 1024 });
+  });
+
   const battery = $<HTMLInputElement>('pause-battery');
   battery.checked = settings.pauseBattery;
   type Battery = EventTarget & { charging: boolean };
@@ -252,7 +302,7 @@ async function main(): Promise<void> {
   $('consent-yes').addEventListener('click', () => {
     localStorage.setItem(CONSENT_KEY, 'yes');
     state.consent = true;
-    startWorker();
+    void startWorker();
   }, { once: true });
 }
 

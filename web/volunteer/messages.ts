@@ -4,7 +4,9 @@ import type { DeviceInfo, Phase, Stats } from '../../shared/volunteer/status.ts'
 
 export type PageSends =
   /** servers: the relay that served the page first, then the others given in ?relays= (failover order) */
-  | { type: 'start'; servers: string[]; jobId?: string; intensity: number; paused: boolean; forceCpu?: boolean; slot?: number }
+  | { type: 'start'; servers: string[]; jobId?: string; intensity: number; paused: boolean; forceCpu?: boolean; slot?: number; peers?: boolean }
+  /** A piece the worker asked for (piece-get), from a peer and checked; no bytes: fetch from the relay. */
+  | { type: 'piece'; id: number; bytes?: ArrayBuffer }
   | { type: 'pause'; reason: string }
   | { type: 'resume' }
   | { type: 'intensity'; value: number };
@@ -17,4 +19,9 @@ export type WorkerSends =
   | { type: 'stats'; stats: Stats }
   | { type: 'log'; message: string }
   /** the relay in use stopped answering and the worker went on with `relay` */
-  | { type: 'failover'; from: string; relay: string; reason: string };
+  | { type: 'failover'; from: string; relay: string; reason: string }
+  /** Peer-to-peer sharing (web/volunteer/peers.ts): ask peers for a piece, hold one, drop a bad sender. */
+  | { type: 'piece-get'; id: number; hash: string; bytes: number }
+  | { type: 'piece-have'; hash: string; bytes: ArrayBuffer }
+  | { type: 'piece-bad'; hash: string }
+  | { type: 'piece-will'; hash: string };

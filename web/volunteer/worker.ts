@@ -9,13 +9,15 @@ import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
 import { pickBackend } from './backend.ts';
 import { openVolunteerDb } from './idb-store.ts';
 import type { PageSends, WorkerSends } from './messages.ts';
+import { peerBridge } from './peer-bridge.ts';
 import { acquireSlot } from './slot.ts';
 
 declare const self: DedicatedWorkerGlobalScope;
 
 const STATS_EVERY_MS = 500;
 
-const post = (m: WorkerSends) => self.postMessage(m);
+const post = (m: WorkerSends, transfer: Transferable[] = []) => self.postMessage(m, transfer);
+const peers = peerBridge(post);
 const throttle = new Throttle();
 const stop = new AbortController();
 let runtime: VolunteerRuntime | undefined;
@@ -23,6 +25,7 @@ let started = false;
 
 self.onmessage = (e: MessageEvent<PageSends>) => {
   const m = e.data;
+  if (peers.onPage(m)) return;
   if (m.type === 'start' && !started) {
     started = true;
     throttle.setIntensity(m.intensity);
@@ -56,7 +59,7 @@ async function start(m: Extract<PageSends, { type: 'start' }>): Promise<void> {
   const store = kvLoopStore(db, slot);
   const rt = await createVolunteerRuntime({
     server: m.servers, jobId: m.jobId, backend, db, store, creditKey: `credit:${slot}`, throttle, signal: stop.signal,
-    fetch: fetch.bind(self),
+    fetch: fetch.bind(self), peers: m.peers ? peers : undefined,
     agent: (b) => `tabtrain-web (${b})`,
     onPhase: (phase, detail) => post({ type: 'phase', phase, detail }),
     onDevice: (device) => post({ type: 'device', device }),
