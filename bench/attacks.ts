@@ -19,34 +19,34 @@ import { fileURLToPath } from 'node:url';
 import { aggregate, type AggregatorName, type PreAggregatorName } from '../shared/aggregate/index.ts';
 import { CodecError, decodeUpdate, encodeUpdate, type Update } from '../shared/codec/index.ts';
 import { batchFor, type Shard } from '../shared/data/shard.ts';
-import { defaultHyperparameters } from '../shared/jobs/spec.ts';
+import type { Usefulness } from '../shared/protocol/messages.ts';
 import { initParams, paramCount, type MlpConfig } from '../shared/models/config.ts';
 import { mlpEvaluate, mlpLogits } from '../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../shared/train/cpu.ts';
 import { rng } from '../shared/util/rng.ts';
 import { mnistHyperparameters } from '../server/default-job.ts';
-import { usefulnessScore } from '../server/defence/usefulness.ts';
+import { resolveJobHyperparameters } from '../server/defence/default.ts';
+import { refuses, usefulnessScore } from '../server/defence/usefulness.ts';
 import { outerStep } from '../server/scheduler/outer-step.ts';
 import { normBoundFrom, validateUpdate } from '../server/defence/validate.ts';
 import { attackNames, attackVectors, dataPoisoning, norm, type Attack, type Poison } from './attacks/attacks.ts';
 import { addTrigger, benchData, classesPerShard, CLASSES, INPUTS, TARGET, triggeredHeldOut, type Split } from './attacks/data.ts';
 
 /** "nnm+centered-clip": pre-aggregators then the rule. A leading "useful+" adds the relay's usefulness
- * check in enforce mode (server/defence/usefulness.ts, minDrop 0): an update that does not lower the loss
- * on its own task's first batch is refused before aggregation. */
-type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[]; useful: boolean };
+ * check in enforce mode with minDrop 0 (server/defence/usefulness.ts): an update that does not lower the
+ * loss on its own task's first batch is refused before aggregation. */
+type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[]; usefulness: Usefulness };
 const defence = (name: string): Defence => {
   const parts = name.split('+');
   const useful = parts[0] === 'useful';
   if (useful) parts.shift();
-  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], useful };
+  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], usefulness: { mode: useful ? 'enforce' : 'off', minDrop: 0 } };
 };
 export const defences = [
   'mean', 'median', 'trimmed-mean', 'geometric-median', 'krum', 'multi-krum', 'centered-clip',
-  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip', 'useful+multi-krum',
+  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip',
+  'useful+mean', 'useful+median', 'useful+trimmed-mean', 'useful+centered-clip', 'useful+multi-krum', 'useful+nnm+multi-krum',
 ].map(defence);
-/** The job default (shared/jobs/spec.ts): rule and pre-aggregators. */
-const DEFAULT = [...(defaultHyperparameters.preAggregators ?? []), defaultHyperparameters.aggregator].join('+');
 const splits: Split[] = ['iid', 'non-iid'];
 
 type Scenario = { defence: string; attack: Attack; split: Split };
@@ -55,6 +55,8 @@ type Outcome = Scenario & {
   accuracy: number; backdoor: number; refused: Record<string, number>; seconds: number; cpu: number;
   /** usefulness drop ≤ 0 on the volunteer's own assigned batch / on a held-out batch, per kind of sender */
   useful: { attacker: Flags; honest: Flags };
+  /** under the check: each scored update's drop on its own batch as a share of the loss before */
+  drops: { attacker: number[]; honest: number[] };
 };
 
 const HONEST = 8, ATTACKERS = 2;
@@ -63,6 +65,16 @@ const hp = { ...mnistHyperparameters, steps: Number(process.env.BENCH_STEPS ?? 1
 const compression = hp.compression;
 const model: MlpConfig = { kind: 'mlp', inputs: INPUTS, hidden: [32], classes: CLASSES };
 const d = paramCount(model);
+
+/** What the relay applies to a job submitted with this model and batch size and no defence named
+ * (server/defence/default.ts, the code the relay's job submission runs): the bench's "default defence". */
+const submitted = resolveJobHyperparameters(model, { hyperparameters: { batchSize: hp.batchSize } });
+const DEFAULT = [submitted.usefulness?.mode === 'enforce' ? 'useful' : '', ...(submitted.preAggregators ?? []), submitted.aggregator].filter(Boolean).join('+');
+{
+  const parsed = defence(DEFAULT), off: Usefulness = { mode: 'off', minDrop: 0 };
+  const want = submitted.usefulness?.mode === 'score' ? off : (submitted.usefulness ?? off);
+  if (JSON.stringify(parsed.usefulness) !== JSON.stringify(want)) throw new Error(`the bench cannot run the default defence ${JSON.stringify(submitted.usefulness)}`);
+}
 
 const cache = new Map<Split, { data: ReturnType<typeof benchData>; trigger: Shard }>();
 function dataFor(split: Split) {
@@ -82,6 +94,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
   const seen = new Set<string>();
   const refused: Record<string, number> = {};
   const useful = { attacker: { n: 0, own: 0, heldOut: 0 }, honest: { n: 0, own: 0, heldOut: 0 } };
+  const drops = { attacker: [] as number[], honest: [] as number[] };
   const r = rng(7);
   const f = s.attack === 'none' ? 0 : ATTACKERS;
   const count = (k: string) => { refused[k] = (refused[k] ?? 0) + 1; };
@@ -107,10 +120,11 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const accepted = xs.map((u, j) => {
       const v = validateUpdate(u, { paramCount: d, normBound });
       if (!v.ok && tally) count(v.code);
-      if (!v.ok || !def.useful) return v.ok;
-      const useful = usefulnessScore(model, params, u, batchFor(who[j].shard, who[j].seed, 0, hp.batchSize)).drop > 0;
-      if (!useful && tally) count('NOT_USEFUL');
-      return useful;
+      if (!v.ok || def.usefulness.mode !== 'enforce') return v.ok;
+      const score = usefulnessScore(model, params, u, batchFor(who[j].shard, who[j].seed, 0, hp.batchSize));
+      if (tally) (who[j].attacker ? drops.attacker : drops.honest).push(score.drop / score.before);
+      if (refuses(def.usefulness, score) && tally) count('NOT_USEFUL');
+      return !refuses(def.usefulness, score);
     });
     const ok = xs.filter((_, j) => accepted[j]);
     return { agg: ok.length ? aggregateWith(ok, round) : undefined, accepted };
@@ -129,7 +143,10 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const dense = (values: Float32Array): Update => ({ kind: 'dense', values });
     const evil = await attackVectors(s.attack, {
       honest, f, r,
-      defend: (xs) => relay([...honest, ...xs].map(dense), [...owners, ...xs.map((_, a) => ({ shard: data.attackers[a], seed: seedOf(100 + a), attacker: true }))], round, false).agg,
+      defend: (xs) => {
+        const { agg, accepted } = relay([...honest, ...xs].map(dense), [...owners, ...xs.map((_, a) => ({ shard: data.attackers[a], seed: seedOf(100 + a), attacker: true }))], round, false);
+        return { agg, attackersAccepted: accepted.slice(HONEST).filter(Boolean).length };
+      },
       train: (a, poison) => train(data.attackers[a], seedOf(100 + a), poison),
     });
     evil.forEach((x, a) => {
@@ -156,7 +173,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     // usefulness (server/defence/usefulness.ts) of every accepted update, on its own batch and a held-out one
     const control = batchFor(data.heldOut, round, 0, hp.batchSize);
     decoded.forEach((u, j) => {
-      if (!accepted[j] || def.useful) return; // (under the check itself every accepted update passed it)
+      if (!accepted[j] || def.usefulness.mode === 'enforce') return; // (under the check itself every accepted update passed it)
       const score = usefulnessScore(model, params, u, batchFor(from[j].shard, from[j].seed, 0, hp.batchSize), control);
       const t = from[j].attacker ? useful.attacker : useful.honest;
       t.n++;
@@ -174,7 +191,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const row = logits.subarray(i * CLASSES, (i + 1) * CLASSES);
     if (row.indexOf(Math.max(...row)) === TARGET) hits++;
   }
-  return { ...s, accuracy, backdoor: hits / trigger.n, refused, useful, seconds: (performance.now() - t0) / 1000, cpu: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6 };
+  return { ...s, accuracy, backdoor: hits / trigger.n, refused, useful, drops, seconds: (performance.now() - t0) / 1000, cpu: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6 };
 }
 
 // ------------------------------------------------------------------ driver: scenarios over workers
@@ -182,9 +199,10 @@ async function runScenario(s: Scenario): Promise<Outcome> {
 const pct = (x: number) => (100 * x).toFixed(1);
 
 async function main(): Promise<void> {
-  const pick = <T extends string>(env: string | undefined, all: readonly T[]) => (env ? all.filter((x) => env.split(',').includes(x)) : all);
+  const pick = <T extends string>(env: string | undefined, all: readonly T[]) => (env ? all.filter((x) => env.split(',').includes(x)) : [...all]);
   const runAttacks = pick(process.env.BENCH_ATTACKS, attackNames);
   const runDefences = pick(process.env.BENCH_DEFENCES, defences.map((x) => x.name));
+  if (!runDefences.includes(DEFAULT)) runDefences.push(DEFAULT);
   const runSplits = pick(process.env.BENCH_SPLITS, splits);
   const scenarios: Scenario[] = [];
   for (const split of runSplits) for (const attack of runAttacks) for (const def of runDefences) scenarios.push({ defence: def, attack, split });
@@ -236,6 +254,15 @@ async function main(): Promise<void> {
     const share = (k: 'attacker' | 'honest', g: keyof Flags) => (sum(k, 'n') ? `${pct(sum(k, g) / sum(k, 'n'))} %` : '-');
     console.log(`  ${split.padEnd(8)} ${attack.padEnd(15)} attackers flagged: own batch ${share('attacker', 'own').padStart(7)}, held-out ${share('attacker', 'heldOut').padStart(7)} ` +
       `(${sum('attacker', 'n')} updates); honest flagged: own ${share('honest', 'own').padStart(7)}, held-out ${share('honest', 'heldOut').padStart(7)}`);
+  }
+  const enforced = results.filter((o) => o.drops.honest.length);
+  if (enforced.length) {
+    console.log('\nunder the check: drop on its own batch ÷ loss before, quantiles 1 % / 10 % / 50 % (over every defence with the check):');
+    const q = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return [0.01, 0.1, 0.5].map((p) => (s.length ? s[Math.floor(p * (s.length - 1))].toFixed(3) : '-')).join(' / '); };
+    for (const split of runSplits) {
+      console.log(`  ${split.padEnd(8)} ${'honest'.padEnd(15)} ${q(enforced.filter((o) => o.split === split).flatMap((o) => o.drops.honest))}`);
+      for (const attack of hostile) console.log(`  ${split.padEnd(8)} ${attack.padEnd(15)} ${q(enforced.filter((o) => o.split === split && o.attack === attack).flatMap((o) => o.drops.attacker))}`);
+    }
   }
   const rank = runDefences.map((x) => ({ x, gap: Math.min(...runSplits.map((sp) => worst(sp, x) - acc(sp, 'none', 'mean'))) })).sort((a, b) => b.gap - a.gap);
   console.log(`\ndefences by worst case minus clean mean accuracy (min over splits): ${rank.map((e) => `${e.x} ${e.gap.toFixed(1)}`).join(', ')}`);

@@ -8,7 +8,7 @@ import { decodeUpdate, toDense, type Update } from '../../shared/codec/index.ts'
 import { taskBatchEncoded } from '../../shared/data/task-data.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
-import type { Augment } from '../../shared/protocol/messages.ts';
+import type { Augment, Usefulness as UsefulnessSetting } from '../../shared/protocol/messages.ts';
 import { gptEvaluate } from '../../shared/reference/gpt.ts';
 import { mlpEvaluate, type LabelledBatch } from '../../shared/reference/mlp.ts';
 import type { Batch } from '../../shared/train/trainer.ts';
@@ -50,6 +50,12 @@ export function usefulnessScore(
   const score: UsefulnessScore = { before, after, drop: before - after };
   if (control) score.controlDrop = batchLoss(config, base, control) - batchLoss(config, applied, control);
   return score;
+}
+
+/** Whether a job's setting refuses an update with this score: enforce, and a drop below minDrop (NaN, a
+ * loss that overflowed, is never enough). The bench (bench/attacks.ts) applies the same rule. */
+export function refuses(setting: UsefulnessSetting, score: Pick<UsefulnessScore, 'drop'>): boolean {
+  return setting.mode === 'enforce' && !(score.drop >= setting.minDrop);
 }
 
 /** The inner step whose batch an update is scored on. Step 0, one batch: its gradient is the one the
@@ -112,8 +118,7 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
     const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment);
     const score = usefulnessScore(job.model, params, decodeUpdate(payload, params.length), batch);
     stop();
-    // NaN (a loss that overflowed) is never enough
-    const refused = setting.mode === 'enforce' && !(score.drop >= setting.minDrop);
+    const refused = refuses(setting, score);
     defence.putUsefulness({ taskId: task.taskId, jobId: job.jobId, volunteerId, baseVersion: task.baseVersion, ...score, refused, at: now });
     if (Number.isFinite(score.drop)) metrics.usefulnessDrop.observe({ job: job.jobId }, score.drop);
     if (refused) {

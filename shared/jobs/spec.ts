@@ -104,6 +104,7 @@ export const defaultHyperparameters: Hyperparameters = {
   compression: { kind: 'int8', block: 256 },
   aggregator: 'multi-krum', // best worst case over the attack table, IID and non-IID (docs/defence.md)
   maxUpdateNorm: 1000,
+  // the relay turns it on for a submitted job whose model it can afford to score (server/defence/default.ts)
   usefulness: { mode: 'off', minDrop: 0 },
 };
 export const defaultGuardrail = { maxLossRise: 0.5 };
@@ -189,7 +190,7 @@ function checkGptTokenizer(job: JobSubmission, batchSize: number): void {
 }
 
 /** Hyperparameters with defaults filled in. */
-export function resolveHyperparameters(job: JobSubmission): Hyperparameters {
+export function resolveHyperparameters(job: Pick<JobSubmission, 'hyperparameters'>): Hyperparameters {
   const h = job.hyperparameters ?? {};
   return {
     ...defaultHyperparameters, ...h, adamw: { ...defaultHyperparameters.adamw, ...(h.adamw ?? {}) },

@@ -1,0 +1,30 @@
+// The defence a submitted job gets when its spec leaves it out: the combination that did best in the worst
+// case over the attack table, IID and non-IID (docs/defence.md, `npm run bench:attacks`, which reads its
+// "default defence" column from here). The aggregator and pre-aggregators are the job defaults of
+// shared/jobs/spec.ts; the usefulness check is the part that depends on the model, because the relay pays
+// for it on its own CPU at every upload: `enforce` (minDrop 0) for an MLP whose scoring fits
+// LIMITS.usefulnessMultiplyAdds, `off` otherwise (every GPT job: see gptUsefulnessDefault).
+import { LIMITS, resolveHyperparameters, usefulnessMultiplyAdds, type JobSubmission } from '../../shared/jobs/spec.ts';
+import type { ModelConfig } from '../../shared/models/config.ts';
+import type { Hyperparameters, Usefulness } from '../../shared/protocol/messages.ts';
+
+/** GPT jobs are not scored by default even when a small one would be affordable: the CPU reference's
+ * forward pass of a token batch is the only thing that could score it, its cost grows with batch × context
+ * × parameters (GPT-2 small: 2 × 124 M × 32 × 1,024 ≈ 8 T multiply-adds per update, 10⁵ × the limit), and
+ * the attack bench that justifies `enforce` measured MLP jobs only. A researcher can still ask for it. */
+export const gptUsefulnessDefault: Usefulness['mode'] = 'off';
+
+/** The usefulness mode a job gets when its spec names none. */
+export function defaultUsefulnessMode(model: ModelConfig, batchSize: number): Usefulness['mode'] {
+  if (model.kind === 'gpt') return gptUsefulnessDefault;
+  return usefulnessMultiplyAdds(model, batchSize) <= LIMITS.usefulnessMultiplyAdds ? 'enforce' : 'off';
+}
+
+/** A submission's hyperparameters with every default filled in, the defence included: what the relay
+ * stores for a new job once its data has decided the model's full shape. A mode the spec names is kept
+ * as it is (checkUsefulness then refuses one the relay cannot afford). */
+export function resolveJobHyperparameters(model: ModelConfig, job: Pick<JobSubmission, 'hyperparameters'>): Hyperparameters {
+  const h = resolveHyperparameters(job);
+  if (job.hyperparameters?.usefulness?.mode !== undefined) return h;
+  return { ...h, usefulness: { ...h.usefulness!, mode: defaultUsefulnessMode(model, h.batchSize) } };
+}
