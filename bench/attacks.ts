@@ -25,8 +25,8 @@ import { mlpEvaluate, mlpLogits } from '../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../shared/train/cpu.ts';
 import { rng } from '../shared/util/rng.ts';
 import { mnistHyperparameters } from '../server/default-job.ts';
-import { resolveJobHyperparameters } from '../server/defence/default.ts';
-import { refuses, usefulnessScore } from '../server/defence/usefulness.ts';
+import { DEFAULT_RELATIVE_SHARE, resolveJobHyperparameters } from '../server/defence/default.ts';
+import { refusal, RELATIVE_WINDOW, usefulnessScore } from '../server/defence/usefulness.ts';
 import { outerStep } from '../server/scheduler/outer-step.ts';
 import { normBoundFrom, validateUpdate } from '../server/defence/validate.ts';
 import { attackNames, attackVectors, dataPoisoning, norm, type Attack, type Poison } from './attacks/attacks.ts';
@@ -34,18 +34,21 @@ import { addTrigger, benchData, classesPerShard, CLASSES, INPUTS, TARGET, trigge
 
 /** "nnm+centered-clip": pre-aggregators then the rule. A leading "useful+" adds the relay's usefulness
  * check in enforce mode with minDrop 0 (server/defence/usefulness.ts): an update that does not lower the
- * loss on its own task's first batch is refused before aggregation. */
+ * loss on its own task's first batch is refused before aggregation; "useful-rel+" adds the relative floor
+ * too, at the default share (server/defence/default.ts). */
 type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[]; usefulness: Usefulness };
 const defence = (name: string): Defence => {
   const parts = name.split('+');
-  const useful = parts[0] === 'useful';
-  if (useful) parts.shift();
-  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], usefulness: { mode: useful ? 'enforce' : 'off', minDrop: 0 } };
+  const mode = parts[0] === 'useful' || parts[0] === 'useful-rel' ? 'enforce' : 'off';
+  const relative = parts[0] === 'useful-rel' ? { relativeShare: DEFAULT_RELATIVE_SHARE } : {};
+  if (mode === 'enforce') parts.shift();
+  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], usefulness: { mode, minDrop: 0, ...relative } };
 };
 export const defences = [
   'mean', 'median', 'trimmed-mean', 'geometric-median', 'krum', 'multi-krum', 'centered-clip',
   'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip',
   'useful+mean', 'useful+median', 'useful+trimmed-mean', 'useful+centered-clip', 'useful+multi-krum', 'useful+nnm+multi-krum',
+  'useful-rel+multi-krum', 'useful-rel+nnm+multi-krum',
 ].map(defence);
 const splits: Split[] = ['iid', 'non-iid'];
 
@@ -69,7 +72,8 @@ const d = paramCount(model);
 /** What the relay applies to a job submitted with this model and batch size and no defence named
  * (server/defence/default.ts, the code the relay's job submission runs): the bench's "default defence". */
 const submitted = resolveJobHyperparameters(model, { hyperparameters: { batchSize: hp.batchSize } });
-const DEFAULT = [submitted.usefulness?.mode === 'enforce' ? 'useful' : '', ...(submitted.preAggregators ?? []), submitted.aggregator].filter(Boolean).join('+');
+const enforced = submitted.usefulness?.mode === 'enforce' ? (submitted.usefulness.relativeShare ? 'useful-rel' : 'useful') : '';
+const DEFAULT = [enforced, ...(submitted.preAggregators ?? []), submitted.aggregator].filter(Boolean).join('+');
 {
   const parsed = defence(DEFAULT), off: Usefulness = { mode: 'off', minDrop: 0 };
   const want = submitted.usefulness?.mode === 'score' ? off : (submitted.usefulness ?? off);
@@ -95,6 +99,8 @@ async function runScenario(s: Scenario): Promise<Outcome> {
   const refused: Record<string, number> = {};
   const useful = { attacker: { n: 0, own: 0, heldOut: 0 }, honest: { n: 0, own: 0, heldOut: 0 } };
   const drops = { attacker: [] as number[], honest: [] as number[] };
+  /** relative drops of the updates the check accepted, in order (useful-rel: the job's recent history) */
+  const history: number[] = [];
   const r = rng(7);
   const f = s.attack === 'none' ? 0 : ATTACKERS;
   const count = (k: string) => { refused[k] = (refused[k] ?? 0) + 1; };
@@ -122,9 +128,12 @@ async function runScenario(s: Scenario): Promise<Outcome> {
       if (!v.ok && tally) count(v.code);
       if (!v.ok || def.usefulness.mode !== 'enforce') return v.ok;
       const score = usefulnessScore(model, params, u, batchFor(who[j].shard, who[j].seed, 0, hp.batchSize));
-      if (tally) (who[j].attacker ? drops.attacker : drops.honest).push(score.drop / score.before);
-      if (refuses(def.usefulness, score) && tally) count('NOT_USEFUL');
-      return !refuses(def.usefulness, score);
+      const ratio = score.drop / score.before;
+      if (tally) (who[j].attacker ? drops.attacker : drops.honest).push(ratio);
+      const no = refusal(def.usefulness, score, history.slice(-RELATIVE_WINDOW).reverse()) !== undefined;
+      if (no && tally) count('NOT_USEFUL');
+      if (!no && tally) history.push(ratio);
+      return !no;
     });
     const ok = xs.filter((_, j) => accepted[j]);
     return { agg: ok.length ? aggregateWith(ok, round) : undefined, accepted };

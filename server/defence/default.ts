@@ -2,8 +2,9 @@
 // case over the attack table, IID and non-IID (docs/defence.md, `npm run bench:attacks`, which reads its
 // "default defence" column from here). The aggregator and pre-aggregators are the job defaults of
 // shared/jobs/spec.ts; the usefulness check is the part that depends on the model, because the relay pays
-// for it on its own CPU at every upload: `enforce` (minDrop 0) for an MLP whose scoring fits
-// LIMITS.usefulnessMultiplyAdds, `off` otherwise (every GPT job: see gptUsefulnessDefault).
+// for it on its own CPU at every upload: `enforce` (minDrop 0, and the relative floor at DEFAULT_RELATIVE_SHARE
+// of the job's recent median) for an MLP whose scoring fits LIMITS.usefulnessMultiplyAdds, `off` otherwise
+// (every GPT job: see gptUsefulnessDefault).
 import { LIMITS, resolveHyperparameters, usefulnessMultiplyAdds, type JobSubmission } from '../../shared/jobs/spec.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters, Usefulness } from '../../shared/protocol/messages.ts';
@@ -14,6 +15,13 @@ import type { Hyperparameters, Usefulness } from '../../shared/protocol/messages
  * the attack bench that justifies `enforce` measured MLP jobs only. A researcher can still ask for it. */
 export const gptUsefulnessDefault: Usefulness['mode'] = 'off';
 
+/** The default relative floor (server/defence/usefulness.ts relativeFloor): an update must drop its own
+ * batch's loss by at least a quarter of what the job's recent accepted updates do, relatively. In the attack
+ * bench (docs/defence.md) honest updates' relative drops had their 1 % quantile at about half their median
+ * (IID) and a third (non-IID), so a quarter refuses almost none of them; the optimised ALIE's accepted
+ * updates sat at a quarter (IID) and under a tenth (non-IID) of that median. */
+export const DEFAULT_RELATIVE_SHARE = 0.25;
+
 /** The usefulness mode a job gets when its spec names none. */
 export function defaultUsefulnessMode(model: ModelConfig, batchSize: number): Usefulness['mode'] {
   if (model.kind === 'gpt') return gptUsefulnessDefault;
@@ -22,9 +30,11 @@ export function defaultUsefulnessMode(model: ModelConfig, batchSize: number): Us
 
 /** A submission's hyperparameters with every default filled in, the defence included: what the relay
  * stores for a new job once its data has decided the model's full shape. A mode the spec names is kept
- * as it is (checkUsefulness then refuses one the relay cannot afford). */
+ * as it is, with only the fields it names (checkUsefulness then refuses one the relay cannot afford). */
 export function resolveJobHyperparameters(model: ModelConfig, job: Pick<JobSubmission, 'hyperparameters'>): Hyperparameters {
   const h = resolveHyperparameters(job);
   if (job.hyperparameters?.usefulness?.mode !== undefined) return h;
-  return { ...h, usefulness: { ...h.usefulness!, mode: defaultUsefulnessMode(model, h.batchSize) } };
+  const mode = defaultUsefulnessMode(model, h.batchSize);
+  if (mode !== 'enforce') return { ...h, usefulness: { ...h.usefulness!, mode } };
+  return { ...h, usefulness: { relativeShare: DEFAULT_RELATIVE_SHARE, ...h.usefulness!, mode } };
 }

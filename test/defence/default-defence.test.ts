@@ -1,10 +1,10 @@
 // The defence a submitted job gets when its spec names none (server/defence/default.ts): Multi-Krum, with
-// the usefulness check in enforce mode where the relay can afford to score the model.
+// the usefulness check in enforce mode (with the relative floor) where the relay can afford to score the model.
 import { describe, expect, it } from 'vitest';
 import { checkSubmission, checkUsefulness, LIMITS, usefulnessMultiplyAdds, type JobSubmission } from '../../shared/jobs/spec.ts';
 import { defaultMlp, paramCount, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
-import { defaultUsefulnessMode, resolveJobHyperparameters } from '../../server/defence/default.ts';
-import { refuses } from '../../server/defence/usefulness.ts';
+import { DEFAULT_RELATIVE_SHARE, defaultUsefulnessMode, resolveJobHyperparameters } from '../../server/defence/default.ts';
+import { refusal, relativeFloor } from '../../server/defence/usefulness.ts';
 
 const mlpSpec = (hyperparameters?: JobSubmission['hyperparameters']) => checkSubmission({
   name: 'digits', model: { kind: 'mlp', hidden: [128] }, dataset: { format: 'labelled' }, ...(hyperparameters ? { hyperparameters } : {}),
@@ -16,14 +16,16 @@ describe('the default defence of a submitted job', () => {
     const h = resolveJobHyperparameters(defaultMlp, mlpSpec());
     expect(h.aggregator).toBe('multi-krum');
     expect(h.preAggregators ?? []).toEqual([]);
-    expect(h.usefulness).toEqual({ mode: 'enforce', minDrop: 0 });
+    expect(h.usefulness).toEqual({ mode: 'enforce', minDrop: 0, relativeShare: DEFAULT_RELATIVE_SHARE });
+    expect(DEFAULT_RELATIVE_SHARE).toBe(0.25);
     expect(() => checkUsefulness(defaultMlp, h)).not.toThrow();
   });
 
   it('a mode the spec names is kept, off and score included; a minDrop alone takes the default mode', () => {
     expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { mode: 'off' } })).usefulness).toEqual({ mode: 'off', minDrop: 0 });
     expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { mode: 'score' } })).usefulness).toEqual({ mode: 'score', minDrop: 0 });
-    expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { minDrop: -0.05 } })).usefulness).toEqual({ mode: 'enforce', minDrop: -0.05 });
+    expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { minDrop: -0.05 } })).usefulness).toEqual({ mode: 'enforce', minDrop: -0.05, relativeShare: 0.25 });
+    expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { mode: 'enforce' } })).usefulness).toEqual({ mode: 'enforce', minDrop: 0 });
     // the rest of the defence is the spec's when it names one
     const h = resolveJobHyperparameters(defaultMlp, mlpSpec({ aggregator: 'centered-clip', preAggregators: ['nnm'] }));
     expect([h.aggregator, h.preAggregators, h.usefulness?.mode]).toEqual(['centered-clip', ['nnm'], 'enforce']);
@@ -57,10 +59,24 @@ describe('the default defence of a submitted job', () => {
 describe('the refusal rule the relay and the attack bench share', () => {
   it('refuses under enforce a drop below minDrop or NaN, and never under score or off', () => {
     const enforce = { mode: 'enforce' as const, minDrop: 0.01 };
-    expect(refuses(enforce, { drop: 0.009 })).toBe(true);
-    expect(refuses(enforce, { drop: 0.01 })).toBe(false);
-    expect(refuses(enforce, { drop: Number.NaN })).toBe(true);
-    expect(refuses({ mode: 'score', minDrop: 0.01 }, { drop: -5 })).toBe(false);
-    expect(refuses({ mode: 'off', minDrop: 0.01 }, { drop: -5 })).toBe(false);
+    expect(refusal(enforce, { drop: 0.009, before: 1 })).toMatch(/^a drop of 0\.0090 nats, below the job's minimum of 0\.01$/);
+    expect(refusal(enforce, { drop: 0.01, before: 1 })).toBeUndefined();
+    expect(refusal(enforce, { drop: Number.NaN, before: 1 })).toBeDefined();
+    expect(refusal({ mode: 'score', minDrop: 0.01 }, { drop: -5, before: 1 })).toBeUndefined();
+    expect(refusal({ mode: 'off', minDrop: 0.01 }, { drop: -5, before: 1 })).toBeUndefined();
+  });
+
+  it('with a relativeShare, refuses a relative drop under that share of the recent median, once 8 are known', () => {
+    const setting = { mode: 'enforce' as const, minDrop: 0, relativeShare: 0.25 };
+    const recent = [0.4, 0.5, 0.6, 0.2, 0.45, 0.55, 0.5, 0.3]; // median 0.475, floor 0.11875
+    expect(relativeFloor(recent, 0.25)).toBeCloseTo(0.11875, 10);
+    expect(refusal(setting, { drop: 0.1, before: 1 }, recent)).toMatch(/^a drop of 10\.0 % of the loss, below 0\.25 × the median of the job's last 64 accepted updates \(11\.9 %\)$/);
+    expect(refusal(setting, { drop: 0.24, before: 2 }, recent)).toBeUndefined(); // 12 % of the loss before
+    // seven known: no floor yet, only minDrop
+    expect(refusal(setting, { drop: 0.01, before: 1 }, recent.slice(1))).toBeUndefined();
+    // non-finite history entries do not count toward the eight
+    expect(relativeFloor([...recent.slice(1), Number.NaN], 0.25)).toBeUndefined();
+    // without a share the same history changes nothing
+    expect(refusal({ mode: 'enforce', minDrop: 0 }, { drop: 0.01, before: 1 }, recent)).toBeUndefined();
   });
 });
