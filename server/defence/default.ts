@@ -1,12 +1,13 @@
 // The defence a submitted job gets when its spec leaves it out: the combination that did best in the worst
 // case over the attack table, IID and non-IID (docs/defence.md, `npm run bench:attacks`, which reads its
-// "default defence" column from here). The aggregator and pre-aggregators are the job defaults of
-// shared/jobs/spec.ts; the usefulness check is the part that depends on the model, because the relay pays
-// for it on its own CPU at every upload: `enforce` (minDrop 0, and the relative floor at DEFAULT_RELATIVE_SHARE
+// "default defence" column from here). The usefulness check is the part that depends on the model, because
+// the relay pays for it on its own CPU at every upload: `enforce` (minDrop 0, and the relative floor at DEFAULT_RELATIVE_SHARE
 // of the job's recent median) for an MLP whose scoring fits LIMITS.usefulnessMultiplyAdds, `off` otherwise
-// (every GPT job: see gptUsefulnessDefault).
+// (every GPT job: see gptUsefulnessDefault). Behind the check the rule is the mean (CHECKED_AGGREGATOR);
+// without it, the job default of shared/jobs/spec.ts (Multi-Krum).
 import { LIMITS, resolveHyperparameters, usefulnessMultiplyAdds, type JobSubmission } from '../../shared/jobs/spec.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
+import type { AggregatorName } from '../../shared/aggregate/index.ts';
 import type { Hyperparameters, Usefulness } from '../../shared/protocol/messages.ts';
 
 /** GPT jobs are not scored by default even when a small one would be affordable: the CPU reference's
@@ -22,6 +23,14 @@ export const gptUsefulnessDefault: Usefulness['mode'] = 'off';
  * updates sat at a quarter (IID) and under a tenth (non-IID) of that median. */
 export const DEFAULT_RELATIVE_SHARE = 0.25;
 
+/** The rule behind the check when the check is on by default and the spec names no rule and no
+ * pre-aggregator: the plain mean. With every update scored on its own batch, what reaches aggregation is
+ * what lowered that batch's loss by a share near the job's norm; a robust rule then only drops honest
+ * minority updates (under non-IID data at 30 rounds Multi-Krum cost 5.7 points of clean accuracy, the mean
+ * behind the check lost 1.6 points to its worst attack, centered clipping 3.2). Without the check (GPT
+ * jobs, larger MLPs) the default rule stays shared/jobs/spec.ts's Multi-Krum, the best rule alone. */
+export const CHECKED_AGGREGATOR: AggregatorName = 'mean';
+
 /** The usefulness mode a job gets when its spec names none. */
 export function defaultUsefulnessMode(model: ModelConfig, batchSize: number): Usefulness['mode'] {
   if (model.kind === 'gpt') return gptUsefulnessDefault;
@@ -36,5 +45,6 @@ export function resolveJobHyperparameters(model: ModelConfig, job: Pick<JobSubmi
   if (job.hyperparameters?.usefulness?.mode !== undefined) return h;
   const mode = defaultUsefulnessMode(model, h.batchSize);
   if (mode !== 'enforce') return { ...h, usefulness: { ...h.usefulness!, mode } };
-  return { ...h, usefulness: { relativeShare: DEFAULT_RELATIVE_SHARE, ...h.usefulness!, mode } };
+  const named = job.hyperparameters?.aggregator !== undefined || job.hyperparameters?.preAggregators !== undefined;
+  return { ...h, ...(named ? {} : { aggregator: CHECKED_AGGREGATOR }), usefulness: { relativeShare: DEFAULT_RELATIVE_SHARE, ...h.usefulness!, mode } };
 }

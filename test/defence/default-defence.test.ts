@@ -1,5 +1,6 @@
-// The defence a submitted job gets when its spec names none (server/defence/default.ts): Multi-Krum, with
-// the usefulness check in enforce mode (with the relative floor) where the relay can afford to score the model.
+// The defence a submitted job gets when its spec names none (server/defence/default.ts): the usefulness check
+// in enforce mode (with the relative floor) in front of the mean where the relay can afford to score the
+// model, Multi-Krum alone where it cannot.
 import { describe, expect, it } from 'vitest';
 import { checkSubmission, checkUsefulness, LIMITS, usefulnessMultiplyAdds, type JobSubmission } from '../../shared/jobs/spec.ts';
 import { defaultMlp, paramCount, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
@@ -12,9 +13,9 @@ const mlpSpec = (hyperparameters?: JobSubmission['hyperparameters']) => checkSub
 const tinyGpt: GptConfig = { kind: 'gpt', context: 8, layers: 1, heads: 2, width: 16, vocab: 40 };
 
 describe('the default defence of a submitted job', () => {
-  it('an MNIST-size MLP with no defence named gets Multi-Krum and the usefulness check in enforce mode, minDrop 0', () => {
+  it('an MNIST-size MLP with no defence named gets the usefulness check in enforce mode, minDrop 0, relative floor 0.25, in front of the mean', () => {
     const h = resolveJobHyperparameters(defaultMlp, mlpSpec());
-    expect(h.aggregator).toBe('multi-krum');
+    expect(h.aggregator).toBe('mean');
     expect(h.preAggregators ?? []).toEqual([]);
     expect(h.usefulness).toEqual({ mode: 'enforce', minDrop: 0, relativeShare: DEFAULT_RELATIVE_SHARE });
     expect(DEFAULT_RELATIVE_SHARE).toBe(0.25);
@@ -26,9 +27,12 @@ describe('the default defence of a submitted job', () => {
     expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { mode: 'score' } })).usefulness).toEqual({ mode: 'score', minDrop: 0 });
     expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { minDrop: -0.05 } })).usefulness).toEqual({ mode: 'enforce', minDrop: -0.05, relativeShare: 0.25 });
     expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { mode: 'enforce' } })).usefulness).toEqual({ mode: 'enforce', minDrop: 0 });
-    // the rest of the defence is the spec's when it names one
+    // the rest of the defence is the spec's when it names one; a pre-aggregator alone keeps the job default rule
     const h = resolveJobHyperparameters(defaultMlp, mlpSpec({ aggregator: 'centered-clip', preAggregators: ['nnm'] }));
     expect([h.aggregator, h.preAggregators, h.usefulness?.mode]).toEqual(['centered-clip', ['nnm'], 'enforce']);
+    expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ preAggregators: ['nnm'] })).aggregator).toBe('multi-krum');
+    // without the check the rule is the job default, Multi-Krum
+    expect(resolveJobHyperparameters(defaultMlp, mlpSpec({ usefulness: { mode: 'off' } })).aggregator).toBe('multi-krum');
   });
 
   it('switches the check off exactly where scoring one update would pass LIMITS.usefulnessMultiplyAdds, so the default is never refused at submission', () => {
@@ -52,6 +56,7 @@ describe('the default defence of a submitted job', () => {
       name: 'fox', model: { kind: 'gpt', context: 8, layers: 1, heads: 2, width: 16 }, dataset: { format: 'text', tokenizer: 'char' }, ...(hyperparameters ? { hyperparameters } : {}),
     });
     expect(resolveJobHyperparameters(tinyGpt, gptSpec()).usefulness).toEqual({ mode: 'off', minDrop: 0 });
+    expect(resolveJobHyperparameters(tinyGpt, gptSpec()).aggregator).toBe('multi-krum');
     expect(resolveJobHyperparameters(tinyGpt, gptSpec({ usefulness: { mode: 'enforce' } })).usefulness).toEqual({ mode: 'enforce', minDrop: 0 });
   });
 });

@@ -199,7 +199,7 @@ describe('guardrail and audit', () => {
     // bob's: alice has spent most of her burst of submissions in this file
     const { jobId } = (await submit(relay.url, relay.bob, mlpJob({ guardrail: { maxLossRise: 0.05 },
       hyperparameters: { updatesPerRound: 1, quorum: 1, compression: { kind: 'fp32' }, adamw: { lr: 0.2 } } }), labelledJson())).body;
-    expect(relay.app.store.getJob(jobId)!.hyperparameters).toMatchObject({ aggregator: 'multi-krum', usefulness: { mode: 'enforce', minDrop: 0 } });
+    expect(relay.app.store.getJob(jobId)!.hyperparameters).toMatchObject({ aggregator: 'mean', usefulness: { mode: 'enforce', minDrop: 0, relativeShare: 0.25 } });
     await post(relay.url, `/api/ops/jobs/${jobId}/approve`, relay.operator);
     const volunteerId = await registerVolunteer(relay.url);
     const n = (await get(relay.url, `/api/jobs/${jobId}`)).body.paramCount;
