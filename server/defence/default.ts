@@ -18,9 +18,9 @@ export const gptUsefulnessDefault: Usefulness['mode'] = 'off';
 
 /** The default relative floor (server/defence/usefulness.ts relativeFloor): an update must drop its own
  * batch's loss by at least a quarter of what the job's recent accepted updates do, relatively. In the attack
- * bench (docs/defence.md) honest updates' relative drops had their 1 % quantile at about half their median
- * (IID) and a third (non-IID), so a quarter refuses almost none of them; the optimised ALIE's accepted
- * updates sat at a quarter (IID) and under a tenth (non-IID) of that median. */
+ * bench (docs/defence.md) honest updates' relative drops had their 1 % quantile at a third to a half of their
+ * median, so a quarter refuses almost none of them; the optimised ALIE's median sat at an eighth (IID) and a
+ * sixteenth (non-IID) of it. */
 export const DEFAULT_RELATIVE_SHARE = 0.25;
 
 /** The rule behind the check when the check is on by default and the spec names no rule and no
