@@ -6,7 +6,7 @@
 // round's median), aggregates with the defence (pre-aggregators, then the rule) and takes the DiLoCo
 // outer step (Nesterov, lr 0.7, momentum 0.9). Clean runs have the 8 honest volunteers alone.
 //
-// Size, chosen so the whole table (14 attacks × 21 defences × 2 splits = 588 runs, about 3 CPU seconds
+// Size, chosen so the whole table (14 attacks × 22 defences × 2 splits = 616 runs, about 3 CPU seconds
 // each at 30 rounds) runs in half an hour of 2 idle cores: MNIST pooled to 14 × 14, an MLP 196-32-10 (6,634 parameters; the
 // default job's 784-128-10 costs 24 × more per step on the CPU), 8,000 training rows over 8 honest
 // volunteers, IID or Dirichlet α = 0.1 over classes, 2,000 held out; BENCH_ROUNDS (default 30) rounds of
