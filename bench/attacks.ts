@@ -6,11 +6,11 @@
 // round's median), aggregates with the defence (pre-aggregators, then the rule) and takes the DiLoCo
 // outer step (Nesterov, lr 0.7, momentum 0.9). Clean runs have the 8 honest volunteers alone.
 //
-// Size, chosen so the whole table (12 attacks × 12 defences × 2 splits = 288 runs, about 1.5 CPU seconds
-// each) runs in minutes on 2 cores: MNIST pooled to 14 × 14, an MLP 196-32-10 (6,634 parameters; the
+// Size, chosen so the whole table (14 attacks × 22 defences × 2 splits = 616 runs, about 3 CPU seconds
+// each at 30 rounds) runs in half an hour of 2 idle cores: MNIST pooled to 14 × 14, an MLP 196-32-10 (6,634 parameters; the
 // default job's 784-128-10 costs 24 × more per step on the CPU), 8,000 training rows over 8 honest
-// volunteers, IID or Dirichlet α = 0.1 over classes, 2,000 held out; BENCH_ROUNDS (default 15) rounds of
-// H = BENCH_STEPS (default 10) × batch 32.
+// volunteers, IID or Dirichlet α = 0.1 over classes, 2,000 held out; BENCH_ROUNDS (default 30) rounds of
+// H = BENCH_STEPS (default 10) × batch 32 (30: at 15 the non-IID clean model was still at 71 %, 79 % at 30).
 // Env: BENCH_WORKERS (default 2), BENCH_ATTACKS / BENCH_DEFENCES / BENCH_SPLITS (comma lists, subsets).
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -19,34 +19,37 @@ import { fileURLToPath } from 'node:url';
 import { aggregate, type AggregatorName, type PreAggregatorName } from '../shared/aggregate/index.ts';
 import { CodecError, decodeUpdate, encodeUpdate, type Update } from '../shared/codec/index.ts';
 import { batchFor, type Shard } from '../shared/data/shard.ts';
-import { defaultHyperparameters } from '../shared/jobs/spec.ts';
+import type { Usefulness } from '../shared/protocol/messages.ts';
 import { initParams, paramCount, type MlpConfig } from '../shared/models/config.ts';
 import { mlpEvaluate, mlpLogits } from '../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../shared/train/cpu.ts';
 import { rng } from '../shared/util/rng.ts';
 import { mnistHyperparameters } from '../server/default-job.ts';
-import { usefulnessScore } from '../server/defence/usefulness.ts';
+import { DEFAULT_RELATIVE_SHARE, resolveJobHyperparameters } from '../server/defence/default.ts';
+import { refusal, RELATIVE_WINDOW, usefulnessScore } from '../server/defence/usefulness.ts';
 import { outerStep } from '../server/scheduler/outer-step.ts';
 import { normBoundFrom, validateUpdate } from '../server/defence/validate.ts';
 import { attackNames, attackVectors, dataPoisoning, norm, type Attack, type Poison } from './attacks/attacks.ts';
 import { addTrigger, benchData, classesPerShard, CLASSES, INPUTS, TARGET, triggeredHeldOut, type Split } from './attacks/data.ts';
 
 /** "nnm+centered-clip": pre-aggregators then the rule. A leading "useful+" adds the relay's usefulness
- * check in enforce mode (server/defence/usefulness.ts, minDrop 0): an update that does not lower the loss
- * on its own task's first batch is refused before aggregation. */
-type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[]; useful: boolean };
+ * check in enforce mode with minDrop 0 (server/defence/usefulness.ts): an update that does not lower the
+ * loss on its own task's first batch is refused before aggregation; "useful-rel+" adds the relative floor
+ * too, at the default share (server/defence/default.ts). */
+type Defence = { name: string; rule: AggregatorName; pre: PreAggregatorName[]; usefulness: Usefulness };
 const defence = (name: string): Defence => {
   const parts = name.split('+');
-  const useful = parts[0] === 'useful';
-  if (useful) parts.shift();
-  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], useful };
+  const mode = parts[0] === 'useful' || parts[0] === 'useful-rel' ? 'enforce' : 'off';
+  const relative = parts[0] === 'useful-rel' ? { relativeShare: DEFAULT_RELATIVE_SHARE } : {};
+  if (mode === 'enforce') parts.shift();
+  return { name, rule: parts.pop() as AggregatorName, pre: parts as PreAggregatorName[], usefulness: { mode, minDrop: 0, ...relative } };
 };
 export const defences = [
   'mean', 'median', 'trimmed-mean', 'geometric-median', 'krum', 'multi-krum', 'centered-clip',
-  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip', 'useful+multi-krum',
+  'nnm+trimmed-mean', 'nnm+centered-clip', 'nnm+multi-krum', 'arc+nnm+centered-clip',
+  'useful+mean', 'useful+median', 'useful+trimmed-mean', 'useful+centered-clip', 'useful+multi-krum', 'useful+nnm+multi-krum',
+  'useful-rel+mean', 'useful-rel+trimmed-mean', 'useful-rel+centered-clip', 'useful-rel+multi-krum', 'useful-rel+nnm+multi-krum',
 ].map(defence);
-/** The job default (shared/jobs/spec.ts): rule and pre-aggregators. */
-const DEFAULT = [...(defaultHyperparameters.preAggregators ?? []), defaultHyperparameters.aggregator].join('+');
 const splits: Split[] = ['iid', 'non-iid'];
 
 type Scenario = { defence: string; attack: Attack; split: Split };
@@ -55,14 +58,28 @@ type Outcome = Scenario & {
   accuracy: number; backdoor: number; refused: Record<string, number>; seconds: number; cpu: number;
   /** usefulness drop ≤ 0 on the volunteer's own assigned batch / on a held-out batch, per kind of sender */
   useful: { attacker: Flags; honest: Flags };
+  /** under the check: each scored update's drop on its own batch as a share of the loss before */
+  drops: { attacker: number[]; honest: number[] };
 };
 
 const HONEST = 8, ATTACKERS = 2;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 30);
 const hp = { ...mnistHyperparameters, steps: Number(process.env.BENCH_STEPS ?? 10) };
 const compression = hp.compression;
 const model: MlpConfig = { kind: 'mlp', inputs: INPUTS, hidden: [32], classes: CLASSES };
 const d = paramCount(model);
+
+/** What the relay applies to a job submitted with this model and batch size and no defence named
+ * (server/defence/default.ts, the code the relay's job submission runs): the bench's "default defence". */
+const submitted = resolveJobHyperparameters(model, { hyperparameters: { batchSize: hp.batchSize } });
+const enforced = submitted.usefulness?.mode === 'enforce' ? (submitted.usefulness.relativeShare ? 'useful-rel' : 'useful') : '';
+const DEFAULT = [enforced, ...(submitted.preAggregators ?? []), submitted.aggregator].filter(Boolean).join('+');
+{
+  const parsed = defence(DEFAULT), off: Usefulness = { mode: 'off', minDrop: 0 };
+  const want = submitted.usefulness?.mode === 'score' ? off : (submitted.usefulness ?? off);
+  const same = (a: Usefulness, b: Usefulness) => a.mode === b.mode && a.minDrop === b.minDrop && (a.relativeShare ?? 0) === (b.relativeShare ?? 0);
+  if (!same(parsed.usefulness, want)) throw new Error(`the bench cannot run the default defence ${JSON.stringify(submitted.usefulness)}`);
+}
 
 const cache = new Map<Split, { data: ReturnType<typeof benchData>; trigger: Shard }>();
 function dataFor(split: Split) {
@@ -82,6 +99,9 @@ async function runScenario(s: Scenario): Promise<Outcome> {
   const seen = new Set<string>();
   const refused: Record<string, number> = {};
   const useful = { attacker: { n: 0, own: 0, heldOut: 0 }, honest: { n: 0, own: 0, heldOut: 0 } };
+  const drops = { attacker: [] as number[], honest: [] as number[] };
+  /** relative drops of the updates the check accepted, in order (useful-rel: the job's recent history) */
+  const history: number[] = [];
   const r = rng(7);
   const f = s.attack === 'none' ? 0 : ATTACKERS;
   const count = (k: string) => { refused[k] = (refused[k] ?? 0) + 1; };
@@ -107,10 +127,14 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const accepted = xs.map((u, j) => {
       const v = validateUpdate(u, { paramCount: d, normBound });
       if (!v.ok && tally) count(v.code);
-      if (!v.ok || !def.useful) return v.ok;
-      const useful = usefulnessScore(model, params, u, batchFor(who[j].shard, who[j].seed, 0, hp.batchSize)).drop > 0;
-      if (!useful && tally) count('NOT_USEFUL');
-      return useful;
+      if (!v.ok || def.usefulness.mode !== 'enforce') return v.ok;
+      const score = usefulnessScore(model, params, u, batchFor(who[j].shard, who[j].seed, 0, hp.batchSize));
+      const ratio = score.drop / score.before;
+      if (tally) (who[j].attacker ? drops.attacker : drops.honest).push(ratio);
+      const no = refusal(def.usefulness, score, history.slice(-RELATIVE_WINDOW).reverse()) !== undefined;
+      if (no && tally) count('NOT_USEFUL');
+      if (!no && tally) history.push(ratio);
+      return !no;
     });
     const ok = xs.filter((_, j) => accepted[j]);
     return { agg: ok.length ? aggregateWith(ok, round) : undefined, accepted };
@@ -129,7 +153,10 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const dense = (values: Float32Array): Update => ({ kind: 'dense', values });
     const evil = await attackVectors(s.attack, {
       honest, f, r,
-      defend: (xs) => relay([...honest, ...xs].map(dense), [...owners, ...xs.map((_, a) => ({ shard: data.attackers[a], seed: seedOf(100 + a), attacker: true }))], round, false).agg,
+      defend: (xs) => {
+        const { agg, accepted } = relay([...honest, ...xs].map(dense), [...owners, ...xs.map((_, a) => ({ shard: data.attackers[a], seed: seedOf(100 + a), attacker: true }))], round, false);
+        return { agg, attackersAccepted: accepted.slice(HONEST).filter(Boolean).length };
+      },
       train: (a, poison) => train(data.attackers[a], seedOf(100 + a), poison),
     });
     evil.forEach((x, a) => {
@@ -156,7 +183,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     // usefulness (server/defence/usefulness.ts) of every accepted update, on its own batch and a held-out one
     const control = batchFor(data.heldOut, round, 0, hp.batchSize);
     decoded.forEach((u, j) => {
-      if (!accepted[j] || def.useful) return; // (under the check itself every accepted update passed it)
+      if (!accepted[j] || def.usefulness.mode === 'enforce') return; // (under the check itself every accepted update passed it)
       const score = usefulnessScore(model, params, u, batchFor(from[j].shard, from[j].seed, 0, hp.batchSize), control);
       const t = from[j].attacker ? useful.attacker : useful.honest;
       t.n++;
@@ -174,7 +201,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const row = logits.subarray(i * CLASSES, (i + 1) * CLASSES);
     if (row.indexOf(Math.max(...row)) === TARGET) hits++;
   }
-  return { ...s, accuracy, backdoor: hits / trigger.n, refused, useful, seconds: (performance.now() - t0) / 1000, cpu: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6 };
+  return { ...s, accuracy, backdoor: hits / trigger.n, refused, useful, drops, seconds: (performance.now() - t0) / 1000, cpu: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6 };
 }
 
 // ------------------------------------------------------------------ driver: scenarios over workers
@@ -182,9 +209,10 @@ async function runScenario(s: Scenario): Promise<Outcome> {
 const pct = (x: number) => (100 * x).toFixed(1);
 
 async function main(): Promise<void> {
-  const pick = <T extends string>(env: string | undefined, all: readonly T[]) => (env ? all.filter((x) => env.split(',').includes(x)) : all);
+  const pick = <T extends string>(env: string | undefined, all: readonly T[]) => (env ? all.filter((x) => env.split(',').includes(x)) : [...all]);
   const runAttacks = pick(process.env.BENCH_ATTACKS, attackNames);
   const runDefences = pick(process.env.BENCH_DEFENCES, defences.map((x) => x.name));
+  if (!runDefences.includes(DEFAULT)) runDefences.push(DEFAULT);
   const runSplits = pick(process.env.BENCH_SPLITS, splits);
   const scenarios: Scenario[] = [];
   for (const split of runSplits) for (const attack of runAttacks) for (const def of runDefences) scenarios.push({ defence: def, attack, split });
@@ -236,6 +264,15 @@ async function main(): Promise<void> {
     const share = (k: 'attacker' | 'honest', g: keyof Flags) => (sum(k, 'n') ? `${pct(sum(k, g) / sum(k, 'n'))} %` : '-');
     console.log(`  ${split.padEnd(8)} ${attack.padEnd(15)} attackers flagged: own batch ${share('attacker', 'own').padStart(7)}, held-out ${share('attacker', 'heldOut').padStart(7)} ` +
       `(${sum('attacker', 'n')} updates); honest flagged: own ${share('honest', 'own').padStart(7)}, held-out ${share('honest', 'heldOut').padStart(7)}`);
+  }
+  const enforced = results.filter((o) => o.drops.honest.length);
+  if (enforced.length) {
+    console.log('\nunder the check: drop on its own batch ÷ loss before, quantiles 1 % / 10 % / 50 % (over every defence with the check):');
+    const q = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return [0.01, 0.1, 0.5].map((p) => (s.length ? s[Math.floor(p * (s.length - 1))].toFixed(3) : '-')).join(' / '); };
+    for (const split of runSplits) {
+      console.log(`  ${split.padEnd(8)} ${'honest'.padEnd(15)} ${q(enforced.filter((o) => o.split === split).flatMap((o) => o.drops.honest))}`);
+      for (const attack of hostile) console.log(`  ${split.padEnd(8)} ${attack.padEnd(15)} ${q(enforced.filter((o) => o.split === split && o.attack === attack).flatMap((o) => o.drops.attacker))}`);
+    }
   }
   const rank = runDefences.map((x) => ({ x, gap: Math.min(...runSplits.map((sp) => worst(sp, x) - acc(sp, 'none', 'mean'))) })).sort((a, b) => b.gap - a.gap);
   console.log(`\ndefences by worst case minus clean mean accuracy (min over splits): ${rank.map((e) => `${e.x} ${e.gap.toFixed(1)}`).join(', ')}`);

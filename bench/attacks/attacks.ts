@@ -18,20 +18,26 @@
 //                trigger and the target label; the Δ is sent as trained.
 //   backdoor-boost  the same Δ scaled to 2.5 × the median honest norm (Bagdasaryan et al.'s boosting,
 //                kept under the relay's 3 × median norm bound).
+//   alie-mix,    adaptive to the usefulness check (ours): each attacker trains honestly on its own data and
+//   ipm-mix      sends its own Δ_a plus the poison, Δ_a + τ · σ (ALIE's deviation) or Δ_a − τ · μ (IPM's), so
+//                the loss on its own task's batch can still drop; τ by the same line search (which sees the
+//                check), on a grid from 0.01, counting only a τ at which the relay accepts the attackers
+//                (refused, they would leave the honest aggregate alone, whatever its distance from μ).
 import type { Rng } from '../../shared/util/rng.ts';
 
 export const attackNames = [
-  'none', 'sign-flip', 'gaussian', 'alie', 'alie-opt', 'ipm', 'ipm-opt', 'inf', 'mimic', 'label-flip', 'backdoor', 'backdoor-boost',
+  'none', 'sign-flip', 'gaussian', 'alie', 'alie-opt', 'ipm', 'ipm-opt', 'alie-mix', 'ipm-mix', 'inf', 'mimic', 'label-flip', 'backdoor', 'backdoor-boost',
 ] as const;
 export type Attack = (typeof attackNames)[number];
 export const dataPoisoning: readonly Attack[] = ['label-flip', 'backdoor', 'backdoor-boost'];
 
-export type Poison = 'label-flip' | 'backdoor';
+export type Poison = 'none' | 'label-flip' | 'backdoor';
 export type AttackContext = {
   honest: Float32Array[];
   f: number;
-  /** The relay's pipeline on honest ∪ these attacker vectors: its aggregate, or undefined if all refused. */
-  defend: (attackers: Float32Array[]) => Float32Array | undefined;
+  /** The relay's pipeline on honest ∪ these attacker vectors: its aggregate (undefined if all were
+   * refused) and how many of the attacker vectors it accepted. */
+  defend: (attackers: Float32Array[]) => { agg?: Float32Array; attackersAccepted: number };
   /** Attacker a's Δ from training on its own data, poisoned as asked. */
   train: (a: number, poison: Poison) => Promise<Float32Array>;
   r: Rng;
@@ -53,19 +59,21 @@ function std(xs: Float32Array[], mu: Float64Array): Float64Array {
 
 const alie = (mu: Float64Array, sd: Float64Array, tau: number) => Float32Array.from(mu, (m, i) => m + tau * sd[i]);
 const ipm = (mu: Float64Array, tau: number) => Float32Array.from(mu, (m) => -tau * m);
+/** An attacker's own honest Δ with τ × the poison added: what passes a check on its own batch. */
+export const mixIn = (own: Float32Array, poison: ArrayLike<number>, tau: number) => Float32Array.from(own, (h, i) => h + tau * poison[i]);
 
-/** τ maximising the defended aggregate's distance from the honest mean; 20 evaluations. */
-export function lineSearch(c: AttackContext, make: (tau: number) => Float32Array): number {
+/** τ maximising the defended aggregate's distance from the honest mean; 20 evaluations, 12 on a log grid
+ * from `lo` to 100. `make` gives the f attacker vectors for a τ. */
+export function lineSearch(c: AttackContext, make: (tau: number) => Float32Array[], lo0 = 0.1, mustPass = false): number {
   const mu = mean(c.honest);
   const harm = (tau: number) => {
-    const v = make(tau);
-    const agg = c.defend(Array.from({ length: c.f }, () => v));
-    if (!agg) return -1;
+    const { agg, attackersAccepted } = c.defend(make(tau));
+    if (!agg || (mustPass && attackersAccepted === 0)) return -1;
     let s = 0;
     for (let i = 0; i < mu.length; i++) s += (agg[i] - mu[i]) ** 2;
     return s;
   };
-  const grid = Array.from({ length: 12 }, (_, k) => 0.1 * Math.pow(1000, k / 11));
+  const grid = Array.from({ length: 12 }, (_, k) => lo0 * Math.pow(100 / lo0, k / 11));
   const scores = grid.map(harm);
   let b = scores.indexOf(Math.max(...scores));
   let best = grid[b], bestScore = scores[b];
@@ -88,9 +96,15 @@ export async function attackVectors(attack: Attack, c: AttackContext): Promise<F
     case 'none': return [];
     case 'sign-flip': return copies(ipm(mu, 1));
     case 'ipm': return copies(ipm(mu, 2));
-    case 'ipm-opt': return copies(ipm(mu, lineSearch(c, (t) => ipm(mu, t))));
+    case 'ipm-opt': return copies(ipm(mu, lineSearch(c, (t) => copies(ipm(mu, t)))));
     case 'alie': return copies(alie(mu, std(c.honest, mu), 1.5));
-    case 'alie-opt': { const sd = std(c.honest, mu); return copies(alie(mu, sd, lineSearch(c, (t) => alie(mu, sd, t)))); }
+    case 'alie-opt': { const sd = std(c.honest, mu); return copies(alie(mu, sd, lineSearch(c, (t) => copies(alie(mu, sd, t))))); }
+    case 'alie-mix': case 'ipm-mix': {
+      const own = await Promise.all(Array.from({ length: f }, (_, a) => c.train(a, 'none')));
+      const poison = attack === 'alie-mix' ? std(c.honest, mu) : mu.map((m) => -m);
+      const make = (t: number) => own.map((h) => mixIn(h, poison, t));
+      return make(lineSearch(c, make, 0.01, true));
+    }
     case 'inf': return copies(new Float32Array(d).fill(Infinity));
     case 'mimic': return copies(c.honest[0]);
     case 'gaussian': return Array.from({ length: f }, () => {

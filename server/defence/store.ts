@@ -22,6 +22,8 @@ const migrations: string[] = [
    CREATE INDEX defence_usefulness_job ON defence_usefulness (job_id, volunteer_id);`,
   // the network a replica was leased from ('' = not recorded): a check's second copy goes to another network
   `ALTER TABLE defence_replicas ADD COLUMN network TEXT NOT NULL DEFAULT '';`,
+  // the relative floor (usefulness.ts relativeFloor) reads a job's latest accepted scores at every upload
+  `CREATE INDEX defence_usefulness_recent ON defence_usefulness (job_id, refused, scored_at);`,
 ];
 
 export type ReplicaRow = {
@@ -64,6 +66,8 @@ export function openDefenceStore(db: Database.Database) {
     // a task scored again (the relay stopped between scoring its upload and storing it; the volunteer re-sent) replaces its row
     putUsefulness: db.prepare('INSERT OR REPLACE INTO defence_usefulness VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
     getUsefulness: db.prepare('SELECT * FROM defence_usefulness WHERE task_id = ?'),
+    recentRelativeDrops: db.prepare(`SELECT loss_drop / loss_before AS ratio FROM defence_usefulness
+      WHERE job_id = ? AND refused = 0 AND loss_before > 0 AND loss_drop IS NOT NULL ORDER BY scored_at DESC, rowid DESC LIMIT ?`),
     usefulnessByVolunteer: db.prepare(`SELECT volunteer_id, COUNT(*) AS scored, AVG(loss_drop) AS mean_drop, SUM(refused) AS not_useful
       FROM defence_usefulness WHERE job_id = ? GROUP BY volunteer_id`),
   };
@@ -129,6 +133,10 @@ export function openDefenceStore(db: Database.Database) {
       recentNormsQ ??= db.prepare<[string, number], { norm: number }>(`SELECT norm FROM updates
         WHERE job_id = ? AND discarded = 0 AND norm > 0 ORDER BY accepted_at DESC, rowid DESC LIMIT ?`);
       return recentNormsQ.all(jobId, limit).map((r) => r.norm).reverse();
+    },
+    /** The job's last `limit` accepted usefulness scores as relative drops (drop ÷ loss before), newest first. */
+    recentRelativeDrops(jobId: string, limit: number): number[] {
+      return (q.recentRelativeDrops.all(jobId, limit) as { ratio: number }[]).map((r) => r.ratio);
     },
     usefulnessByVolunteer(jobId: string): Map<string, VolunteerUsefulness> {
       const rows = q.usefulnessByVolunteer.all(jobId) as { volunteer_id: string; scored: number; mean_drop: number | null; not_useful: number }[];

@@ -3,12 +3,13 @@
 // only, so far cheaper than re-running the H inner steps. An optional control batch (data the volunteer
 // did not train on) separates a real improvement from overfitting or a copied update.
 // Per job (hyperparameters.usefulness, docs/jobs.md): off, score (stored and shown), or enforce (an update
-// whose drop is below minDrop is refused with 422 TT_ERR_NOT_USEFUL before it is stored).
+// whose drop is below minDrop, or with relativeShare below that share of the job's recent median relative
+// drop, is refused with 422 TT_ERR_NOT_USEFUL before it is stored).
 import { decodeUpdate, toDense, type Update } from '../../shared/codec/index.ts';
 import { taskBatchEncoded } from '../../shared/data/task-data.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
-import type { Augment } from '../../shared/protocol/messages.ts';
+import type { Augment, Usefulness as UsefulnessSetting } from '../../shared/protocol/messages.ts';
 import { runtimeOf } from '../../shared/models/runtimes.ts';
 import type { LabelledBatch } from '../../shared/reference/mlp.ts';
 import type { Batch } from '../../shared/train/trainer.ts';
@@ -45,6 +46,37 @@ export function usefulnessScore(
   const score: UsefulnessScore = { before, after, drop: before - after };
   if (control) score.controlDrop = batchLoss(config, base, control) - batchLoss(config, applied, control);
   return score;
+}
+
+/** How many of a job's latest accepted scores the relative floor is taken from. */
+export const RELATIVE_WINDOW = 64;
+
+/** Why a job's setting refuses an update with this score, or undefined: only under enforce, for a drop
+ * below minDrop (NaN, a loss that overflowed, is never enough) or, with a relativeShare, a relative drop
+ * under relativeShare × the median of `recentRatios` (the job's latest accepted, see relativeFloor). The
+ * attack bench (bench/attacks.ts) applies the same rule. */
+export function refusal(setting: UsefulnessSetting, score: Pick<UsefulnessScore, 'drop' | 'before'>, recentRatios: readonly number[] = []): string | undefined {
+  if (setting.mode !== 'enforce') return undefined;
+  if (!(score.drop >= setting.minDrop)) return `a drop of ${score.drop.toFixed(4)} nats, below the job's minimum of ${setting.minDrop}`;
+  const floor = setting.relativeShare ? relativeFloor(recentRatios, setting.relativeShare) : undefined;
+  const ratio = score.drop / score.before;
+  if (floor !== undefined && !(ratio >= floor)) {
+    return `a drop of ${(100 * ratio).toFixed(1)} % of the loss, below ${setting.relativeShare} × the median of the job's last ${RELATIVE_WINDOW} accepted updates (${(100 * floor).toFixed(1)} %)`;
+  }
+  return undefined;
+}
+
+/** The relative floor: an update must lower its own batch's loss by at least `share` × the median
+ * relative drop (drop ÷ loss before) of the job's recent accepted updates, in the same relative terms.
+ * Undefined (no floor beyond minDrop) until `minCount` are known. Honest updates train on the batch they
+ * are scored on and drop it by a share that is steady within a job; a poison tuned to pass minDrop 0
+ * (ALIE at its optimised factor, a label flip, a backdoor) drops it by a fraction of that. */
+export function relativeFloor(recentRatios: readonly number[], share: number, minCount = 8): number | undefined {
+  const finite = recentRatios.filter(Number.isFinite);
+  if (finite.length < minCount) return undefined;
+  const s = [...finite].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return share * (s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2);
 }
 
 /** The inner step whose batch an update is scored on. Step 0, one batch: its gradient is the one the
@@ -107,8 +139,8 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
     const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment);
     const score = usefulnessScore(job.model, params, decodeUpdate(payload, params.length), batch);
     stop();
-    // NaN (a loss that overflowed) is never enough
-    const refused = setting.mode === 'enforce' && !(score.drop >= setting.minDrop);
+    const why = refusal(setting, score, setting.mode === 'enforce' && setting.relativeShare ? defence.recentRelativeDrops(job.jobId, RELATIVE_WINDOW) : []);
+    const refused = why !== undefined;
     defence.putUsefulness({ taskId: task.taskId, jobId: job.jobId, volunteerId, baseVersion: task.baseVersion, ...score, refused, at: now });
     if (Number.isFinite(score.drop)) metrics.usefulnessDrop.observe({ job: job.jobId }, score.drop);
     if (refused) {
@@ -117,8 +149,7 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
       // such batch would ban honest volunteers of a badly tuned job. Refusing keeps the update out of the
       // round; deliberate liars are what spot checks strike (server/defence/replication.ts).
       store.rejectTask(task.taskId);
-      fail('TT_ERR_NOT_USEFUL', `loss ${score.before.toFixed(4)} → ${score.after.toFixed(4)} on the batch of inner step ${SCORED_STEP}, `
-        + `a drop of ${score.drop.toFixed(4)} nats, below the job's minimum of ${setting.minDrop}; `
+      fail('TT_ERR_NOT_USEFUL', `loss ${score.before.toFixed(4)} → ${score.after.toFixed(4)} on the batch of inner step ${SCORED_STEP}, ${why}; `
         + 'send Δ = θ_base − θ_end after the task\'s H steps on its seeded batches');
     }
     return score;

@@ -6,10 +6,11 @@
 // (shards plus the version-0 checkpoint) and CPU before any operator has looked at it.
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, resolveHyperparameters, SpecError } from '../../shared/jobs/spec.ts';
+import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, SpecError } from '../../shared/jobs/spec.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import { kindOf } from '../../shared/models/registry.ts';
 import type { JobSpec } from '../store/types.ts';
+import { resolveJobHyperparameters } from '../defence/default.ts';
 import { RateLimiter } from '../defence/rate-limit.ts';
 import { appendAudit } from './audit.ts';
 import { actorOf } from './auth.ts';
@@ -83,7 +84,7 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
     const jobId = `${slug}-${randomBytes(3).toString('hex')}`;
     const spec: JobSpec = {
       name: job.name, researcher: who.name, description: job.description ?? '', model,
-      hyperparameters: resolveHyperparameters(job),
+      hyperparameters: resolveJobHyperparameters(model, job),
       dataset: { name: UPLOAD_PREFIX + jobId, shards: shards.length, heldOut: prepared.heldOutCount },
     };
     checkUsefulness(model, spec.hyperparameters);

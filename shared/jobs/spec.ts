@@ -94,6 +94,7 @@ export const defaultHyperparameters: Hyperparameters = {
   compression: defaultCompression,
   aggregator: defaultAggregator, // best worst case over the attack table, IID and non-IID (docs/defence.md)
   maxUpdateNorm: 1000,
+  // the relay turns it on for a submitted job whose model it can afford to score (server/defence/default.ts)
   usefulness: { mode: 'off', minDrop: 0 },
 };
 export const defaultGuardrail = { maxLossRise: 0.5 };
@@ -177,7 +178,7 @@ function checkKnownVocab(job: JobSubmission, batchSize: number): void {
 }
 
 /** Hyperparameters with defaults filled in. */
-export function resolveHyperparameters(job: JobSubmission): Hyperparameters {
+export function resolveHyperparameters(job: Pick<JobSubmission, 'hyperparameters'>): Hyperparameters {
   const h = job.hyperparameters ?? {};
   return {
     ...defaultHyperparameters, ...h, adamw: { ...defaultHyperparameters.adamw, ...(h.adamw ?? {}) },

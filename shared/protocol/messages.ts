@@ -33,6 +33,7 @@ export const UsefulnessSchema = Type.Object({
     description: 'off: not computed; score: computed, stored and shown; enforce: also refuses an update whose drop is below minDrop',
   }),
   minDrop: Type.Number({ minimum: -100, maximum: 100, description: 'enforce: the smallest loss drop (nats) accepted; negative tolerates a small rise' }),
+  relativeShare: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'enforce: also refuse a drop (as a share of the loss before) under this share of the median of the job\'s last 64 accepted updates; 0 or absent: no such floor' })),
 }, { additionalProperties: false });
 
 /** When a job is finished (server/scheduler/stopping.ts): the first rule that holds moves it to done, and

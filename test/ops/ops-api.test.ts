@@ -118,7 +118,9 @@ describe('researchers act only on their own jobs', () => {
 
 describe('rollback', () => {
   test('restores the earlier version’s parameters and momentum, refuses stale uploads, and training continues from it', async () => {
-    const { jobId } = (await submit(relay.url, relay.alice, mlpJob(), labelledJson())).body;
+    // synthetic deltas: the usefulness check an MLP job gets by default would refuse some of them
+    const { jobId } = (await submit(relay.url, relay.alice, mlpJob({
+      hyperparameters: { updatesPerRound: 1, quorum: 1, compression: { kind: 'fp32' }, usefulness: { mode: 'off' } } }), labelledJson())).body;
     await post(relay.url, `/api/ops/jobs/${jobId}/approve`, relay.operator);
     const volunteerId = await registerVolunteer(relay.url);
     const n = (await get(relay.url, `/api/jobs/${jobId}`)).body.paramCount;
@@ -175,9 +177,10 @@ describe('rollback', () => {
 describe('guardrail and audit', () => {
   test('a job whose held-out loss regresses past its threshold is rolled back to its best version (not paused), and audited', async () => {
     // an inner lr of 0.2 lets one task move each parameter by up to ≈ 4.5, so the step below passes the
-    // norm bound from the job's settings (server/defence/validate.ts priorNormBound) and reaches the guardrail
+    // norm bound from the job's settings (server/defence/validate.ts priorNormBound) and reaches the guardrail;
+    // the usefulness check (on by default for MLP jobs) would refuse it first, so it is off here
     const { jobId } = (await submit(relay.url, relay.alice, mlpJob({ guardrail: { maxLossRise: 0.05 },
-      hyperparameters: { updatesPerRound: 1, quorum: 1, compression: { kind: 'fp32' }, adamw: { lr: 0.2 } } }), labelledJson())).body;
+      hyperparameters: { updatesPerRound: 1, quorum: 1, compression: { kind: 'fp32' }, adamw: { lr: 0.2 }, usefulness: { mode: 'off' } } }), labelledJson())).body;
     await post(relay.url, `/api/ops/jobs/${jobId}/approve`, relay.operator);
     const volunteerId = await registerVolunteer(relay.url);
     const n = (await get(relay.url, `/api/jobs/${jobId}`)).body.paramCount;
@@ -190,6 +193,20 @@ describe('guardrail and audit', () => {
     expect(g.detail.struck.map((s: { volunteerId: string }) => s.volunteerId)).toEqual([volunteerId]);
     const job = await get(relay.url, `/api/jobs/${jobId}`);
     expect(job.body).toMatchObject({ status: 'running', version: 0 });
+  });
+
+  test('a submitted MLP job that names no defence refuses, by default, the wrecking update above with 422 TT_ERR_NOT_USEFUL', async () => {
+    // bob's: alice has spent most of her burst of submissions in this file
+    const { jobId } = (await submit(relay.url, relay.bob, mlpJob({ guardrail: { maxLossRise: 0.05 },
+      hyperparameters: { updatesPerRound: 1, quorum: 1, compression: { kind: 'fp32' }, adamw: { lr: 0.2 } } }), labelledJson())).body;
+    expect(relay.app.store.getJob(jobId)!.hyperparameters).toMatchObject({ aggregator: 'mean', usefulness: { mode: 'enforce', minDrop: 0, relativeShare: 0.25 } });
+    await post(relay.url, `/api/ops/jobs/${jobId}/approve`, relay.operator);
+    const volunteerId = await registerVolunteer(relay.url);
+    const n = (await get(relay.url, `/api/jobs/${jobId}`)).body.paramCount;
+    const r = await uploadDelta(relay.url, jobId, volunteerId, new Float32Array(n).fill(-3));
+    expect(r.status).toBe(422);
+    expect(r.body.error.code).toBe('TT_ERR_NOT_USEFUL');
+    expect((await get(relay.url, `/api/jobs/${jobId}`)).body).toMatchObject({ status: 'running', version: 0 });
   });
 
   test('the audit log is readable with any token, not without one, and verifies', async () => {

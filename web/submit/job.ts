@@ -15,7 +15,7 @@ type Overview = {
     model: ModelConfig;
     dataset: { name: string; shards: number; heldOut: number };
     hyperparameters: { steps: number; batchSize: number; updatesPerRound: number; outerLr: number; outerMomentum: number; aggregator: string; compression: { kind: string }; adamw: { lr: number };
-      usefulness?: { mode: 'off' | 'score' | 'enforce'; minDrop: number }; until?: Until; augment?: { shift: number } };
+      usefulness?: { mode: 'off' | 'score' | 'enforce'; minDrop: number; relativeShare?: number }; until?: Until; augment?: { shift: number } };
     finish?: Finish };
   owner: string; tokenizer: Tokenizer | null; evals: EvalPoint[];
   /** scored, meanDrop, notUseful: only when the job has usefulness on */
@@ -54,7 +54,7 @@ function render(o: Overview): void {
   text('job-data', `${j.dataset.shards} training shards, ${count(j.dataset.heldOut)} held-out ${kind.dataFormat === 'text' ? 'tokens' : 'rows'}`);
   const useful = h.usefulness && h.usefulness.mode !== 'off' ? h.usefulness : undefined;
   text('job-hyper', `H=${h.steps} inner AdamW steps (lr ${h.adamw.lr}) of batch ${h.batchSize}; K=${h.updatesPerRound} updates per round; outer lr ${h.outerLr}, momentum ${h.outerMomentum}; ${h.aggregator}; ${h.compression.kind} updates`
-    + (useful ? `; usefulness ${useful.mode === 'enforce' ? `enforced (loss drop ≥ ${useful.minDrop})` : 'scored'}` : ''));
+    + (useful ? `; usefulness ${useful.mode === 'enforce' ? `enforced (loss drop ≥ ${useful.minDrop}${useful.relativeShare ? ` and ≥ ${useful.relativeShare} × the job's median relative drop` : ''})` : 'scored'}` : ''));
   text('job-until', untilText(h.until) + (h.augment ? `; digits shifted up to ${h.augment.shift} px (seeded)` : ''));
   text('job-version', String(j.version));
   const last = o.evals[o.evals.length - 1];
