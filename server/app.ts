@@ -7,8 +7,9 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
 import { defaultJobSpec, defaultJobToCreate } from './default-job.ts';
-import { RelayError, errors, type ErrorCode } from './errors.ts';
+import { RelayError, errors, storeErrorToRelay, type ErrorCode } from './errors.ts';
 import { isErrorCode } from '../shared/protocol/errors.ts';
+import { StoreError } from './store/errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
 import type { InFlightOptions } from './defence/in-flight.ts';
@@ -27,6 +28,7 @@ import { loadLeaseSecret } from './scheduler/leases.ts';
 import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
+import { sqliteStores } from './store/async.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
@@ -92,12 +94,14 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
     warn: (fields, message) => app.log.warn(fields, message),
   });
+  const stores = sqliteStores(store, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
   const now = opts.now ?? Date.now;
-  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention, now });
+  const scheduler = createScheduler({ stores, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention, now });
   app.decorate('now', now);
+  app.decorate('stores', stores);
   app.decorate('db', store.db);
   app.decorate('store', store);
   app.decorate('scheduler', scheduler);
@@ -133,15 +137,14 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     app.get('/', async (_req, reply) => reply.type('text/html').send('<!doctype html><title>Tabtrain</title><p>The volunteer page is not built; run <code>npm run build</code>.</p>'));
   }
 
-  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(store.listJobs(), opts.renewDefaultJob ?? false);
-  if (defaultJobId) scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
-  scheduler.recover();
+  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(await stores.relay.listJobs(), opts.renewDefaultJob ?? false);
+  if (defaultJobId) await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
+  await scheduler.recover();
+  let sweeping = false; // one sweep at a time: a slow one is not overtaken by the next
   const sweeper = setInterval(() => {
-    try {
-      scheduler.sweep();
-    } catch (e) {
-      app.log.error({ err: e }, 'sweep failed');
-    }
+    if (sweeping) return;
+    sweeping = true;
+    scheduler.sweep().catch((e: unknown) => app.log.error({ err: e }, 'sweep failed')).finally(() => { sweeping = false; });
   }, opts.sweepMs ?? 1000);
   sweeper.unref();
   app.addHook('onClose', async () => {
@@ -149,7 +152,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     scheduler.stop();
     await scheduler.settled();
     await pool.close();
-    store.close();
+    await stores.close();
   });
 
   let url: string | undefined;
@@ -182,7 +185,10 @@ function installBodyRules(app: FastifyInstance): void {
 /** One error shape for everything: 4xx pass their message through (under a catalogue code: an HTTP-layer
  * error of no code of ours is TT_ERR_BAD_REQUEST), 5xx are logged and made generic. */
 function installErrorHandlers(app: FastifyInstance): void {
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, req, reply) => {
+  app.setErrorHandler((thrown: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, req, reply) => {
+    // storage refuses in its own words; the answer is the relay's catalogue entry for it
+    const err = thrown instanceof StoreError ? storeErrorToRelay(thrown) : thrown;
+    if (thrown instanceof StoreError && err.statusCode === 500) req.log.error({ err: thrown }, 'storage fault');
     const send = (status: number, code: ErrorCode, message: string) => reply.status(status).send({ error: { code, message } });
     if (err instanceof RelayError) {
       app.metrics.updatesRefused.inc({ code: err.code });

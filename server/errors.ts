@@ -1,6 +1,7 @@
 // The relay's refusals: the codes, statuses and messages of the one catalogue (shared/protocol/errors.ts),
 // thrown as RelayError. Routes and the scheduler throw these; app.ts turns them into {"error": {code, message}}.
 import { errorCatalogue, messageOf, statusOf, type ErrorCode } from '../shared/protocol/errors.ts';
+import { ConflictError, IllegalTransitionError, NotFoundError, type StoreError } from './store/errors.ts';
 
 export { type ErrorCode } from '../shared/protocol/errors.ts';
 /** The catalogue, under the name the relay has always used. */
@@ -15,6 +16,19 @@ export class RelayError extends Error {
     this.name = 'RelayError';
     this.statusCode = statusOf(code);
   }
+}
+
+/** Storage's refusals (server/store/errors.ts) as the relay answers them. */
+export function storeErrorToRelay(e: StoreError): RelayError {
+  if (e instanceof NotFoundError) {
+    if (e.entity === 'job') return new RelayError('TT_ERR_UNKNOWN_JOB', e.id);
+    if (e.entity === 'task') return new RelayError('TT_ERR_UNKNOWN_TASK', e.id);
+    if (e.entity === 'volunteer') return new RelayError('TT_ERR_UNKNOWN_VOLUNTEER', e.id);
+    return new RelayError('TT_ERR_UNKNOWN_VERSION', e.message);
+  }
+  if (e instanceof IllegalTransitionError) return new RelayError('TT_ERR_BAD_TRANSITION', e.message);
+  if (e instanceof ConflictError) return new RelayError('TT_ERR_CONFLICT', e.message);
+  return new RelayError('TT_ERR_INTERNAL');
 }
 
 export const fail = (code: ErrorCode, detail = ''): never => {

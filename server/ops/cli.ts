@@ -10,6 +10,7 @@ import { listAudit, verifyAudit, type AuditVerdict } from './audit.ts';
 import { isErrorCode, type AnyErrorCode } from '../../shared/protocol/errors.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../../shared/protocol/version.ts';
 import { migrateOps } from './store.ts';
+import { hasAuditTable } from '../store/sqlite-ops.ts';
 import { createToken, isRole, ROLES, type Role } from './tokens.ts';
 
 /** The relay's database file inside a data directory (server/app.ts). */
@@ -176,7 +177,7 @@ export function registerOpsCommands(program: Command): void {
       if (o.dataDir) {
         const db = openDb(o.dataDir, true);
         try {
-          if (!db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ops_audit'").get()) throw new CliError(`the database in ${o.dataDir} has no audit log`);
+          if (!hasAuditTable(db)) throw new CliError(`the database in ${o.dataDir} has no audit log`);
           printVerdict(verifyAudit(db));
         } finally { db.close(); }
       } else {

@@ -41,6 +41,8 @@ export const errorCatalogue = {
   TT_ERR_TOO_STALE: { status: 409, message: said },
   TT_ERR_JOB_NOT_RUNNING: { status: 409, message: said },
   TT_ERR_BAD_TRANSITION: { status: 409, message: said },
+  /** a write lost a race with another (another relay, or a concurrent request): read again and retry */
+  TT_ERR_CONFLICT: { status: 409, message: (d) => `${d}; read the current state and retry` },
   // ---- defences against untrusted volunteers (server/defence)
   TT_ERR_IDENTITY_REQUIRED: { status: 400, message: said },
   TT_ERR_POW: { status: 403, message: (d) => `proof of work refused: ${d}` },

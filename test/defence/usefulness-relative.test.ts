@@ -30,29 +30,30 @@ describe('usefulness relative floor on a real relay', () => {
     const up = await fetch(`${relay.url}/api/tasks/${task.taskId}/update`, { method: 'POST', body: frame as BodyInit, headers: await alice.uploadHeaders(task.taskId, task.lease, frame) });
     return { status: up.status, body: await up.json(), taskId: task.taskId };
   };
-  const score = (taskId: string) => relay.app.scheduler.guard.store.getUsefulness(taskId)!;
+  const score = async (taskId: string) => (await relay.app.scheduler.guard.store.getUsefulness(taskId))!;
 
   it('takes a barely useful update while fewer than eight are known, refuses the same kind after eight honest ones', async () => {
     // 3 % of an honest Δ: still lowers the loss (minDrop 0 passes) but by a sliver
     const early = await send(0.03);
     expect(early.status, JSON.stringify(early.body)).toBe(200);
-    expect(score(early.taskId).drop).toBeGreaterThan(0);
+    expect((await score(early.taskId)).drop).toBeGreaterThan(0);
     const ratios: number[] = [];
     for (let k = 0; k < 8; k++) {
       const r = await send(1);
       expect(r.status, JSON.stringify(r.body)).toBe(200);
-      ratios.push(score(r.taskId).drop / score(r.taskId).before);
+      const sr = await score(r.taskId);
+      ratios.push(sr.drop / sr.before);
     }
-    expect(relay.app.scheduler.guard.store.recentRelativeDrops('rel', 64)).toHaveLength(9);
+    expect(await relay.app.scheduler.guard.store.recentRelativeDrops('rel', 64)).toHaveLength(9);
     const late = await send(0.03);
     expect(late.status).toBe(422);
     expect(late.body.error.code).toBe('TT_ERR_NOT_USEFUL');
     expect(late.body.error.message).toMatch(/below 0\.25 × the median of the job's last 64 accepted updates/);
-    const s = score(late.taskId);
+    const s = await score(late.taskId);
     expect(s.drop).toBeGreaterThan(0);
     expect(s.refused).toBe(true);
     // the refused score does not enter the history the floor is taken from
-    expect(relay.app.scheduler.guard.store.recentRelativeDrops('rel', 64)).toHaveLength(9);
+    expect(await relay.app.scheduler.guard.store.recentRelativeDrops('rel', 64)).toHaveLength(9);
     // and an honest one is still taken
     expect((await send(1)).status).toBe(200);
     console.log(`honest relative drops ${ratios.map((x) => x.toFixed(3)).join(' ')}; 3 % of an honest Δ: ${(s.drop / s.before).toFixed(4)}`);
