@@ -23,10 +23,10 @@ describe('the relay reads time from its injected clock', () => {
     expect(res.status).toBe(200);
     const task = await res.json() as Task;
     expect(Math.abs(Number(res.headers.get('x-tabtrain-time')) - clock.now())).toBeLessThan(5_000);
-    relay.app.scheduler.sweep();
+    await relay.app.scheduler.sweep();
     expect(relay.app.store.getTask(task.taskId)!.state).toBe('issued');
     clock.advance(task.deadline - clock.now() + 1);
-    relay.app.scheduler.sweep();
+    await relay.app.scheduler.sweep();
     expect(relay.app.store.getTask(task.taskId)!.state).toBe('expired');
   });
 

@@ -22,7 +22,7 @@ describe('round timer', () => {
     expect(first.status).toBe(200);
     // the timer runs out with one update of a quorum of two: the round stays open
     clock.advance(ROUND_MS + 1000);
-    relay.app.scheduler.sweep(); // what the round timer's sweep does, now rather than at its next tick
+    await relay.app.scheduler.sweep(); // what the round timer's sweep does, now rather than at its next tick
     expect(await version()).toBe(0);
     const second = await uploadDelta(relay.url, 'mnist-mlp', volunteer, delta(2));
     expect(second.status).toBe(200);
