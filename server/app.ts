@@ -23,13 +23,17 @@ import { loadLeaseSecret } from './scheduler/leases.ts';
 import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
+import type { DatabaseProbe } from './store/database.ts';
+import { DATABASE_DOWN, isDatabaseUnavailable } from './store/unavailable.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
 
 export type RelayOptions = {
-  /** SQLite file, lease secret; created if missing */
+  /** SQLite file, lease secret; created if missing (with a database URL: the ONNX export cache only) */
   dataDir: string;
+  /** a postgres:// URL: run on that shared database instead of the embedded SQLite file (several relays may) */
+  databaseUrl?: string;
   /** listen when given (0 = a random free port) */
   port?: number;
   host?: string;
@@ -80,6 +84,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
   app.decorate('db', store.db);
   app.decorate('store', store);
+  app.decorate('database', { kind: 'sqlite', ping: async () => { store.db.prepare('SELECT 1').get(); } } satisfies DatabaseProbe);
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);
   app.decorate('dataDir', opts.dataDir);
@@ -161,6 +166,12 @@ function installErrorHandlers(app: FastifyInstance): void {
     if (err instanceof RelayError) {
       app.metrics.updatesRefused.inc({ code: err.code });
       return send(err.statusCode, err.code, err.message);
+    }
+    if (isDatabaseUnavailable(err)) {
+      // not the client's fault nor a relay bug: the shared database is down or restarting; retry shortly
+      req.log.warn({ err }, 'database unavailable');
+      reply.header('retry-after', '5');
+      return send(503, 'TT_ERR_DATABASE_UNAVAILABLE', errors.TT_ERR_DATABASE_UNAVAILABLE.message(DATABASE_DOWN));
     }
     if (err.validation) return send(400, 'TT_ERR_VALIDATION', errors.TT_ERR_VALIDATION.message(err.message));
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(413, 'TT_ERR_BODY_TOO_LARGE', `request body exceeds this route's limit; ${err.message}`);

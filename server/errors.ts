@@ -31,6 +31,7 @@ export const errors = {
   TT_ERR_EMPTY_UPDATE: { status: 422, message: (d: string) => d },
   TT_ERR_NOT_USEFUL: { status: 422, message: (d: string) => `update does not lower the loss on its own batch: ${d}` },
   TT_ERR_NOT_FOUND: { status: 404, message: (d: string) => `no route ${d}; see docs/protocol.md` },
+  TT_ERR_DATABASE_UNAVAILABLE: { status: 503, message: (d: string) => `the relay's database does not answer (${d}); retry in a few seconds` },
   TT_ERR_INTERNAL: { status: 500, message: () => 'the relay failed on its side; retry later' },
 } as const;
 

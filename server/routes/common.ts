@@ -5,12 +5,15 @@ import { RelaySendsError } from '../../shared/protocol/messages.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { Store } from '../store/types.ts';
+import type { DatabaseProbe } from '../store/database.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** raw SQLite handle, for plugins that add their own tables (server/ops) */
     db: Database.Database;
     store: Store;
+    /** the database behind the store, for /healthz */
+    database: DatabaseProbe;
     scheduler: Scheduler;
     metrics: Metrics;
     dataDir: string;
