@@ -1,24 +1,48 @@
-// LISTEN/NOTIFY between relays on one database: a store that commits a new version or changes a job's
-// state sends one notification with its transaction (pg_notify is delivered on commit, never for a
-// rollback); every relay's listener hears it — its own too — and fires the same events it would for a
-// local change, so dashboards, /metrics and waiting volunteers agree whichever relay did the work.
-// The listener holds one connection of its own and reconnects (with backoff) when it drops; after a
-// reconnect it reports `resync`, since notifications sent meanwhile were lost.
+// LISTEN/NOTIFY between relays on one database. A store that commits a new version, a job-state change,
+// a rollback, a new job or new hyperparameters sends one notification in that transaction (pg_notify is
+// delivered on commit, never for a rollback); every relay's listener hears it and hands other relays'
+// notices to its `remote` listeners, so dashboards, /metrics and waiting volunteers follow whichever
+// relay did the work. Listeners that act on a change (audit, evaluation, guardrail) stay on the relay
+// that made it: they are the store's own `on`/`onCommitting` listeners, never fed from here.
+// The listener holds one connection of its own and reconnects with backoff when it drops; after a
+// reconnect it reports `resync`, since notices sent meanwhile were lost.
 import pg from 'pg';
+import type { StoreEventName, StoreEvents } from '../types.ts';
 
 export const CHANNEL = 'tabtrain_events';
 
-export type StoreEvent =
-  | { kind: 'version'; jobId: string; version: number; hash: string }
-  | { kind: 'job'; jobId: string; status: string; version: number; rollback?: boolean }
-  /** the listener was disconnected: events may have been missed, re-read what matters */
-  | { kind: 'resync' };
+/** What of each shared event goes on the wire (a notification carries at most 8000 bytes: no task lists). */
+export const sharedEvents = {
+  'job-created': (e: StoreEvents['job-created']) => ({ jobId: e.job.jobId, status: e.job.status }),
+  'job-state-changed': (e: StoreEvents['job-state-changed']) => e,
+  'round-committed': (e: StoreEvents['round-committed']) => ({ jobId: e.jobId, version: e.version, hash: e.hash, at: e.at, updates: e.taskIds.length }),
+  'rolled-back': (e: StoreEvents['rolled-back']) => e,
+  'hyperparameters-changed': (e: StoreEvents['hyperparameters-changed']) => ({ jobId: e.jobId }),
+} satisfies Partial<{ [K in StoreEventName]: (e: StoreEvents[K]) => unknown }>;
+export type SharedEventName = keyof typeof sharedEvents;
 
-export type Listener = { on(fn: (e: StoreEvent) => void): () => void; close(): Promise<void>; connected(): boolean };
+export type Notice = { origin: string; name: StoreEventName; event: unknown };
+/** Another relay's change, as its notice carried it; or `resync` after missed notices. */
+export type RemoteEvent =
+  | { [K in SharedEventName]: { name: K; origin: string; event: ReturnType<(typeof sharedEvents)[K]> } }[SharedEventName]
+  | { name: 'resync' };
 
-export function listenForEvents(url: string, o: { warn?: (fields: Record<string, unknown>, message: string) => void; retryMs?: number } = {}): Listener {
-  const fns = new Set<(e: StoreEvent) => void>();
-  const emit = (e: StoreEvent) => { for (const f of fns) f(e); };
+export type EventListener = { on(fn: (e: RemoteEvent) => void): () => void; close(): Promise<void>; connected(): boolean };
+
+type Warn = (fields: Record<string, unknown>, message: string) => void;
+
+/** Listens on the channel; `origin`: this relay's own notices are not passed on. */
+export function listenForEvents(url: string, o: { origin?: string; warn?: Warn; retryMs?: number } = {}): EventListener {
+  const fns = new Set<(e: RemoteEvent) => void>();
+  const emit = (e: RemoteEvent) => {
+    for (const f of fns) {
+      try {
+        f(e);
+      } catch (err) {
+        o.warn?.({ err }, 'a remote-event listener failed');
+      }
+    }
+  };
   let client: pg.Client | undefined, closed = false, up = false, timer: NodeJS.Timeout | undefined, failures = 0, everUp = false;
 
   const connect = async () => {
@@ -38,11 +62,14 @@ export function listenForEvents(url: string, o: { warn?: (fields: Record<string,
     c.on('end', retry);
     c.on('notification', (m) => {
       if (m.channel !== CHANNEL || !m.payload) return;
+      let n: Notice;
       try {
-        emit(JSON.parse(m.payload) as StoreEvent);
+        n = JSON.parse(m.payload) as Notice;
       } catch (err) {
-        o.warn?.({ err, payload: m.payload }, 'unreadable store event ignored');
+        o.warn?.({ err, payload: m.payload }, 'unreadable store notice ignored');
+        return;
       }
+      if (n.origin !== o.origin && n.name in sharedEvents) emit(n as RemoteEvent);
     });
     try {
       await c.connect();
@@ -50,7 +77,7 @@ export function listenForEvents(url: string, o: { warn?: (fields: Record<string,
       if (closed) { await c.end(); return; }
       up = true;
       failures = 0;
-      if (everUp) emit({ kind: 'resync' });
+      if (everUp) emit({ name: 'resync' });
       everUp = true;
     } catch (err) {
       o.warn?.({ err }, 'event listener cannot reach the database; retrying');

@@ -1,0 +1,131 @@
+// Where a Postgres store method runs: on the pool (each call its own statement or transaction), or inside
+// a transaction on one connection (`Stores.transaction`). Events (../types.ts StoreEvents) raised inside
+// a transaction run their onCommitting listeners at once, with the transaction's handle, and their `on`
+// listeners after the outermost COMMIT; a rollback drops them. Events other relays must hear are also
+// sent with pg_notify in the same transaction, so they arrive only if it commits (./notify.ts).
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type pg from 'pg';
+import { StoreUsageError } from '../errors.ts';
+import type { StoreEventName, StoreEvents, Stores } from '../types.ts';
+import { CHANNEL, sharedEvents, type Notice } from './notify.ts';
+
+type Warn = (fields: Record<string, unknown>, message: string) => void;
+type AfterFn = (event: never) => void | Promise<void>;
+type CommittingFn = (event: never, tx: Stores) => void | Promise<void>;
+
+export type TxState = { client: pg.PoolClient; queued: [StoreEventName, unknown][]; done: boolean; handle: Stores; shared: Shared; savepoints: number };
+
+export type Shared = {
+  pool: pg.Pool;
+  /** this store's id in notifications, so it can tell its own from other relays' */
+  origin: string;
+  after: Map<StoreEventName, Set<AfterFn>>;
+  committing: Map<StoreEventName, Set<CommittingFn>>;
+  warn: Warn;
+  /** a Stores handle bound to a transaction */
+  handleFor(tx: TxState): Stores;
+};
+
+const inside = new AsyncLocalStorage<TxState>();
+
+export class Ctx {
+  constructor(readonly shared: Shared, readonly tx?: TxState) {}
+
+  private client(): pg.Pool | pg.PoolClient {
+    if (this.tx) {
+      if (this.tx.done) throw new StoreUsageError('this transaction handle is used after its transaction ended; use the store itself');
+      return this.tx.client;
+    }
+    const open = inside.getStore();
+    if (open && open.shared === this.shared && !open.done) {
+      // on another connection it would be a second transaction, waiting for locks the first one holds
+      throw new StoreUsageError('the store itself is used inside one of its transactions; use the transaction\'s handle');
+    }
+    return this.shared.pool;
+  }
+
+  async rows<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<R[]> {
+    return (await this.client().query<R>(sql, args)).rows;
+  }
+
+  async one<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<R | undefined> {
+    return (await this.rows<R>(sql, args))[0];
+  }
+
+  /** Rows changed. */
+  async run(sql: string, args: unknown[] = []): Promise<number> {
+    return (await this.client().query(sql, args)).rowCount ?? 0;
+  }
+
+  /** fn's statements in one transaction: this one when inside one, else a new one. */
+  atomic<T>(fn: (c: Ctx) => Promise<T>): Promise<T> {
+    if (this.tx) return fn(this);
+    this.client(); // refuses use of the store inside its own transaction
+    return begin(this.shared, (tx) => fn(new Ctx(this.shared, tx)));
+  }
+
+  /** Raises an event inside the current transaction (atomic's). */
+  async emit<E extends StoreEventName>(name: E, event: StoreEvents[E]): Promise<void> {
+    const tx = this.tx;
+    if (!tx) throw new StoreUsageError(`event ${name} raised outside a transaction`);
+    for (const l of this.shared.committing.get(name) ?? []) await (l as (e: StoreEvents[E], t: Stores) => unknown)(event, tx.handle);
+    tx.queued.push([name, event]);
+    const shared = sharedEvents[name as keyof typeof sharedEvents];
+    if (shared) {
+      const notice: Notice = { origin: this.shared.origin, name, event: shared(event as never) };
+      await tx.client.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify(notice)]);
+    }
+  }
+
+  /** A nested transaction inside this one (a savepoint), or a new one. */
+  async transaction<T>(fn: (tx: Stores) => Promise<T>): Promise<T> {
+    const tx = this.tx;
+    if (!tx) {
+      this.client();
+      return begin(this.shared, (t) => fn(t.handle));
+    }
+    const name = `sp${++tx.savepoints}`;
+    const queued = tx.queued.length;
+    await this.run(`SAVEPOINT ${name}`);
+    try {
+      const out = await fn(tx.handle);
+      await this.run(`RELEASE SAVEPOINT ${name}`);
+      return out;
+    } catch (e) {
+      await tx.client.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
+      tx.queued.length = queued;
+      throw e;
+    }
+  }
+}
+
+async function begin<T>(shared: Shared, fn: (tx: TxState) => Promise<T>): Promise<T> {
+  const client = await shared.pool.connect();
+  const tx: TxState = { client, queued: [], done: false, handle: undefined as unknown as Stores, shared, savepoints: 0 };
+  tx.handle = shared.handleFor(tx);
+  let out: T;
+  try {
+    await client.query('BEGIN');
+    out = await inside.run(tx, () => fn(tx));
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  } finally {
+    tx.done = true;
+    client.release();
+  }
+  for (const [name, event] of tx.queued) await fireAfter(shared, name, event);
+  return out;
+}
+
+/** Runs the `on` listeners of an event that committed; a listener's failure is logged, nothing undone. */
+export async function fireAfter(shared: Shared, name: StoreEventName, event: unknown): Promise<void> {
+  for (const l of shared.after.get(name) ?? []) {
+    try {
+      await (l as (e: unknown) => unknown)(event);
+    } catch (err) {
+      shared.warn({ err, event: name }, 'a store event listener failed; the change stands');
+    }
+  }
+}
