@@ -14,13 +14,17 @@ import { mlpEvaluate } from '../../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { evaluateTokens } from '../ops/eval-gpt.ts';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
 /** Read-only connections to relays' SQLite files (a test process runs several relays), the newest few. */
 const connections = new Map<string, Database.Database>();
+/** Pools on relays' Postgres databases (the params are read here, never copied through the event loop). */
+const pgPools = new Map<string, pg.Pool>();
 
-function paramsOf(src: ParamsSource): Float32Array {
+async function paramsOf(src: ParamsSource): Promise<Float32Array> {
   if (src instanceof Float32Array) return src;
+  if (/^postgres(ql)?:\/\//.test(src.db)) return postgresParams(src.db, src.jobId, src.version);
   let db = connections.get(src.db);
   if (!db) {
     db = new Database(src.db, { readonly: true, fileMustExist: true });
@@ -33,13 +37,27 @@ function paramsOf(src: ParamsSource): Float32Array {
   return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
 }
 
+async function postgresParams(url: string, jobId: string, version: number): Promise<Float32Array> {
+  let pool = pgPools.get(url);
+  if (!pool) {
+    // one connection per worker and database; an idle one that drops is replaced on next use
+    pool = new pg.Pool({ connectionString: url, max: 1, idleTimeoutMillis: 10_000, connectionTimeoutMillis: 5000, application_name: 'tabtrain-worker' });
+    pool.on('error', () => undefined);
+    pgPools.set(url, pool);
+  }
+  const r = (await pool.query<{ params: Buffer }>('SELECT params FROM versions WHERE job_id = $1 AND version = $2', [jobId, version])).rows[0];
+  if (!r) throw new Error(`version ${version} of job ${jobId} is no longer stored`);
+  const b = r.params;
+  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
+}
+
 export default async function run(task: PoolTask): Promise<unknown> {
   switch (task.kind) {
-    case 'gpt-eval': return evaluateTokens(task.config, paramsOf(task.params), task.tokens, task.n, task.length);
+    case 'gpt-eval': return evaluateTokens(task.config, await paramsOf(task.params), task.tokens, task.n, task.length);
     case 'mlp-eval': return mlpEvaluate(task.config, task.params, task.heldOut);
     case 'onnx': {
       // written beside its final name and renamed, so a reader never sees half a file
-      const bytes = exportOnnx(task.model, paramsOf(task.params), { producer: 'tabtrain' });
+      const bytes = exportOnnx(task.model, await paramsOf(task.params), { producer: 'tabtrain' });
       const tmp = `${task.file}.${process.pid}.${Date.now()}.tmp`;
       writeFileSync(tmp, bytes);
       renameSync(tmp, task.file);
