@@ -64,6 +64,18 @@ export class Ctx {
     return begin(this.shared, (tx) => fn(new Ctx(this.shared, tx)));
   }
 
+  /** Whether raising `name` needs a transaction: inside one already, or a listener or another relay must
+   * see the change before it commits. Otherwise a one-statement change runs without BEGIN and COMMIT (the
+   * hot path: a lease, an upload) and its `on` listeners fire after it (`raised`). */
+  needsTransaction(name: StoreEventName): boolean {
+    return this.tx !== undefined || (this.shared.committing.get(name)?.size ?? 0) > 0 || name in sharedEvents;
+  }
+
+  /** The `on` listeners of a one-statement change that committed on its own (see needsTransaction). */
+  raised<E extends StoreEventName>(name: E, event: StoreEvents[E]): Promise<void> {
+    return fireAfter(this.shared, name, event);
+  }
+
   /** Raises an event inside the current transaction (atomic's). */
   async emit<E extends StoreEventName>(name: E, event: StoreEvents[E]): Promise<void> {
     const tx = this.tx;

@@ -159,12 +159,14 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
     volunteerDevice: async (id) => (await c.one<{ device: string }>('SELECT device FROM volunteers WHERE volunteer_id = $1', [id]))?.device,
     countVolunteers: async () => (await c.one<{ n: number }>('SELECT COUNT(*) AS n FROM volunteers'))!.n,
 
-    insertTask: (t) => c.atomic(async (x) => {
-      await x.run(`INSERT INTO tasks (task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of)
+    async insertTask(t) {
+      const write = (x: Ctx) => x.run(`INSERT INTO tasks (task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [t.taskId, t.jobId, t.volunteerId, t.baseVersion, t.shard, t.seed, t.state, t.issuedAt, t.expiresAt, t.reissueOf]);
-      await x.emit('task-issued', { task: { ...t } });
-    }),
+      const event = { task: { ...t } };
+      if (!c.needsTransaction('task-issued')) { await write(c); return c.raised('task-issued', event); }
+      await c.atomic(async (x) => { await write(x); await x.emit('task-issued', event); });
+    },
     async getTask(taskId) {
       const r = await c.one<TaskDb>(`SELECT ${TASK_COLS} FROM tasks WHERE task_id = $1`, [taskId]);
       return r && taskRow(r);
@@ -211,17 +213,22 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
       return r.cursor % shards;
     },
 
-    acceptUpdate: (u, ack) => c.atomic(async (x) => {
-      // locked first: a relay expiring this task at the same moment either finished first or waits for this commit
-      const was = (await x.one<{ state: TaskState }>('SELECT state FROM tasks WHERE task_id = $1 FOR UPDATE', [u.taskId]))?.state;
-      if (!was) throw new NotFoundError('task', u.taskId);
-      await x.run(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses,
-          samples, compute_ms, accepted_at, norm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-      [u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, bytes(u.payload), u.payload.byteLength, u.payloadHash,
-        JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm]);
-      await x.run('UPDATE tasks SET state = \'accepted\', payload_hash = $1, ack = $2 WHERE task_id = $3', [u.payloadHash, ack, u.taskId]);
-      await x.emit('update-accepted', { jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt });
-    }),
+    async acceptUpdate(u, ack) {
+      // one statement: the task turns accepted and its update is stored together (a relay expiring the task
+      // at the same moment either finished first or waits for this row lock)
+      const write = async (x: Ctx) => {
+        const n = await x.run(`WITH t AS (UPDATE tasks SET state = 'accepted', payload_hash = $9, ack = $15 WHERE task_id = $1 RETURNING task_id)
+          INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses,
+            samples, compute_ms, accepted_at, norm)
+          SELECT $1, $2::text, $3::text, $4::int, $5::int, $6::float8, $7::bytea, $8::bigint, $9::text, $10::text, $11::bigint, $12::float8, $13::bigint, $14::float8 FROM t`,
+        [u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, bytes(u.payload), u.payload.byteLength, u.payloadHash,
+          JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm, ack]);
+        if (n !== 1) throw new NotFoundError('task', u.taskId);
+      };
+      const event = { jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt };
+      if (!c.needsTransaction('update-accepted')) { await write(c); return c.raised('update-accepted', event); }
+      await c.atomic(async (x) => { await write(x); await x.emit('update-accepted', event); });
+    },
     pendingUpdates: async (jobId) => (await c.rows<UpdateDb>(`SELECT ${UPDATE_META}, payload FROM updates
       WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id`, [jobId])).map(updateRow),
     pendingNorms: async (jobId) => (await c.rows<{ norm: number }>(`SELECT norm FROM updates WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0
