@@ -24,6 +24,10 @@ export type Shared = {
   warn: Warn;
   /** a Stores handle bound to a transaction */
   handleFor(tx: TxState): Stores;
+  /** explicit transactions (Stores.transaction) open in this process: reads on the store itself wait for
+   * them, so a read issued while one is open sees its outcome, as on the embedded store */
+  open: Set<Promise<unknown>>;
+  closed: boolean;
 };
 
 const inside = new AsyncLocalStorage<TxState>();
@@ -32,6 +36,7 @@ export class Ctx {
   constructor(readonly shared: Shared, readonly tx?: TxState) {}
 
   private client(): pg.Pool | pg.PoolClient {
+    if (this.shared.closed) throw new StoreUsageError('the store is closed');
     if (this.tx) {
       if (this.tx.done) throw new StoreUsageError('this transaction handle is used after its transaction ended; use the store itself');
       return this.tx.client;
@@ -45,6 +50,7 @@ export class Ctx {
   }
 
   async rows<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<R[]> {
+    if (!this.tx) while (this.shared.open.size) await Promise.allSettled(this.shared.open);
     return (await this.client().query<R>(sql, args)).rows;
   }
 
@@ -72,8 +78,8 @@ export class Ctx {
   }
 
   /** The `on` listeners of a one-statement change that committed on its own (see needsTransaction). */
-  raised<E extends StoreEventName>(name: E, event: StoreEvents[E]): Promise<void> {
-    return fireAfter(this.shared, name, event);
+  raised<E extends StoreEventName>(name: E, event: StoreEvents[E]): void {
+    fireAfter(this.shared, name, event);
   }
 
   /** Raises an event inside the current transaction (atomic's). */
@@ -94,7 +100,12 @@ export class Ctx {
     const tx = this.tx;
     if (!tx) {
       this.client();
-      return begin(this.shared, (t) => fn(t.handle));
+      // registered before the first await: a read issued right after this call waits for the outcome
+      const run = begin(this.shared, (t) => fn(t.handle));
+      const open = this.shared.open;
+      const mark: Promise<void> = run.then(() => undefined, () => undefined).then(() => { open.delete(mark); });
+      open.add(mark);
+      return run;
     }
     const name = `sp${++tx.savepoints}`;
     const queued = tx.queued.length;
@@ -127,17 +138,20 @@ async function begin<T>(shared: Shared, fn: (tx: TxState) => Promise<T>): Promis
     tx.done = true;
     client.release();
   }
-  for (const [name, event] of tx.queued) await fireAfter(shared, name, event);
+  for (const [name, event] of tx.queued) fireAfter(shared, name, event);
   return out;
 }
 
-/** Runs the `on` listeners of an event that committed; a listener's failure is logged, nothing undone. */
-export async function fireAfter(shared: Shared, name: StoreEventName, event: unknown): Promise<void> {
+/** Calls the `on` listeners of an event that committed, in order, without waiting for what they start
+ * (an evaluation must not hold up the round that triggered it); a failure is logged, nothing undone. */
+export function fireAfter(shared: Shared, name: StoreEventName, event: unknown): void {
+  const failed = (err: unknown) => shared.warn({ err, event: name }, 'a store event listener failed; the change stands');
   for (const l of shared.after.get(name) ?? []) {
     try {
-      await (l as (e: unknown) => unknown)(event);
+      const r = (l as (e: unknown) => unknown)(event);
+      if (r instanceof Promise) r.catch(failed);
     } catch (err) {
-      shared.warn({ err, event: name }, 'a store event listener failed; the change stands');
+      failed(err);
     }
   }
 }

@@ -58,10 +58,9 @@ export async function openPostgresStores(url: string, o: PostgresPoolOptions & {
   }
   const warn: Warn = o.warn ?? (() => undefined);
   const origin = randomBytes(8).toString('hex');
-  const shared: Shared = { pool, origin, after: new Map(), committing: new Map(), warn, handleFor: (tx) => handle(shared, url, tx) };
+  const shared: Shared = { pool, origin, after: new Map(), committing: new Map(), warn, handleFor: (tx) => handle(shared, url, tx), open: new Set(), closed: false };
   const root = handle(shared, url);
   const remote = listenForEvents(url, { origin, warn });
-  let closed = false;
   return {
     ...root,
     pool, remote,
@@ -71,8 +70,9 @@ export async function openPostgresStores(url: string, o: PostgresPoolOptions & {
     },
     ping: async () => { await pool.query('SELECT 1'); },
     async close() {
-      if (closed) return;
-      closed = true;
+      if (shared.closed) return;
+      await Promise.allSettled(shared.open);
+      shared.closed = true;
       await remote.close();
       await pool.end();
     },
