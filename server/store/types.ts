@@ -60,8 +60,8 @@ export interface Store {
   createJob(jobId: string, spec: JobSpec, status: JobStatus, initial: { params: Float32Array; hash: string }, now: number): JobRow;
   getJob(jobId: string): JobRow | undefined;
   listJobs(status?: JobStatus): JobRow[];
-  /** Follows the job transition table (server/scheduler/job-state.ts). */
-  setJobStatus(jobId: string, status: JobStatus): JobRow;
+  /** Follows the job transition table (shared/protocol/job-states.ts); `now` restarts the round timer. */
+  setJobStatus(jobId: string, status: JobStatus, now?: number): JobRow;
   /** Makes `version` current again: its params and momentum; later versions, evals and unapplied updates are dropped. */
   rollback(jobId: string, version: number, now: number): JobRow;
 
@@ -77,14 +77,16 @@ export interface Store {
    * applied in version upTo or earlier (nothing reads them again; their rows, hashes and norms stay).
    */
   pruneHistory(jobId: string, upTo: number, every: number): { checkpoints: number; payloads: number };
-  /** Atomically: stores version+1's checkpoint, advances the job, marks the given updates applied. */
-  commitRound(jobId: string, next: NextVersion, taskIds: string[], now: number): void;
+  /** Atomically, when the job is still at next.version − 1: stores its checkpoint, advances the job, marks
+   * the given updates applied, and answers true; otherwise changes nothing and answers false. */
+  commitRound(jobId: string, next: NextVersion, taskIds: string[], now: number): boolean;
   /** The published delta that makes `version` from version − 1, when kept. */
   getDelta(jobId: string, version: number): Uint8Array | undefined;
   /** The kept deltas of versions in (from, to], ascending: what a volunteer at `from` can apply. */
   listDeltas(jobId: string, from: number, to: number): DeltaInfo[];
 
-  addVolunteer(volunteerId: string, agent: string, device: string, now: number): void;
+  /** False (nothing changed) when the id exists. */
+  addVolunteer(volunteerId: string, agent: string, device: string, now: number): boolean;
   hasVolunteer(volunteerId: string): boolean;
 
   insertTask(task: TaskRow): void;
@@ -97,7 +99,8 @@ export interface Store {
   expireDueTasks(now: number): TaskRow[];
   /** Takes one expired, not yet re-issued task of the job (its shard and seed are to be issued again). */
   takeReissue(jobId: string): TaskRow | undefined;
-  rejectTask(taskId: string): void;
+  /** False when the task was not issued. */
+  rejectTask(taskId: string): boolean;
   /** Stores the update and marks its task accepted with the answer given, atomically. */
   acceptUpdate(update: UpdateRow, ack: string): void;
   /** Accepted updates not yet applied by a round. */
