@@ -7,6 +7,7 @@ import { defaultJobSpec } from '../../server/default-job.ts';
 import { openPostgresStores, type PostgresStores } from '../../server/store/postgres/index.ts';
 import type { RemoteEvent } from '../../server/store/postgres/notify.ts';
 import type { TaskRow } from '../../server/store/types.ts';
+import { ConflictError } from '../../server/store/errors.ts';
 import { postgresPerFile } from '../helpers/postgres.ts';
 
 const pgdb = postgresPerFile();
@@ -165,6 +166,13 @@ describe('several relays on one Postgres', () => {
     const taken = (await Promise.all(relays.flatMap((r, i) => Array.from({ length: 6 }, (_, k) => r.defence.takeOpenReplica('spot', `b${i}-${k}`, 0)))))
       .filter((x) => x !== undefined).map((x) => x.taskId);
     expect(taken.sort()).toEqual(Array.from({ length: 12 }, (_, i) => `rep${i}`).sort());
+  });
+
+  it('lets one of several relays create a job of one id; the others are told it exists', async () => {
+    const made = await Promise.allSettled(relays.map((r, i) => r.relay.createJob('default', defaultJobSpec(), 'running', { params: params(i), hash: `h${i}` }, i)));
+    expect(made.filter((m) => m.status === 'fulfilled')).toHaveLength(1);
+    for (const m of made) if (m.status === 'rejected') expect(m.reason).toBeInstanceOf(ConflictError);
+    expect(await relays[2].relay.listVersions('default')).toEqual([0]);
   });
 
   it('makes one lease secret for every relay', async () => {

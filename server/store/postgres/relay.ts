@@ -11,7 +11,7 @@
 // Binary payloads (checkpoints, deltas, residuals, update payloads) live in their rows as bytea.
 import type { Eval, Finish, JobStatus } from '../../../shared/protocol/messages.ts';
 import { canTransition } from '../../../shared/protocol/job-states.ts';
-import { IllegalTransitionError, NotFoundError } from '../errors.ts';
+import { ConflictError, IllegalTransitionError, NotFoundError } from '../errors.ts';
 import { missingVersionMessage } from '../retention.ts';
 import type {
   AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, RelayStore, Seq, TaskRow, TaskState, UpdateRow, VersionRow,
@@ -58,8 +58,10 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
 
   const relay: RelayStore = {
     createJob: (jobId, spec, status, initial, now) => c.atomic(async (x) => {
-      const r = (await x.one<JobDb>(`INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at)
-        VALUES ($1, $2, $3, 0, $4, $4) RETURNING *`, [jobId, JSON.stringify(spec), status, now]))!;
+      // ON CONFLICT: relays starting together may each create the default job; one does, the others hear so
+      const r = await x.one<JobDb>(`INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at)
+        VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (job_id) DO NOTHING RETURNING *`, [jobId, JSON.stringify(spec), status, now]);
+      if (!r) throw new ConflictError(`a job with id "${jobId}" exists`);
       // version 0's momentum is all zeros: stored empty (read back as zeros)
       await x.run('INSERT INTO versions (job_id, version, hash, params, momentum, created_at) VALUES ($1, 0, $2, $3, $4, $5)',
         [jobId, initial.hash, bytes(initial.params), Buffer.alloc(0), now]);
