@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { StoreUsageError } from '../errors.ts';
 import type { StoreEventName, StoreEvents, Stores } from '../types.ts';
 import { CHANNEL, sharedEvents, type Notice } from './notify.ts';
+import { isDatabaseUnavailable } from '../unavailable.ts';
 
 type Warn = (fields: Record<string, unknown>, message: string) => void;
 type AfterFn = (event: never) => void | Promise<void>;
@@ -124,6 +125,11 @@ export class Ctx {
 
 async function begin<T>(shared: Shared, fn: (tx: TxState) => Promise<T>): Promise<T> {
   const client = await shared.pool.connect();
+  // a checked-out connection that drops between statements reports it here, not as an uncaught error;
+  // the statement that follows fails (and the relay answers 503)
+  let broken: Error | undefined;
+  const lost = (err: Error) => { broken = err; shared.warn({ err }, 'a database connection dropped during a transaction'); };
+  client.on('error', lost);
   const tx: TxState = { client, queued: [], done: false, handle: undefined as unknown as Stores, shared, savepoints: 0 };
   tx.handle = shared.handleFor(tx);
   let out: T;
@@ -133,10 +139,13 @@ async function begin<T>(shared: Shared, fn: (tx: TxState) => Promise<T>): Promis
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK').catch(() => undefined);
+    broken ??= e instanceof Error && isDatabaseUnavailable(e) ? e : undefined;
     throw e;
   } finally {
     tx.done = true;
-    client.release();
+    client.off('error', lost);
+    // a connection that failed goes, not back to the pool
+    client.release(broken);
   }
   for (const [name, event] of tx.queued) fireAfter(shared, name, event);
   return out;
