@@ -24,8 +24,13 @@ import { loadLeaseSecret } from './scheduler/leases.ts';
 import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
+import { sqliteStores } from './store/async.ts';
+import { ConflictError } from './store/errors.ts';
+import type { Stores } from './store/types.ts';
 import type { DatabaseProbe } from './store/database.ts';
 import { DATABASE_DOWN, isDatabaseUnavailable } from './store/unavailable.ts';
+import { openPostgresStores } from './store/postgres/index.ts';
+import { followOtherRelays } from './follow-relays.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
@@ -76,16 +81,26 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false,
     ...timeoutOptions(opts.timeouts),
   });
-  const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
-    warn: (fields, message) => app.log.warn(fields, message),
-  });
+  const warn = (fields: Record<string, unknown>, message: string) => app.log.warn(fields, message);
+  // Postgres when a database URL is given (several relays may share it), else the embedded SQLite file
+  const shared = opts.databaseUrl ? await openPostgresStores(opts.databaseUrl, { warn }) : undefined;
+  const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn });
+  const stores: Stores = shared ?? sqliteStores(store!, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
+  // one lease secret for every relay on a shared database: a lease from one is good on the others
+  const secret = shared ? await shared.leaseSecret() : loadLeaseSecret(opts.dataDir);
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
-  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
-  app.decorate('db', store.db);
-  app.decorate('store', store);
-  app.decorate('database', { kind: 'sqlite', ping: async () => { store.db.prepare('SELECT 1').get(); } } satisfies DatabaseProbe);
+  const scheduler = createScheduler({ stores, secret, log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention });
+  app.decorate('stores', stores);
+  // the embedded store's synchronous core: tests and offline tools only (a shared database has none)
+  if (store) {
+    app.decorate('db', store.db);
+    app.decorate('store', store);
+  }
+  app.decorate('database', (shared ? { kind: 'postgres', ping: () => shared.ping() }
+    : { kind: 'sqlite', ping: async () => { store!.db.prepare('SELECT 1').get(); } }) satisfies DatabaseProbe);
+  if (shared) followOtherRelays(shared, metrics, app.log);
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);
   app.decorate('dataDir', opts.dataDir);
@@ -114,15 +129,18 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     app.get('/', async (_req, reply) => reply.type('text/html').send('<!doctype html><title>Tabtrain</title><p>The volunteer page is not built; run <code>npm run build</code>.</p>'));
   }
 
-  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(store.listJobs(), opts.renewDefaultJob ?? false);
-  if (defaultJobId) scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
-  scheduler.recover();
+  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(await stores.relay.listJobs(), opts.renewDefaultJob ?? false);
+  if (defaultJobId) {
+    // on a shared database another relay starting at the same moment may have made it first
+    await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running')
+      .catch((e: unknown) => { if (!(e instanceof ConflictError)) throw e; });
+  }
+  await scheduler.recover();
+  let sweeping = false; // one sweep at a time: a slow one is not overtaken by the next
   const sweeper = setInterval(() => {
-    try {
-      scheduler.sweep();
-    } catch (e) {
-      app.log.error({ err: e }, 'sweep failed');
-    }
+    if (sweeping) return;
+    sweeping = true;
+    scheduler.sweep().catch((e: unknown) => app.log.error({ err: e }, 'sweep failed')).finally(() => { sweeping = false; });
   }, opts.sweepMs ?? 1000);
   sweeper.unref();
   app.addHook('onClose', async () => {
@@ -130,7 +148,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     scheduler.stop();
     await scheduler.settled();
     await pool.close();
-    store.close();
+    await stores.close();
   });
 
   let url: string | undefined;

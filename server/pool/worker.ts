@@ -1,5 +1,5 @@
-// What a pool worker runs: the relay's CPU-heavy work, each a pure function of its message (no database,
-// no relay state), so the event loop only posts inputs and receives results.
+// What a pool worker runs: the relay's CPU-heavy work, each a pure function of its message (no relay
+// state; a checkpoint's params come from the store's params source, ../store/sqlite-params.ts), so the event loop only posts inputs and receives results.
 import { createHash } from 'node:crypto';
 import { writeFileSync, renameSync } from 'node:fs';
 import { decodeUpdate, encodeUpdate } from '../../shared/codec/index.ts';
@@ -13,43 +13,12 @@ import { initParams } from '../../shared/models/config.ts';
 import { mlpEvaluate } from '../../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { evaluateTokens } from '../ops/eval-gpt.ts';
-import Database from 'better-sqlite3';
-import pg from 'pg';
+import { readParams } from '../store/sqlite-params.ts';
+import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
-/** Read-only connections to relays' SQLite files (a test process runs several relays), the newest few. */
-const connections = new Map<string, Database.Database>();
-/** Pools on relays' Postgres databases (the params are read here, never copied through the event loop). */
-const pgPools = new Map<string, pg.Pool>();
-
-async function paramsOf(src: ParamsSource): Promise<Float32Array> {
-  if (src instanceof Float32Array) return src;
-  if (/^postgres(ql)?:\/\//.test(src.db)) return postgresParams(src.db, src.jobId, src.version);
-  let db = connections.get(src.db);
-  if (!db) {
-    db = new Database(src.db, { readonly: true, fileMustExist: true });
-    connections.set(src.db, db);
-    if (connections.size > 4) { const [file, old] = connections.entries().next().value!; old.close(); connections.delete(file); }
-  }
-  const r = db.prepare('SELECT params FROM versions WHERE job_id = ? AND version = ?').get(src.jobId, src.version) as { params: Buffer } | undefined;
-  if (!r) throw new Error(`version ${src.version} of job ${src.jobId} is no longer stored`);
-  const b = r.params;
-  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
-}
-
-async function postgresParams(url: string, jobId: string, version: number): Promise<Float32Array> {
-  let pool = pgPools.get(url);
-  if (!pool) {
-    // one connection per worker and database; an idle one that drops is replaced on next use
-    pool = new pg.Pool({ connectionString: url, max: 1, idleTimeoutMillis: 10_000, connectionTimeoutMillis: 5000, application_name: 'tabtrain-worker' });
-    pool.on('error', () => undefined);
-    pgPools.set(url, pool);
-  }
-  const r = (await pool.query<{ params: Buffer }>('SELECT params FROM versions WHERE job_id = $1 AND version = $2', [jobId, version])).rows[0];
-  if (!r) throw new Error(`version ${version} of job ${jobId} is no longer stored`);
-  const b = r.params;
-  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
-}
+const paramsOf = async (src: ParamsSource): Promise<Float32Array> =>
+  (!(src instanceof Float32Array) && isPostgresUrl(src.db) ? readPostgresParams(src.db, src.jobId, src.version) : readParams(src));
 
 export default async function run(task: PoolTask): Promise<unknown> {
   switch (task.kind) {

@@ -17,7 +17,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
         error: { code: 'TT_ERR_DATABASE_UNAVAILABLE', message: errors.TT_ERR_DATABASE_UNAVAILABLE.message(DATABASE_DOWN) },
       });
     }
-    const jobs = app.store.listJobs();
+    const jobs = await app.stores.relay.listJobs();
     return { ok: true, database, jobs: jobs.length, running: jobs.filter((j) => j.status === 'running').length };
   });
   app.get('/metrics', async (_req, reply) => {

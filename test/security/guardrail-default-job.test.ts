@@ -90,7 +90,7 @@ describe('Sybils whose updates pass the norm bound and still make a bad version'
     const d = g.detail as { loss: number; struck: { volunteerId: string }[]; quarantined: { taskIds: string[] } };
     expect(d.quarantined.taskIds.sort()).toEqual([...tasks].sort());
     expect(d.struck.map((s) => s.volunteerId).sort()).toEqual(sybils.map((v) => v.volunteerId).sort());
-    for (const v of sybils) expect(relay.app.scheduler.guard.store.reputation(v.volunteerId)).toMatchObject({ state: 'suspect', strikes: 1 });
+    for (const v of sybils) expect((await relay.app.scheduler.guard.store.reputation(v.volunteerId))).toMatchObject({ state: 'suspect', strikes: 1 });
     expect(relay.app.store.getJob('mnist-mlp')).toMatchObject({ status: 'running', version: 0 });
     expect(await evals(relay.url)).toEqual([before]);
     console.log(`default job at inner lr ${lr}: held-out loss ${before.loss.toFixed(4)} before, ${d.loss.toFixed(4)} at the poisoned version 1, ${before.loss.toFixed(4)} after the rollback to version 0`);

@@ -3,12 +3,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openSqliteStore } from '../../server/store/sqlite.ts';
-import { migrateOps } from '../../server/ops/store.ts';
-import { openDefenceStore } from '../../server/defence/store.ts';
-import { createStopping } from '../../server/scheduler/stopping.ts';
+import { openSqliteStores } from '../../server/store/async.ts';
 import { openPostgresPool } from '../../server/store/postgres/pool.ts';
 import { isDatabaseUnavailable } from '../../server/store/unavailable.ts';
 import { migratePostgres } from '../../server/store/postgres/migrate.ts';
@@ -21,18 +17,16 @@ const pool = () => { const p = openPostgresPool(pgdb.url); pools.push(p); return
 afterAll(async () => { await Promise.all(pools.map((p) => p.end())); });
 
 /** Every table and column the SQLite file has once the relay, its operator plugin and its defences opened it. */
-function sqliteColumns(): Map<string, Set<string>> {
+async function sqliteColumns(): Promise<Map<string, Set<string>>> {
   const dir = mkdtempSync(join(tmpdir(), 'tabtrain-schema-'));
-  const store = openSqliteStore(join(dir, 'tabtrain.sqlite'), { checkpointWorker: false });
+  const stores = openSqliteStores(join(dir, 'tabtrain.sqlite'), { checkpointWorker: false });
+  const store = stores.core;
   try {
-    migrateOps(store.db);
-    openDefenceStore(store.db);
-    createStopping({ store, db: store.db, log: pino({ level: 'silent' }), now: Date.now });
     const tables = store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[];
     return new Map(tables.map(({ name }) => [name,
       new Set((store.db.prepare(`PRAGMA table_info(${name})`).all() as { name: string }[]).map((c) => c.name))]));
   } finally {
-    store.close();
+    await stores.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -52,7 +46,7 @@ describe('Postgres schema', () => {
   });
 
   it('has every table and column SQLite has, with binary payloads as bytea', async () => {
-    const want = sqliteColumns();
+    const want = await sqliteColumns();
     // the SQLite-only bookkeeping of the defence migrations; Postgres records them in schema_migrations
     want.delete('defence_meta');
     const { rows } = await pool().query<{ table_name: string; column_name: string; data_type: string }>(
