@@ -1,11 +1,37 @@
 // /healthz says which database the relay runs on and whether it answers; `start` refuses a database URL
 // that is not Postgres before anything opens.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { postgresPerFile } from '../helpers/postgres.ts';
 import { checkDatabaseUrl, databaseUrlFrom, redactUrl } from '../../server/store/database.ts';
 import { startRelay } from '../helpers/relay.ts';
 
+const pgdb = postgresPerFile();
+
 describe('health and database selection', () => {
+  it('`tabtrain start` with TABTRAIN_DATABASE_URL runs on Postgres and says so on /healthz', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tabtrain-cli-pg-'));
+    const child = spawn(process.execPath, ['bin/tabtrain.js', 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dir, '--quiet'],
+      { env: { ...process.env, TABTRAIN_DATABASE_URL: pgdb.url }, stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (b: Buffer) => { out += b; const m = /listening on (\S+)/.exec(out); if (m) resolve(m[1]); });
+        child.once('exit', (code) => reject(new Error(`relay exited with ${code} before listening`)));
+      });
+      const body = await (await fetch(`${url}/healthz`)).json() as { ok: boolean; database: { kind: string; reachable: boolean }; jobs: number };
+      expect(body).toMatchObject({ ok: true, database: { kind: 'postgres', reachable: true }, jobs: 1 });
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reports the embedded SQLite database as reachable', async () => {
     const relay = await startRelay({ defaultJob: false });
     try {
