@@ -43,12 +43,12 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
   const report = (err: unknown, name: StoreEventName) =>
     (o.onListenerError ?? ((e, n) => o.warn?.({ err: e, event: n }, 'store event listener failed')))(err, name);
 
-  function emitAfter(events: Pending[]): void {
+  /** Runs the after-commit listeners in order, each to completion; a failure is reported, never thrown. */
+  async function emitAfter(events: Pending[]): Promise<void> {
     for (const p of events) {
       for (const l of after.get(p.name) ?? []) {
         try {
-          const r = (l as (e: unknown) => void | Promise<void>)(p.event);
-          if (r instanceof Promise) r.catch((e: unknown) => report(e, p.name));
+          await (l as (e: unknown) => void | Promise<void>)(p.event);
         } catch (e) { report(e, p.name); }
       }
     }
@@ -84,7 +84,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       db.exec('COMMIT');
       tx.open = false;
       gate = undefined; open();
-      emitAfter(tx.events);
+      await emitAfter(tx.events);
       return result;
     } catch (e) {
       if (db.inTransaction) db.exec('ROLLBACK');
