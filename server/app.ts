@@ -27,7 +27,7 @@ import { openSqliteStore } from './store/sqlite.ts';
 import { sqliteStores } from './store/async.ts';
 import { ConflictError } from './store/errors.ts';
 import type { Stores } from './store/types.ts';
-import type { DatabaseProbe } from './store/database.ts';
+import { sqliteProbe, type DatabaseProbe } from './store/database.ts';
 import { DATABASE_DOWN, isDatabaseUnavailable } from './store/unavailable.ts';
 import { openPostgresStores } from './store/postgres/index.ts';
 import { followOtherRelays } from './follow-relays.ts';
@@ -98,8 +98,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     app.decorate('db', store.db);
     app.decorate('store', store);
   }
-  app.decorate('database', (shared ? { kind: 'postgres', ping: () => shared.ping() }
-    : { kind: 'sqlite', ping: async () => { store!.db.prepare('SELECT 1').get(); } }) satisfies DatabaseProbe);
+  app.decorate('database', shared ? { kind: 'postgres', ping: () => shared.ping() } satisfies DatabaseProbe : sqliteProbe(store!.db));
   if (shared) followOtherRelays(shared, metrics, app.log);
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);

@@ -39,3 +39,8 @@ export function redactUrl(url: string): string {
     return '(unparsable URL)';
   }
 }
+
+/** The embedded file's probe: a trivial query on its handle. */
+export const sqliteProbe = (db: { prepare(sql: string): { get(): unknown } }): DatabaseProbe => ({
+  kind: 'sqlite', ping: async () => { db.prepare('SELECT 1').get(); },
+});

@@ -14,7 +14,13 @@ type Warn = (fields: Record<string, unknown>, message: string) => void;
 type AfterFn = (event: never) => void | Promise<void>;
 type CommittingFn = (event: never, tx: Stores) => void | Promise<void>;
 
-export type TxState = { client: pg.PoolClient; queued: [StoreEventName, unknown][]; done: boolean; handle: Stores; shared: Shared; savepoints: number };
+export type TxState = {
+  client: pg.PoolClient; queued: [StoreEventName, unknown][]; handle: Stores; shared: Shared; savepoints: number;
+  /** the transaction's function has settled (what runs in its context now was scheduled by it for later) */
+  fnDone: boolean;
+  /** committed or rolled back; `finished` resolves then */
+  done: boolean; finished: Promise<void>;
+};
 
 export type Shared = {
   pool: pg.Pool;
@@ -36,7 +42,8 @@ const inside = new AsyncLocalStorage<TxState>();
 export class Ctx {
   constructor(readonly shared: Shared, readonly tx?: TxState) {}
 
-  private client(): pg.Pool | pg.PoolClient {
+  /** The connection to use: the transaction's, or the pool once no transaction of this process is open. */
+  private async client(): Promise<pg.Pool | pg.PoolClient> {
     if (this.shared.closed) throw new StoreUsageError('the store is closed');
     if (this.tx) {
       if (this.tx.done) throw new StoreUsageError('this transaction handle is used after its transaction ended; use the store itself');
@@ -44,15 +51,17 @@ export class Ctx {
     }
     const open = inside.getStore();
     if (open && open.shared === this.shared && !open.done) {
-      // on another connection it would be a second transaction, waiting for locks the first one holds
-      throw new StoreUsageError('the store itself is used inside one of its transactions; use the transaction\'s handle');
+      // from inside the transaction's function: on another connection it would wait for locks the
+      // transaction holds, forever; work the function scheduled for later waits for it to end instead
+      if (!open.fnDone) throw new StoreUsageError('the store itself is used inside one of its transactions; use the transaction\'s handle');
+      await open.finished;
     }
+    while (this.shared.open.size) await Promise.allSettled(this.shared.open);
     return this.shared.pool;
   }
 
   async rows<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<R[]> {
-    if (!this.tx) while (this.shared.open.size) await Promise.allSettled(this.shared.open);
-    return (await this.client().query<R>(sql, args)).rows;
+    return (await (await this.client()).query<R>(sql, args)).rows;
   }
 
   async one<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<R | undefined> {
@@ -61,13 +70,13 @@ export class Ctx {
 
   /** Rows changed. */
   async run(sql: string, args: unknown[] = []): Promise<number> {
-    return (await this.client().query(sql, args)).rowCount ?? 0;
+    return (await (await this.client()).query(sql, args)).rowCount ?? 0;
   }
 
   /** fn's statements in one transaction: this one when inside one, else a new one. */
-  atomic<T>(fn: (c: Ctx) => Promise<T>): Promise<T> {
+  async atomic<T>(fn: (c: Ctx) => Promise<T>): Promise<T> {
     if (this.tx) return fn(this);
-    this.client(); // refuses use of the store inside its own transaction
+    await this.client(); // refuses use of the store inside its own transaction
     return begin(this.shared, (tx) => fn(new Ctx(this.shared, tx)));
   }
 
@@ -79,8 +88,8 @@ export class Ctx {
   }
 
   /** The `on` listeners of a one-statement change that committed on its own (see needsTransaction). */
-  raised<E extends StoreEventName>(name: E, event: StoreEvents[E]): void {
-    fireAfter(this.shared, name, event);
+  raised<E extends StoreEventName>(name: E, event: StoreEvents[E]): Promise<void> {
+    return fireAfter(this.shared, name, event);
   }
 
   /** Raises an event inside the current transaction (atomic's). */
@@ -100,7 +109,11 @@ export class Ctx {
   async transaction<T>(fn: (tx: Stores) => Promise<T>): Promise<T> {
     const tx = this.tx;
     if (!tx) {
-      this.client();
+      if (this.shared.closed) throw new StoreUsageError('the store is closed');
+      const outer = inside.getStore();
+      if (outer && outer.shared === this.shared && !outer.done && !outer.fnDone) {
+        throw new StoreUsageError('a transaction is begun on the store itself inside one of its transactions; use the transaction\'s handle');
+      }
       // registered before the first await: a read issued right after this call waits for the outcome
       const run = begin(this.shared, (t) => fn(t.handle));
       const open = this.shared.open;
@@ -130,12 +143,16 @@ async function begin<T>(shared: Shared, fn: (tx: TxState) => Promise<T>): Promis
   let broken: Error | undefined;
   const lost = (err: Error) => { broken = err; shared.warn({ err }, 'a database connection dropped during a transaction'); };
   client.on('error', lost);
-  const tx: TxState = { client, queued: [], done: false, handle: undefined as unknown as Stores, shared, savepoints: 0 };
+  let finish!: () => void;
+  const tx: TxState = {
+    client, queued: [], handle: undefined as unknown as Stores, shared, savepoints: 0,
+    fnDone: false, done: false, finished: new Promise<void>((r) => { finish = r; }),
+  };
   tx.handle = shared.handleFor(tx);
   let out: T;
   try {
     await client.query('BEGIN');
-    out = await inside.run(tx, () => fn(tx));
+    out = await inside.run(tx, () => fn(tx)).finally(() => { tx.fnDone = true; });
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -143,24 +160,23 @@ async function begin<T>(shared: Shared, fn: (tx: TxState) => Promise<T>): Promis
     throw e;
   } finally {
     tx.done = true;
+    finish();
     client.off('error', lost);
     // a connection that failed goes, not back to the pool
     client.release(broken);
   }
-  for (const [name, event] of tx.queued) fireAfter(shared, name, event);
+  for (const [name, event] of tx.queued) await fireAfter(shared, name, event);
   return out;
 }
 
-/** Calls the `on` listeners of an event that committed, in order, without waiting for what they start
- * (an evaluation must not hold up the round that triggered it); a failure is logged, nothing undone. */
-export function fireAfter(shared: Shared, name: StoreEventName, event: unknown): void {
-  const failed = (err: unknown) => shared.warn({ err, event: name }, 'a store event listener failed; the change stands');
+/** Runs the `on` listeners of an event that committed, in order, each to completion, before the writing
+ * call resolves (as the embedded store does); a failure is logged, never thrown, nothing undone. */
+export async function fireAfter(shared: Shared, name: StoreEventName, event: unknown): Promise<void> {
   for (const l of shared.after.get(name) ?? []) {
     try {
-      const r = (l as (e: unknown) => unknown)(event);
-      if (r instanceof Promise) r.catch(failed);
+      await (l as (e: unknown) => unknown)(event);
     } catch (err) {
-      failed(err);
+      shared.warn({ err, event: name }, 'a store event listener failed; the change stands');
     }
   }
 }
