@@ -3,7 +3,8 @@
 // concurrent update frames (top-k 1 % and dense int8), and samples the relay's RSS while it does, and
 // its live memory (heap + buffers after a full GC) before and after each run: what a leak would grow.
 // Rounds are disabled (K huge) so the figure is intake: frame parse, lease check, full decode and
-// finite/norm checks, sha-256, SQLite commit. Last line:
+// finite/norm checks, sha-256, SQLite commit (BENCH_DATABASE_URL=postgres://…: an empty Postgres database
+// instead). Last line:
 //   relay: <N> updates/s topk1%, <M> updates/s int8, p99 <X> ms, rss <Y> MB
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +32,7 @@ import { buildApp } from ${JSON.stringify(join(import.meta.dirname, '../server/a
 import { defaultJobSpec } from ${JSON.stringify(join(import.meta.dirname, '../server/default-job.ts'))};
 // one client stands in for many volunteers here, so the per-identity and per-address limits are lifted
 const lifted = { capacity: 1e9, refillPerSecond: 1e9 };
-const relay = await buildApp({ dataDir: ${JSON.stringify(dataDir)}, port: 0, host: '127.0.0.1', defaultJob: false, evaluate: false,
+const relay = await buildApp({ dataDir: ${JSON.stringify(dataDir)}, databaseUrl: ${JSON.stringify(process.env.BENCH_DATABASE_URL)}, port: 0, host: '127.0.0.1', defaultJob: false, evaluate: false,
   defence: { powDifficulty: 8, limits: { tasksPerAddress: lifted, tasksPerIdentity: lifted, uploadsPerAddress: lifted, uploadsPerIdentity: lifted } } });
 for (const [id, compression] of [['bench-topk', { kind: 'topk', fraction: 0.01, bits: 8 }], ['bench-int8', { kind: 'int8', block: 256 }]]) {
   const spec = defaultJobSpec({ updatesPerRound: 1e9, quorum: 1e9, leaseMs: 3_600_000, stalenessBound: 1000, compression });

@@ -29,6 +29,12 @@ import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 import { sqliteStores } from './store/async.ts';
+import { ConflictError } from './store/errors.ts';
+import type { Stores } from './store/types.ts';
+import { sqliteProbe, type DatabaseProbe } from './store/database.ts';
+import { DATABASE_DOWN, isDatabaseUnavailable } from './store/unavailable.ts';
+import { openPostgresStores } from './store/postgres/index.ts';
+import { followOtherRelays } from './follow-relays.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
@@ -36,8 +42,10 @@ import { countEgress } from './p2p/egress.ts';
 import { p2pRoutes, type P2pOptions } from './p2p/routes.ts';
 
 export type RelayOptions = {
-  /** SQLite file, lease secret; created if missing */
+  /** SQLite file, lease secret; created if missing (with a database URL: the ONNX export cache only) */
   dataDir: string;
+  /** a postgres:// URL: run on that shared database instead of the embedded SQLite file (several relays may) */
+  databaseUrl?: string;
   /** listen when given (0 = a random free port) */
   port?: number;
   host?: string;
@@ -91,19 +99,27 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     logger: opts.logger ?? false, bodyLimit: 1 << 20, forceCloseConnections: true, trustProxy: opts.trustProxy ?? false,
     ...timeoutOptions(opts.timeouts),
   });
-  const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
-    warn: (fields, message) => app.log.warn(fields, message),
-  });
-  const stores = sqliteStores(store, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
+  const warn = (fields: Record<string, unknown>, message: string) => app.log.warn(fields, message);
+  // Postgres when a database URL is given (several relays may share it), else the embedded SQLite file
+  const shared = opts.databaseUrl ? await openPostgresStores(opts.databaseUrl, { warn }) : undefined;
+  const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn });
+  const stores: Stores = shared ?? sqliteStores(store!, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
+  // one lease secret for every relay on a shared database: a lease from one is good on the others
+  const secret = shared ? await shared.leaseSecret() : loadLeaseSecret(opts.dataDir);
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
   const now = opts.now ?? Date.now;
-  const scheduler = createScheduler({ stores, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention, now });
+  const scheduler = createScheduler({ stores, secret, log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention, now });
   app.decorate('now', now);
   app.decorate('stores', stores);
-  app.decorate('db', store.db);
-  app.decorate('store', store);
+  // the embedded store's synchronous core: tests and offline tools only (a shared database has none)
+  if (store) {
+    app.decorate('db', store.db);
+    app.decorate('store', store);
+  }
+  app.decorate('database', shared ? { kind: 'postgres', ping: () => shared.ping() } satisfies DatabaseProbe : sqliteProbe(store!.db));
+  if (shared) followOtherRelays(shared, metrics, app.log);
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);
   app.decorate('dataDir', opts.dataDir);
@@ -138,7 +154,11 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   }
 
   const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(await stores.relay.listJobs(), opts.renewDefaultJob ?? false);
-  if (defaultJobId) await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
+  if (defaultJobId) {
+    // on a shared database another relay starting at the same moment may have made it first
+    await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running')
+      .catch((e: unknown) => { if (!(e instanceof ConflictError)) throw e; });
+  }
   await scheduler.recover();
   let sweeping = false; // one sweep at a time: a slow one is not overtaken by the next
   const sweeper = setInterval(() => {
@@ -193,6 +213,12 @@ function installErrorHandlers(app: FastifyInstance): void {
     if (err instanceof RelayError) {
       app.metrics.updatesRefused.inc({ code: err.code });
       return send(err.statusCode, err.code, err.message);
+    }
+    if (isDatabaseUnavailable(err)) {
+      // not the client's fault nor a relay bug: the shared database is down or restarting; retry shortly
+      req.log.warn({ err }, 'database unavailable');
+      reply.header('retry-after', '5');
+      return send(503, 'TT_ERR_DATABASE_UNAVAILABLE', errors.TT_ERR_DATABASE_UNAVAILABLE.message(DATABASE_DOWN));
     }
     if (err.validation) return send(400, 'TT_ERR_VALIDATION', errors.TT_ERR_VALIDATION.message(err.message));
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(413, 'TT_ERR_BODY_TOO_LARGE', `request body exceeds this route's limit; ${err.message}`);

@@ -4,6 +4,7 @@ import { buildApp } from '../app.ts';
 import { peerOrigin } from '../peers.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultTimeouts } from '../transport.ts';
 import { defaultRetention } from '../store/retention.ts';
+import { checkDatabaseUrl, databaseUrlFrom } from '../store/database.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
 
@@ -29,12 +30,21 @@ const peers = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(
   }
 });
 
+const databaseUrlOption = (v: string): string => {
+  try {
+    return checkDatabaseUrl(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+
 export function buildProgram(): Command {
   const program = new Command('tabtrain').description('Tabtrain: train AI models in browser tabs');
   program.command('start')
-    .description('run the relay: HTTP API, scheduler, SQLite storage, and the volunteer page')
+    .description('run the relay: HTTP API, scheduler, storage (SQLite, or a shared Postgres), and the volunteer page')
     .option('--port <n>', 'port to listen on (env PORT)', int('--port'), Number(process.env.PORT ?? 8080))
     .option('--host <addr>', 'address to bind', '0.0.0.0')
+    .option('--database-url <url>', 'run on a shared Postgres database, postgres://user@host:5432/db, instead of SQLite in --data-dir (env TABTRAIN_DATABASE_URL); several relays may share one', databaseUrlOption)
     .option('--data-dir <dir>', 'data directory (env TABTRAIN_DATA_DIR)', process.env.TABTRAIN_DATA_DIR ?? './data')
     .option('--sweep-ms <n>', 'how often leases expire and round timers fire', int('--sweep-ms'), 1000)
     .option('--lease-ms <n>', 'lease length of the default job, when it is created', int('--lease-ms'))
@@ -54,12 +64,20 @@ export function buildProgram(): Command {
     .option('--quiet', 'log warnings and errors only')
     .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
-      port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
+      port: number; host: string; dataDir: string; databaseUrl?: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
       uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[]; p2p: boolean; iceServer?: string[];
     }) => {
+      const databaseUrl = databaseUrlFrom(o.databaseUrl);
+      if (databaseUrl !== undefined) {
+        try {
+          checkDatabaseUrl(databaseUrl); // the flag was checked as parsed; the environment's value is checked here
+        } catch (e) {
+          program.error(`error: ${(e as Error).message}`, { exitCode: 2 });
+        }
+      }
       const relay = await buildApp({
-        dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
+        dataDir: o.dataDir, databaseUrl, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
         maxConnectionsPerAddress: o.maxConnectionsPerAddress,
         timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },

@@ -14,17 +14,19 @@ import { runtimeOf } from '../../shared/models/runtimes.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { evaluateTokens } from '../ops/eval-gpt.ts';
 import { readParams } from '../store/sqlite-params.ts';
-import type { PoolTask } from './tasks.ts';
+import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
+import type { ParamsSource, PoolTask } from './tasks.ts';
 
-const paramsOf = readParams;
+const paramsOf = async (src: ParamsSource): Promise<Float32Array> =>
+  (!(src instanceof Float32Array) && isPostgresUrl(src.db) ? readPostgresParams(src.db, src.jobId, src.version) : readParams(src));
 
 export default async function run(task: PoolTask): Promise<unknown> {
   switch (task.kind) {
-    case 'gpt-eval': return evaluateTokens(task.config, paramsOf(task.params), task.tokens, task.n, task.length);
+    case 'gpt-eval': return evaluateTokens(task.config, await paramsOf(task.params), task.tokens, task.n, task.length);
     case 'mlp-eval': return runtimeOf(task.config).evaluate(task.config, task.params, task.heldOut);
     case 'onnx': {
       // written beside its final name and renamed, so a reader never sees half a file
-      const bytes = exportOnnx(task.model, paramsOf(task.params), { producer: 'tabtrain' });
+      const bytes = exportOnnx(task.model, await paramsOf(task.params), { producer: 'tabtrain' });
       const tmp = `${task.file}.${process.pid}.${Date.now()}.tmp`;
       writeFileSync(tmp, bytes);
       renameSync(tmp, task.file);

@@ -6,11 +6,14 @@ import type { Metrics } from '../metrics.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { SqliteStore } from '../store/sqlite.ts';
 import type { Stores } from '../store/types.ts';
+import type { DatabaseProbe } from '../store/database.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** everything the relay stores, asynchronous (server/store/types.ts): what relay code reads and writes through */
     stores: Stores;
+    /** the database behind the stores, for /healthz */
+    database: DatabaseProbe;
     /** the embedded store's synchronous core and its SQLite handle: for tests and offline tools only;
      * relay code goes through `stores` (its events and transactions) */
     store: SqliteStore;

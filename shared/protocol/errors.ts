@@ -62,6 +62,8 @@ export const errorCatalogue = {
   TT_ERR_PENDING_LIMIT: { status: 429, message: said },
   // ---- the relay's own failures
   TT_ERR_INTERNAL: { status: 500, message: () => 'the relay failed on its side; retry later' },
+  /** a shared database (Postgres) that does not answer: not the client's mistake, retry after Retry-After */
+  TT_ERR_DATABASE_UNAVAILABLE: { status: 503, message: (d) => `the relay's database does not answer (${d}); retry in a few seconds` },
 } as const satisfies Record<`TT_ERR_${string}`, Entry>;
 
 /** A code the relay sends in {"error": {code, message}}. */

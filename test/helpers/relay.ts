@@ -38,12 +38,13 @@ export async function startRelay(opts: Partial<RelayOptions> & { keepData?: bool
 
 export type Volunteers = { events: VolunteerEvent[]; stop(): Promise<void>; done: Promise<void[]> };
 
-/** n simulated volunteers on the CPU reference; events of all of them in one list. */
-export function startVolunteers(server: string, n: number, opts: { jobId?: string; onEvent?: (i: number, e: VolunteerEvent) => void } = {}): Volunteers {
+/** n simulated volunteers on the CPU reference; events of all of them in one list. `fetch`: how their
+ * requests go out (several relays: a fetch that spreads them). */
+export function startVolunteers(server: string, n: number, opts: { jobId?: string; onEvent?: (i: number, e: VolunteerEvent) => void; fetch?: typeof fetch } = {}): Volunteers {
   const abort = new AbortController();
   const events: VolunteerEvent[] = [];
   const done = Promise.all(Array.from({ length: n }, (_, i) => runVolunteer({
-    server, fetch: (u, init) => fetch(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), signal: abort.signal,
+    server, fetch: (u, init) => (opts.fetch ?? fetch)(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), signal: abort.signal,
     jobId: opts.jobId, agent: `simulated-${i}`, retry: { baseMs: 100, maxMs: 2_000, attempts: 30 },
     onEvent: (e) => { events.push(e); opts.onEvent?.(i, e); },
   })));

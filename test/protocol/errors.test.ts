@@ -34,7 +34,7 @@ describe('one error catalogue', () => {
       TT_ERR_REQUEST_SIGNATURE: 403, TT_ERR_REQUEST_TIME: 401, TT_ERR_RATE_LIMITED: 429, TT_ERR_VOLUNTEER_BANNED: 403,
       TT_ERR_UNKNOWN_PEER: 409, TT_ERR_P2P_OFF: 404,
       TT_ERR_UNAUTHENTICATED: 401, TT_ERR_FORBIDDEN: 403, TT_ERR_JOB_SPEC: 400, TT_ERR_DATASET_TOO_LARGE: 413, TT_ERR_PENDING_LIMIT: 429,
-      TT_ERR_INTERNAL: 500,
+      TT_ERR_INTERNAL: 500, TT_ERR_DATABASE_UNAVAILABLE: 503,
     };
     expect(Object.fromEntries(Object.entries(errorCatalogue).map(([c, e]) => [c, e.status]))).toEqual(expected);
   });

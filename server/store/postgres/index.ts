@@ -1,0 +1,2 @@
+// The shared Postgres store: see ./stores.ts.
+export { openPostgresStores, type PostgresStores } from './stores.ts';

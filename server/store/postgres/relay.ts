@@ -1,0 +1,281 @@
+// The relay's own state on Postgres (../types.ts RelayStore). What keeps several relays on one database
+// from stepping on each other:
+// - commitRound bumps the version conditionally (WHERE version = next − 1) and holds the job's row lock to
+//   its commit: of several relays closing one round, one commits, the others match no row and change nothing;
+// - expireDueTasks, takeReissue, rejectTask and endLeases claim rows (FOR UPDATE SKIP LOCKED, or an UPDATE
+//   whose WHERE re-checks the state), so each task ends, expires or is re-issued once, whichever relay asks;
+// - the shard cursor changes in place (x = x + 1), never read, changed and written back; live tasks and
+//   pending updates are counted from their rows (indexed), so no lease or upload writes a counter row
+//   that every other one of the job's would wait for;
+// - every multi-row change is one transaction: a relay killed mid-way leaves nothing half-done.
+// Binary payloads (checkpoints, deltas, residuals, update payloads) live in their rows as bytea.
+import type { Eval, Finish, JobStatus } from '../../../shared/protocol/messages.ts';
+import { canTransition } from '../../../shared/protocol/job-states.ts';
+import { ConflictError, IllegalTransitionError, NotFoundError } from '../errors.ts';
+import { missingVersionMessage } from '../retention.ts';
+import type {
+  AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, RelayStore, Seq, TaskRow, TaskState, UpdateRow, VersionRow,
+} from '../types.ts';
+import type { Ctx } from './context.ts';
+
+const bytes = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+/** Copies, so the Float32Array is aligned and owns its memory. */
+const floats = (b: Buffer): Float32Array => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+
+type JobDb = { job_id: string; spec: string; status: JobStatus; version: number; round_started_at: number; created_at: number };
+type TaskDb = {
+  task_id: string; job_id: string; volunteer_id: string; base_version: number; shard: number; seed: number; state: TaskState;
+  issued_at: number; expires_at: number; reissue_of: string | null; payload_hash: string | null; ack: string | null;
+};
+type UpdateDb = {
+  task_id: string; job_id: string; volunteer_id: string; base_version: number; round: number; weight: number; payload?: Buffer;
+  payload_hash: string; losses: string; samples: number; compute_ms: number; accepted_at: number; norm: number;
+};
+type FinishDb = { rule: string; reason: string; released_version: number; released_hash: string; loss: number | null; accuracy: number | null; at: number };
+
+const jobRow = (r: JobDb): JobRow => ({
+  ...(JSON.parse(r.spec) as JobSpec), jobId: r.job_id, status: r.status, version: r.version, roundStartedAt: r.round_started_at, createdAt: r.created_at,
+});
+const taskRow = (r: TaskDb): TaskRow => ({
+  taskId: r.task_id, jobId: r.job_id, volunteerId: r.volunteer_id, baseVersion: r.base_version, shard: r.shard, seed: r.seed,
+  state: r.state, issuedAt: r.issued_at, expiresAt: r.expires_at, reissueOf: r.reissue_of, payloadHash: r.payload_hash, ack: r.ack,
+});
+const updateMeta = (r: UpdateDb): Omit<UpdateRow, 'payload'> => ({
+  taskId: r.task_id, jobId: r.job_id, volunteerId: r.volunteer_id, baseVersion: r.base_version, round: r.round, weight: r.weight,
+  payloadHash: r.payload_hash, losses: JSON.parse(r.losses) as number[], samples: r.samples, computeMs: r.compute_ms, acceptedAt: r.accepted_at,
+  norm: r.norm,
+});
+const updateRow = (r: UpdateDb): UpdateRow => ({ ...updateMeta(r), payload: new Uint8Array(r.payload!) });
+const ended = (ts: TaskDb[]) => ts.map((t) => ({ taskId: t.task_id, jobId: t.job_id, volunteerId: t.volunteer_id }));
+
+const TASK_COLS = 'task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of, payload_hash, ack';
+const UPDATE_META = 'task_id, job_id, volunteer_id, base_version, round, weight, payload_hash, losses, samples, compute_ms, accepted_at, norm';
+
+/** `url`: where a pool worker reads params itself (server/pool/worker.ts). */
+export function createRelayStore(c: Ctx, url: string): RelayStore {
+  const lockedJob = async (x: Ctx, jobId: string): Promise<JobDb> =>
+    (await x.one<JobDb>('SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE', [jobId])) ?? (() => { throw new NotFoundError('job', jobId); })();
+
+  const relay: RelayStore = {
+    createJob: (jobId, spec, status, initial, now) => c.atomic(async (x) => {
+      // ON CONFLICT: relays starting together may each create the default job; one does, the others hear so
+      const r = await x.one<JobDb>(`INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at)
+        VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (job_id) DO NOTHING RETURNING *`, [jobId, JSON.stringify(spec), status, now]);
+      if (!r) throw new ConflictError(`a job with id "${jobId}" exists`);
+      // version 0's momentum is all zeros: stored empty (read back as zeros)
+      await x.run('INSERT INTO versions (job_id, version, hash, params, momentum, created_at) VALUES ($1, 0, $2, $3, $4, $5)',
+        [jobId, initial.hash, bytes(initial.params), Buffer.alloc(0), now]);
+      const job = jobRow(r);
+      await x.emit('job-created', { job });
+      return job;
+    }),
+    async getJob(jobId) {
+      const r = await c.one<JobDb>('SELECT * FROM jobs WHERE job_id = $1', [jobId]);
+      return r && jobRow(r);
+    },
+    listJobs: async (status) => (status
+      ? await c.rows<JobDb>('SELECT * FROM jobs WHERE status = $1 ORDER BY created_at, job_id', [status])
+      : await c.rows<JobDb>('SELECT * FROM jobs ORDER BY created_at, job_id')).map(jobRow),
+    // the row is locked while the transition is checked: two relays cannot both move it out of one state
+    setJobStatus: (jobId, status, now) => c.atomic(async (x) => {
+      const cur = await lockedJob(x, jobId);
+      if (!canTransition(cur.status, status)) throw new IllegalTransitionError(jobId, cur.status, status);
+      const r = (await x.one<JobDb>('UPDATE jobs SET status = $1, round_started_at = $2 WHERE job_id = $3 RETURNING *', [status, now, jobId]))!;
+      await x.emit('job-state-changed', { jobId, from: cur.status, to: status, at: now });
+      return jobRow(r);
+    }),
+    setHyperparameters: (jobId, h) => c.atomic(async (x) => {
+      const job = jobRow(await lockedJob(x, jobId));
+      const spec: JobSpec = { name: job.name, researcher: job.researcher, description: job.description, model: job.model, hyperparameters: h, dataset: job.dataset };
+      const r = (await x.one<JobDb>('UPDATE jobs SET spec = $1 WHERE job_id = $2 RETURNING *', [JSON.stringify(spec), jobId]))!;
+      await x.emit('hyperparameters-changed', { jobId, hyperparameters: h });
+      return jobRow(r);
+    }),
+    rollback: (jobId, version, now) => c.atomic(async (x) => {
+      const cur = await lockedJob(x, jobId);
+      if (!(await x.one('SELECT 1 FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]))) {
+        const kept = (await x.rows<{ version: number }>('SELECT version FROM versions WHERE job_id = $1 ORDER BY version', [jobId])).map((v) => v.version);
+        throw new NotFoundError('version', `${jobId}@${version}`, missingVersionMessage(jobId, version, cur.version, kept));
+      }
+      await x.run('DELETE FROM versions WHERE job_id = $1 AND version > $2', [jobId, version]);
+      await x.run('DELETE FROM evals WHERE job_id = $1 AND version > $2', [jobId, version]);
+      await x.run('UPDATE updates SET discarded = 1 WHERE job_id = $1 AND (applied_in IS NULL OR applied_in > $2)', [jobId, version]);
+      const r = (await x.one<JobDb>('UPDATE jobs SET version = $1, round_started_at = $2 WHERE job_id = $3 RETURNING *', [version, now, jobId]))!;
+      await x.emit('rolled-back', { jobId, from: cur.version, to: version, at: now });
+      return jobRow(r);
+    }),
+
+    async getVersion(jobId, version) {
+      const r = await c.one<{ job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number }>(
+        'SELECT job_id, version, hash, params, momentum, residual, created_at FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      return r && {
+        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params),
+        momentum: r.momentum.length === 0 ? new Float32Array(r.params.length / 4) : floats(r.momentum),
+        ...(r.residual ? { residual: floats(r.residual) } : {}), createdAt: r.created_at,
+      } satisfies VersionRow;
+    },
+    async getParams(jobId, version) {
+      const r = await c.one<{ hash: string; params: Buffer }>('SELECT hash, params FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      return r && { hash: r.hash, params: floats(r.params) };
+    },
+    versionHash: async (jobId, version) => (await c.one<{ hash: string }>('SELECT hash FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]))?.hash,
+    listVersions: async (jobId) => (await c.rows<{ version: number }>('SELECT version FROM versions WHERE job_id = $1 ORDER BY version', [jobId])).map((r) => r.version),
+    listCheckpoints: (jobId) => c.rows<CheckpointInfo>('SELECT version, hash, created_at AS at FROM versions WHERE job_id = $1 ORDER BY version', [jobId]),
+    // the worker connects to the same database and reads the checkpoint itself
+    paramsSource: (jobId, version) => ({ db: url, jobId, version }),
+    pruneHistory: async (jobId, upTo, every) => {
+      if (upTo < 1) return { checkpoints: 0, payloads: 0 };
+      return c.atomic(async (x) => {
+        const checkpoints = await x.run(`DELETE FROM versions WHERE job_id = $1 AND version > 0 AND version <= $2 AND version % $3 != 0
+          AND version IS DISTINCT FROM (SELECT version FROM evals WHERE job_id = $1 ORDER BY loss, version LIMIT 1)`, [jobId, upTo, every]);
+        const payloads = await x.run(`UPDATE updates SET payload = '\\x'::bytea, payload_kept = 0
+          WHERE job_id = $1 AND payload_kept = 1 AND applied_in <= $2`, [jobId, upTo]);
+        return { checkpoints, payloads };
+      });
+    },
+    commitRound: (jobId, next, taskIds, now) => c.atomic(async (x) => {
+      // the conditional bump takes the job's row lock: another relay closing the same round waits here,
+      // then finds the version moved and changes nothing
+      const bumped = await x.run('UPDATE jobs SET version = $1, round_started_at = $2 WHERE job_id = $3 AND version = $4',
+        [next.version, now, jobId, next.version - 1]);
+      if (bumped !== 1) return false;
+      await x.run(`INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [jobId, next.version, next.hash, bytes(next.params), bytes(next.momentum), now,
+        next.delta ? bytes(next.delta.bytes) : null, next.delta?.sha256 ?? null, next.residual ? bytes(next.residual) : null]);
+      await x.run('UPDATE updates SET applied_in = $1 WHERE task_id = ANY($2) AND job_id = $3 AND applied_in IS NULL AND discarded = 0',
+        [next.version, taskIds, jobId]);
+      await x.emit('round-committed', { jobId, version: next.version, hash: next.hash, taskIds, at: now });
+      return true;
+    }),
+    async getDelta(jobId, version) {
+      const r = await c.one<{ delta: Buffer | null }>('SELECT delta FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      return r?.delta ? new Uint8Array(r.delta) : undefined;
+    },
+    listDeltas: (jobId, from, to) => c.rows<DeltaInfo>(`SELECT v.version AS version, octet_length(v.delta) AS bytes,
+        v.delta_sha256 AS sha256, b.hash AS "baseHash" FROM versions v JOIN versions b ON b.job_id = v.job_id AND b.version = v.version - 1
+        WHERE v.job_id = $1 AND v.version > $2 AND v.version <= $3 AND v.delta IS NOT NULL ORDER BY v.version`, [jobId, from, to]),
+
+    addVolunteer: async (id, agent, device, now) =>
+      (await c.run('INSERT INTO volunteers VALUES ($1, $2, $3, $4) ON CONFLICT (volunteer_id) DO NOTHING', [id, agent, device, now])) === 1,
+    hasVolunteer: async (id) => (await c.one('SELECT 1 FROM volunteers WHERE volunteer_id = $1', [id])) !== undefined,
+    volunteerDevice: async (id) => (await c.one<{ device: string }>('SELECT device FROM volunteers WHERE volunteer_id = $1', [id]))?.device,
+    countVolunteers: async () => (await c.one<{ n: number }>('SELECT COUNT(*) AS n FROM volunteers'))!.n,
+
+    async insertTask(t) {
+      const write = (x: Ctx) => x.run(`INSERT INTO tasks (task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [t.taskId, t.jobId, t.volunteerId, t.baseVersion, t.shard, t.seed, t.state, t.issuedAt, t.expiresAt, t.reissueOf]);
+      const event = { task: { ...t } };
+      if (!c.needsTransaction('task-issued')) { await write(c); return c.raised('task-issued', event); }
+      await c.atomic(async (x) => { await write(x); await x.emit('task-issued', event); });
+    },
+    async getTask(taskId) {
+      const r = await c.one<TaskDb>(`SELECT ${TASK_COLS} FROM tasks WHERE task_id = $1`, [taskId]);
+      return r && taskRow(r);
+    },
+    countLiveTasks: async (jobId, now) => (await c.one<{ n: number }>(`SELECT COUNT(*) AS n FROM tasks
+      WHERE job_id = $1 AND state = 'issued' AND expires_at > $2`, [jobId, now]))!.n,
+    countLiveTasksOf: async (jobId, volunteerId, now) => (await c.one<{ n: number }>(`SELECT COUNT(*) AS n FROM tasks
+      WHERE job_id = $1 AND state = 'issued' AND volunteer_id = $2 AND expires_at > $3`, [jobId, volunteerId, now]))!.n,
+    countTasks: async (state, now) => (state === 'issued'
+      ? await c.one<{ n: number }>('SELECT COUNT(*) AS n FROM tasks WHERE state = \'issued\' AND expires_at > $1', [now])
+      : await c.one<{ n: number }>('SELECT COUNT(*) AS n FROM tasks WHERE state = $1', [state]))!.n,
+    expireDueTasks: (now) => c.atomic(async (x) => {
+      // SKIP LOCKED: rows another relay is expiring (or accepting) right now are its business
+      const due = await x.rows<TaskDb>(`UPDATE tasks SET state = 'expired' WHERE state = 'issued' AND task_id IN (
+          SELECT task_id FROM tasks WHERE state = 'issued' AND expires_at <= $1 FOR UPDATE SKIP LOCKED)
+        RETURNING ${TASK_COLS}`, [now]);
+      if (due.length === 0) return [];
+      due.sort((a, b) => a.expires_at - b.expires_at || (a.task_id < b.task_id ? -1 : 1));
+      await x.emit('tasks-ended', { tasks: ended(due), state: 'expired' });
+      return due.map(taskRow);
+    }),
+    takeReissue: async (jobId) => {
+      const r = await c.one<TaskDb>(`UPDATE tasks SET reissued = 1 WHERE task_id = (
+          SELECT task_id FROM tasks WHERE job_id = $1 AND state = 'expired' AND reissued = 0 ORDER BY expires_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+        AND reissued = 0 RETURNING ${TASK_COLS}`, [jobId]);
+      return r && taskRow(r);
+    },
+    rejectTask: (taskId) => c.atomic(async (x) => {
+      const t = await x.one<TaskDb>(`UPDATE tasks SET state = 'rejected' WHERE task_id = $1 AND state = 'issued' RETURNING ${TASK_COLS}`, [taskId]);
+      if (!t) return false;
+      await x.emit('tasks-ended', { tasks: ended([t]), state: 'rejected' });
+      return true;
+    }),
+    endLeases: (jobId, above) => c.atomic(async (x) => {
+      const ts = await x.rows<TaskDb>(`UPDATE tasks SET state = 'rejected' WHERE job_id = $1 AND state = 'issued' AND ($2::int IS NULL OR base_version > $2)
+        RETURNING ${TASK_COLS}`, [jobId, above ?? null]);
+      if (ts.length === 0) return 0;
+      await x.emit('tasks-ended', { tasks: ended(ts), state: 'rejected' });
+      return ts.length;
+    }),
+    async nextShard(jobId, shards) {
+      const r = await c.one<{ cursor: number }>('UPDATE jobs SET shard_cursor = shard_cursor + 1 WHERE job_id = $1 RETURNING shard_cursor - 1 AS cursor', [jobId]);
+      if (!r) throw new NotFoundError('job', jobId);
+      return r.cursor % shards;
+    },
+
+    async acceptUpdate(u, ack) {
+      // one statement: the task turns accepted and its update is stored together (a relay expiring the task
+      // at the same moment either finished first or waits for this row lock)
+      const write = async (x: Ctx) => {
+        const n = await x.run(`WITH t AS (UPDATE tasks SET state = 'accepted', payload_hash = $9, ack = $15 WHERE task_id = $1 RETURNING task_id)
+          INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses,
+            samples, compute_ms, accepted_at, norm)
+          SELECT $1, $2::text, $3::text, $4::int, $5::int, $6::float8, $7::bytea, $8::bigint, $9::text, $10::text, $11::bigint, $12::float8, $13::bigint, $14::float8 FROM t`,
+        [u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, bytes(u.payload), u.payload.byteLength, u.payloadHash,
+          JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm, ack]);
+        if (n !== 1) throw new NotFoundError('task', u.taskId);
+      };
+      const event = { jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt };
+      if (!c.needsTransaction('update-accepted')) { await write(c); return c.raised('update-accepted', event); }
+      await c.atomic(async (x) => { await write(x); await x.emit('update-accepted', event); });
+    },
+    pendingUpdates: async (jobId) => (await c.rows<UpdateDb>(`SELECT ${UPDATE_META}, payload FROM updates
+      WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id`, [jobId])).map(updateRow),
+    pendingNorms: async (jobId) => (await c.rows<{ norm: number }>(`SELECT norm FROM updates WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0
+      ORDER BY accepted_at, task_id`, [jobId])).map((r) => r.norm),
+    countPendingUpdates: async (jobId) => (await c.one<{ n: number }>(`SELECT COUNT(*) AS n FROM updates
+      WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0`, [jobId]))!.n,
+    appliedUpdates: async (jobId, version) => (await c.rows<UpdateDb>(`SELECT ${UPDATE_META}, payload FROM updates
+      WHERE job_id = $1 AND applied_in = $2 AND payload_kept = 1 ORDER BY accepted_at, task_id`, [jobId, version])).map(updateRow),
+    appliedAfter: async (jobId, version) => (await c.rows<{ task_id: string }>(`SELECT task_id FROM updates WHERE job_id = $1 AND applied_in > $2
+      ORDER BY applied_in, accepted_at, task_id`, [jobId, version])).map((r) => r.task_id),
+    listUpdates: async (jobId) => (await c.rows<UpdateDb>(`SELECT ${UPDATE_META} FROM updates WHERE job_id = $1 ORDER BY accepted_at, task_id`, [jobId])).map(updateMeta),
+    recentNorms: async (jobId, limit) => (await c.rows<{ norm: number }>(`SELECT norm FROM updates
+      WHERE job_id = $1 AND discarded = 0 AND norm > 0 ORDER BY accepted_at DESC, seq DESC LIMIT $2`, [jobId, limit])).map((r) => r.norm).reverse(),
+    samplesApplied: async (jobId) => (await c.one<{ n: number }>(`SELECT COALESCE(SUM(samples), 0) AS n FROM updates
+      WHERE job_id = $1 AND applied_in IS NOT NULL AND discarded = 0`, [jobId]))!.n,
+    tasksSince: (after, limit) => c.rows<Seq<IssuedTaskEntry>>(`SELECT seq, job_id AS "jobId", volunteer_id AS "volunteerId", issued_at AS "issuedAt"
+      FROM tasks WHERE seq > $1 ORDER BY seq LIMIT $2`, [after, limit]),
+    updatesSince: (after, limit) => c.rows<Seq<AcceptedUpdateEntry>>(`SELECT seq, job_id AS "jobId", volunteer_id AS "volunteerId", samples,
+      payload_bytes AS bytes, accepted_at AS "acceptedAt" FROM updates WHERE seq > $1 ORDER BY seq LIMIT $2`, [after, limit]),
+
+    putEval: (jobId, e) => c.atomic(async (x) => {
+      const earlier = await x.rows<Eval>('SELECT version, loss, accuracy, at FROM evals WHERE job_id = $1 ORDER BY version', [jobId]);
+      await x.run(`INSERT INTO evals VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, version)
+        DO UPDATE SET loss = excluded.loss, accuracy = excluded.accuracy, at = excluded.at`, [jobId, e.version, e.loss, e.accuracy, e.at]);
+      await x.emit('eval-stored', { jobId, eval: { ...e }, earlier });
+    }),
+    listEvals: (jobId) => c.rows<Eval>('SELECT version, loss, accuracy, at FROM evals WHERE job_id = $1 ORDER BY version', [jobId]),
+    countEvals: async (jobId) => (await c.one<{ n: number }>('SELECT COUNT(*) AS n FROM evals WHERE job_id = $1', [jobId]))!.n,
+    thinnedEvals: (jobId, step) => c.rows<Eval>(`SELECT version, loss, accuracy, at FROM evals WHERE job_id = $1
+      AND (version % $2 = 0 OR version = (SELECT MAX(version) FROM evals WHERE job_id = $1)
+        OR version = (SELECT version FROM evals WHERE job_id = $1 ORDER BY loss, version LIMIT 1)) ORDER BY version`, [jobId, step]),
+
+    async putFinish(jobId, f) {
+      await c.run(`INSERT INTO job_finish VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id) DO UPDATE SET rule = excluded.rule,
+        reason = excluded.reason, released_version = excluded.released_version, released_hash = excluded.released_hash,
+        loss = excluded.loss, accuracy = excluded.accuracy, at = excluded.at`,
+      [jobId, f.rule, f.reason, f.releasedVersion, f.releasedHash, f.loss, f.accuracy, f.at]);
+    },
+    async getFinish(jobId) {
+      const r = await c.one<FinishDb>('SELECT * FROM job_finish WHERE job_id = $1', [jobId]);
+      return r && { rule: r.rule, reason: r.reason, releasedVersion: r.released_version, releasedHash: r.released_hash, loss: r.loss, accuracy: r.accuracy, at: r.at } satisfies Finish;
+    },
+    async clearFinish(jobId) {
+      await c.run('DELETE FROM job_finish WHERE job_id = $1', [jobId]);
+    },
+  };
+  return relay;
+}

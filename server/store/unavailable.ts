@@ -1,0 +1,19 @@
+// Whether a store failure means "the database is not there now" (down, restarting, unreachable, out of
+// connections) rather than a fault in the request or the relay: the relay answers those 503
+// TT_ERR_DATABASE_UNAVAILABLE and recovers by itself once the database answers again.
+
+/** What connection errors look like: the server is down, restarting, unreachable or out of connections.
+ * Such a failure says nothing about the request, so the relay answers 503 and the client retries. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'].includes(code)) return true;
+    // SQLSTATE classes 08 (connection exception), 57P0x (shutdown, crash, cannot connect now), 53300 (too many connections)
+    if (code.startsWith('08') || /^57P0[1-4]$/.test(code) || code === '53300') return true;
+  }
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection terminated unexpectedly/i.test(err.message);
+}
+
+/** What a client is told (the error itself, with hosts and ports, goes to the relay's log only). */
+export const DATABASE_DOWN = 'it is down, restarting or out of connections';
