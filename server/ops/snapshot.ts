@@ -46,7 +46,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
       flops += 6 * paramCount(job.model) * r.samples * perSample; // forward + backward ≈ 6·N per token
     }
     // A relay younger than the window divides by its age, so rates are right from the first minute.
-    const secs = Math.max(1, Math.min(WINDOW_MS, now - startedAt)) / 1000;
+    const secs = Math.max(1000, Math.min(WINDOW_MS, now - startedAt)) / 1000; // at least a second: a relay a few ms old would divide by almost nothing
 
     let accepted = 0, updateBytes = 0, denseBytes = 0;
     for (const [jobId, u] of tally.updates) {
