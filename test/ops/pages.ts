@@ -17,7 +17,7 @@ export async function startOpsPages(relayUrl: string): Promise<{ url: string; cl
       host: '127.0.0.1', port: 0, hmr: false, watch: null,
       proxy: { '/api': { target: relayUrl }, '/metrics': { target: relayUrl } },
     },
-    optimizeDeps: { noDiscovery: true, include: ['uplot', 'onnxruntime-web/wasm', 'idb'], entries: [] },
+    optimizeDeps: { noDiscovery: true, include: ['uplot', 'onnxruntime-web/wasm', 'idb', 'peerjs'], entries: [] },
     worker: { format: 'es' },
   });
   await server.listen();
