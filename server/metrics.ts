@@ -24,6 +24,19 @@ export function createMetrics() {
       name: 'tabtrain_update_usefulness_seconds', help: 'relay CPU time to score one update (two forward passes)',
       labelNames: ['job'], registers: r, buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
     }),
+    // the swarm (server/scheduler/swarm.ts): who trains, who waits, how stale what lands is, how big rounds are
+    volunteersTraining: new Gauge({ name: 'tabtrain_volunteers_training', help: 'leased tasks whose lease runs (about the volunteers training; one may hold a second, fetched ahead)', labelNames: ['job'], registers: r }),
+    volunteersWaiting: new Gauge({ name: 'tabtrain_volunteers_waiting', help: 'volunteers told "no work now" in the last 2 s', labelNames: ['job'], registers: r }),
+    updateStaleness: new Histogram({
+      name: 'tabtrain_update_staleness', help: 'versions between an accepted update\'s base and the job\'s version when it landed',
+      labelNames: ['job'], registers: r, buckets: [0, 1, 2, 3, 4, 6, 8, 16, 32],
+    }),
+    roundSize: new Gauge({ name: 'tabtrain_round_size', help: 'K: updates the current round closes at', labelNames: ['job'], registers: r }),
+    roundTime: new Gauge({ name: 'tabtrain_round_time_seconds', help: 'wall time between the last two round closes', labelNames: ['job'], registers: r }),
+    taskSteps: new Histogram({
+      name: 'tabtrain_task_steps', help: 'inner steps H of the tasks leased on swarm jobs (sized to each device)',
+      labelNames: ['job'], registers: r, buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    }),
     roundSeconds: new Histogram({ name: 'tabtrain_round_aggregate_seconds', help: 'time to aggregate and commit a round', registers: r, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5] }),
   };
 }

@@ -22,7 +22,8 @@ import { PoolClosedError, type WorkPool } from '../pool/index.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
 import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode } from '../defence/validate.ts';
-import { combine } from './combine.ts';
+import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
+import { createSwarm, isSwarm } from './swarm.ts';
 import { signLease, verifyLease } from './leases.ts';
 import { outerStep, stalenessWeight } from './outer-step.ts';
 import { defaultRetention, prunableUpTo, type Retention } from '../store/retention.ts';
@@ -84,6 +85,10 @@ export function createScheduler(o: SchedulerOptions) {
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
   /** Jobs' stopping rules (hyperparameters.until), checked after each round and its evaluation. */
   const stopRules = createStopping({ store, db: o.db ?? (store as unknown as { db: Database.Database }).db, log, now });
+  /** Swarm jobs' task sizing and round rule (./swarm.ts). */
+  const swarm = createSwarm();
+  /** When each job's last round closed, for the round-time gauge. */
+  const lastClose = new Map<string, number>();
 
   /** where evaluations run (server/pool); without one (unit tests) they run inline */
   let pool: WorkPool | undefined;
@@ -124,7 +129,14 @@ export function createScheduler(o: SchedulerOptions) {
     // goes up, and lands in the next round one version stale, instead of its device idling across the
     // round's close. At most one such task per round; jobs that take no stale update get none.
     const live = store.countLiveTasks(jobId, t);
-    if (store.countPendingUpdates(jobId) + live >= h.updatesPerRound) {
+    const swarmJob = isSwarm(h);
+    if (swarmJob) {
+      // every volunteer that asks trains, up to the job's cap and two tasks of its own (./swarm.ts)
+      if (!swarm.mayLease(h, live, store.countLiveTasksOf(jobId, volunteerId, t))) {
+        waiting.refused(jobId, volunteerId, t);
+        return null;
+      }
+    } else if (store.countPendingUpdates(jobId) + live >= h.updatesPerRound) {
       const ahead = h.stalenessBound >= 1 && live === 1 && store.countLiveTasksOf(jobId, volunteerId, t) === 1
         && !waiting.othersWaiting(jobId, volunteerId, t);
       if (!ahead) {
@@ -139,14 +151,18 @@ export function createScheduler(o: SchedulerOptions) {
     if (check && (check.baseVersion > job.version || store.versionHash(jobId, check.baseVersion) === undefined)) check = undefined; // rolled back
     const again = check ? undefined : store.takeReissue(jobId);
     const shards = dataset(job.dataset.name).shardBytes.length;
+    const replica = check !== undefined || Math.random() < guard.replicationRate(record);
+    // a swarm task's H and deadline follow its volunteer's pace; both copies of a spot check train the
+    // job's nominal H, so that they can be compared
+    const plan = swarmJob && !replica ? swarm.plan(volunteerId, h) : { steps: h.steps, leaseMs: h.leaseMs };
     const task: TaskRow = {
       taskId, jobId, volunteerId, baseVersion: check ? check.baseVersion : job.version,
       shard: check ? check.shard : again ? again.shard : store.nextShard(jobId, shards),
       seed: check ? check.seed : again ? again.seed : randomInt(0, 2 ** 31),
-      state: 'issued', issuedAt: t, expiresAt: t + h.leaseMs, reissueOf: again?.taskId ?? null, payloadHash: null, ack: null,
+      state: 'issued', issuedAt: t, expiresAt: t + plan.leaseMs, reissueOf: again?.taskId ?? null, payloadHash: null, ack: null,
     };
     store.insertTask(task);
-    const replica = check !== undefined || Math.random() < guard.replicationRate(record);
+    if (swarmJob) swarm.issued(taskId, plan.steps, plan.leaseMs);
     if (replica) {
       guard.store.addReplica({
         taskId, jobId, groupId: check ? check.groupId : taskId, volunteerId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, open: !check,
@@ -156,13 +172,17 @@ export function createScheduler(o: SchedulerOptions) {
     if (again) log.info({ task: task.taskId, reissueOf: again.taskId, job: jobId }, 'task re-issued');
     const lease = signLease(secret, {
       taskId: task.taskId, jobId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, volunteerId, expiresAt: task.expiresAt,
+      ...(swarmJob ? { steps: plan.steps } : {}),
     });
+    if (swarmJob) metrics.taskSteps.observe({ job: jobId }, plan.steps);
     return {
       taskId: task.taskId, jobId, baseVersion: task.baseVersion, versionHash: store.versionHash(jobId, task.baseVersion)!,
-      shard: task.shard, seed: task.seed, steps: h.steps, batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm,
+      shard: task.shard, seed: task.seed, steps: plan.steps, batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm,
       compression: h.compression, lease, deadline: task.expiresAt, model: job.model, paramCount: paramCount(job.model),
       ...(replica && flagsReplicas(h.compression) ? { replica: true } : {}),
       ...(h.augment ? { augment: h.augment } : {}),
+      // a returner's residual from before the oldest base still accepted is dropped (residual-age.ts)
+      ...(swarmJob ? { residualMaxAge: h.stalenessBound } : {}),
     };
   }
 
@@ -206,7 +226,7 @@ export function createScheduler(o: SchedulerOptions) {
     const h = job.hyperparameters;
     const staleness = job.version - task.baseVersion;
     if (staleness < 0 || staleness > h.stalenessBound) {
-      store.rejectTask(taskId);
+      reject(taskId);
       fail('TT_ERR_TOO_STALE', `update is based on version ${task.baseVersion} but the job is at ${job.version} (staleness bound ${h.stalenessBound}); lease a new task`);
     }
     const n = paramCount(job.model);
@@ -214,7 +234,7 @@ export function createScheduler(o: SchedulerOptions) {
     const checked = validateEncodedSafe(frame.payload, { paramCount: n, normBound: bound.bound, boundFrom: bound.from });
     if (!checked.ok) {
       // final either way: the lease cannot be retried with another frame, and its round slot is free at once
-      store.rejectTask(taskId);
+      reject(taskId);
       const r = validationRefusal[checked.code];
       if (r.strike) {
         const rep = guard.outcome(header.volunteerId, 'invalid', t);
@@ -224,12 +244,18 @@ export function createScheduler(o: SchedulerOptions) {
     }
     const norm = checked.norm;
     if (!(norm <= h.maxUpdateNorm)) {
-      store.rejectTask(taskId);
+      reject(taskId);
       fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
     }
     // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
     usefulness.check(job, task, header.volunteerId, frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
+    // credit is what the relay leased (the lease's H, signed, of the job's batch), never the header's claim
+    const samples = (claims.steps ?? h.steps) * h.batchSize;
+    const swarmJob = isSwarm(h);
+    // a swarm update also weighs by its samples against the job's nominal task (H differs per device)
+    const weight = swarmJob ? ack.weight * (samples / (h.steps * h.batchSize)) : ack.weight;
+    const computeMs = Math.min(header.computeMs, Math.max(0, t - task.issuedAt));
     // a spot check (read once: its weight and its comparison both need the group)
     const mine = guard.store.getReplica(taskId);
     const group = mine ? guard.store.group(mine.groupId) : [];
@@ -237,18 +263,28 @@ export function createScheduler(o: SchedulerOptions) {
     store.acceptUpdate({
       // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
       // volunteer is told the usual weight, so an unflagged check stays unseen.
-      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : ack.weight,
+      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : weight,
       // credit is what the relay leased (H steps of its batch), never the header's claim; the measured
       // compute time is informative only, and no longer than the lease has been out
-      payload: frame.payload, payloadHash: hash, losses: header.losses, samples: h.steps * h.batchSize,
-      computeMs: Math.min(header.computeMs, Math.max(0, t - task.issuedAt)), acceptedAt: t, norm,
+      payload: frame.payload, payloadHash: hash, losses: header.losses, samples, computeMs, acceptedAt: t, norm,
     }, JSON.stringify(ack));
     rememberNorm(job, norm);
     if (mine) spotCheck(mine, group, taskId, frame.payload, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });
     metrics.updateBytes.inc({ job: job.jobId }, body.length);
-    if (store.countPendingUpdates(job.jobId) >= h.updatesPerRound) scheduleRound(job.jobId);
+    metrics.updateStaleness.observe({ job: job.jobId }, staleness);
+    const pending = store.countPendingUpdates(job.jobId);
+    if (swarmJob) {
+      swarm.accepted(job.jobId, h, taskId, header.volunteerId, claims.steps ?? h.steps, computeMs, t - task.issuedAt, t);
+      if (swarm.due(job.jobId, h, pending, t - job.roundStartedAt, t)) scheduleRound(job.jobId);
+    } else if (pending >= h.updatesPerRound) scheduleRound(job.jobId);
     return ack;
+  }
+
+  /** A refused update: final for its task. */
+  function reject(taskId: string): void {
+    store.rejectTask(taskId);
+    swarm.ended(taskId, '', false);
   }
 
   /** The job's last accepted norms (across rounds), oldest first: kept in memory, re-read from the store
@@ -352,14 +388,28 @@ export function createScheduler(o: SchedulerOptions) {
     if (job.status !== 'running') return false;
     const h = job.hyperparameters;
     const count = store.countPendingUpdates(jobId);
-    const timerDue = byTimer && count >= h.quorum && now() - job.roundStartedAt >= h.roundTimeoutMs;
-    if (count < h.updatesPerRound && !timerDue) return false;
+    const t0 = now();
+    const swarmJob = isSwarm(h);
+    const k = swarmJob ? swarm.k(jobId, h, t0) : h.updatesPerRound;
+    if (swarmJob) {
+      // by count or by time, whoever calls (./round-size.ts)
+      if (!swarm.due(jobId, h, count, t0 - job.roundStartedAt, t0)) return false;
+    } else {
+      const timerDue = byTimer && count >= h.quorum && t0 - job.roundStartedAt >= h.roundTimeoutMs;
+      if (count < h.updatesPerRound && !timerDue) return false;
+    }
     const stop = metrics.roundSeconds.startTimer();
-    const pending = store.pendingUpdates(jobId);
     const n = paramCount(job.model);
-    // second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all
-    const counted = pending.some((u) => u.weight > 0) ? pending.filter((u) => u.weight > 0) : pending.map((u) => ({ ...u, weight: 1 }));
-    const delta = combine(h.aggregator, counted.map((u) => decodeUpdate(u.payload, n)), counted.map((u) => u.weight), job.version, h.preAggregators);
+    // Streaming: the pending updates are read one at a time and folded into bucket sums, so the round
+    // holds O(buckets × P) whatever K (shared/aggregate/streaming.ts). Folding at the close, from the
+    // store, rather than on arrival keeps no round state in this process: a restart loses nothing, and
+    // relays sharing one database close a round from what all of them accepted.
+    // Second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all.
+    const pending: string[] = [];
+    let acc = foldPending(jobId, n, job.version, pending, false);
+    if (acc.counted === 0) acc = foldPending(jobId, n, job.version, [], true);
+    if (pending.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
+    const delta = acc.close(h.aggregator, { preAggregators: h.preAggregators });
     const cur = store.getVersion(jobId, job.version)!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;
@@ -370,17 +420,32 @@ export function createScheduler(o: SchedulerOptions) {
     store.commitRound(jobId, {
       version, params: published.params, momentum: next.momentum, hash: paramHash(published.params),
       delta: { bytes: published.delta, sha256: sha256(published.delta) }, residual,
-    }, pending.map((u) => u.taskId), now());
+    }, pending, now());
     prune(jobId, version, h.stalenessBound);
     stop();
-    const trigger = count >= h.updatesPerRound ? 'k' : 'timer';
+    const trigger = count >= k ? 'k' : 'timer';
     metrics.rounds.inc({ job: jobId, trigger });
     metrics.version.set({ job: jobId }, version);
+    metrics.roundSize.set({ job: jobId }, k);
+    const last = lastClose.get(jobId) ?? job.roundStartedAt;
+    metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
+    lastClose.set(jobId, t0);
     log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
     if (o.evaluate !== false) later(() => evaluate(jobId, version));
     // budgets and targets, once this version's evaluation is in (its landing checks again: ./stopping.ts)
     later(() => stopRules.check(jobId, { needEval: o.evaluate !== false }));
     return true;
+  }
+
+  /** The job's pending updates folded into a round accumulator, one payload at a time; `ids` collects
+   * their task ids. `all`: every update at weight 1 (a round of spot-check second copies only). */
+  function foldPending(jobId: string, n: number, round: number, ids: string[], all: boolean): RoundAccumulator {
+    const acc = createRoundAccumulator(n, { seed: round });
+    for (const u of store.eachPendingUpdate(jobId)) {
+      ids.push(u.taskId);
+      if (all || u.weight > 0) acc.fold(decodeUpdate(u.payload, n), all ? 1 : u.weight);
+    }
+    return acc;
   }
 
   /** Retention after a round (./retention.ts). A failure here costs disk, not the round. */
@@ -432,6 +497,7 @@ export function createScheduler(o: SchedulerOptions) {
 
   function expireLeases(t: number): void {
     for (const task of store.expireDueTasks(t)) {
+      swarm.ended(task.taskId, task.volunteerId, true);
       metrics.leasesExpired.inc({ job: task.jobId });
       log.info({ task: task.taskId, job: task.jobId, volunteer: task.volunteerId }, 'lease expired: issued=>expired, queued for re-issue');
     }
@@ -439,8 +505,19 @@ export function createScheduler(o: SchedulerOptions) {
 
   /** Periodic: expire leases, fire round timers. */
   function sweep(): void {
-    expireLeases(now());
-    for (const job of store.listJobs('running')) closeRound(job.jobId, true);
+    const t = now();
+    expireLeases(t);
+    for (const job of store.listJobs('running')) {
+      closeRound(job.jobId, true);
+      gauges(job.jobId, job.hyperparameters, t);
+    }
+  }
+
+  /** Volunteers training vs waiting, and the K the next round closes at (/metrics and the dashboard). */
+  function gauges(jobId: string, h: JobRow['hyperparameters'], t: number): void {
+    metrics.volunteersTraining.set({ job: jobId }, store.countLiveTasks(jobId, t));
+    metrics.volunteersWaiting.set({ job: jobId }, waiting.count(jobId, t));
+    metrics.roundSize.set({ job: jobId }, isSwarm(h) ? swarm.k(jobId, h, t) : h.updatesPerRound);
   }
 
   /** After a restart: finish any round that was ready, evaluate versions the crash left unevaluated. */
@@ -463,7 +540,7 @@ export function createScheduler(o: SchedulerOptions) {
     return id;
   }
 
-  return { createJob, jobInfo, leaseTask, stopping: stopRules, intakeUpdate, closeRound, sweep, recover, evaluate, registerVolunteer, requireJob, paramHash, guard,
+  return { swarm, createJob, jobInfo, leaseTask, stopping: stopRules, intakeUpdate, closeRound, sweep, recover, evaluate, registerVolunteer, requireJob, paramHash, guard,
     /** Resolves when the spot-check tie-breaks started so far are done. */
     settled: async (): Promise<void> => { await Promise.all([...tieBreaks]); },
     /** Stops deferred work (round closes, evaluations) before the store closes. */

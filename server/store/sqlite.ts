@@ -299,6 +299,19 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       }
       return out;
     },
+    *eachPendingUpdate(jobId) {
+      // ids first, then one row (and payload) at a time: a round of any size holds one payload in memory
+      const ids = stmt<[string], { task_id: string }>('SELECT task_id FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id').all(jobId);
+      const one = stmt<[string], UpdateDb>('SELECT * FROM updates WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
+      for (const { task_id } of ids) {
+        const r = one.get(task_id);
+        if (!r) continue;
+        const payload = r.payload!.byteLength > 0 ? new Uint8Array(r.payload!) : payloads.get(r.task_id, r.payload_bytes!);
+        if (payload) { yield { ...updateRow(r), payload }; continue; }
+        db.transaction(() => { if (q.discardLost.run(r.task_id).changes) q.pendingInc.run(-1, jobId); })();
+        o.warn?.({ task: r.task_id, job: jobId }, 'accepted update lost its payload file (a power loss?); discarded, not applied');
+      }
+    },
     appliedUpdates(jobId, version) {
       const rows = stmt<[string, number], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in = ? AND payload_kept = 1 ORDER BY accepted_at, task_id').all(jobId, version);
       return rows.flatMap((r) => {

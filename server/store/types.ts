@@ -95,6 +95,9 @@ export interface Store {
   acceptUpdate(update: UpdateRow, ack: string): void;
   /** Accepted updates not yet applied by a round. */
   pendingUpdates(jobId: string): UpdateRow[];
+  /** The same updates, read one at a time as the caller iterates (a round folds them into bucket sums
+   * without holding K payloads: shared/aggregate/streaming.ts). */
+  eachPendingUpdate(jobId: string): Iterable<UpdateRow>;
   /** L2 norms of the accepted, unapplied updates: what the round's norm bound is taken from. */
   pendingNorms(jobId: string): number[];
   countPendingUpdates(jobId: string): number;

@@ -20,6 +20,8 @@ export type VolunteerEvent =
   | { type: 'uploaded'; taskId: string; ack: UpdateAck; bytes: number; denseBytes: number; ms: number }
   /** the task was given up (lease expired, too stale, refused); the loop goes on */
   | { type: 'dropped'; taskId: string; code: string; reason: string }
+  /** the stored error-feedback residual was older than the relay takes, so it was not sent (./residual-age.ts) */
+  | { type: 'residual-dropped'; taskId: string }
   | { type: 'retry'; what: string; attempt: number; delayMs: number; reason: string }
   /** the job this loop worked on is done (its stopping rule held, or an operator ended it): it moves on */
   | { type: 'job-ended'; jobId: string; reason: string }
