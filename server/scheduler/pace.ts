@@ -15,7 +15,7 @@
 export const MIN_STEP_MS = 0.1;
 
 export type PaceSettings = {
-  /** the job's nominal H (hyperparameters.steps): a new volunteer's first task is a quarter of it */
+  /** the job's nominal H (hyperparameters.steps): a new volunteer's first task is an eighth of it */
   steps: number;
   /** wall time a task should take on its volunteer's device */
   targetTaskMs: number;
@@ -78,8 +78,9 @@ export function createPace(o: PaceOptions = {}) {
       const clampSteps = (h: number) => Math.max(s.minSteps, Math.min(s.maxSteps, Math.floor(h)));
       const minLease = Math.min(s.leaseMs, s.targetTaskMs);
       const r = byVolunteer.get(volunteerId);
-      // new: a short first task (a quarter of the job's H) on the job's fixed lease, to measure the device
-      if (!r) return { steps: clampSteps(Math.max(1, Math.ceil(s.steps / 4))), leaseMs: s.leaseMs, measured: false };
+      // new: a short first task (an eighth of the job's H) on the job's fixed lease, to measure the device;
+      // short enough that a device 5× slower than the median still lands it within the staleness bound
+      if (!r) return { steps: clampSteps(Math.ceil(s.steps / 8)), leaseMs: s.leaseMs, measured: false };
       const steps = clampSteps(s.targetTaskMs / median(r.computePerStep));
       const lease = quantile(r.wallPerStep, pct) * steps * factor + slack;
       return { steps, leaseMs: Math.round(Math.max(minLease, Math.min(s.leaseMs, lease))), measured: true };

@@ -69,8 +69,8 @@ export function createSwarm(o: { pace?: PaceOptions } = {}) {
       return roundSize(rateOf(jobId, swarmSettings(h)).perMs(t), roundSettings(h));
     },
     /** Whether the job's round closes now. */
-    due(jobId: string, h: Hyperparameters, pending: number, roundAgeMs: number, t: number): boolean {
-      return roundDue(pending, this.k(jobId, h, t), roundAgeMs, roundSettings(h));
+    due(h: Hyperparameters, pending: number, roundAgeMs: number): boolean {
+      return roundDue(pending, roundAgeMs, roundSettings(h));
     },
   };
 }
