@@ -11,7 +11,7 @@ import { adminRoutes } from './routes-admin.ts';
 import { jobOpsRoutes } from './routes-jobs.ts';
 import { modelRoutes } from './routes-models.ts';
 import { finishRoutes } from './routes-finish.ts';
-import { migrateOps } from './store.ts';
+import { loadHeldOut, migrateOps } from './store.ts';
 import { ACTIVE_MS, WINDOW_MS } from './snapshot.ts';
 import { createTallies } from './tallies.ts';
 import { installJobVisibility } from './visibility.ts';
@@ -20,6 +20,8 @@ const ops: FastifyPluginAsync = async (app) => {
   migrateOps(app.db);
   installDatasetResolver(app);
   installStoreHooks(app);
+  // a GPT job's held-out text is a submitted dataset, stored here; the scheduler evaluates on it
+  app.scheduler.useHeldOutText((jobId) => loadHeldOut(app.db, jobId));
   installJobVisibility(app);
   // Traffic is counted on the root context (fastify-plugin), so the relay's own routes count too.
   const traffic = countTraffic(app);

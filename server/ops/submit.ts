@@ -13,7 +13,6 @@ import { RateLimiter } from '../defence/rate-limit.ts';
 import { appendAudit } from './audit.ts';
 import { actorOf } from './auth.ts';
 import { OpsError } from './errors.ts';
-import { evaluateGpt } from './hooks.ts';
 import { insertOpsJob } from './store.ts';
 import type { Principal } from './tokens.ts';
 
@@ -102,8 +101,7 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
         detail: { name: job.name, model, hyperparameters: spec.hyperparameters, dataset: { ...spec.dataset, format: job.dataset.format, bytes: data.length, sha256: datasetSha256 } },
       }, now);
     })();
-    // version 0's held-out loss lands later, from the worker pool; the researcher is answered now
-    if (model.kind === 'gpt') void evaluateGpt(app, jobId, 0);
+    // version 0's held-out loss lands later, from the worker pool (createJob asked for it); the researcher is answered now
     return { jobId, status: 'pending', name: job.name, model, paramCount: paramCount(model), dataset: spec.dataset, datasetSha256 };
   } catch (e) {
     if (e instanceof SpecError) throw new OpsError('TT_ERR_JOB_SPEC', e.message, e.field);

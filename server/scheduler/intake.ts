@@ -1,0 +1,256 @@
+// Intake: an uploaded update frame checked against its task and lease, its signature, staleness,
+// encoding and norm bound, scored for usefulness, stored, and (for spot-checked tasks) compared with
+// its other copy. Idempotent per task: a re-send of the same bytes gets the same answer.
+import { createHash } from 'node:crypto';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { FastifyBaseLogger } from 'fastify';
+import { decodeUpdate } from '../../shared/codec/index.ts';
+import { decodeUpdateFrame, FrameError } from '../../shared/protocol/frame.ts';
+import { VolunteerSendsUpdateHeader, type UpdateAck } from '../../shared/protocol/messages.ts';
+import { paramCount } from '../../shared/models/config.ts';
+import { dataset } from '../data/datasets.ts';
+import { RelayError, fail } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import type { JobRow, Store } from '../store/types.ts';
+import type { Guard } from '../defence/guard.ts';
+import type { ReplicaRow } from '../defence/store.ts';
+import { referenceUpdate } from '../defence/recompute.ts';
+import { compareUpdates } from '../defence/replication.ts';
+import { createUsefulness } from '../defence/usefulness.ts';
+import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode } from '../defence/validate.ts';
+import { verifyLease } from './leases.ts';
+import { stalenessWeight } from './outer-step.ts';
+import type { Stopping } from './stopping.ts';
+import { isSwarm, type SwarmPolicy } from './swarm.ts';
+
+/** How a validation failure is answered: code, and whether it is a strike against the volunteer
+ * (only what an honest tab can never produce; a norm over the bound can be honest bad luck). Every
+ * refusal here comes after the lease and the upload signature verified, so a strike lands on the
+ * identity that really sent it, never on one a forger named. */
+const validationRefusal: Record<ValidationCode, { code: 'TT_ERR_BAD_UPDATE' | 'TT_ERR_PARAM_COUNT' | 'TT_ERR_EMPTY_UPDATE' | 'TT_ERR_UPDATE_NORM'; strike: boolean }> = {
+  CORRUPT: { code: 'TT_ERR_BAD_UPDATE', strike: true },
+  WRONG_LENGTH: { code: 'TT_ERR_PARAM_COUNT', strike: true },
+  NON_FINITE: { code: 'TT_ERR_BAD_UPDATE', strike: true },
+  BAD_INDICES: { code: 'TT_ERR_BAD_UPDATE', strike: true },
+  EMPTY_UPDATE: { code: 'TT_ERR_EMPTY_UPDATE', strike: false },
+  NORM_TOO_LARGE: { code: 'TT_ERR_UPDATE_NORM', strike: false },
+};
+
+/** Compiled once: the frame header is checked on every upload. */
+const headerCheck = TypeCompiler.Compile(VolunteerSendsUpdateHeader);
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+export type IntakeOptions = {
+  store: Store; guard: Guard; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics; now: () => number;
+  requireJob: (jobId: string) => JobRow;
+  stopRules: Stopping;
+  /** called when an accepted update made the round's K: the round closes outside this request */
+  roundReady: (jobId: string) => void;
+  /** swarm jobs' paces and round rule (./swarm.ts) */
+  swarm: SwarmPolicy;
+};
+
+export function createIntake(o: IntakeOptions) {
+  const { store, guard, secret, log, metrics, now, requireJob, stopRules, swarm } = o;
+  /** Each job's most recent accepted update norms, oldest first, for the norm bound (rebuilt from the store
+   * after a restart or a rollback); `version`: the job's version when last seen, to notice a rollback. */
+  const normHistory = new Map<string, { version: number; recent: number[] }>();
+  /** Each job's prior norm bound (./defence/validate.ts priorNormBound), per base version when it needs ‖θ‖. */
+  const priorCache = new Map<string, { version: number; steps: number; thetaNorm?: number; bound: number }>();
+  /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
+  const tieBreaks = new Set<Promise<void>>();
+  /** Usefulness scores of uploads, on jobs that turn them on. */
+  const usefulness = createUsefulness({ store, defence: guard.store, metrics });
+
+  /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task. */
+  async function intakeUpdate(taskId: string, body: Uint8Array, signature?: string): Promise<UpdateAck> {
+    let task = store.getTask(taskId) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
+    if (task.state !== 'accepted' && store.getJob(task.jobId)?.status === 'done') fail('TT_ERR_JOB_NOT_RUNNING', `job ${task.jobId} is done (${stopRules.finishOf(task.jobId)?.reason ?? 'ended by an operator'}); its updates are not taken. Lease a task of a running job (GET /api/jobs)`);
+    let frame: ReturnType<typeof decodeUpdateFrame>;
+    try {
+      frame = decodeUpdateFrame(body);
+    } catch (e) {
+      throw e instanceof FrameError ? new RelayError('TT_ERR_BAD_FRAME', e.message) : e;
+    }
+    if (!headerCheck.Check(frame.header)) {
+      const first = headerCheck.Errors(frame.header).First();
+      fail('TT_ERR_BAD_FRAME', `header field "${(first?.path || '/').slice(1)}": ${first?.message ?? 'is invalid'}`);
+    }
+    const header = frame.header as typeof VolunteerSendsUpdateHeader.static;
+    const claims = verifyLease(secret, header.lease);
+    if (claims.taskId !== taskId) fail('TT_ERR_LEASE_INVALID', `it was issued for task ${claims.taskId}, not ${taskId}`);
+    if (claims.volunteerId !== header.volunteerId) fail('TT_ERR_LEASE_INVALID', `it was issued to volunteer ${claims.volunteerId}, not ${header.volunteerId}`);
+
+    if (task.state === 'expired' || (task.state === 'issued' && claims.expiresAt <= now())) fail('TT_ERR_LEASE_EXPIRED', taskId);
+    // the volunteer's key signs task, lease and the exact body: a tampered body or a stolen lease fails here
+    const hash = sha256(body); // one hash serves the signature check and idempotent re-sends
+    await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, hash);
+    // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
+    guard.limit('uploadsPerIdentity', header.volunteerId, now());
+    task = store.getTask(taskId)!; // re-read: another request may have changed it during the await
+
+    if (task.state === 'accepted') {
+      if (task.payloadHash === hash) return { ...(JSON.parse(task.ack!) as UpdateAck), duplicate: true };
+      fail('TT_ERR_LEASE_USED', taskId);
+    }
+    if (task.state === 'rejected') fail('TT_ERR_LEASE_USED', taskId);
+    const t = now();
+    if (task.state === 'expired' || claims.expiresAt <= t) fail('TT_ERR_LEASE_EXPIRED', taskId);
+
+    const job = requireJob(task.jobId);
+    if (job.status !== 'running') fail('TT_ERR_JOB_NOT_RUNNING', `job ${job.jobId} is ${job.status}; its updates are not taken now`);
+    const h = job.hyperparameters;
+    const staleness = job.version - task.baseVersion;
+    if (staleness < 0 || staleness > h.stalenessBound) {
+      reject(taskId);
+      fail('TT_ERR_TOO_STALE', `update is based on version ${task.baseVersion} but the job is at ${job.version} (staleness bound ${h.stalenessBound}); lease a new task`);
+    }
+    const n = paramCount(job.model);
+    // a swarm task's H is its own: its norm is held to a bound for that many steps (normBoundFor)
+    const taskSteps = claims.steps ?? h.steps;
+    const bound = normBoundFor(job, taskSteps);
+    const checked = validateEncodedSafe(frame.payload, { paramCount: n, normBound: bound.bound, boundFrom: bound.from });
+    if (!checked.ok) {
+      // final either way: the lease cannot be retried with another frame, and its round slot is free at once
+      reject(taskId);
+      const r = validationRefusal[checked.code];
+      if (r.strike) {
+        const rep = guard.outcome(header.volunteerId, 'invalid', t);
+        log.warn({ task: taskId, volunteer: header.volunteerId, code: checked.code, reputation: rep }, 'corrupt update: task rejected, strike against its volunteer');
+      }
+      return fail(r.code, checked.message);
+    }
+    const norm = checked.norm;
+    if (!(norm <= h.maxUpdateNorm)) {
+      reject(taskId);
+      fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
+    }
+    // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
+    usefulness.check(job, task, header.volunteerId, frame.payload, t);
+    const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
+    // credit is what the relay leased (the lease's H, signed, of the job's batch), never the header's claim
+    const samples = taskSteps * h.batchSize;
+    const swarmJob = isSwarm(h);
+    // a swarm update also weighs by its samples against the job's nominal task (H differs per device)
+    const weight = swarmJob ? ack.weight * (samples / (h.steps * h.batchSize)) : ack.weight;
+    const computeMs = Math.min(header.computeMs, Math.max(0, t - task.issuedAt));
+    // a spot check (read once: its weight and its comparison both need the group)
+    const mine = guard.store.getReplica(taskId);
+    const group = mine ? guard.store.group(mine.groupId) : [];
+    const secondCopy = group.some((g) => g.taskId !== taskId && g.payload !== null);
+    store.acceptUpdate({
+      // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
+      // volunteer is told the usual weight, so an unflagged check stays unseen.
+      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : weight,
+      // credit is what the relay leased (H steps of its batch), never the header's claim; the measured
+      // compute time is informative only, and no longer than the lease has been out
+      payload: frame.payload, payloadHash: hash, losses: header.losses, samples, computeMs, acceptedAt: t, norm,
+    }, JSON.stringify(ack));
+    // remembered as for the job's nominal H, so tasks of any size share one history (linear in steps:
+    // AdamW moves each parameter at most about lr per step, so that is the upper envelope)
+    rememberNorm(job, norm * (h.steps / taskSteps));
+    if (mine) spotCheck(mine, group, taskId, frame.payload, n, t);
+    metrics.updatesAccepted.inc({ job: job.jobId });
+    metrics.updateBytes.inc({ job: job.jobId }, body.length);
+    metrics.updateStaleness.observe({ job: job.jobId }, staleness);
+    const pending = store.countPendingUpdates(job.jobId);
+    if (swarmJob) {
+      swarm.accepted(job.jobId, h, taskId, header.volunteerId, taskSteps, computeMs, t - task.issuedAt, t);
+      if (swarm.due(h, pending, t - job.roundStartedAt)) o.roundReady(job.jobId);
+    } else if (pending >= h.updatesPerRound) o.roundReady(job.jobId);
+    return ack;
+  }
+
+  /** A refused update: final for its task. */
+  function reject(taskId: string): void {
+    store.rejectTask(taskId);
+    swarm.ended(taskId, '', false);
+  }
+
+  /** The job's last accepted norms (across rounds), oldest first: kept in memory, re-read from the store
+   * (norms only) at the first upload after a start or after a rollback discarded some. */
+  function recentNorms(job: JobRow): number[] {
+    const size = guard.normBound.history ?? 64;
+    let c = normHistory.get(job.jobId);
+    if (!c || c.version > job.version) {
+      c = { version: job.version, recent: guard.store.recentNorms(job.jobId, size) };
+      normHistory.set(job.jobId, c);
+    }
+    c.version = job.version;
+    return c.recent;
+  }
+
+  function rememberNorm(job: JobRow, norm: number): void {
+    const recent = recentNorms(job);
+    recent.push(norm);
+    if (recent.length > (guard.normBound.history ?? 64)) recent.shift();
+  }
+
+  /** The bound the job's next update of `steps` inner steps is held to, from its first one on (see
+   * jobNormBound and priorNormBound): the job's maxUpdateNorm is checked after, on its own. */
+  function normBoundFor(job: JobRow, steps: number): { bound: number; from: string } {
+    const h = job.hyperparameters;
+    let prior = priorCache.get(job.jobId);
+    // weight decay's share of Δ scales with ‖θ‖: only then is the prior per version (read once per version)
+    const perVersion = h.adamw.weightDecay > 0;
+    if (!prior || (perVersion && prior.version !== job.version) || prior.steps !== steps) {
+      let sq = 0;
+      if (perVersion && prior?.version === job.version && prior.thetaNorm !== undefined) sq = prior.thetaNorm ** 2;
+      else {
+        const v = perVersion ? store.getParams(job.jobId, job.version) : undefined;
+        if (v) for (const x of v.params) sq += x * x;
+      }
+      prior = { version: job.version, steps, thetaNorm: Math.sqrt(sq), bound: priorNormBound(paramCount(job.model), { ...h, steps }, Math.sqrt(sq)) };
+      priorCache.set(job.jobId, prior);
+    }
+    // the history is kept as for the nominal H (see rememberNorm): scaled to this task's H
+    const scale = steps / h.steps;
+    const b = jobNormBound(recentNorms(job), prior.bound / scale, guard.normBound);
+    return { bound: b.bound * scale, from: scale === 1 ? b.from : `${b.from}, scaled to this task's ${steps} steps` };
+  }
+
+  /** When both copies of a spot-checked task are in, compares them. Agreement is a clean result for both.
+   * On disagreement the relay breaks the tie with its own CPU-reference copy (MLP jobs), in the
+   * background: a copy that matches it is clean, one that does not is a strike; with no reference
+   * (GPT jobs, base version gone) both are struck, and an honest volunteer's strikes are forgiven by
+   * later clean checks. `group`: the check's replica rows as read before this copy was stored. */
+  function spotCheck(mine: ReplicaRow, group: ReplicaRow[], taskId: string, payload: Uint8Array, n: number, t: number): void {
+    guard.store.setReplicaPayload(taskId, payload);
+    if (group.length < 2 || group.some((g) => g.taskId !== taskId && !g.payload)) return;
+    const copies = group.map((g) => decodeUpdate(g.taskId === taskId ? payload : g.payload!, n));
+    const { agree, distance } = compareUpdates(copies[0], copies[1], guard.tolerance);
+    guard.spotChecked(agree);
+    log.info({ group: mine.groupId, agree, distance, volunteers: group.map((g) => g.volunteerId) }, 'spot check compared');
+    if (agree) {
+      for (const g of group) guard.outcome(g.volunteerId, 'agree', t);
+      return;
+    }
+    const job = store.getJob(mine.jobId);
+    // params only, and only for the jobs a reference copy is computed for (a GPT checkpoint is not read)
+    const base = job?.model.kind === 'mlp' ? store.getParams(mine.jobId, mine.baseVersion) : undefined;
+    if (!job || !base || job.model.kind !== 'mlp') {
+      for (const g of group) guard.outcome(g.volunteerId, 'disagree', t);
+      return;
+    }
+    const shard = dataset(job.dataset.name).shardBytes[mine.shard];
+    const pending = referenceUpdate(job.model, job.hyperparameters, base.params, shard, mine.seed).then((ref) => {
+      group.forEach((g, i) => {
+        const r = compareUpdates(copies[i], ref, guard.tolerance);
+        guard.outcome(g.volunteerId, r.agree ? 'agree' : 'disagree', now());
+        log.info({ group: mine.groupId, volunteer: g.volunteerId, agree: r.agree, distance: r.distance }, 'spot check tie-break against the relay\'s reference copy');
+      });
+    }).catch((e: unknown) => {
+      log.error({ err: e, group: mine.groupId }, 'spot check tie-break failed; striking both copies');
+      try {
+        for (const g of group) guard.outcome(g.volunteerId, 'disagree', now());
+      } catch { /* the relay is closing: its database is gone */ }
+    }).finally(() => tieBreaks.delete(pending));
+    tieBreaks.add(pending);
+  }
+
+  return {
+    intakeUpdate,
+    /** Resolves when the spot-check tie-breaks started so far are done. */
+    settled: async (): Promise<void> => { await Promise.all([...tieBreaks]); },
+  };
+}
