@@ -78,6 +78,7 @@ export function createRounds(o: RoundsOptions) {
     if (acc.counted === 0) acc = foldPending(job, [], true);
     if (pending.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
     const delta = acc.close(h.aggregator, { preAggregators: h.preAggregators });
+    metrics.roundAccumulators.set({ job: jobId }, acc.live);
     const cur = store.getVersion(jobId, job.version)!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;
