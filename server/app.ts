@@ -7,7 +7,8 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { Hyperparameters } from '../shared/protocol/messages.ts';
 import { defaultJobSpec, defaultJobToCreate } from './default-job.ts';
-import { RelayError, errors } from './errors.ts';
+import { RelayError, errors, storeErrorToRelay } from './errors.ts';
+import { StoreError } from './store/errors.ts';
 import { createMetrics } from './metrics.ts';
 import type { DefenceOptions } from './defence/guard.ts';
 import type { InFlightOptions } from './defence/in-flight.ts';
@@ -156,7 +157,10 @@ function installBodyRules(app: FastifyInstance): void {
 
 /** One error shape for everything: 4xx pass their message through, 5xx are logged and made generic. */
 function installErrorHandlers(app: FastifyInstance): void {
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, req, reply) => {
+  app.setErrorHandler((thrown: Error & { statusCode?: number; code?: string; validation?: unknown; validationContext?: string }, req, reply) => {
+    // storage refuses in its own words; the answer is the relay's catalogue entry for it
+    const err = thrown instanceof StoreError ? storeErrorToRelay(thrown) : thrown;
+    if (thrown instanceof StoreError && err.statusCode === 500) req.log.error({ err: thrown }, 'storage fault');
     const send = (status: number, code: string, message: string) => reply.status(status).send({ error: { code, message } });
     if (err instanceof RelayError) {
       app.metrics.updatesRefused.inc({ code: err.code });

@@ -1,5 +1,7 @@
 // Every refusal the relay makes, once: code, HTTP status and a message that names the field and what to
 // do next. Clients and tests match on the code, never on the wording.
+import { ConflictError, IllegalTransitionError, NotFoundError, type StoreError } from './store/errors.ts';
+
 export const errors = {
   TT_ERR_BAD_JSON: { status: 400, message: (d: string) => `request body is not valid JSON (${d}); send a JSON object` },
   TT_ERR_VALIDATION: { status: 400, message: (d: string) => `request is invalid: ${d}` },
@@ -20,6 +22,7 @@ export const errors = {
   TT_ERR_TOO_STALE: { status: 409, message: (d: string) => d },
   TT_ERR_JOB_NOT_RUNNING: { status: 409, message: (d: string) => d },
   TT_ERR_BAD_TRANSITION: { status: 409, message: (d: string) => d },
+  TT_ERR_CONFLICT: { status: 409, message: (d: string) => `${d}; read the current state and retry` },
   // defences against untrusted volunteers (server/defence)
   TT_ERR_IDENTITY_REQUIRED: { status: 400, message: (d: string) => d },
   TT_ERR_POW: { status: 403, message: (d: string) => `proof of work refused: ${d}` },
@@ -43,6 +46,19 @@ export class RelayError extends Error {
     this.name = 'RelayError';
     this.statusCode = errors[code].status;
   }
+}
+
+/** Storage's refusals (server/store/errors.ts) as the relay answers them. */
+export function storeErrorToRelay(e: StoreError): RelayError {
+  if (e instanceof NotFoundError) {
+    if (e.entity === 'job') return new RelayError('TT_ERR_UNKNOWN_JOB', e.id);
+    if (e.entity === 'task') return new RelayError('TT_ERR_UNKNOWN_TASK', e.id);
+    if (e.entity === 'volunteer') return new RelayError('TT_ERR_UNKNOWN_VOLUNTEER', e.id);
+    return new RelayError('TT_ERR_UNKNOWN_VERSION', e.message);
+  }
+  if (e instanceof IllegalTransitionError) return new RelayError('TT_ERR_BAD_TRANSITION', e.message);
+  if (e instanceof ConflictError) return new RelayError('TT_ERR_CONFLICT', e.message);
+  return new RelayError('TT_ERR_INTERNAL');
 }
 
 export const fail = (code: ErrorCode, detail = ''): never => {

@@ -3,51 +3,15 @@
 // hash of the one before, so editing or deleting one breaks the chain from there on; `verifyAudit`
 // recomputes it. A plain chain gives tamper evidence, not proofs: dropping the newest entries goes unseen
 // unless someone kept the head hash (research/anchors-robustness.md).
-import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { GENESIS_HASH, entryHash } from '../store/audit-chain.ts';
+import { migrateAuditTable, sqliteOps } from '../store/sqlite-ops.ts';
+import type { AuditAction, AuditEntry, AuditRecord } from '../store/ops-types.ts';
 
-export type AuditAction =
-  | 'job.submit' | 'job.approve' | 'job.pause' | 'job.resume' | 'job.rollback' | 'job.guardrail' | 'job.finish' | 'job.extend'
-  | 'round.accept' | 'token.create' | 'token.revoke';
+export type { AuditAction, AuditEntry };
+export { GENESIS_HASH, entryHash };
 
-export type AuditEntry = {
-  seq: number;
-  at: number;
-  actor: string;
-  action: AuditAction;
-  jobId: string | null;
-  detail: unknown;
-  prevHash: string;
-  hash: string;
-};
-
-type Row = { seq: number; at: number; actor: string; action: string; job_id: string | null; detail: string; prev_hash: string; hash: string };
-
-export const GENESIS_HASH = '0'.repeat(64);
-
-export function migrateAudit(db: Database.Database): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS ops_audit (
-    seq INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    job_id TEXT,
-    detail TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-  );
-  CREATE INDEX IF NOT EXISTS ops_audit_job ON ops_audit(job_id, seq);`);
-}
-
-/** The hash an entry must have: sha-256 over its stored fields as text, in a fixed order, and the previous hash. */
-export function entryHash(e: { seq: number; at: number; actor: string; action: string; jobId: string | null; detailText: string; prevHash: string }): string {
-  const canonical = JSON.stringify([e.seq, e.at, e.actor, e.action, e.jobId, e.detailText, e.prevHash]);
-  return createHash('sha256').update(canonical).digest('hex');
-}
-
-function toEntry(r: Row): AuditEntry {
-  return { seq: r.seq, at: r.at, actor: r.actor, action: r.action as AuditAction, jobId: r.job_id, detail: JSON.parse(r.detail), prevHash: r.prev_hash, hash: r.hash };
-}
+export const migrateAudit = (db: Database.Database): void => migrateAuditTable(db);
 
 /** Appends one entry inside an immediate transaction, so two writers (relay and CLI) never fork the chain. */
 export function appendAudit(
@@ -55,38 +19,21 @@ export function appendAudit(
   e: { actor: string; action: AuditAction; jobId?: string | null; detail?: unknown },
   now = Date.now(),
 ): AuditEntry {
-  const tx = db.transaction(() => {
-    const last = db.prepare('SELECT seq, hash FROM ops_audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
-    const seq = (last?.seq ?? 0) + 1;
-    const prevHash = last?.hash ?? GENESIS_HASH;
-    const detailText = JSON.stringify(e.detail ?? {});
-    const jobId = e.jobId ?? null;
-    const hash = entryHash({ seq, at: now, actor: e.actor, action: e.action, jobId, detailText, prevHash });
-    db.prepare('INSERT INTO ops_audit (seq, at, actor, action, job_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(seq, now, e.actor, e.action, jobId, detailText, prevHash, hash);
-    return { seq, at: now, actor: e.actor, action: e.action, jobId, detail: e.detail ?? {}, prevHash, hash } satisfies AuditEntry;
-  });
-  return tx.immediate();
+  return sqliteOps(db).appendAudit(e, now);
 }
 
 /** Entries after a sequence number, oldest first. `viewer`: a researcher's token id, for what a
  * researcher may read (docs/jobs.md): entries about approved jobs and about its own, none about other
  * researchers' pending jobs, and token entries without other tokens' names and ids. Operators pass none. */
 export function listAudit(db: Database.Database, opts: { afterSeq?: number; limit?: number; jobId?: string; viewer?: string } = {}): AuditEntry[] {
-  const limit = Math.min(Math.max(opts.limit ?? 100, 1), 1000);
-  const where = ['seq > ?'];
-  const args: (string | number)[] = [opts.afterSeq ?? 0];
-  if (opts.jobId) { where.push('job_id = ?'); args.push(opts.jobId); }
-  const viewer = opts.viewer;
-  if (viewer !== undefined) {
-    where.push(`(job_id IS NULL OR job_id IN (SELECT job_id FROM jobs WHERE status != 'pending')
-      OR job_id IN (SELECT job_id FROM ops_jobs WHERE owner_token_id = ?))`);
-    args.push(viewer);
-  }
-  const rows = db.prepare(`SELECT * FROM ops_audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`).all(...args, limit);
-  const entries = (rows as Row[]).map(toEntry);
-  return viewer === undefined ? entries : entries.map((e) => redactToken(e, viewer));
+  return auditView(sqliteOps(db).listAudit({ afterSeq: opts.afterSeq, limit: auditLimit(opts.limit), jobId: opts.jobId, visibleTo: opts.viewer }), opts.viewer);
 }
+
+export const auditLimit = (limit?: number): number => Math.min(Math.max(limit ?? 100, 1), 1000);
+
+/** What a viewer sees of entries the store selected for it: token entries redacted. */
+export const auditView = (entries: AuditEntry[], viewer?: string): AuditEntry[] =>
+  viewer === undefined ? entries : entries.map((e) => redactToken(e, viewer));
 
 /** A token entry as a researcher sees it: its own token in full, another's by role only. */
 function redactToken(e: AuditEntry, viewer: string): AuditEntry {
@@ -100,18 +47,42 @@ export type AuditVerdict =
   | { ok: true; entries: number; headHash: string }
   | { ok: false; entries: number; brokenSeq: number; reason: string };
 
-/** Recomputes the whole chain and names the first entry that does not hold. */
-export function verifyAudit(db: Database.Database): AuditVerdict {
+/** Recomputes the whole chain, page by page, and names the first entry that does not hold. */
+export async function verifyChain(page: (afterSeq: number, limit: number) => AuditRecord[] | Promise<AuditRecord[]>): Promise<AuditVerdict> {
   let prevHash = GENESIS_HASH, expectSeq = 1, entries = 0;
-  for (const r of db.prepare('SELECT * FROM ops_audit ORDER BY seq').iterate() as IterableIterator<Row>) {
-    entries++;
-    const fail = (reason: string): AuditVerdict => ({ ok: false, entries, brokenSeq: r.seq, reason });
-    if (r.seq !== expectSeq) return fail(`entry ${r.seq} follows entry ${expectSeq - 1}: entries ${expectSeq}..${r.seq - 1} are missing`);
-    if (r.prev_hash !== prevHash) return fail(`entry ${r.seq} says the previous hash is ${r.prev_hash.slice(0, 12)}…, but entry ${r.seq - 1} hashes to ${prevHash.slice(0, 12)}…`);
-    const want = entryHash({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, jobId: r.job_id, detailText: r.detail, prevHash: r.prev_hash });
-    if (want !== r.hash) return fail(`entry ${r.seq} (${r.action}) was changed after it was written: its content hashes to ${want.slice(0, 12)}…, stored ${r.hash.slice(0, 12)}…`);
-    prevHash = r.hash;
-    expectSeq++;
+  for (;;) {
+    const rows = await page(expectSeq - 1, 10_000);
+    if (rows.length === 0) return { ok: true, entries, headHash: prevHash };
+    for (const r of rows) {
+      const v = checkEntry(r, expectSeq, prevHash, ++entries);
+      if (v) return v;
+      prevHash = r.hash;
+      expectSeq = r.seq + 1;
+    }
   }
-  return { ok: true, entries, headHash: prevHash };
+}
+
+function checkEntry(r: AuditRecord, expectSeq: number, prevHash: string, entries: number): AuditVerdict | undefined {
+  const fail = (reason: string): AuditVerdict => ({ ok: false, entries, brokenSeq: r.seq, reason });
+  if (r.seq !== expectSeq) return fail(`entry ${r.seq} follows entry ${expectSeq - 1}: entries ${expectSeq}..${r.seq - 1} are missing`);
+  if (r.prevHash !== prevHash) return fail(`entry ${r.seq} says the previous hash is ${r.prevHash.slice(0, 12)}…, but entry ${r.seq - 1} hashes to ${prevHash.slice(0, 12)}…`);
+  const want = entryHash({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, jobId: r.jobId, detailText: r.detailText, prevHash: r.prevHash });
+  if (want !== r.hash) return fail(`entry ${r.seq} (${r.action}) was changed after it was written: its content hashes to ${want.slice(0, 12)}…, stored ${r.hash.slice(0, 12)}…`);
+  return undefined;
+}
+
+/** Recomputes the whole chain of a SQLite file's log (the CLI, tests). */
+export function verifyAudit(db: Database.Database): AuditVerdict {
+  const ops = sqliteOps(db);
+  let prevHash = GENESIS_HASH, expectSeq = 1, entries = 0;
+  for (;;) {
+    const rows = ops.auditRecords(expectSeq - 1, 10_000);
+    if (rows.length === 0) return { ok: true, entries, headHash: prevHash };
+    for (const r of rows) {
+      const v = checkEntry(r, expectSeq, prevHash, ++entries);
+      if (v) return v;
+      prevHash = r.hash;
+      expectSeq = r.seq + 1;
+    }
+  }
 }

@@ -12,12 +12,11 @@ export function installStoreHooks(app: FastifyInstance): void {
   const commitRound = store.commitRound.bind(store);
   const putEval = store.putEval.bind(store);
 
-  store.commitRound = (jobId, next, taskIds, now) => {
-    db.transaction(() => {
-      commitRound(jobId, next, taskIds, now);
-      appendAudit(db, { actor: 'relay', action: 'round.accept', jobId, detail: { version: next.version, hash: next.hash, updates: taskIds } }, now);
-    })();
-  };
+  store.commitRound = (jobId, next, taskIds, now) => db.transaction(() => {
+    const committed = commitRound(jobId, next, taskIds, now);
+    if (committed) appendAudit(db, { actor: 'relay', action: 'round.accept', jobId, detail: { version: next.version, hash: next.hash, updates: taskIds } }, now);
+    return committed;
+  })();
 
   store.putEval = (jobId, e) => {
     const earlier = store.listEvals(jobId);

@@ -86,10 +86,16 @@ export function createRounds(o: RoundsOptions) {
     // download that delta instead of the whole model and rebuild these exact bits
     const residual = cur.residual ?? new Float32Array(n);
     const published = publishVersion(cur.params, next.params, residual, deltaCompression(h.compression));
-    store.commitRound(jobId, {
+    const committed = store.commitRound(jobId, {
       version, params: published.params, momentum: next.momentum, hash: paramHash(published.params),
       delta: { bytes: published.delta, sha256: sha256(published.delta) }, residual,
     }, pending, now());
+    if (!committed) {
+      // the job moved meanwhile (a rollback; another relay closed this round): nothing was written
+      stop();
+      log.info({ job: jobId, version }, 'round not committed: the job is no longer at its base version');
+      return false;
+    }
     prune(jobId, version, h.stalenessBound);
     stop();
     const trigger = count >= k ? 'k' : 'timer';

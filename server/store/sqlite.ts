@@ -4,12 +4,12 @@
 // kill -9 leaves either the old state or the new one, never half of a round.
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Eval, JobStatus } from '../../shared/protocol/messages.ts';
-import { transitionJob } from '../scheduler/job-state.ts';
-import { RelayError } from '../errors.ts';
+import type { Eval, Finish, JobStatus } from '../../shared/protocol/messages.ts';
+import { canTransition } from '../../shared/protocol/job-states.ts';
+import { IllegalTransitionError, NotFoundError } from './errors.ts';
 import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
-import type { DeltaInfo, JobRow, JobSpec, Store, TaskRow, UpdateRow, VersionRow } from './types.ts';
+import type { AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, Seq, Store, TaskRow, TaskState, UpdateRow, VersionRow } from './types.ts';
 import { missingVersionMessage } from './retention.ts';
 
 const migrations: string[] = [
@@ -55,6 +55,11 @@ const migrations: string[] = [
   `ALTER TABLE versions ADD COLUMN delta BLOB;
    ALTER TABLE versions ADD COLUMN delta_sha256 TEXT;
    ALTER TABLE versions ADD COLUMN residual BLOB;`,
+  // Why a done job ended (server/scheduler/stopping.ts); IF NOT EXISTS: relays before this migration
+  // created it on their own.
+  `CREATE TABLE IF NOT EXISTS job_finish (
+    job_id TEXT PRIMARY KEY, rule TEXT NOT NULL, reason TEXT NOT NULL, released_version INTEGER NOT NULL,
+    released_hash TEXT NOT NULL, loss REAL, accuracy REAL, at INTEGER NOT NULL);`,
   // Swarm jobs ask, on every lease, how many live tasks one volunteer holds: without this, a scan of all
   // the job's issued tasks (10,000 at 10,000 volunteers) per request.
   `CREATE INDEX tasks_volunteer ON tasks (job_id, volunteer_id, state);`,
@@ -92,7 +97,26 @@ const updateRow = (r: UpdateDb) => ({
 const INLINE_PAYLOAD_BYTES = 128 * 1024;
 const EMPTY = Buffer.alloc(0);
 
-export type SqliteStore = Store & { readonly db: Database.Database };
+type FinishRow = { job_id: string; rule: string; reason: string; released_version: number; released_hash: string; loss: number | null; accuracy: number | null; at: number };
+
+/** The synchronous core's extras beyond `Store`: what ./async.ts exposes as the rest of RelayStore. */
+export type SqliteStore = Store & {
+  readonly db: Database.Database;
+  listCheckpoints(jobId: string): CheckpointInfo[];
+  volunteerDevice(volunteerId: string): string | undefined;
+  countVolunteers(): number;
+  countTasks(state: TaskState, now: number): number;
+  endLeases(jobId: string, baseVersionAbove?: number): TaskRow[];
+  appliedAfter(jobId: string, version: number): string[];
+  recentNorms(jobId: string, limit: number): number[];
+  tasksSince(after: number, limit: number): Seq<IssuedTaskEntry>[];
+  updatesSince(after: number, limit: number): Seq<AcceptedUpdateEntry>[];
+  countEvals(jobId: string): number;
+  thinnedEvals(jobId: string, step: number): Eval[];
+  putFinish(jobId: string, f: Finish): void;
+  getFinish(jobId: string): Finish | undefined;
+  clearFinish(jobId: string): void;
+};
 
 export type SqliteStoreOptions = {
   /** 'full' flushes every commit (and payload file) to disk; 'normal' survives a process crash (default). */
@@ -103,6 +127,8 @@ export type SqliteStoreOptions = {
   /** Checkpoint the WAL on a worker thread (default true; ./checkpointer.ts). */
   checkpointWorker?: boolean;
 };
+
+const unknownJob = (jobId: string): never => { throw new NotFoundError('job', jobId); };
 
 export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): SqliteStore {
   const durability = o.durability ?? 'normal';
@@ -135,6 +161,17 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     let st = prepared.get(sql);
     if (!st) { st = db.prepare(sql); prepared.set(sql, st); }
     return st as unknown as Database.Statement<P, R>;
+  };
+  const pendingIds = (jobId: string): string[] => stmt<[string], { task_id: string }>('SELECT task_id FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id').all(jobId).map((r) => r.task_id);
+  /** One pending update with its payload; one whose payload file is gone is discarded (undefined). */
+  const pendingOne = (taskId: string): UpdateRow | undefined => {
+    const r = stmt<[string], UpdateDb>('SELECT * FROM updates WHERE task_id = ? AND applied_in IS NULL AND discarded = 0').get(taskId);
+    if (!r) return undefined;
+    const payload = r.payload!.byteLength > 0 ? new Uint8Array(r.payload!) : payloads.get(r.task_id, r.payload_bytes!);
+    if (payload) return { ...updateRow(r), payload };
+    db.transaction(() => { if (q.discardLost.run(r.task_id).changes) q.pendingInc.run(-1, r.job_id); })();
+    o.warn?.({ task: r.task_id, job: r.job_id }, 'accepted update lost its payload file (a power loss?); discarded, not applied');
+    return undefined;
   };
   const q = {
     job: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE job_id = ?'),
@@ -171,16 +208,18 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     },
     getJob: (jobId) => { const r = q.job.get(jobId); return r && jobRow(r); },
     listJobs: (status) => (status ? q.jobsByStatus.all(status) : q.jobs.all()).map(jobRow),
-    setJobStatus(jobId, status) {
-      const job = store.getJob(jobId) ?? (() => { throw new RelayError('TT_ERR_UNKNOWN_JOB', jobId); })();
-      transitionJob(job.status, status);
-      stmt('UPDATE jobs SET status = ?, round_started_at = ? WHERE job_id = ?').run(status, Date.now(), jobId);
-      return store.getJob(jobId)!;
+    setJobStatus(jobId, status, now = Date.now()) {
+      return db.transaction(() => {
+        const job = store.getJob(jobId) ?? unknownJob(jobId);
+        if (!canTransition(job.status, status)) throw new IllegalTransitionError(jobId, job.status, status);
+        stmt('UPDATE jobs SET status = ?, round_started_at = ? WHERE job_id = ?').run(status, now, jobId);
+        return store.getJob(jobId)!;
+      })();
     },
     rollback(jobId, version, now) {
-      const job = store.getJob(jobId) ?? (() => { throw new RelayError('TT_ERR_UNKNOWN_JOB', jobId); })();
+      const job = store.getJob(jobId) ?? unknownJob(jobId);
       if (!store.versionHash(jobId, version)) {
-        throw new RelayError('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, store.listVersions(jobId)));
+        throw new NotFoundError('version', `${jobId}@${version}`, missingVersionMessage(jobId, version, job.version, store.listVersions(jobId)));
       }
       db.transaction(() => {
         stmt('DELETE FROM versions WHERE job_id = ? AND version > ?').run(jobId, version);
@@ -220,9 +259,9 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       return dropped;
     },
     commitRound(jobId, next, taskIds, now) {
-      db.transaction(() => {
-        const cur = q.job.get(jobId)!;
-        if (cur.version + 1 !== next.version) throw new Error(`commitRound: job ${jobId} is at version ${cur.version}, cannot commit ${next.version}`);
+      return db.transaction(() => {
+        const cur = q.job.get(jobId) ?? unknownJob(jobId);
+        if (cur.version + 1 !== next.version) return false; // another closer won, or a rollback moved the job
         stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
           .run(jobId, next.version, next.hash, blob(next.params), blob(next.momentum), now,
             next.delta ? Buffer.from(next.delta.bytes.buffer, next.delta.bytes.byteOffset, next.delta.bytes.byteLength) : null,
@@ -231,6 +270,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         let applied = 0;
         for (const t of taskIds) applied += mark.run(next.version, t).changes;
         stmt('UPDATE jobs SET version = ?, round_started_at = ?, pending_updates = pending_updates - ? WHERE job_id = ?').run(next.version, now, applied, jobId);
+        return true;
       })();
     },
     getDelta(jobId, version) {
@@ -241,7 +281,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         v.delta_sha256 AS sha256, b.hash AS baseHash FROM versions v JOIN versions b ON b.job_id = ? AND b.version = v.version - 1
         WHERE v.job_id = ? AND v.version > ? AND v.version <= ? AND v.delta IS NOT NULL ORDER BY v.version`).all(jobId, jobId, from, to),
     addVolunteer(id, agent, device, now) {
-      stmt('INSERT INTO volunteers VALUES (?, ?, ?, ?)').run(id, agent, device, now);
+      return stmt('INSERT OR IGNORE INTO volunteers VALUES (?, ?, ?, ?)').run(id, agent, device, now).changes === 1;
     },
     hasVolunteer: (id) => stmt('SELECT 1 FROM volunteers WHERE volunteer_id = ?').get(id) !== undefined,
     insertTask(t) {
@@ -251,8 +291,10 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       })();
     },
     getTask: (taskId) => { const r = q.task.get(taskId); return r && taskRow(r); },
-    // issued tasks whose lease is due but not yet swept count too; leaseTask sweeps first
-    countLiveTasks: (jobId) => (stmt('SELECT issued_tasks AS n FROM jobs WHERE job_id = ?').get(jobId) as { n: number }).n,
+    // the job's issued-task counter, less those whose lease is due by `now` but not yet swept (few: the
+    // sweep expires them every second; counted on the (state, expires_at) index)
+    countLiveTasks: (jobId, now) => (stmt(`SELECT issued_tasks - (SELECT COUNT(*) FROM tasks WHERE state = 'issued' AND expires_at <= ? AND job_id = ?) AS n
+      FROM jobs WHERE job_id = ?`).get(now, jobId, jobId) as { n: number } | undefined)?.n ?? 0,
     countLiveTasksOf: (jobId, volunteerId, now) => (stmt(`SELECT COUNT(*) AS n FROM tasks
       WHERE job_id = ? AND state = 'issued' AND volunteer_id = ? AND expires_at > ?`).get(jobId, volunteerId, now) as { n: number }).n,
     expireDueTasks(now) {
@@ -272,11 +314,21 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       })();
     },
     rejectTask(taskId) {
-      db.transaction(() => {
+      return db.transaction(() => {
         const t = q.task.get(taskId);
-        if (t?.state !== 'issued') return;
+        if (t?.state !== 'issued') return false;
         stmt('UPDATE tasks SET state = \'rejected\' WHERE task_id = ?').run(taskId);
         q.issuedDelta.run(-1, t.job_id);
+        return true;
+      })();
+    },
+    endLeases(jobId, above = -1) {
+      return db.transaction(() => {
+        const rows = stmt<[string, number], TaskDb>('SELECT * FROM tasks WHERE job_id = ? AND state = \'issued\' AND base_version > ? ORDER BY issued_at, task_id').all(jobId, above);
+        const mark = stmt('UPDATE tasks SET state = \'rejected\' WHERE task_id = ?');
+        for (const r of rows) mark.run(r.task_id);
+        if (rows.length) q.issuedDelta.run(-rows.length, jobId);
+        return rows.map((r) => ({ ...taskRow(r), state: 'rejected' as const }));
       })();
     },
     acceptUpdate(u, ack) {
@@ -302,17 +354,13 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       }
       return out;
     },
+    pendingUpdateIds: (jobId) => pendingIds(jobId),
+    pendingUpdate: (taskId) => pendingOne(taskId),
     *eachPendingUpdate(jobId) {
       // ids first, then one row (and payload) at a time: a round of any size holds one payload in memory
-      const ids = stmt<[string], { task_id: string }>('SELECT task_id FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id').all(jobId);
-      const one = stmt<[string], UpdateDb>('SELECT * FROM updates WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
-      for (const { task_id } of ids) {
-        const r = one.get(task_id);
-        if (!r) continue;
-        const payload = r.payload!.byteLength > 0 ? new Uint8Array(r.payload!) : payloads.get(r.task_id, r.payload_bytes!);
-        if (payload) { yield { ...updateRow(r), payload }; continue; }
-        db.transaction(() => { if (q.discardLost.run(r.task_id).changes) q.pendingInc.run(-1, jobId); })();
-        o.warn?.({ task: r.task_id, job: jobId }, 'accepted update lost its payload file (a power loss?); discarded, not applied');
+      for (const id of pendingIds(jobId)) {
+        const u = pendingOne(id);
+        if (u) yield u;
       }
     },
     appliedUpdates(jobId, version) {
@@ -337,7 +385,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     samplesApplied: (jobId) => (stmt('SELECT COALESCE(SUM(samples), 0) AS n FROM updates WHERE job_id = ? AND applied_in IS NOT NULL AND discarded = 0')
       .get(jobId) as { n: number }).n,
     setHyperparameters(jobId, h) {
-      const job = store.getJob(jobId) ?? (() => { throw new RelayError('TT_ERR_UNKNOWN_JOB', jobId); })();
+      const job = store.getJob(jobId) ?? unknownJob(jobId);
       const spec: JobSpec = { name: job.name, researcher: job.researcher, description: job.description, model: job.model, hyperparameters: h, dataset: job.dataset };
       stmt('UPDATE jobs SET spec = ? WHERE job_id = ?').run(JSON.stringify(spec), jobId);
       return store.getJob(jobId)!;
@@ -346,6 +394,34 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       stmt('INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?, ?)').run(jobId, e.version, e.loss, e.accuracy, e.at);
     },
     listEvals: (jobId) => stmt<[string], Eval>('SELECT version, loss, accuracy, at FROM evals WHERE job_id = ? ORDER BY version').all(jobId),
+    listCheckpoints: (jobId) => stmt<[string], CheckpointInfo>('SELECT version, hash, created_at AS at FROM versions WHERE job_id = ? ORDER BY version').all(jobId),
+    volunteerDevice: (id) => stmt<[string], { device: string }>('SELECT device FROM volunteers WHERE volunteer_id = ?').get(id)?.device,
+    countVolunteers: () => (stmt('SELECT COUNT(*) AS n FROM volunteers').get() as { n: number }).n,
+    countTasks: (state, now) => ((state === 'issued'
+      ? stmt('SELECT COUNT(*) AS n FROM tasks WHERE state = \'issued\' AND expires_at > ?').get(now)
+      : stmt('SELECT COUNT(*) AS n FROM tasks WHERE state = ?').get(state)) as { n: number }).n,
+    appliedAfter: (jobId, version) => stmt<[string, number], { t: string }>('SELECT task_id AS t FROM updates WHERE job_id = ? AND applied_in > ? ORDER BY applied_in, accepted_at')
+      .all(jobId, version).map((r) => r.t),
+    recentNorms: (jobId, limit) => stmt<[string, number], { norm: number }>(`SELECT norm FROM updates
+        WHERE job_id = ? AND discarded = 0 AND norm > 0 ORDER BY accepted_at DESC, rowid DESC LIMIT ?`).all(jobId, limit).map((r) => r.norm).reverse(),
+    // rowid is SQLite's insertion order for these append-only tables: the position readers page by
+    tasksSince: (after, limit) => stmt<[number, number], Seq<IssuedTaskEntry>>(`SELECT rowid AS seq, job_id AS jobId, volunteer_id AS volunteerId, issued_at AS issuedAt
+        FROM tasks WHERE rowid > ? ORDER BY rowid LIMIT ?`).all(after, limit),
+    updatesSince: (after, limit) => stmt<[number, number], Seq<AcceptedUpdateEntry>>(`SELECT rowid AS seq, job_id AS jobId, volunteer_id AS volunteerId, samples,
+        payload_bytes AS bytes, accepted_at AS acceptedAt FROM updates WHERE rowid > ? ORDER BY rowid LIMIT ?`).all(after, limit),
+    countEvals: (jobId) => (stmt('SELECT COUNT(*) AS n FROM evals WHERE job_id = ?').get(jobId) as { n: number }).n,
+    thinnedEvals: (jobId, step) => stmt<[{ job: string; step: number }], Eval>(`SELECT version, loss, accuracy, at FROM evals WHERE job_id = $job
+        AND (version % $step = 0 OR version = (SELECT MAX(version) FROM evals WHERE job_id = $job)
+          OR version = (SELECT version FROM evals WHERE job_id = $job ORDER BY loss, version LIMIT 1)) ORDER BY version`).all({ job: jobId, step }),
+    putFinish(jobId, f) {
+      stmt('INSERT OR REPLACE INTO job_finish VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(jobId, f.rule, f.reason, f.releasedVersion, f.releasedHash, f.loss, f.accuracy, f.at);
+    },
+    getFinish(jobId) {
+      const r = stmt<[string], FinishRow>('SELECT * FROM job_finish WHERE job_id = ?').get(jobId);
+      return r && { rule: r.rule, reason: r.reason, releasedVersion: r.released_version, releasedHash: r.released_hash, loss: r.loss, accuracy: r.accuracy, at: r.at };
+    },
+    clearFinish(jobId) { stmt('DELETE FROM job_finish WHERE job_id = ?').run(jobId); },
     close: () => { checkpointer?.close(); db.close(); },
   };
   return store;

@@ -1,8 +1,15 @@
-// What the scheduler needs from storage, and nothing about how it is stored: SQLite embedded today
-// (sqlite.ts), a server database later, behind this same interface. All methods are synchronous
-// because the embedded store is; a networked store would wrap the scheduler's calls, not change them.
-import type { Dataset, Eval, Hyperparameters, JobStatus } from '../../shared/protocol/messages.ts';
+// The relay's storage boundary, and nothing about how it is stored. Two layers:
+// - `RelayStore` (below `Store`): what every caller uses. Every method returns a Promise, so a networked
+//   database (several relays on one Postgres) implements it without touching callers. Multi-row changes
+//   are atomic, explicit transactions span several calls, and changes announce themselves as typed
+//   events (`StoreEvents`) that the audit log, guardrail, evaluation and dashboard subscribe to.
+// - `Store`: the embedded SQLite store's synchronous core (better-sqlite3 is synchronous), wrapped by
+//   ./async.ts into a RelayStore. Callers still on it move to RelayStore.
+// Storage throws ./errors.ts errors, never HTTP ones.
+import type { Dataset, Eval, Finish, Hyperparameters, JobStatus } from '../../shared/protocol/messages.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
+import type { DefenceStore } from './defence-types.ts';
+import type { OpsStore } from './ops-types.ts';
 
 export type JobSpec = {
   name: string; researcher: string; description: string;
@@ -53,8 +60,8 @@ export interface Store {
   createJob(jobId: string, spec: JobSpec, status: JobStatus, initial: { params: Float32Array; hash: string }, now: number): JobRow;
   getJob(jobId: string): JobRow | undefined;
   listJobs(status?: JobStatus): JobRow[];
-  /** Follows the job transition table (server/scheduler/job-state.ts). */
-  setJobStatus(jobId: string, status: JobStatus): JobRow;
+  /** Follows the job transition table (shared/protocol/job-states.ts); `now` restarts the round timer. */
+  setJobStatus(jobId: string, status: JobStatus, now?: number): JobRow;
   /** Makes `version` current again: its params and momentum; later versions, evals and unapplied updates are dropped. */
   rollback(jobId: string, version: number, now: number): JobRow;
 
@@ -70,14 +77,16 @@ export interface Store {
    * applied in version upTo or earlier (nothing reads them again; their rows, hashes and norms stay).
    */
   pruneHistory(jobId: string, upTo: number, every: number): { checkpoints: number; payloads: number };
-  /** Atomically: stores version+1's checkpoint, advances the job, marks the given updates applied. */
-  commitRound(jobId: string, next: NextVersion, taskIds: string[], now: number): void;
+  /** Atomically, when the job is still at next.version − 1: stores its checkpoint, advances the job, marks
+   * the given updates applied, and answers true; otherwise changes nothing and answers false. */
+  commitRound(jobId: string, next: NextVersion, taskIds: string[], now: number): boolean;
   /** The published delta that makes `version` from version − 1, when kept. */
   getDelta(jobId: string, version: number): Uint8Array | undefined;
   /** The kept deltas of versions in (from, to], ascending: what a volunteer at `from` can apply. */
   listDeltas(jobId: string, from: number, to: number): DeltaInfo[];
 
-  addVolunteer(volunteerId: string, agent: string, device: string, now: number): void;
+  /** False (nothing changed) when the id exists. */
+  addVolunteer(volunteerId: string, agent: string, device: string, now: number): boolean;
   hasVolunteer(volunteerId: string): boolean;
 
   insertTask(task: TaskRow): void;
@@ -90,7 +99,8 @@ export interface Store {
   expireDueTasks(now: number): TaskRow[];
   /** Takes one expired, not yet re-issued task of the job (its shard and seed are to be issued again). */
   takeReissue(jobId: string): TaskRow | undefined;
-  rejectTask(taskId: string): void;
+  /** False when the task was not issued. */
+  rejectTask(taskId: string): boolean;
   /** Stores the update and marks its task accepted with the answer given, atomically. */
   acceptUpdate(update: UpdateRow, ack: string): void;
   /** Accepted updates not yet applied by a round. */
@@ -98,6 +108,10 @@ export interface Store {
   /** The same updates, read one at a time as the caller iterates (a round folds them into bucket sums
    * without holding K payloads: shared/aggregate/streaming.ts). */
   eachPendingUpdate(jobId: string): Iterable<UpdateRow>;
+  /** Task ids of the pending updates, oldest first, and one of them with its payload (undefined once
+   * applied, or when its payload was lost: then it is discarded): eachPendingUpdate in two steps. */
+  pendingUpdateIds(jobId: string): string[];
+  pendingUpdate(taskId: string): UpdateRow | undefined;
   /** L2 norms of the accepted, unapplied updates: what the round's norm bound is taken from. */
   pendingNorms(jobId: string): number[];
   countPendingUpdates(jobId: string): number;
@@ -117,4 +131,170 @@ export interface Store {
   putEval(jobId: string, e: Eval): void;
   listEvals(jobId: string): Eval[];
   close(): void;
+}
+
+/** Where a pool worker reads a version's params itself (so the event loop never copies a big blob): a
+ * SQLite file the worker opens read-only, or the params inline (a store the worker cannot reach). */
+export type ParamsSource = Float32Array | { db: string; jobId: string; version: number };
+
+/** A row of an append-only log (tasks issued, updates accepted) with its position: readers page by
+ * `seq` (strictly increasing in insertion order) instead of re-aggregating every row. */
+export type Seq<T> = T & { seq: number };
+export type IssuedTaskEntry = { jobId: string; volunteerId: string; issuedAt: number };
+export type AcceptedUpdateEntry = { jobId: string; volunteerId: string; samples: number; bytes: number; acceptedAt: number };
+export type CheckpointInfo = { version: number; hash: string; at: number };
+
+/** What changed, after it changed. Listeners registered with `on` run after the change committed;
+ * those registered with `onCommitting` run inside its transaction, before the commit, with the
+ * transaction's handle (a throw rolls the whole change back): the audit log writes its entry there. */
+export type StoreEvents = {
+  'job-created': { job: JobRow };
+  'job-state-changed': { jobId: string; from: JobStatus; to: JobStatus; at: number };
+  /** a round made `version` out of the updates of `taskIds` */
+  'round-committed': { jobId: string; version: number; hash: string; taskIds: string[]; at: number };
+  /** `version` is current again; later versions, their evaluations and unapplied updates were dropped */
+  'rolled-back': { jobId: string; from: number; to: number; at: number };
+  /** `earlier`: the job's evaluations before this one was stored (the guardrail compares against them) */
+  'eval-stored': { jobId: string; eval: Eval; earlier: Eval[] };
+  'task-issued': { task: TaskRow };
+  'update-accepted': { jobId: string; taskId: string; volunteerId: string; samples: number; bytes: number; at: number };
+  /** tasks that ended without an update: leases that ran out ('expired') or were ended ('rejected') */
+  'tasks-ended': { tasks: { taskId: string; jobId: string; volunteerId: string }[]; state: 'expired' | 'rejected' };
+  'hyperparameters-changed': { jobId: string; hyperparameters: Hyperparameters };
+};
+export type StoreEventName = keyof StoreEvents;
+export type Listener<E extends StoreEventName, Tx> = (event: StoreEvents[E], tx: Tx) => void | Promise<void>;
+
+export interface StoreEventSource<Tx> {
+  /** After the change committed. A listener's failure is logged by the store, never undoes the change. */
+  on<E extends StoreEventName>(name: E, listener: (event: StoreEvents[E]) => void | Promise<void>): () => void;
+  /** Inside the change's transaction, before it commits, with its handle: a throw rolls it back. */
+  onCommitting<E extends StoreEventName>(name: E, listener: Listener<E, Tx>): () => void;
+}
+
+/**
+ * Everything the relay stores, as one handle: its own state, the operator plugin's and the defence's,
+ * which a transaction spans together. Contract (test/store/contract.ts runs it on every implementation):
+ * - each method is atomic on its own; `transaction(fn)` makes several atomic together: fn gets a handle
+ *   to use instead of this one (using this one inside fn is a StoreUsageError or waits for fn, never
+ *   joins it); its changes commit when fn's promise resolves and roll back if it rejects;
+ * - events fire once per change, after the commit (`on`), or inside it (`onCommitting`); a rolled-back
+ *   change fires nothing;
+ * - `commitRound` is a conditional version bump: exactly one of several concurrent closers of a round wins;
+ * - `takeReissue`, `nextShard`, `expireDueTasks` and `rejectTask` are atomic claims: no two callers (on
+ *   any relay) get the same row or number;
+ * - missing rows are NotFoundError, refused status changes IllegalTransitionError (./errors.ts).
+ */
+export interface Stores extends StoreEventSource<Stores> {
+  relay: RelayStore;
+  ops: OpsStore;
+  defence: DefenceStore;
+  transaction<T>(fn: (tx: Stores) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** The relay's own state: jobs, versions, volunteers, tasks, updates, evaluations (see Stores). */
+export interface RelayStore {
+
+  /** Creates the job with its version-0 checkpoint (momentum zero). Fires job-created. */
+  createJob(jobId: string, spec: JobSpec, status: JobStatus, initial: { params: Float32Array; hash: string }, now: number): Promise<JobRow>;
+  getJob(jobId: string): Promise<JobRow | undefined>;
+  /** Oldest first. */
+  listJobs(status?: JobStatus): Promise<JobRow[]>;
+  /** Follows the transition table (shared/protocol/job-states.ts), checked against the stored status in
+   * the same atomic step; restarts the round timer. Fires job-state-changed. */
+  setJobStatus(jobId: string, status: JobStatus, now: number): Promise<JobRow>;
+  /** Replaces the job's hyperparameters (an operator extending a done job's budget). Fires hyperparameters-changed. */
+  setHyperparameters(jobId: string, h: Hyperparameters): Promise<JobRow>;
+  /** Makes `version` current again: its params and momentum; later versions, evals and unapplied updates
+   * are dropped. NotFoundError('version') when it has no checkpoint. Fires rolled-back. */
+  rollback(jobId: string, version: number, now: number): Promise<JobRow>;
+
+  getVersion(jobId: string, version: number): Promise<VersionRow | undefined>;
+  /** A version's parameters and hash only: what volunteers download (no momentum or residual read). */
+  getParams(jobId: string, version: number): Promise<{ hash: string; params: Float32Array } | undefined>;
+  versionHash(jobId: string, version: number): Promise<string | undefined>;
+  /** Versions that still have a checkpoint, ascending. */
+  listVersions(jobId: string): Promise<number[]>;
+  /** Versions that still have a checkpoint, with hash and when it was written, ascending. */
+  listCheckpoints(jobId: string): Promise<CheckpointInfo[]>;
+  /** Where a pool worker reads this version's params (see ParamsSource). */
+  paramsSource(jobId: string, version: number): ParamsSource;
+  /** Retention: see Store.pruneHistory. */
+  pruneHistory(jobId: string, upTo: number, every: number): Promise<{ checkpoints: number; payloads: number }>;
+  /**
+   * The round's commit, a conditional version bump: only when the job is still at next.version − 1 it
+   * stores next's checkpoint, advances the job, restarts its round timer and marks the given (pending)
+   * updates applied, atomically, and fires round-committed; otherwise (another closer won, a rollback
+   * happened) it changes nothing and resolves false.
+   */
+  commitRound(jobId: string, next: NextVersion, taskIds: string[], now: number): Promise<boolean>;
+  getDelta(jobId: string, version: number): Promise<Uint8Array | undefined>;
+  listDeltas(jobId: string, from: number, to: number): Promise<DeltaInfo[]>;
+
+  /** Registers a volunteer; false (and nothing changed) when the id exists. */
+  addVolunteer(volunteerId: string, agent: string, device: string, now: number): Promise<boolean>;
+  hasVolunteer(volunteerId: string): Promise<boolean>;
+  volunteerDevice(volunteerId: string): Promise<string | undefined>;
+  countVolunteers(): Promise<number>;
+
+  /** Fires task-issued. */
+  insertTask(task: TaskRow): Promise<void>;
+  getTask(taskId: string): Promise<TaskRow | undefined>;
+  /** Issued tasks of the job whose lease has not run out by `now`. */
+  countLiveTasks(jobId: string, now: number): Promise<number>;
+  /** Issued tasks of one volunteer on the job whose lease has not run out by `now`. */
+  countLiveTasksOf(jobId: string, volunteerId: string, now: number): Promise<number>;
+  /** Tasks in a state, all jobs; for 'issued', only those whose lease has not run out by `now`. */
+  countTasks(state: TaskState, now: number): Promise<number>;
+  /** Claims the issued tasks with expiresAt ≤ now: marks them expired and returns them (each to exactly
+   * one caller). Fires tasks-ended. */
+  expireDueTasks(now: number): Promise<TaskRow[]>;
+  /** Claims one expired, not yet re-issued task of the job, oldest first (each to exactly one caller). */
+  takeReissue(jobId: string): Promise<TaskRow | undefined>;
+  /** An issued task becomes rejected; false when it was not issued (nothing changes). Fires tasks-ended. */
+  rejectTask(taskId: string): Promise<boolean>;
+  /** Rejects the job's issued tasks (those based on a version above `baseVersionAbove` when given);
+   * returns how many. Fires tasks-ended. */
+  endLeases(jobId: string, baseVersionAbove?: number): Promise<number>;
+  /** The round-robin shard counter's next value modulo `shards`, each value to exactly one caller. */
+  nextShard(jobId: string, shards: number): Promise<number>;
+
+  /** Stores the update and marks its task accepted with the answer given, atomically. Fires update-accepted. */
+  acceptUpdate(update: UpdateRow, ack: string): Promise<void>;
+  /** Accepted updates not yet applied by a round, oldest first. */
+  pendingUpdates(jobId: string): Promise<UpdateRow[]>;
+  /** Streaming reads of the same (a round folds them one at a time: shared/aggregate/streaming.ts): the
+   * task ids oldest first, then each one with its payload (undefined once applied or its payload lost). */
+  pendingUpdateIds(jobId: string): Promise<string[]>;
+  pendingUpdate(taskId: string): Promise<UpdateRow | undefined>;
+  pendingNorms(jobId: string): Promise<number[]>;
+  countPendingUpdates(jobId: string): Promise<number>;
+  /** The updates a round applied to make `version`, with the payloads retention still keeps. */
+  appliedUpdates(jobId: string, version: number): Promise<UpdateRow[]>;
+  /** Task ids of the updates applied in versions above `version`, in order (what a rollback to it drops). */
+  appliedAfter(jobId: string, version: number): Promise<string[]>;
+  /** Every accepted update (applied or not), without payloads. */
+  listUpdates(jobId: string): Promise<Omit<UpdateRow, 'payload'>[]>;
+  /** The job's last `limit` accepted, not discarded, non-zero update norms, oldest first. */
+  recentNorms(jobId: string, limit: number): Promise<number[]>;
+  /** Samples trained by the updates applied in the job's current history. */
+  samplesApplied(jobId: string): Promise<number>;
+  /** Tasks issued after position `after`, in order, at most `limit` (the dashboard's running totals). */
+  tasksSince(after: number, limit: number): Promise<Seq<IssuedTaskEntry>[]>;
+  /** Updates accepted after position `after`, in order, at most `limit`. */
+  updatesSince(after: number, limit: number): Promise<Seq<AcceptedUpdateEntry>[]>;
+
+  /** Stores (or replaces) the version's evaluation. Fires eval-stored. */
+  putEval(jobId: string, e: Eval): Promise<void>;
+  /** In version order. */
+  listEvals(jobId: string): Promise<Eval[]>;
+  countEvals(jobId: string): Promise<number>;
+  /** Every `step`-th version's evaluation, plus the latest and the lowest-loss one, in version order. */
+  thinnedEvals(jobId: string, step: number): Promise<Eval[]>;
+
+  /** Why and at what version a done job ended (stopping rules, operators). */
+  putFinish(jobId: string, f: Finish): Promise<void>;
+  getFinish(jobId: string): Promise<Finish | undefined>;
+  clearFinish(jobId: string): Promise<void>;
 }

@@ -11,14 +11,16 @@ import { adamwState, adamwStep, clipGradNorm } from '../../shared/reference/adam
 import { mlpLossAndGrad } from '../../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { rng } from '../../shared/util/rng.ts';
-import { RelayError } from '../../server/errors.ts';
+import { RelayError, storeErrorToRelay } from '../../server/errors.ts';
+import { StoreError } from '../../server/store/errors.ts';
 import { transitionJob } from '../../server/scheduler/job-state.ts';
 import { signLease, verifyLease } from '../../server/scheduler/leases.ts';
 import { outerStep } from '../../server/scheduler/outer-step.ts';
 import { openSqliteStore } from '../../server/store/sqlite.ts';
 import { defaultJobSpec } from '../../server/default-job.ts';
 
-const codeOf = (f: () => unknown): string => { try { f(); } catch (e) { return (e as RelayError).code ?? (e as Error).name; } return 'no error'; };
+// storage refuses in its own errors; the code is the one the relay answers them with (server/errors.ts)
+const codeOf = (f: () => unknown): string => { try { f(); } catch (e) { return (e instanceof StoreError ? storeErrorToRelay(e) : e as RelayError).code ?? (e as Error).name; } return 'no error'; };
 
 describe('job status transition table', () => {
   it('allows pending→running⇄paused and running/paused→done, and names what is allowed otherwise', () => {
