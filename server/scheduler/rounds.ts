@@ -101,7 +101,7 @@ export function createRounds(o: RoundsOptions) {
     const trigger = count >= k ? 'k' : 'timer';
     metrics.rounds.inc({ job: jobId, trigger });
     metrics.version.set({ job: jobId }, version);
-    metrics.roundSize.set({ job: jobId }, k);
+    metrics.roundSize.set({ job: jobId }, swarmJob ? pending.length : k); // a swarm round's K is what it took
     const last = lastClose.get(jobId) ?? job.roundStartedAt;
     metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
     lastClose.set(jobId, t0);

@@ -90,7 +90,9 @@ export function createScheduler(o: SchedulerOptions) {
   function gauges(jobId: string, h: JobRow['hyperparameters'], t: number): void {
     metrics.volunteersTraining.set({ job: jobId }, store.countLiveTasks(jobId, t));
     metrics.volunteersWaiting.set({ job: jobId }, leasing.waitingCount(jobId, t));
-    metrics.roundSize.set({ job: jobId }, isSwarm(h) ? swarm.k(jobId, h, t) : h.updatesPerRound);
+    // a swarm job's K is set by each round as it closes (./rounds.ts); before its first, the rate's estimate
+    if (!isSwarm(h)) metrics.roundSize.set({ job: jobId }, h.updatesPerRound);
+    else if (!store.getJob(jobId)?.version) metrics.roundSize.set({ job: jobId }, swarm.k(jobId, h, t));
   }
 
   /** After a restart: finish any round that was ready, evaluate versions the crash left unevaluated. */
