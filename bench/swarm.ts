@@ -328,7 +328,9 @@ async function measure(mode: Mode): Promise<Line> {
   report(a10);
   const a1000 = await simulate(1000, mode, { real: true, budget, seed: 1000 });
   report(a1000);
-  const at = (n: number) => runs.get(n) ?? runs.get(sizes[sizes.length - 1])!;
+  // a size left out (SWARM_SIZES) prints NaN rather than another size's figure
+  const none = { utilisation: NaN, samplesPerSec: NaN } as Result;
+  const at = (n: number) => runs.get(n) ?? none;
   return {
     u1000: at(1000).utilisation, u10000: at(10000).utilisation, x: at(1000).samplesPerSec / at(10).samplesPerSec,
     q: 100 * ((a1000.accuracy ?? 0) - (a10.accuracy ?? 0)),

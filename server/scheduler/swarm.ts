@@ -23,7 +23,11 @@ export function swarmSettings(h: Hyperparameters): SwarmSettings {
   const minSteps = s.minSteps ?? 1;
   return {
     targetTaskMs, targetRoundMs: s.targetRoundMs ?? defaultTargetRoundMs(targetTaskMs, h.stalenessBound),
-    minSteps, maxSteps: Math.max(minSteps, s.maxSteps ?? 8 * h.steps), maxConcurrentTasks: s.maxConcurrentTasks,
+    // H is only ever shrunk below the job's own by default: a fast device runs more tasks, not longer
+    // ones. Measured (bench/swarm.ts, 10 volunteers, equal samples and versions): fast devices on up to
+    // 8 × H reached 57 % held-out accuracy, capped at H 88 %. Their long local runs, folded FedNova-style,
+    // count for one nominal task; folded raw, they overshoot the outer step tuned for H.
+    minSteps, maxSteps: Math.max(minSteps, s.maxSteps ?? h.steps), maxConcurrentTasks: s.maxConcurrentTasks,
   };
 }
 

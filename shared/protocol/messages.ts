@@ -71,7 +71,7 @@ export const SwarmSchema = Type.Object({
   targetRoundMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'a round closes about this often (default 2 × targetTaskMs / stalenessBound)' })),
   maxConcurrentTasks: Type.Optional(Type.Integer({ minimum: 1, description: 'most tasks leased at once (default: no limit)' })),
   minSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'fewest inner steps of a task (default 1)' })),
-  maxSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'most inner steps of a task (default 8 × steps)' })),
+  maxSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'most inner steps of a task (default steps: a fast device runs more tasks, not longer ones)' })),
 }, { additionalProperties: false });
 
 /** A job's training hyperparameters (inner and outer loop, rounds, staleness, compression). */

@@ -12,7 +12,8 @@ const settings = { steps: 20, targetTaskMs: 60_000, minSteps: 1, maxSteps: 160, 
 
 describe('pace: H and deadlines sized to each device', () => {
   it('gives a volunteer 10× slower than the rest a proportionally smaller H, and a deadline its tasks do not hit', async () => {
-    relay = await inProcessRelay({ stalenessBound: 4, swarm: { targetTaskMs: 60_000 } });
+    // a cap above the job's H, so that the fast one's H is what its pace asks for
+    relay = await inProcessRelay({ stalenessBound: 4, swarm: { targetTaskMs: 60_000, maxSteps: 200 } });
     const fast = await relay.volunteer('fast'), slow = await relay.volunteer('slow');
     const stepMs = { [fast]: 500, [slow]: 5_000 };
     const first = { fast: relay.lease(fast)!, slow: relay.lease(slow)! };

@@ -57,9 +57,9 @@ describe('the swarm scheduler over HTTP', () => {
     expect(relay.app.store.getJob('mnist-mlp')!.version).toBeGreaterThanOrEqual(1);
     const next = await Promise.all(vols.slice(0, 10).map(lease));
     // on the newest version, sized from each one's measured pace (1 s per 3 steps: a 60 s task is 60 ×
-    // 3 = 180 steps, capped at 8 × H = 160)
+    // 3 = 180 steps, capped at the job's H = 20)
     expect(next.every((t) => t.baseVersion === relay!.app.store.getJob('mnist-mlp')!.version)).toBe(true);
-    expect(next.every((t) => t.steps === 160)).toBe(true);
+    expect(next.every((t) => t.steps === 20)).toBe(true);
     relay.app.scheduler.sweep();
     expect(await gauge('tabtrain_volunteers_training')).toBe(50);
     const text = await (await fetch(`${relay.url}/metrics`)).text();
