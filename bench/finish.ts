@@ -43,7 +43,7 @@ async function run(name: string, h: Partial<Hyperparameters>): Promise<string> {
     abort.abort();
     await Promise.allSettled(volunteers);
     const job = relay.app.store.getJob('mnist-mlp')!;
-    const info = relay.app.scheduler.jobInfo(job);
+    const info = (await relay.app.scheduler.jobInfo(job));
     const evals = relay.app.store.listEvals('mnist-mlp');
     const best = evals.find((e) => e.version === info.finish?.releasedVersion)!;
     const last = evals[evals.length - 1];

@@ -35,6 +35,7 @@ import { mnistHyperparameters } from '../server/default-job.ts';
 import { RelayError } from '../server/errors.ts';
 import { createMetrics } from '../server/metrics.ts';
 import { createScheduler, type Scheduler } from '../server/scheduler/scheduler.ts';
+import { sqliteStores } from '../server/store/async.ts';
 import { openSqliteStore, type SqliteStore } from '../server/store/sqlite.ts';
 
 const model = { kind: 'mlp' as const, inputs: 784, hidden: [16], classes: 10 };
@@ -123,12 +124,12 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
   let now = start;
   const metrics = createMetrics();
   const scheduler: Scheduler = createScheduler({
-    store, secret: Buffer.alloc(32, 7), log: pino({ level: 'silent' }), metrics, evaluate: false, now: () => now, db: store.db,
+    stores: sqliteStores(store), secret: Buffer.alloc(32, 7), log: pino({ level: 'silent' }), metrics, evaluate: false, now: () => now,
     defence: { identity: 'optional', replication: { baseRate: 0, minRate: 0, suspectRate: 0 }, limits: { uploadsPerIdentity: { capacity: 1000, refillPerSecond: 1000 } } },
   });
   const h = o.hyper ?? mode.hyper();
   const r: Rng = rng(o.seed ?? 1);
-  scheduler.createJob(JOB, { name: 'sim', researcher: 'bench', description: '', model, hyperparameters: h, dataset: { name: 'mnist', shards: 8, heldOut: 2000 } }, 'running', 1);
+  await scheduler.createJob(JOB, { name: 'sim', researcher: 'bench', description: '', model, hyperparameters: h, dataset: { name: 'mnist', shards: 8, heldOut: 2000 } }, 'running', 1);
   const data = dataset('mnist');
   const shards: TaskData[] = data.shardBytes.map(decodeTaskData);
   const noise = Array.from({ length: 32 }, () => Float32Array.from({ length: P }, () => r.normal() * 1e-3));
@@ -145,11 +146,11 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
   const tick = () => new Promise<void>((res) => setImmediate(res));
 
   /** Leases a task for v now, or puts it in the waiting queue; true if it got one. */
-  const ask = (v: Volunteer): boolean => {
+  const ask = async (v: Volunteer): Promise<boolean> => {
     if (!v.online || v.task || done) return true;
     let task: Task | null;
     try {
-      task = scheduler.leaseTask(JOB, v.id);
+      task = await scheduler.leaseTask(JOB, v.id);
     } catch (e) {
       if (!(e instanceof RelayError)) throw e;
       refused[e.code] = (refused[e.code] ?? 0) + 1;
@@ -166,12 +167,12 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
     events.push(now + NET_MS + computeMs + NET_MS, () => upload(v, me));
     return true;
   };
-  const wake = () => {
+  const wake = async () => {
     while (waiting.length) {
       const v = waiting[0];
       if (!v.online || v.task) { waiting.shift(); v.waiting = false; continue; }
       waiting.shift(); v.waiting = false;
-      if (!ask(v)) { waiting.pop(); waiting.unshift(v); v.waiting = true; break; }
+      if (!(await ask(v))) { waiting.pop(); waiting.unshift(v); v.waiting = true; break; }
     }
   };
 
@@ -218,8 +219,8 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
     }
     await tick(); // the round, if this update completed one, closes here (scheduler.scheduleRound)
     checkBudget();
-    ask(v);
-    wake();
+    await ask(v);
+    await wake();
   };
 
   let lastVersion = 0;
@@ -242,7 +243,7 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
     };
     vols.push(v);
     const joinAt = start + r.next() * 30_000;
-    events.push(joinAt, () => { v.online = true; v.onlineSince = now; ask(v); });
+    events.push(joinAt, async () => { v.online = true; v.onlineSince = now; await ask(v); });
     if (leaves) {
       events.push(v.leaveAt, () => {
         if (!v.online) return;
@@ -251,13 +252,13 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
         v.task = undefined;
         v.online = false;
         v.onlineMs += now - v.onlineSince;
-        if (v.returnAfter < Infinity) events.push(now + v.returnAfter, () => { v.online = true; v.onlineSince = now; ask(v); });
+        if (v.returnAfter < Infinity) events.push(now + v.returnAfter, async () => { v.online = true; v.onlineSince = now; await ask(v); });
       });
     }
   }
-  const sweep = () => {
-    scheduler.sweep();
-    wake();
+  const sweep = async () => {
+    await scheduler.sweep();
+    await wake();
     checkBudget();
     if (!done && now + SWEEP_MS <= endAt) events.push(now + SWEEP_MS, sweep);
   };

@@ -24,6 +24,7 @@ import { loadLeaseSecret } from './scheduler/leases.ts';
 import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
+import { sqliteStores } from './store/async.ts';
 import opsPlugin from './ops/index.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
@@ -75,10 +76,12 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   const store = openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), {
     warn: (fields, message) => app.log.warn(fields, message),
   });
+  const stores = sqliteStores(store, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
-  const scheduler = createScheduler({ store, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, db: store.db, defence: opts.defence, retention: opts.retention });
+  const scheduler = createScheduler({ stores, secret: loadLeaseSecret(opts.dataDir), log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention });
+  app.decorate('stores', stores);
   app.decorate('db', store.db);
   app.decorate('store', store);
   app.decorate('scheduler', scheduler);
@@ -109,15 +112,14 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     app.get('/', async (_req, reply) => reply.type('text/html').send('<!doctype html><title>Tabtrain</title><p>The volunteer page is not built; run <code>npm run build</code>.</p>'));
   }
 
-  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(store.listJobs(), opts.renewDefaultJob ?? false);
-  if (defaultJobId) scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
-  scheduler.recover();
+  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(await stores.relay.listJobs(), opts.renewDefaultJob ?? false);
+  if (defaultJobId) await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
+  await scheduler.recover();
+  let sweeping = false; // one sweep at a time: a slow one is not overtaken by the next
   const sweeper = setInterval(() => {
-    try {
-      scheduler.sweep();
-    } catch (e) {
-      app.log.error({ err: e }, 'sweep failed');
-    }
+    if (sweeping) return;
+    sweeping = true;
+    scheduler.sweep().catch((e: unknown) => app.log.error({ err: e }, 'sweep failed')).finally(() => { sweeping = false; });
   }, opts.sweepMs ?? 1000);
   sweeper.unref();
   app.addHook('onClose', async () => {
@@ -125,7 +127,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     scheduler.stop();
     await scheduler.settled();
     await pool.close();
-    store.close();
+    await stores.close();
   });
 
   let url: string | undefined;

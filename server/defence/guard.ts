@@ -2,7 +2,6 @@
 // identities (public key + proof of work, rate-limited per address), upload signatures, rate limits per
 // address and identity, reputation (spot checks), and every refusal counted by reason.
 import { createHmac } from 'node:crypto';
-import type Database from 'better-sqlite3';
 import { Counter, type Registry } from 'prom-client';
 import { canonicalSignature, identityId, taskRequestSigningBytes, verifyBytes, verifyUpdateDigest } from '../../shared/security/identity.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
@@ -11,7 +10,8 @@ import { RelayError, fail } from '../errors.ts';
 import { RateLimiter, RefusalCounter, type RateLimitOptions } from './rate-limit.ts';
 import { networkOf } from './network.ts';
 import { defaultPolicy, mayReceiveWork, recordOutcome, replicationRate, type ReplicationPolicy, type SpotCheckOutcome, type VolunteerRecord } from './replication.ts';
-import { openDefenceStore, type DefenceStore } from './store.ts';
+import { newVolunteerRecord } from './replication.ts';
+import type { DefenceStore } from '../store/defence-types.ts';
 import type { NormHistoryOptions } from './validate.ts';
 
 export type DefenceOptions = {
@@ -46,8 +46,14 @@ export const defaultLimits: Record<LimitName, RateLimitOptions> = {
   uploadsPerIdentity: { capacity: 20, refillPerSecond: 5 },
 };
 
-export function createGuard(db: Database.Database, secret: Buffer, registry: Registry, o: DefenceOptions = {}) {
-  const store: DefenceStore = openDefenceStore(db);
+/** `defence`: the defence's state (server/store). Rate-limit buckets and recently seen task-request
+ * signatures stay in this process (a relay of several processes would share them through the store). */
+export function createGuard(defence: DefenceStore, secret: Buffer, registry: Registry, o: DefenceOptions = {}) {
+  /** The defence store, with a volunteer never judged read as a new record. */
+  const store = {
+    ...defence,
+    reputation: async (volunteerId: string): Promise<VolunteerRecord> => (await defence.reputation(volunteerId)) ?? newVolunteerRecord(),
+  };
   const required = (o.identity ?? 'required') === 'required';
   const difficulty = o.powDifficulty ?? defaultPowDifficulty;
   const policy: ReplicationPolicy = { ...defaultPolicy, ...o.replication };
@@ -79,20 +85,20 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
     if (typeof body.challenge !== 'string' || typeof body.nonce !== 'string') fail('TT_ERR_POW', 'fields "challenge" and "nonce" are required: get a challenge from GET /api/volunteers/challenge and solve it');
     const check = await verifyPowSolution(powSecret, body.challenge!, body.nonce!, now);
     if (!check.ok) fail('TT_ERR_POW', `${check.code}: ${check.message}`);
-    else if (!store.usePowChallenge(body.challenge!, check.claims.expiresAt, now)) fail('TT_ERR_POW', 'this challenge was already used to register; get a new one');
+    else if (!(await store.usePowChallenge(body.challenge!, check.claims.expiresAt, now))) fail('TT_ERR_POW', 'this challenge was already used to register; get a new one');
     try {
       await crypto.subtle.importKey('raw', raw as Uint8Array<ArrayBuffer>, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
     } catch {
       fail('TT_ERR_IDENTITY_REQUIRED', 'field "publicKey" is not a point on P-256');
     }
     const volunteerId = await identityId(raw!);
-    store.putPublicKey(volunteerId, body.publicKey, now);
+    await store.putPublicKey(volunteerId, body.publicKey, now);
     return { volunteerId, publicKey: body.publicKey };
   }
 
   /** Verifies the upload's signature against the volunteer's registered key. */
   async function verifyUpload(volunteerId: string, signature: string | undefined, taskId: string, lease: string, bodySha256Hex: string): Promise<void> {
-    const key = store.publicKey(volunteerId);
+    const key = await store.publicKey(volunteerId);
     if (!key) {
       if (required) fail('TT_ERR_SIGNATURE', `volunteer ${volunteerId} has no registered key; register with a public key and sign uploads`);
       return; // a key-less volunteer of an 'optional' relay
@@ -110,7 +116,7 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
    * and not seen before. Volunteers without a key (an 'optional' relay, or unknown ids) are left to the
    * checks that follow. */
   async function verifyTaskRequest(volunteerId: string, jobId: string, signature: string | undefined, at: string | undefined, now: number): Promise<void> {
-    const key = store.publicKey(volunteerId);
+    const key = await store.publicKey(volunteerId);
     if (!key) return;
     if (!signature || !at) fail('TT_ERR_REQUEST_SIGNATURE', 'headers "x-tabtrain-signature" and "x-tabtrain-time" are missing: sign the task request with your volunteer key');
     const t = Number(at);
@@ -125,15 +131,16 @@ export function createGuard(db: Database.Database, secret: Buffer, registry: Reg
     seenRequests.set(seen, now + 2 * REQUEST_SKEW_MS);
   }
 
-  function requireWork(volunteerId: string): VolunteerRecord {
-    const r = store.reputation(volunteerId);
+  async function requireWork(volunteerId: string): Promise<VolunteerRecord> {
+    const r = await store.reputation(volunteerId);
     if (!mayReceiveWork(r)) fail('TT_ERR_VOLUNTEER_BANNED', `volunteer ${volunteerId} failed too many spot checks and gets no more work`);
     return r;
   }
 
-  function outcome(volunteerId: string, what: SpotCheckOutcome, now: number): VolunteerRecord {
-    const next = recordOutcome(store.reputation(volunteerId), what, policy);
-    store.putReputation(volunteerId, next, now);
+  /** `tx`: a transaction's defence store to record it in (default: its own). */
+  async function outcome(volunteerId: string, what: SpotCheckOutcome, now: number, tx: DefenceStore = defence): Promise<VolunteerRecord> {
+    const next = recordOutcome((await tx.reputation(volunteerId)) ?? newVolunteerRecord(), what, policy);
+    await tx.putReputation(volunteerId, next, now);
     return next;
   }
 

@@ -15,8 +15,8 @@ import type { Batch } from '../../shared/train/trainer.ts';
 import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import type { JobRow, Store, TaskRow } from '../store/types.ts';
-import type { DefenceStore } from './store.ts';
+import type { JobRow, RelayStore, TaskRow } from '../store/types.ts';
+import type { DefenceStore } from '../store/defence-types.ts';
 
 export type UsefulnessScore = {
   /** Loss on the assigned batch at θ_v and at θ_v − Δ (the update applied as the volunteer ended). */
@@ -71,13 +71,13 @@ const PARAMS_CACHE_BYTES = 256 * 1024 * 1024;
 /** Scoring at intake: the base version's params are cached per (job, version), checked against the
  * version's hash so a rollback that re-made a version number is never scored on the old params; the batch
  * is read from the served shard bytes (already in memory), so an upload costs two forward passes. */
-export function createUsefulness(o: { store: Store; defence: DefenceStore; metrics: Metrics }) {
+export function createUsefulness(o: { store: RelayStore; defence: DefenceStore; metrics: Metrics }) {
   const { store, defence, metrics } = o;
   const cache = new Map<string, { hash: string; params: Float32Array }>(); // insertion order = least recently used first
   let cachedBytes = 0;
 
-  function baseParams(jobId: string, version: number): Float32Array | undefined {
-    const hash = store.versionHash(jobId, version);
+  async function baseParams(jobId: string, version: number): Promise<Float32Array | undefined> {
+    const hash = await store.versionHash(jobId, version);
     if (hash === undefined) return undefined;
     const key = `${jobId}\u0000${version}`;
     const hit = cache.get(key);
@@ -85,7 +85,7 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
       cache.delete(key);
       cachedBytes -= hit.params.byteLength;
     }
-    const params = hit?.hash === hash ? hit.params : store.getParams(jobId, version)?.params;
+    const params = hit?.hash === hash ? hit.params : (await store.getParams(jobId, version))?.params;
     if (!params) return undefined;
     cache.set(key, { hash, params });
     cachedBytes += params.byteLength;
@@ -100,13 +100,13 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
   /** Scores an update (its codec payload, already validated) and stores the score; in enforce mode refuses one
    * whose drop is below the job's minDrop (the task is rejected, 422 TT_ERR_NOT_USEFUL). Undefined when the
    * job has it off: then nothing is decoded or computed. */
-  function check(job: JobRow, task: TaskRow, volunteerId: string, payload: Uint8Array, now: number): UsefulnessScore | undefined {
+  async function check(job: JobRow, task: TaskRow, volunteerId: string, payload: Uint8Array, now: number): Promise<UsefulnessScore | undefined> {
     const setting = usefulnessOf(job.hyperparameters);
     if (setting.mode === 'off') return undefined;
     const stop = metrics.usefulnessSeconds.startTimer({ job: job.jobId });
-    const params = baseParams(job.jobId, task.baseVersion);
+    const params = await baseParams(job.jobId, task.baseVersion);
     if (!params) {
-      store.rejectTask(task.taskId);
+      await store.rejectTask(task.taskId);
       return fail('TT_ERR_TOO_STALE', `base version ${task.baseVersion} of job ${job.jobId} is gone (rolled back); lease a new task`);
     }
     const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment);
@@ -114,14 +114,14 @@ export function createUsefulness(o: { store: Store; defence: DefenceStore; metri
     stop();
     // NaN (a loss that overflowed) is never enough
     const refused = setting.mode === 'enforce' && !(score.drop >= setting.minDrop);
-    defence.putUsefulness({ taskId: task.taskId, jobId: job.jobId, volunteerId, baseVersion: task.baseVersion, ...score, refused, at: now });
+    await defence.putUsefulness({ taskId: task.taskId, jobId: job.jobId, volunteerId, baseVersion: task.baseVersion, ...score, refused, at: now });
     if (Number.isFinite(score.drop)) metrics.usefulnessDrop.observe({ job: job.jobId }, score.drop);
     if (refused) {
       // Not a reputation strike: an honest update can raise the loss on one batch (a job whose lr is too
       // high, error-feedback residual from older tasks, top-k leaving most of Δ behind), and a strike per
       // such batch would ban honest volunteers of a badly tuned job. Refusing keeps the update out of the
       // round; deliberate liars are what spot checks strike (server/defence/replication.ts).
-      store.rejectTask(task.taskId);
+      await store.rejectTask(task.taskId);
       fail('TT_ERR_NOT_USEFUL', `loss ${score.before.toFixed(4)} → ${score.after.toFixed(4)} on the batch of inner step ${SCORED_STEP}, `
         + `a drop of ${score.drop.toFixed(4)} nats, below the job's minimum of ${setting.minDrop}; `
         + 'send Δ = θ_base − θ_end after the task\'s H steps on its seeded batches');

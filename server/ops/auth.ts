@@ -2,21 +2,20 @@
 // alone, and a researcher acts only on jobs it submitted. 401 = no or unknown token; 403 = known, not allowed.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { OpsError } from './errors.ts';
-import { getOpsJob } from './store.ts';
 import { findToken, type Principal, type Role } from './tokens.ts';
 
-export function principalOf(app: FastifyInstance, req: FastifyRequest): Principal {
+export async function principalOf(app: FastifyInstance, req: FastifyRequest): Promise<Principal> {
   const h = req.headers.authorization;
   if (!h) throw new OpsError('TT_ERR_UNAUTHENTICATED', 'this route needs an API token: send "Authorization: Bearer <token>" (an operator creates one with `tabtrain token create`)');
   const m = /^Bearer\s+(\S+)$/i.exec(h);
   if (!m) throw new OpsError('TT_ERR_UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>"');
-  const p = findToken(app.db, m[1]);
+  const p = await findToken(app.stores.ops, m[1]);
   if (!p) throw new OpsError('TT_ERR_UNAUTHENTICATED', 'the API token is unknown or revoked; ask an operator for a new one');
   return p;
 }
 
-export function requireRole(app: FastifyInstance, req: FastifyRequest, roles: readonly Role[]): Principal {
-  const p = principalOf(app, req);
+export async function requireRole(app: FastifyInstance, req: FastifyRequest, roles: readonly Role[]): Promise<Principal> {
+  const p = await principalOf(app, req);
   if (!roles.includes(p.role)) throw new OpsError('TT_ERR_FORBIDDEN', `this action needs the ${roles.join(' or ')} role; your token is a ${p.role} token`);
   return p;
 }
@@ -39,18 +38,19 @@ export function needsToken(req: FastifyRequest): boolean {
  * the relay read a large upload for nobody). Routes still check roles themselves. */
 export function authenticateFirst(app: FastifyInstance): void {
   app.addHook('onRequest', async (req) => {
-    if (needsToken(req)) principalOf(app, req);
+    if (needsToken(req)) await principalOf(app, req);
   });
 }
 
 /** An operator, or the researcher who submitted the job. */
-export function requireJobActor(app: FastifyInstance, req: FastifyRequest, jobId: string): Principal {
-  const p = principalOf(app, req);
-  if (!app.store.getJob(jobId)) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
+export async function requireJobActor(app: FastifyInstance, req: FastifyRequest, jobId: string): Promise<Principal> {
+  const p = await principalOf(app, req);
+  const job = await app.stores.relay.getJob(jobId);
+  if (!job) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
   if (p.role === 'operator') return p;
-  const owner = getOpsJob(app.db, jobId)?.ownerTokenId;
+  const owner = (await app.stores.ops.getOpsJob(jobId))?.ownerTokenId;
   // someone else's unapproved job is not theirs to know about (./visibility.ts): unknown, not forbidden
-  if (owner !== p.tokenId && app.store.getJob(jobId)?.status === 'pending') throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
+  if (owner !== p.tokenId && job.status === 'pending') throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
   if (owner !== p.tokenId) throw new OpsError('TT_ERR_FORBIDDEN', `job ${jobId} belongs to another researcher; a researcher may act only on jobs it submitted`);
   return p;
 }

@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { listAudit, verifyAudit, type AuditVerdict } from './audit.ts';
 import { migrateOps } from './store.ts';
+import { hasAuditTable } from '../store/sqlite-ops.ts';
 import { createToken, isRole, ROLES, type Role } from './tokens.ts';
 
 /** The relay's database file inside a data directory (server/app.ts). */
@@ -164,7 +165,7 @@ export function registerOpsCommands(program: Command): void {
       if (o.dataDir) {
         const db = openDb(o.dataDir, true);
         try {
-          if (!db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ops_audit'").get()) throw new CliError(`the database in ${o.dataDir} has no audit log`);
+          if (!hasAuditTable(db)) throw new CliError(`the database in ${o.dataDir} has no audit log`);
           printVerdict(verifyAudit(db));
         } finally { db.close(); }
       } else {

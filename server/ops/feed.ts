@@ -39,10 +39,13 @@ export function feedPlugin(traffic: Traffic, tallies: TallyReader): FastifyPlugi
     };
 
     // pending jobs only to their researcher and operators (./visibility.ts)
-    const visibleTo = (viewer: Principal | undefined) => (s: Snapshot): Snapshot => ({ ...s, jobs: s.jobs.filter((j) => mayView(app, viewer, j)) });
+    const visibleTo = (viewer: Principal | undefined) => async (s: Snapshot): Promise<Snapshot> => {
+      const seen = await Promise.all(s.jobs.map((j) => mayView(app, viewer, j)));
+      return { ...s, jobs: s.jobs.filter((_, i) => seen[i]) };
+    };
 
     app.get('/api/ops/snapshot', async (req) => {
-      const s = visibleTo(viewerOf(app, req))(await current());
+      const s = await visibleTo(await viewerOf(app, req))(await current());
       record(s);
       return { ...s, history };
     });
@@ -53,10 +56,10 @@ export function feedPlugin(traffic: Traffic, tallies: TallyReader): FastifyPlugi
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       streams.add(res);
-      const visible = visibleTo(viewerOf(app, req));
+      const visible = visibleTo(await viewerOf(app, req));
       const send = async (withHistory: boolean) => {
         try {
-          const s = visible(await current());
+          const s = await visible(await current());
           record(s);
           res.write(`event: snapshot\ndata: ${JSON.stringify(withHistory ? { ...s, history } : s)}\n\n`);
         } catch (err) {

@@ -1,31 +1,17 @@
-// Watches the relay's store for the events the operator plugin must act on, without changing the relay:
-// a committed round is audited (with the ids of its updates) in the same transaction; every evaluation
-// passes the loss-regression guardrail (rollback, or pause for review). Evaluation itself, every model
-// kind, is the scheduler's (server/scheduler/evaluation.ts).
+// What the operator plugin does when the relay's state changes, as subscriptions to the store's events
+// (server/store/types.ts StoreEvents), so the relay's code knows nothing of it: a committed round is
+// audited (with the ids of its updates) inside the round's own transaction, and every stored
+// evaluation passes the loss-regression guardrail (rollback, or pause for review).
+// Evaluation itself, every model kind, is the scheduler's (server/scheduler/evaluation.ts); so are the
+// stopping rules, which hear the same events.
 import type { FastifyInstance } from 'fastify';
-import type { Eval } from '../../shared/protocol/messages.ts';
-import { appendAudit } from './audit.ts';
 import { runGuardrail } from './guardrail-act.ts';
 
 export function installStoreHooks(app: FastifyInstance): void {
-  const { store, db } = app;
-  const commitRound = store.commitRound.bind(store);
-  const putEval = store.putEval.bind(store);
-
-  store.commitRound = (jobId, next, taskIds, now) => db.transaction(() => {
-    const committed = commitRound(jobId, next, taskIds, now);
-    if (committed) appendAudit(db, { actor: 'relay', action: 'round.accept', jobId, detail: { version: next.version, hash: next.hash, updates: taskIds } }, now);
-    return committed;
-  })();
-
-  store.putEval = (jobId, e) => {
-    const earlier = store.listEvals(jobId);
-    putEval(jobId, e);
-    guard(app, jobId, earlier, e);
-  };
-}
-
-/** Every evaluation passes the guardrail (./guardrail-act.ts): every job has one, the default job too. */
-function guard(app: FastifyInstance, jobId: string, earlier: Eval[], latest: Eval): void {
-  runGuardrail(app, jobId, earlier, latest);
+  const offRound = app.stores.onCommitting('round-committed', async (e, tx) => {
+    await tx.ops.appendAudit({ actor: 'relay', action: 'round.accept', jobId: e.jobId, detail: { version: e.version, hash: e.hash, updates: e.taskIds } }, e.at);
+  });
+  // every job has a guardrail, the default job too (./guardrail-act.ts)
+  const offEval = app.stores.on('eval-stored', (e) => runGuardrail(app, e.jobId, e.earlier, e.eval));
+  app.addHook('onClose', async () => { offRound(); offEval(); });
 }

@@ -2,10 +2,10 @@
 // entries about approved jobs and its own, never another's pending job or token names; anyone with a token can verify the chain).
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { listAudit, verifyAudit } from './audit.ts';
+import { auditLimit, auditView, verifyChain } from './audit.ts';
 import { actorOf, principalOf, requireRole } from './auth.ts';
 import { OpsError } from './errors.ts';
-import { createToken, listTokens, revokeToken, ROLES } from './tokens.ts';
+import { createTokenIn, revokeTokenIn, ROLES } from './tokens.ts';
 
 const TokenBody = Type.Object({
   role: Type.Union(ROLES.map((r) => Type.Literal(r))),
@@ -20,27 +20,27 @@ const AuditQuery = Type.Object({
 
 export const adminRoutes: FastifyPluginAsync = async (app) => {
   app.post<{ Body: Static<typeof TokenBody> }>('/api/ops/tokens', { schema: { body: TokenBody }, config: { body: 'json' } }, async (req, reply) => {
-    const who = requireRole(app, req, ['operator']);
-    return reply.status(201).send(createToken(app.db, { role: req.body.role, name: req.body.name, actor: actorOf(who) }));
+    const who = await requireRole(app, req, ['operator']);
+    return reply.status(201).send(await createTokenIn(app.stores, { role: req.body.role, name: req.body.name, actor: actorOf(who) }));
   });
   app.get('/api/ops/tokens', async (req) => {
-    requireRole(app, req, ['operator']);
-    return { tokens: listTokens(app.db) };
+    await requireRole(app, req, ['operator']);
+    return { tokens: await app.stores.ops.listTokens() };
   });
   app.delete<{ Params: Static<typeof TokenParams> }>('/api/ops/tokens/:tokenId', { schema: { params: TokenParams } }, async (req) => {
-    const who = requireRole(app, req, ['operator']);
-    if (!revokeToken(app.db, req.params.tokenId, actorOf(who))) throw new OpsError('TT_ERR_UNKNOWN_TOKEN', `no live token with id "${req.params.tokenId}"; list them with GET /api/ops/tokens`);
+    const who = await requireRole(app, req, ['operator']);
+    if (!(await revokeTokenIn(app.stores, req.params.tokenId, actorOf(who)))) throw new OpsError('TT_ERR_UNKNOWN_TOKEN', `no live token with id "${req.params.tokenId}"; list them with GET /api/ops/tokens`);
     return { revoked: req.params.tokenId };
   });
 
   app.get<{ Querystring: Static<typeof AuditQuery> }>('/api/ops/audit', { schema: { querystring: AuditQuery } }, async (req) => {
     // operators read the whole log; a researcher what listAudit's viewer allows (docs/jobs.md)
-    const who = principalOf(app, req);
+    const who = await principalOf(app, req);
     const viewer = who.role === 'operator' ? undefined : who.tokenId;
-    return { entries: listAudit(app.db, { afterSeq: req.query.after, limit: req.query.limit, jobId: req.query.jobId, viewer }) };
+    return { entries: auditView(await app.stores.ops.listAudit({ afterSeq: req.query.after, limit: auditLimit(req.query.limit), jobId: req.query.jobId, visibleTo: viewer }), viewer) };
   });
   app.get('/api/ops/audit/verify', async (req) => {
-    principalOf(app, req);
-    return verifyAudit(app.db);
+    await principalOf(app, req);
+    return verifyChain((after, limit) => app.stores.ops.auditRecords(after, limit));
   });
 };

@@ -20,29 +20,29 @@ export const finishRoutes: FastifyPluginAsync = async (app) => {
   app.post<{ Params: Static<typeof JobParams>; Body: Static<typeof FinishBody> }>('/api/ops/jobs/:jobId/finish', {
     schema: { params: JobParams, body: FinishBody }, config: { body: 'json' },
   }, async (req) => {
-    const who = requireRole(app, req, ['operator']);
-    const job = app.store.getJob(req.params.jobId);
+    const who = await requireRole(app, req, ['operator']);
+    const job = await app.stores.relay.getJob(req.params.jobId);
     if (!job) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${req.params.jobId}"`);
     if (job.status !== 'running' && job.status !== 'paused') throw new OpsError('TT_ERR_BAD_TRANSITION', `job ${job.jobId} is ${job.status}; finish applies to a running or paused job`);
-    const f = app.scheduler.stopping.finish(job.jobId, { rule: 'operator', reason: req.body?.reason ?? 'ended by an operator' }, actorOf(who));
+    const f = await app.scheduler.stopping.finish(job.jobId, { rule: 'operator', reason: req.body?.reason ?? 'ended by an operator' }, actorOf(who));
     return { jobId: job.jobId, status: 'done', finish: f };
   });
 
   app.post<{ Params: Static<typeof JobParams>; Body: Static<typeof ExtendBody> }>('/api/ops/jobs/:jobId/extend', {
     schema: { params: JobParams, body: ExtendBody }, config: { body: 'json' },
   }, async (req) => {
-    const who = requireRole(app, req, ['operator']);
+    const who = await requireRole(app, req, ['operator']);
     const { jobId } = req.params;
-    if (!app.store.getJob(jobId)) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
+    if (!(await app.stores.relay.getJob(jobId))) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
     if (req.body.until === undefined) throw new OpsError('TT_ERR_JOB_SPEC', 'until: is required (the new stopping rule, see docs/jobs.md)', 'until');
-    const r = app.scheduler.stopping.extend(jobId, checkUntil(req.body.until), actorOf(who));
+    const r = await app.scheduler.stopping.extend(jobId, checkUntil(req.body.until), actorOf(who));
     return { jobId, status: 'running', version: r.version, until: r.until };
   });
 
   app.get<{ Params: Static<typeof VersionParams> }>('/api/ops/jobs/:jobId/versions/:version/model.safetensors', { schema: { params: VersionParams } }, async (req, reply) => {
-    const job = app.scheduler.requireJob(req.params.jobId);
-    const v = app.store.getParams(job.jobId, req.params.version);
-    if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, req.params.version, job.version, app.store.listVersions(job.jobId))}`, 'version');
+    const job = await app.scheduler.requireJob(req.params.jobId);
+    const v = await app.stores.relay.getParams(job.jobId, req.params.version);
+    if (!v) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, req.params.version, job.version, await app.stores.relay.listVersions(job.jobId))}`, 'version');
     const bytes = exportSafetensors(job.model, v.params, { format: 'pt', job: job.jobId, version: String(req.params.version), sha256: v.hash, model: JSON.stringify(job.model) });
     return reply.header('content-type', 'application/octet-stream')
       .header('content-disposition', `attachment; filename="${job.jobId}-v${req.params.version}.safetensors"`)

@@ -6,10 +6,9 @@ import multipart from '@fastify/multipart';
 import { Type, type Static } from '@sinclair/typebox';
 import { LIMITS } from '../../shared/jobs/spec.ts';
 import type { JobStatus } from '../../shared/protocol/messages.ts';
-import { appendAudit, type AuditAction } from './audit.ts';
+import type { AuditAction } from './audit.ts';
 import { actorOf, principalOf, requireJobActor, requireRole } from './auth.ts';
 import { OpsError } from './errors.ts';
-import { getOpsJob } from './store.ts';
 import { createSubmitLimits, submitJob } from './submit.ts';
 import { missingVersionMessage } from '../store/retention.ts';
 
@@ -25,7 +24,7 @@ export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
   });
 
   app.post('/api/ops/jobs', { bodyLimit: LIMITS.datasetBytes + 256 * 1024 }, async (req, reply) => {
-    const who = requireRole(app, req, ['researcher', 'operator']);
+    const who = await requireRole(app, req, ['researcher', 'operator']);
     if (!req.isMultipart()) throw new OpsError('TT_ERR_JOB_SPEC', 'send multipart/form-data with a "spec" field (job.json) and a "data" file', 'spec');
     let specText: string | undefined, data: Uint8Array | undefined;
     try {
@@ -47,23 +46,24 @@ export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
 
   // Operators see every job; researchers see their own.
   app.get('/api/ops/jobs', async (req) => {
-    const who = principalOf(app, req);
-    const jobs = app.store.listJobs().map((j) => ({ jobId: j.jobId, name: j.name, status: j.status, version: j.version, researcher: j.researcher, owner: getOpsJob(app.db, j.jobId)?.ownerTokenId ?? null, createdAt: j.createdAt }));
+    const who = await principalOf(app, req);
+    const jobs = await Promise.all((await app.stores.relay.listJobs()).map(async (j) => ({ jobId: j.jobId, name: j.name, status: j.status, version: j.version, researcher: j.researcher, owner: (await app.stores.ops.getOpsJob(j.jobId))?.ownerTokenId ?? null, createdAt: j.createdAt })));
     return { jobs: who.role === 'operator' ? jobs : jobs.filter((j) => j.owner === who.tokenId) };
   });
 
   const transition = (action: AuditAction, from: JobStatus[], to: JobStatus, operatorOnly: boolean) =>
     async (req: { params: Static<typeof JobParams> } & Parameters<typeof principalOf>[1]) => {
       const { jobId } = req.params;
-      const who = operatorOnly ? requireRole(app, req, ['operator']) : requireJobActor(app, req, jobId);
-      const job = app.store.getJob(jobId);
+      const who = operatorOnly ? await requireRole(app, req, ['operator']) : await requireJobActor(app, req, jobId);
+      const job = await app.stores.relay.getJob(jobId);
       if (!job) throw new OpsError('TT_ERR_UNKNOWN_JOB', `no job with id "${jobId}"`);
       if (!from.includes(job.status)) throw new OpsError('TT_ERR_BAD_TRANSITION', `job ${jobId} is ${job.status}; ${action.slice(4)} applies to a ${from.join(' or ')} job`);
-      const row = app.db.transaction(() => {
-        const r = app.store.setJobStatus(jobId, to);
-        appendAudit(app.db, { actor: actorOf(who), action, jobId, detail: { from: job.status, to, version: job.version } });
+      const row = await app.stores.transaction(async (tx) => {
+        const now = Date.now();
+        const r = await tx.relay.setJobStatus(jobId, to, now);
+        await tx.ops.appendAudit({ actor: actorOf(who), action, jobId, detail: { from: job.status, to, version: job.version } }, now);
         return r;
-      })();
+      });
       app.log.info({ job: jobId, by: who.tokenId }, `job ${action.slice(4)}: ${job.status}=>${to}`);
       return { jobId, status: row.status, version: row.version };
     };
@@ -76,20 +76,20 @@ export const jobOpsRoutes: FastifyPluginAsync = async (app) => {
     schema: { params: JobParams, body: RollbackBody },
   }, async (req) => {
     const { jobId } = req.params;
-    const who = requireJobActor(app, req, jobId);
-    const job = app.store.getJob(jobId)!;
+    const who = await requireJobActor(app, req, jobId);
+    const job = (await app.stores.relay.getJob(jobId))!;
     const { version } = req.body;
     if (version > job.version) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: job ${jobId} is at version ${job.version}; roll back to ${job.version} or earlier`, 'version');
-    if (!app.store.versionHash(jobId, version)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId))}`, 'version');
-    const row = app.db.transaction(() => {
-      const r = app.store.rollback(jobId, version, Date.now());
+    if (!(await app.stores.relay.versionHash(jobId, version))) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(jobId, version, job.version, await app.stores.relay.listVersions(jobId))}`, 'version');
+    const row = await app.stores.transaction(async (tx) => {
+      const now = Date.now();
+      const r = await tx.relay.rollback(jobId, version, now);
       // Leases on dropped versions can never be accepted; ending them now frees their slots in the round
       // instead of blocking new work until they expire.
-      const orphaned = app.db.prepare("SELECT task_id AS taskId FROM tasks WHERE job_id = ? AND state = 'issued' AND base_version > ?").all(jobId, version) as { taskId: string }[];
-      for (const t of orphaned) app.store.rejectTask(t.taskId);
-      appendAudit(app.db, { actor: actorOf(who), action: 'job.rollback', jobId, detail: { from: job.version, to: version, hash: app.store.versionHash(jobId, version), leasesEnded: orphaned.length } });
+      const leasesEnded = await tx.relay.endLeases(jobId, version);
+      await tx.ops.appendAudit({ actor: actorOf(who), action: 'job.rollback', jobId, detail: { from: job.version, to: version, hash: await tx.relay.versionHash(jobId, version), leasesEnded } }, now);
       return r;
-    })();
+    });
     app.log.info({ job: jobId, by: who.tokenId }, `job rolled back: version ${job.version}=>${version}`);
     return { jobId, status: row.status, version: row.version };
   });

@@ -7,7 +7,6 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import { OpsError } from './errors.ts';
-import { getOpsJob } from './store.ts';
 import { missingVersionMessage } from '../store/retention.ts';
 import { curveReader } from './curve.ts';
 import { createOnnxCache } from './onnx-cache.ts';
@@ -23,18 +22,18 @@ const JobParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 12
 const VersionParams = Type.Object({ jobId: Type.String({ minLength: 1, maxLength: 128 }), version: Type.Integer({ minimum: 0 }) });
 
 export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (app) => {
-  const curve = curveReader(app.db, (jobId) => app.store.listEvals(jobId));
+  const curve = curveReader(app.stores.relay);
   app.get<{ Params: Static<typeof JobParams> }>('/api/ops/jobs/:jobId/overview', { schema: { params: JobParams } }, async (req) => {
-    const job = app.scheduler.requireJob(req.params.jobId);
-    const ops = getOpsJob(app.db, job.jobId);
+    const job = await app.scheduler.requireJob(req.params.jobId);
+    const ops = await app.stores.ops.getOpsJob(job.jobId);
     const rows = await tallies.volunteersOf(job.jobId);
     // with hyperparameters.usefulness on: each volunteer's uploads scored, their mean loss drop, and how many were refused
-    const useful = usefulnessOf(job.hyperparameters).mode === 'off' ? undefined : app.scheduler.guard.store.usefulnessByVolunteer(job.jobId);
+    const useful = usefulnessOf(job.hyperparameters).mode === 'off' ? undefined : await app.scheduler.guard.store.usefulnessByVolunteer(job.jobId);
     const volunteers = useful ? rows.map((v) => ({ ...v, ...(useful.get(v.volunteerId) ?? { scored: 0, meanDrop: null, notUseful: 0 }) })) : rows;
-    const checkpoints = app.db.prepare('SELECT version, hash, created_at AS at FROM versions WHERE job_id = ? ORDER BY version').all(job.jobId);
+    const checkpoints = await app.stores.relay.listCheckpoints(job.jobId);
     return {
-      job: app.scheduler.jobInfo(job), owner: ops?.ownerName ?? job.researcher, maxLossRise: ops?.maxLossRise ?? null,
-      tokenizer: ops?.tokenizer ?? null, ...curve(job.jobId), volunteers, checkpoints,
+      job: await app.scheduler.jobInfo(job), owner: ops?.ownerName ?? job.researcher, maxLossRise: ops?.maxLossRise ?? null,
+      tokenizer: ops?.tokenizer ?? null, ...(await curve(job.jobId)), volunteers, checkpoints,
     };
   });
 
@@ -47,14 +46,15 @@ export const modelRoutes = (tallies: TallyReader): FastifyPluginAsync => async (
   // made once per version on the worker pool, then streamed from its file (./onnx-cache.ts)
   const onnx = createOnnxCache(join(app.dataDir, 'onnx'), app.pool, app.metrics.registry);
   app.get<{ Params: Static<typeof VersionParams> }>('/api/ops/jobs/:jobId/versions/:version/model.onnx', { schema: { params: VersionParams } }, async (req, reply) => {
-    const job = app.scheduler.requireJob(req.params.jobId);
+    const job = await app.scheduler.requireJob(req.params.jobId);
     const { version } = req.params;
-    const hash = app.store.versionHash(job.jobId, version);
-    if (!hash) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, app.store.listVersions(job.jobId))}`, 'version');
-    // the worker reads the checkpoint from the database file: the event loop never loads its params
-    const file = onnx.cached(job.model, hash) ?? await onnx.file(job.model, hash, { db: app.db.name, jobId: job.jobId, version }).catch((e: Error) => {
+    const hash = await app.stores.relay.versionHash(job.jobId, version);
+    const missing = async () => new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, await app.stores.relay.listVersions(job.jobId))}`, 'version');
+    if (!hash) throw await missing();
+    // the worker reads the checkpoint where the store says (for SQLite, the database file): the event loop never loads its params
+    const file = onnx.cached(job.model, hash) ?? await onnx.file(job.model, hash, app.stores.relay.paramsSource(job.jobId, version)).catch(async (e: Error) => {
       // retention dropped the version while its export waited
-      if (/no longer stored/.test(e.message)) throw new OpsError('TT_ERR_UNKNOWN_VERSION', `version: ${missingVersionMessage(job.jobId, version, job.version, app.store.listVersions(job.jobId))}`, 'version');
+      if (/no longer stored/.test(e.message)) throw await missing();
       throw e;
     });
     return reply.header('content-type', 'application/octet-stream')

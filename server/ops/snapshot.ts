@@ -20,19 +20,19 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
   const lag = monitorEventLoopDelay({ resolution: 20 });
   lag.enable();
   app.addHook('onClose', async () => lag.disable());
-  const db = app.db;
   const startedAt = Date.now();
-  const curve = curveReader(db, (jobId) => app.store.listEvals(jobId));
+  const store = app.stores.relay;
+  const curve = curveReader(store);
 
   return async function snapshot(now = Date.now()) {
-    const jobs = app.store.listJobs();
-    const volunteersTotal = (db.prepare('SELECT COUNT(*) AS n FROM volunteers').get() as { n: number }).n;
+    const jobs = await store.listJobs();
+    const volunteersTotal = await store.countVolunteers();
     const tally = await tallies.read(now);
     const devices = tally.devices;
     const active = devices.reduce((a, d) => a + d.volunteers, 0);
     // few tasks end expired or rejected: counted on the (state, expires_at) index; accepted ones are the updates
-    const ended = (state: string) => (db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE state = ?').get(state) as { n: number }).n;
-    const inFlight = (db.prepare("SELECT COUNT(*) AS n FROM tasks WHERE state = 'issued' AND expires_at > ?").get(now) as { n: number }).n;
+    const ended = (state: 'expired' | 'rejected') => store.countTasks(state, now);
+    const inFlight = await store.countTasks('issued', now);
 
     // Throughput over the window, by job (the model decides tokens per sample and FLOPs per token).
     let samples = 0, tokens = 0, flops = 0;
@@ -58,15 +58,16 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
 
     const leaderboard = tally.leaderboard;
 
-    const perJob = jobs.map((j) => ({
+    const perJob = await Promise.all(jobs.map(async (j) => ({
       jobId: j.jobId, name: j.name, status: j.status, version: j.version, model: j.model.kind, researcher: j.researcher,
-      ...curve(j.jobId),
-      ...(j.status === 'done' ? { finish: app.scheduler.stopping.finishOf(j.jobId) } : {}),
-    }));
-    const pendingUpdates = jobs.reduce((a, j) => a + app.store.countPendingUpdates(j.jobId), 0);
+      ...(await curve(j.jobId)),
+      ...(j.status === 'done' ? { finish: await app.scheduler.stopping.finishOf(j.jobId) } : {}),
+    })));
+    let pendingUpdates = 0;
+    for (const j of jobs) pendingUpdates += await store.countPendingUpdates(j.jobId);
     const swarm = await swarmView(app);
     const mem = process.memoryUsage();
-    const audit = (db.prepare('SELECT COUNT(*) AS n FROM ops_audit').get() as { n: number }).n;
+    const audit = await app.stores.ops.countAudit();
     // Lag since the previous snapshot, not since start.
     const lagP99Ms = lag.percentile(99) / 1e6, lagMeanMs = lag.mean / 1e6 || 0;
     lag.reset();
@@ -74,7 +75,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
     return {
       at: now,
       volunteers: { registered: volunteersTotal, active, devices },
-      tasks: { leased: tally.leased, inFlight, expired: ended('expired'), accepted, rejected: ended('rejected') },
+      tasks: { leased: tally.leased, inFlight, expired: await ended('expired'), accepted, rejected: await ended('rejected') },
       throughput: { samplesPerSec: samples / secs, tokensPerSec: tokens / secs, gflops: flops / secs / 1e9, windowSec: secs },
       updates: { accepted, refused },
       bytes: { in: traffic.bytesIn, out: traffic.bytesOut, updates: updateBytes, denseEquivalent: denseBytes, compressionRatio: updateBytes > 0 ? denseBytes / updateBytes : 0 },

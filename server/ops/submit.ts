@@ -10,10 +10,8 @@ import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, reso
 import { paramCount } from '../../shared/models/config.ts';
 import type { JobSpec } from '../store/types.ts';
 import { RateLimiter } from '../defence/rate-limit.ts';
-import { appendAudit } from './audit.ts';
 import { actorOf } from './auth.ts';
 import { OpsError } from './errors.ts';
-import { insertOpsJob } from './store.ts';
 import type { Principal } from './tokens.ts';
 
 export const UPLOAD_PREFIX = 'upload:';
@@ -36,22 +34,24 @@ export const createSubmitLimits = (): SubmitLimits => ({
 });
 
 /** The relay's disk a job holds: its stored shards and its version-0 checkpoint. */
-const heldBytes = (app: FastifyInstance, jobId: string, params: number): number =>
-  (app.db.prepare('SELECT COALESCE(SUM(LENGTH(bytes)), 0) AS n FROM ops_shards WHERE job_id = ?').get(jobId) as { n: number }).n + 4 * params;
+const heldBytes = async (app: FastifyInstance, jobId: string, params: number): Promise<number> =>
+  (await app.stores.ops.shardBytes(jobId)) + 4 * params;
 
-/** Refuses with 429 before any work when this researcher is over a limit. */
-function checkLimits(app: FastifyInstance, who: Principal, limits: SubmitLimits): void {
+/** Refuses with 429 before any work when this researcher is over a limit. The submission rate limiter
+ * and the set of submissions being prepared live in this process. */
+async function checkLimits(app: FastifyInstance, who: Principal, limits: SubmitLimits): Promise<void> {
   if (who.role === 'operator') return;
   if (limits.preparing.has(who.tokenId)) {
     const e = new OpsError('TT_ERR_RATE_LIMITED', 'another submission of yours is still being prepared; wait for its answer, then submit the next');
     e.retryAfterSeconds = 5;
     throw e;
   }
-  const pending = app.db.prepare("SELECT o.job_id AS jobId FROM ops_jobs o JOIN jobs j ON j.job_id = o.job_id WHERE o.owner_token_id = ? AND j.status = 'pending'").all(who.tokenId) as { jobId: string }[];
+  const pending = await app.stores.ops.pendingJobsOf(who.tokenId);
   if (pending.length >= MAX_PENDING_JOBS) {
-    throw new OpsError('TT_ERR_PENDING_LIMIT', `you have ${pending.length} jobs waiting for approval, the most a researcher may have; ask an operator to approve or remove one (${pending.map((p) => p.jobId).join(', ')}) before submitting another`);
+    throw new OpsError('TT_ERR_PENDING_LIMIT', `you have ${pending.length} jobs waiting for approval, the most a researcher may have; ask an operator to approve or remove one (${pending.join(', ')}) before submitting another`);
   }
-  const held = pending.reduce((a, p) => a + heldBytes(app, p.jobId, paramCount(app.store.getJob(p.jobId)!.model)), 0);
+  let held = 0;
+  for (const jobId of pending) held += await heldBytes(app, jobId, paramCount((await app.stores.relay.getJob(jobId))!.model));
   if (held >= MAX_PENDING_BYTES) {
     throw new OpsError('TT_ERR_PENDING_LIMIT', `your jobs waiting for approval hold ${held} bytes on the relay, over the ${MAX_PENDING_BYTES}-byte limit; wait for an operator to approve them before submitting another`);
   }
@@ -70,7 +70,7 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
   try { raw = JSON.parse(specText); } catch (e) {
     throw new OpsError('TT_ERR_JOB_SPEC', `spec: is not valid JSON (${(e as Error).message}); send job.json as it is on disk`, 'spec');
   }
-  checkLimits(app, who, limits);
+  await checkLimits(app, who, limits);
   limits.preparing.add(who.tokenId);
   try {
     const job = checkSubmission(raw);
@@ -90,17 +90,17 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
     const initial = await app.pool.run({ kind: 'init', model, seed: 1 });
     const datasetSha256 = createHash('sha256').update(data).digest('hex');
     const now = Date.now();
-    app.db.transaction(() => {
-      insertOpsJob(app.db, {
+    await app.stores.transaction(async (tx) => {
+      await tx.ops.insertOpsJob({
         jobId, ownerTokenId: who.tokenId, ownerName: who.name, maxLossRise: job.guardrail?.maxLossRise ?? defaultGuardrail.maxLossRise,
         tokenizer: prepared.tokenizer, datasetKind: prepared.kind, submittedAt: now,
       }, shards, heldOut);
-      app.scheduler.createJob(jobId, spec, 'pending', 1, initial);
-      appendAudit(app.db, {
+      await app.scheduler.createJob(jobId, spec, 'pending', 1, initial, tx);
+      await tx.ops.appendAudit({
         actor: actorOf(who), action: 'job.submit', jobId,
         detail: { name: job.name, model, hyperparameters: spec.hyperparameters, dataset: { ...spec.dataset, format: job.dataset.format, bytes: data.length, sha256: datasetSha256 } },
       }, now);
-    })();
+    });
     // version 0's held-out loss lands later, from the worker pool (createJob asked for it); the researcher is answered now
     return { jobId, status: 'pending', name: job.name, model, paramCount: paramCount(model), dataset: spec.dataset, datasetSha256 };
   } catch (e) {

@@ -1,9 +1,9 @@
 // Running totals for the dashboard, read incrementally: tasks and updates only ever gain rows, so each
-// snapshot reads the rows added since the previous one (by rowid) instead of aggregating every task and
+// snapshot reads the rows added since the previous one (by the store's position, tasksSince/updatesSince) instead of aggregating every task and
 // update ever stored (1.1 s per snapshot at a million updates, all of it on the relay's event loop).
 // Nothing is written for it: counting triggers cost intake 0.1–0.2 ms an update. Credit is the samples of
 // every accepted update, as the volunteer's own page counts it: a later rollback is no fault of theirs.
-import type Database from 'better-sqlite3';
+import type { RelayStore } from '../store/types.ts';
 
 /** Rows read per step; the relay's event loop gets a turn between steps of a long catch-up. */
 const CHUNK = 20_000;
@@ -25,13 +25,12 @@ export type Tallies = {
 export type JobVolunteer = { volunteerId: string; device: string | null; tasks: number; accepted: number; lastSeen: number; samples: number };
 export type TallyReader = ReturnType<typeof createTallies>;
 
-export function createTallies(db: Database.Database, o: { windowMs: number; activeMs: number; top?: number }) {
-  const newUpdates = db.prepare<[number, number], { id: number; job: string; volunteer: string; samples: number; bytes: number; at: number }>(
-    `SELECT rowid AS id, job_id AS job, volunteer_id AS volunteer, samples, payload_bytes AS bytes, accepted_at AS at
-     FROM updates WHERE rowid > ? ORDER BY rowid LIMIT ?`);
-  const newTasks = db.prepare<[number, number], { id: number; job: string; volunteer: string; at: number }>(
-    'SELECT rowid AS id, job_id AS job, volunteer_id AS volunteer, issued_at AS at FROM tasks WHERE rowid > ? ORDER BY rowid LIMIT ?');
-  const deviceOf = db.prepare<[string], { device: string }>('SELECT device FROM volunteers WHERE volunteer_id = ?');
+/** The totals live in this process, rebuilt from the store after a start (each relay of several keeps its own). */
+export function createTallies(store: RelayStore, o: { windowMs: number; activeMs: number; top?: number }) {
+  const newUpdates = async (after: number, limit: number) => (await store.updatesSince(after, limit))
+    .map((u) => ({ id: u.seq, job: u.jobId, volunteer: u.volunteerId, samples: u.samples, bytes: u.bytes, at: u.acceptedAt }));
+  const newTasks = async (after: number, limit: number) => (await store.tasksSince(after, limit))
+    .map((t) => ({ id: t.seq, job: t.jobId, volunteer: t.volunteerId, at: t.issuedAt }));
 
   let updateCursor = 0, taskCursor = 0, leased = 0;
   const perJob = new Map<string, { n: number; bytes: number }>();
@@ -57,14 +56,14 @@ export function createTallies(db: Database.Database, o: { windowMs: number; acti
     /** The job's volunteers with the most samples first (at most `limit`), brought up to date first. */
     async volunteersOf(jobId: string, limit = 100): Promise<JobVolunteer[]> {
       await current(Date.now());
-      return [...(byJob.get(jobId)?.values() ?? [])].sort((a, b) => b.samples - a.samples).slice(0, limit)
-        .map((w) => ({ ...w, device: deviceOf.get(w.volunteerId)?.device ?? null }));
+      return Promise.all([...(byJob.get(jobId)?.values() ?? [])].sort((a, b) => b.samples - a.samples).slice(0, limit)
+        .map(async (w) => ({ ...w, device: (await store.volunteerDevice(w.volunteerId)) ?? null })));
     },
   };
 
   async function read(now: number): Promise<Tallies> {
     for (;;) {
-      const rows = newUpdates.all(updateCursor, CHUNK);
+      const rows = await newUpdates(updateCursor, CHUNK);
       for (const r of rows) {
         const j = perJob.get(r.job) ?? { n: 0, bytes: 0 };
         j.n++; j.bytes += r.bytes;
@@ -81,7 +80,7 @@ export function createTallies(db: Database.Database, o: { windowMs: number; acti
       await turn();
     }
     for (;;) {
-      const rows = newTasks.all(taskCursor, CHUNK);
+      const rows = await newTasks(taskCursor, CHUNK);
       for (const r of rows) {
         leased++;
         const w = workOf(r.job, r.volunteer);
@@ -106,7 +105,7 @@ export function createTallies(db: Database.Database, o: { windowMs: number; acti
     const byDevice = new Map<string, number>();
     for (const [v, at] of lastLease) {
       if (at <= now - o.activeMs) { lastLease.delete(v); continue; }
-      const device = deviceOf.get(v)?.device || 'unknown';
+      const device = (await store.volunteerDevice(v)) || 'unknown';
       byDevice.set(device, (byDevice.get(device) ?? 0) + 1);
     }
     const devices = [...byDevice].map(([device, volunteers]) => ({ device, volunteers })).sort((a, b) => b.volunteers - a.volunteers);

@@ -6,20 +6,19 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JobRow } from '../store/types.ts';
 import { fail } from '../errors.ts';
-import { getOpsJob } from './store.ts';
 import { findToken, type Principal } from './tokens.ts';
 
 /** The request's principal when it carries a live token; undefined for anonymous (or a bad token:
  * public routes do not refuse it, they just show what anybody may see). */
-export function viewerOf(app: FastifyInstance, req: FastifyRequest): Principal | undefined {
+export async function viewerOf(app: FastifyInstance, req: FastifyRequest): Promise<Principal | undefined> {
   const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-  return m ? findToken(app.db, m[1]) : undefined;
+  return m ? findToken(app.stores.ops, m[1]) : undefined;
 }
 
-export function mayView(app: FastifyInstance, viewer: Principal | undefined, job: Pick<JobRow, 'jobId' | 'status'>): boolean {
+export async function mayView(app: FastifyInstance, viewer: Principal | undefined, job: Pick<JobRow, 'jobId' | 'status'>): Promise<boolean> {
   if (job.status !== 'pending') return true;
   if (!viewer) return false;
-  return viewer.role === 'operator' || getOpsJob(app.db, job.jobId)?.ownerTokenId === viewer.tokenId;
+  return viewer.role === 'operator' || (await app.stores.ops.getOpsJob(job.jobId))?.ownerTokenId === viewer.tokenId;
 }
 
 /** Every GET route with a :jobId answers 404 for a pending job the requester may not see. */
@@ -28,7 +27,7 @@ export function installJobVisibility(app: FastifyInstance): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') return;
     const jobId = (req.params as { jobId?: unknown } | undefined)?.jobId;
     if (typeof jobId !== 'string') return;
-    const job = app.store.getJob(jobId);
-    if (job && !mayView(app, viewerOf(app, req), job)) fail('TT_ERR_UNKNOWN_JOB', jobId);
+    const job = await app.stores.relay.getJob(jobId);
+    if (job && !(await mayView(app, await viewerOf(app, req), job))) fail('TT_ERR_UNKNOWN_JOB', jobId);
   });
 }

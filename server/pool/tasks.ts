@@ -6,9 +6,10 @@ import type { Tokenizer } from '../../shared/jobs/text.ts';
 import type { GptConfig, MlpConfig, ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 
-/** A checkpoint's params, read by the worker from the relay's SQLite file (so the event loop never reads
- * or copies a 76 MB blob for it), or given inline. */
-export type ParamsSource = Float32Array | { db: string; jobId: string; version: number };
+/** A checkpoint's params, where the store says the worker finds them (RelayStore.paramsSource: for SQLite,
+ * its file, so the event loop never reads or copies a 76 MB blob for it), or given inline. */
+export type { ParamsSource } from '../store/types.ts';
+import type { ParamsSource } from '../store/types.ts';
 
 export type PoolTask =
   | { kind: 'gpt-eval'; config: GptConfig; params: ParamsSource; tokens: Int32Array; n: number; length: number }

@@ -1,5 +1,5 @@
-// What a pool worker runs: the relay's CPU-heavy work, each a pure function of its message (no database,
-// no relay state), so the event loop only posts inputs and receives results.
+// What a pool worker runs: the relay's CPU-heavy work, each a pure function of its message (no relay
+// state; a checkpoint's params come from the store's params source, ../store/sqlite-params.ts), so the event loop only posts inputs and receives results.
 import { createHash } from 'node:crypto';
 import { writeFileSync, renameSync } from 'node:fs';
 import { decodeUpdate, encodeUpdate } from '../../shared/codec/index.ts';
@@ -13,25 +13,10 @@ import { initParams } from '../../shared/models/config.ts';
 import { mlpEvaluate } from '../../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { evaluateTokens } from '../ops/eval-gpt.ts';
-import Database from 'better-sqlite3';
-import type { ParamsSource, PoolTask } from './tasks.ts';
+import { readParams } from '../store/sqlite-params.ts';
+import type { PoolTask } from './tasks.ts';
 
-/** Read-only connections to relays' SQLite files (a test process runs several relays), the newest few. */
-const connections = new Map<string, Database.Database>();
-
-function paramsOf(src: ParamsSource): Float32Array {
-  if (src instanceof Float32Array) return src;
-  let db = connections.get(src.db);
-  if (!db) {
-    db = new Database(src.db, { readonly: true, fileMustExist: true });
-    connections.set(src.db, db);
-    if (connections.size > 4) { const [file, old] = connections.entries().next().value!; old.close(); connections.delete(file); }
-  }
-  const r = db.prepare('SELECT params FROM versions WHERE job_id = ? AND version = ?').get(src.jobId, src.version) as { params: Buffer } | undefined;
-  if (!r) throw new Error(`version ${src.version} of job ${src.jobId} is no longer stored`);
-  const b = r.params;
-  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
-}
+const paramsOf = readParams;
 
 export default async function run(task: PoolTask): Promise<unknown> {
   switch (task.kind) {

@@ -4,13 +4,17 @@ import type { FastifyInstance } from 'fastify';
 import { RelaySendsError } from '../../shared/protocol/messages.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
-import type { Store } from '../store/types.ts';
+import type { SqliteStore } from '../store/sqlite.ts';
+import type { Stores } from '../store/types.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** raw SQLite handle, for plugins that add their own tables (server/ops) */
+    /** everything the relay stores, asynchronous (server/store/types.ts): what relay code reads and writes through */
+    stores: Stores;
+    /** the embedded store's synchronous core and its SQLite handle: for tests and offline tools only;
+     * relay code goes through `stores` (its events and transactions) */
+    store: SqliteStore;
     db: Database.Database;
-    store: Store;
     scheduler: Scheduler;
     metrics: Metrics;
     dataDir: string;

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 
 export const healthRoutes: FastifyPluginAsync = async (app) => {
   app.get('/healthz', async () => {
-    const jobs = app.store.listJobs();
+    const jobs = (await app.stores.relay.listJobs());
     return { ok: true, jobs: jobs.length, running: jobs.filter((j) => j.status === 'running').length };
   });
   app.get('/metrics', async (_req, reply) => {

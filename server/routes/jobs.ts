@@ -13,26 +13,26 @@ const MANIFEST_DELTAS = 64;
 
 export const jobRoutes: FastifyPluginAsync = async (app) => {
   app.get('/api/jobs', { schema: { response: { 200: RelaySendsJobs } } }, async () => ({
-    jobs: app.store.listJobs('running').map((j) => ({ jobId: j.jobId, name: j.name, status: j.status, version: j.version })),
+    jobs: (await app.stores.relay.listJobs('running')).map((j) => ({ jobId: j.jobId, name: j.name, status: j.status, version: j.version })),
   }));
 
   app.get<{ Params: Static<typeof JobParams> }>('/api/jobs/:jobId', {
     schema: { params: JobParams, response: { 200: JobInfoSchema, ...errorResponses } },
-  }, async (req) => app.scheduler.jobInfo(app.scheduler.requireJob(req.params.jobId)));
+  }, async (req) => app.scheduler.jobInfo(await app.scheduler.requireJob(req.params.jobId)));
 
   app.get<{ Params: Static<typeof JobParams> }>('/api/jobs/:jobId/evals', {
     schema: { params: JobParams, response: { 200: RelaySendsEvals, ...errorResponses } },
   }, async (req) => {
-    app.scheduler.requireJob(req.params.jobId);
-    return { evals: app.store.listEvals(req.params.jobId) };
+    await app.scheduler.requireJob(req.params.jobId);
+    return { evals: (await app.stores.relay.listEvals(req.params.jobId)) };
   });
 
   app.get<{ Params: Static<typeof VersionParams> }>('/api/jobs/:jobId/versions/:version/params', {
     schema: { params: VersionParams, response: errorResponses },
   }, async (req, reply) => {
     const { jobId, version } = req.params;
-    const job = app.scheduler.requireJob(jobId);
-    const v = app.store.getParams(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId)));
+    const job = await app.scheduler.requireJob(jobId);
+    const v = (await app.stores.relay.getParams(jobId, version)) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, (await app.stores.relay.listVersions(jobId))));
     // A version's parameters never change, so caches may keep them forever.
     return reply.header('content-type', 'application/octet-stream').header('x-tabtrain-hash', v.hash)
       .header('cache-control', 'public, max-age=31536000, immutable')
@@ -44,9 +44,9 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     schema: { params: VersionParams, response: { 200: RelaySendsManifest, ...errorResponses } },
   }, async (req) => {
     const { jobId, version } = req.params;
-    const job = app.scheduler.requireJob(jobId);
-    const hash = app.store.versionHash(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId)));
-    const listed = app.store.listDeltas(jobId, Math.max(0, version - MANIFEST_DELTAS), version);
+    const job = await app.scheduler.requireJob(jobId);
+    const hash = (await app.stores.relay.versionHash(jobId, version)) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, (await app.stores.relay.listVersions(jobId))));
+    const listed = (await app.stores.relay.listDeltas(jobId, Math.max(0, version - MANIFEST_DELTAS), version));
     // only the unbroken run that ends at this version can be chained
     let from = listed.length;
     while (from > 0 && listed[from - 1].version === version - (listed.length - from)) from--;
@@ -58,10 +58,10 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     schema: { params: VersionParams, response: errorResponses },
   }, async (req, reply) => {
     const { jobId, version } = req.params;
-    const job = app.scheduler.requireJob(jobId);
-    const bytes = app.store.getDelta(jobId, version) ?? fail('TT_ERR_UNKNOWN_VERSION', version === 0
+    const job = await app.scheduler.requireJob(jobId);
+    const bytes = (await app.stores.relay.getDelta(jobId, version)) ?? fail('TT_ERR_UNKNOWN_VERSION', version === 0
       ? `version 0 of job ${jobId} is the initial model and has no delta; fetch its params`
-      : `${missingVersionMessage(jobId, version, job.version, app.store.listVersions(jobId))}; the delta of a dropped version is gone too, fetch the params of a kept one`);
+      : `${missingVersionMessage(jobId, version, job.version, (await app.stores.relay.listVersions(jobId)))}; the delta of a dropped version is gone too, fetch the params of a kept one`);
     return reply.header('content-type', 'application/octet-stream').header('cache-control', 'public, max-age=31536000, immutable')
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
@@ -69,7 +69,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
   app.get<{ Params: Static<typeof ShardParams> }>('/api/jobs/:jobId/shards/:shard', {
     schema: { params: ShardParams, response: errorResponses },
   }, async (req, reply) => {
-    const job = app.scheduler.requireJob(req.params.jobId);
+    const job = await app.scheduler.requireJob(req.params.jobId);
     const shards = dataset(job.dataset.name).shardBytes;
     const bytes = shards[req.params.shard] ?? fail('TT_ERR_UNKNOWN_SHARD', `job ${job.jobId} has shards 0..${shards.length - 1}, not ${req.params.shard}`);
     return reply.header('content-type', 'application/octet-stream').header('cache-control', 'public, max-age=31536000, immutable')

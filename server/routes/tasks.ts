@@ -16,13 +16,13 @@ export const taskRoutes: FastifyPluginAsync = async (app) => {
     // the relay's clock, even on a refusal: a volunteer signs its requests with this time
     reply.header('x-tabtrain-time', String(t));
     app.scheduler.guard.limit('tasksPerAddress', req.ip, t);
-    app.scheduler.requireJob(req.params.jobId); // an unknown job is named before any signature is checked
+    await app.scheduler.requireJob(req.params.jobId); // an unknown job is named before any signature is checked
     const header = (name: string) => { const v = req.headers[name]; return typeof v === 'string' ? v : undefined; };
     await app.scheduler.guard.verifyTaskRequest(req.body.volunteerId, req.params.jobId, header('x-tabtrain-signature'), header('x-tabtrain-time'), t);
     app.scheduler.guard.limit('tasksPerIdentity', req.body.volunteerId, t);
-    const task = app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId, req.ip);
+    const task = await app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId, req.ip);
     if (!task) {
-      const paused = app.store.getJob(req.params.jobId)?.status === 'paused';
+      const paused = (await app.stores.relay.getJob(req.params.jobId))?.status === 'paused';
       return reply.status(204).header('retry-after', paused ? '5' : '1').header('x-tabtrain-retry-ms', String(paused ? 5000 : NO_WORK_RETRY_MS))
         .header('x-tabtrain-job-status', paused ? 'paused' : 'running').send();
     }

@@ -34,8 +34,8 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
     onRequest: async (req, reply) => {
       app.scheduler.guard.limit('uploadsPerAddress', req.ip, Date.now());
       const taskId = (req.params as { taskId: string }).taskId;
-      const task = app.store.getTask(taskId) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
-      const job = app.store.getJob(task.jobId);
+      const task = (await app.stores.relay.getTask(taskId)) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
+      const job = (await app.stores.relay.getJob(task.jobId));
       const n = job ? paramCount(job.model) : 0;
       // the frame can hold an fp32 update at most, plus its JSON header
       const cap = Math.min(opts.maxBodyBytes, job ? Math.max(encodedByteBound(n, { kind: 'fp32' }), encodedByteBound(n, job.hyperparameters.compression)) + 8 + MAX_FRAME_HEADER_BYTES : opts.maxBodyBytes);

@@ -11,7 +11,7 @@ import { paramCount } from '../../shared/models/config.ts';
 import { dataset } from '../data/datasets.ts';
 import { RelayError, fail } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import type { JobRow, Store } from '../store/types.ts';
+import type { JobRow, RelayStore } from '../store/types.ts';
 import type { Guard } from '../defence/guard.ts';
 import type { ReplicaRow } from '../defence/store.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
@@ -41,8 +41,8 @@ const headerCheck = TypeCompiler.Compile(VolunteerSendsUpdateHeader);
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 export type IntakeOptions = {
-  store: Store; guard: Guard; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics; now: () => number;
-  requireJob: (jobId: string) => JobRow;
+  store: RelayStore; guard: Guard; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics; now: () => number;
+  requireJob: (jobId: string) => Promise<JobRow>;
   stopRules: Stopping;
   /** called when an accepted update made the round's K: the round closes outside this request */
   roundReady: (jobId: string) => void;
@@ -64,8 +64,8 @@ export function createIntake(o: IntakeOptions) {
 
   /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task. */
   async function intakeUpdate(taskId: string, body: Uint8Array, signature?: string): Promise<UpdateAck> {
-    let task = store.getTask(taskId) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
-    if (task.state !== 'accepted' && store.getJob(task.jobId)?.status === 'done') fail('TT_ERR_JOB_NOT_RUNNING', `job ${task.jobId} is done (${stopRules.finishOf(task.jobId)?.reason ?? 'ended by an operator'}); its updates are not taken. Lease a task of a running job (GET /api/jobs)`);
+    let task = (await store.getTask(taskId)) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
+    if (task.state !== 'accepted' && (await store.getJob(task.jobId))?.status === 'done') fail('TT_ERR_JOB_NOT_RUNNING', `job ${task.jobId} is done (${(await stopRules.finishOf(task.jobId))?.reason ?? 'ended by an operator'}); its updates are not taken. Lease a task of a running job (GET /api/jobs)`);
     let frame: ReturnType<typeof decodeUpdateFrame>;
     try {
       frame = decodeUpdateFrame(body);
@@ -87,7 +87,7 @@ export function createIntake(o: IntakeOptions) {
     await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, hash);
     // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
     guard.limit('uploadsPerIdentity', header.volunteerId, now());
-    task = store.getTask(taskId)!; // re-read: another request may have changed it during the await
+    task = (await store.getTask(taskId))!; // re-read: another request may have changed it during the await
 
     if (task.state === 'accepted') {
       if (task.payloadHash === hash) return { ...(JSON.parse(task.ack!) as UpdateAck), duplicate: true };
@@ -97,36 +97,36 @@ export function createIntake(o: IntakeOptions) {
     const t = now();
     if (task.state === 'expired' || claims.expiresAt <= t) fail('TT_ERR_LEASE_EXPIRED', taskId);
 
-    const job = requireJob(task.jobId);
+    const job = await requireJob(task.jobId);
     if (job.status !== 'running') fail('TT_ERR_JOB_NOT_RUNNING', `job ${job.jobId} is ${job.status}; its updates are not taken now`);
     const h = job.hyperparameters;
     const staleness = job.version - task.baseVersion;
     if (staleness < 0 || staleness > h.stalenessBound) {
-      reject(taskId);
+      await reject(taskId);
       fail('TT_ERR_TOO_STALE', `update is based on version ${task.baseVersion} but the job is at ${job.version} (staleness bound ${h.stalenessBound}); lease a new task`);
     }
     const n = paramCount(job.model);
     // a swarm task's H is its own: its norm is held to a bound for that many steps (normBoundFor)
     const taskSteps = claims.steps ?? h.steps;
-    const bound = normBoundFor(job, taskSteps);
+    const bound = await normBoundFor(job, taskSteps);
     const checked = validateEncodedSafe(frame.payload, { paramCount: n, normBound: bound.bound, boundFrom: bound.from });
     if (!checked.ok) {
       // final either way: the lease cannot be retried with another frame, and its round slot is free at once
-      reject(taskId);
+      await reject(taskId);
       const r = validationRefusal[checked.code];
       if (r.strike) {
-        const rep = guard.outcome(header.volunteerId, 'invalid', t);
+        const rep = await guard.outcome(header.volunteerId, 'invalid', t);
         log.warn({ task: taskId, volunteer: header.volunteerId, code: checked.code, reputation: rep }, 'corrupt update: task rejected, strike against its volunteer');
       }
       return fail(r.code, checked.message);
     }
     const norm = checked.norm;
     if (!(norm <= h.maxUpdateNorm)) {
-      reject(taskId);
+      await reject(taskId);
       fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
     }
     // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
-    usefulness.check(job, task, header.volunteerId, frame.payload, t);
+    await usefulness.check(job, task, header.volunteerId, frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
     // credit is what the relay leased (the lease's H, signed, of the job's batch), never the header's claim
     const samples = taskSteps * h.batchSize;
@@ -135,10 +135,10 @@ export function createIntake(o: IntakeOptions) {
     const weight = swarmJob ? ack.weight * (samples / (h.steps * h.batchSize)) : ack.weight;
     const computeMs = Math.min(header.computeMs, Math.max(0, t - task.issuedAt));
     // a spot check (read once: its weight and its comparison both need the group)
-    const mine = guard.store.getReplica(taskId);
-    const group = mine ? guard.store.group(mine.groupId) : [];
+    const mine = await guard.store.getReplica(taskId);
+    const group = mine ? await guard.store.group(mine.groupId) : [];
     const secondCopy = group.some((g) => g.taskId !== taskId && g.payload !== null);
-    store.acceptUpdate({
+    await store.acceptUpdate({
       // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
       // volunteer is told the usual weight, so an unflagged check stays unseen.
       taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : weight,
@@ -148,12 +148,12 @@ export function createIntake(o: IntakeOptions) {
     }, JSON.stringify(ack));
     // remembered as for the job's nominal H, so tasks of any size share one history (linear in steps:
     // AdamW moves each parameter at most about lr per step, so that is the upper envelope)
-    rememberNorm(job, norm * (h.steps / taskSteps));
-    if (mine) spotCheck(mine, group, taskId, frame.payload, n, t);
+    await rememberNorm(job, norm * (h.steps / taskSteps));
+    if (mine) await spotCheck(mine, group, taskId, frame.payload, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });
     metrics.updateBytes.inc({ job: job.jobId }, body.length);
     metrics.updateStaleness.observe({ job: job.jobId }, staleness);
-    const pending = store.countPendingUpdates(job.jobId);
+    const pending = await store.countPendingUpdates(job.jobId);
     if (swarmJob) {
       swarm.accepted(job.jobId, h, taskId, header.volunteerId, taskSteps, computeMs, t - task.issuedAt, t);
       if (swarm.due(h, pending, t - job.roundStartedAt)) o.roundReady(job.jobId);
@@ -162,33 +162,33 @@ export function createIntake(o: IntakeOptions) {
   }
 
   /** A refused update: final for its task. */
-  function reject(taskId: string): void {
-    store.rejectTask(taskId);
+  async function reject(taskId: string): Promise<void> {
+    await store.rejectTask(taskId);
     swarm.ended(taskId, '', false);
   }
 
   /** The job's last accepted norms (across rounds), oldest first: kept in memory, re-read from the store
    * (norms only) at the first upload after a start or after a rollback discarded some. */
-  function recentNorms(job: JobRow): number[] {
+  async function recentNorms(job: JobRow): Promise<number[]> {
     const size = guard.normBound.history ?? 64;
     let c = normHistory.get(job.jobId);
     if (!c || c.version > job.version) {
-      c = { version: job.version, recent: guard.store.recentNorms(job.jobId, size) };
+      c = { version: job.version, recent: await store.recentNorms(job.jobId, size) };
       normHistory.set(job.jobId, c);
     }
     c.version = job.version;
     return c.recent;
   }
 
-  function rememberNorm(job: JobRow, norm: number): void {
-    const recent = recentNorms(job);
+  async function rememberNorm(job: JobRow, norm: number): Promise<void> {
+    const recent = await recentNorms(job);
     recent.push(norm);
     if (recent.length > (guard.normBound.history ?? 64)) recent.shift();
   }
 
   /** The bound the job's next update of `steps` inner steps is held to, from its first one on (see
    * jobNormBound and priorNormBound): the job's maxUpdateNorm is checked after, on its own. */
-  function normBoundFor(job: JobRow, steps: number): { bound: number; from: string } {
+  async function normBoundFor(job: JobRow, steps: number): Promise<{ bound: number; from: string }> {
     const h = job.hyperparameters;
     let prior = priorCache.get(job.jobId);
     // weight decay's share of Δ scales with ‖θ‖: only then is the prior per version (read once per version)
@@ -197,7 +197,7 @@ export function createIntake(o: IntakeOptions) {
       let sq = 0;
       if (perVersion && prior?.version === job.version && prior.thetaNorm !== undefined) sq = prior.thetaNorm ** 2;
       else {
-        const v = perVersion ? store.getParams(job.jobId, job.version) : undefined;
+        const v = perVersion ? await store.getParams(job.jobId, job.version) : undefined;
         if (v) for (const x of v.params) sq += x * x;
       }
       prior = { version: job.version, steps, thetaNorm: Math.sqrt(sq), bound: priorNormBound(paramCount(job.model), { ...h, steps }, Math.sqrt(sq)) };
@@ -205,7 +205,7 @@ export function createIntake(o: IntakeOptions) {
     }
     // the history is kept as for the nominal H (see rememberNorm): scaled to this task's H
     const scale = steps / h.steps;
-    const b = jobNormBound(recentNorms(job), prior.bound / scale, guard.normBound);
+    const b = jobNormBound(await recentNorms(job), prior.bound / scale, guard.normBound);
     return { bound: b.bound * scale, from: scale === 1 ? b.from : `${b.from}, scaled to this task's ${steps} steps` };
   }
 
@@ -214,35 +214,35 @@ export function createIntake(o: IntakeOptions) {
    * background: a copy that matches it is clean, one that does not is a strike; with no reference
    * (GPT jobs, base version gone) both are struck, and an honest volunteer's strikes are forgiven by
    * later clean checks. `group`: the check's replica rows as read before this copy was stored. */
-  function spotCheck(mine: ReplicaRow, group: ReplicaRow[], taskId: string, payload: Uint8Array, n: number, t: number): void {
-    guard.store.setReplicaPayload(taskId, payload);
+  async function spotCheck(mine: ReplicaRow, group: ReplicaRow[], taskId: string, payload: Uint8Array, n: number, t: number): Promise<void> {
+    await guard.store.setReplicaPayload(taskId, payload);
     if (group.length < 2 || group.some((g) => g.taskId !== taskId && !g.payload)) return;
     const copies = group.map((g) => decodeUpdate(g.taskId === taskId ? payload : g.payload!, n));
     const { agree, distance } = compareUpdates(copies[0], copies[1], guard.tolerance);
     guard.spotChecked(agree);
     log.info({ group: mine.groupId, agree, distance, volunteers: group.map((g) => g.volunteerId) }, 'spot check compared');
     if (agree) {
-      for (const g of group) guard.outcome(g.volunteerId, 'agree', t);
+      for (const g of group) await guard.outcome(g.volunteerId, 'agree', t);
       return;
     }
-    const job = store.getJob(mine.jobId);
+    const job = await store.getJob(mine.jobId);
     // params only, and only for the jobs a reference copy is computed for (a GPT checkpoint is not read)
-    const base = job?.model.kind === 'mlp' ? store.getParams(mine.jobId, mine.baseVersion) : undefined;
+    const base = job?.model.kind === 'mlp' ? await store.getParams(mine.jobId, mine.baseVersion) : undefined;
     if (!job || !base || job.model.kind !== 'mlp') {
-      for (const g of group) guard.outcome(g.volunteerId, 'disagree', t);
+      for (const g of group) await guard.outcome(g.volunteerId, 'disagree', t);
       return;
     }
     const shard = dataset(job.dataset.name).shardBytes[mine.shard];
-    const pending = referenceUpdate(job.model, job.hyperparameters, base.params, shard, mine.seed).then((ref) => {
-      group.forEach((g, i) => {
+    const pending = referenceUpdate(job.model, job.hyperparameters, base.params, shard, mine.seed).then(async (ref) => {
+      for (const [i, g] of group.entries()) {
         const r = compareUpdates(copies[i], ref, guard.tolerance);
-        guard.outcome(g.volunteerId, r.agree ? 'agree' : 'disagree', now());
+        await guard.outcome(g.volunteerId, r.agree ? 'agree' : 'disagree', now());
         log.info({ group: mine.groupId, volunteer: g.volunteerId, agree: r.agree, distance: r.distance }, 'spot check tie-break against the relay\'s reference copy');
-      });
-    }).catch((e: unknown) => {
+      }
+    }).catch(async (e: unknown) => {
       log.error({ err: e, group: mine.groupId }, 'spot check tie-break failed; striking both copies');
       try {
-        for (const g of group) guard.outcome(g.volunteerId, 'disagree', now());
+        for (const g of group) await guard.outcome(g.volunteerId, 'disagree', now());
       } catch { /* the relay is closing: its database is gone */ }
     }).finally(() => tieBreaks.delete(pending));
     tieBreaks.add(pending);

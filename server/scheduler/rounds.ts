@@ -1,28 +1,26 @@
 // Rounds: when K updates are in (or the round timer fired with a quorum; swarm jobs: the round's target
-// time passed with a quorum, ./round-size.ts), the pending updates are aggregated, the DiLoCo outer step makes the next version, published as a compressed delta, and
-// committed with the updates it applied; then retention prunes old checkpoints and payloads, and the
-// new version is evaluated and checked against the job's stopping rule.
+// time passed with a quorum, ./round-size.ts), the pending updates are
+// aggregated, the DiLoCo outer step makes the next version, published as a compressed delta, and
+// committed with the updates it applied (a conditional commit: only one closer of a round wins); then
+// retention prunes old checkpoints and payloads. Evaluation and stopping rules follow the commit's event.
 import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { decodeUpdate } from '../../shared/codec/index.ts';
 import { deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import type { Metrics } from '../metrics.ts';
-import type { JobRow, Store } from '../store/types.ts';
+import type { JobRow, RelayStore } from '../store/types.ts';
 import { defaultRetention, prunableUpTo, type Retention } from '../store/retention.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
 import { isSwarm, type SwarmPolicy } from './swarm.ts';
 import { outerStep } from './outer-step.ts';
-import type { Evaluation } from './evaluation.ts';
-import type { Stopping } from './stopping.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 export const paramHash = (p: Float32Array): string => sha256(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
 
 export type RoundsOptions = {
-  store: Store; log: FastifyBaseLogger; metrics: Metrics; now: () => number;
-  requireJob: (jobId: string) => JobRow;
-  evaluation: Evaluation; evaluate: boolean; stopRules: Stopping;
+  store: RelayStore; log: FastifyBaseLogger; metrics: Metrics; now: () => number;
+  requireJob: (jobId: string) => Promise<JobRow>;
   /** which checkpoints and update payloads outlive their round (default: defaultRetention) */
   retention?: Retention;
   later: (work: () => void) => void;
@@ -42,20 +40,16 @@ export function createRounds(o: RoundsOptions) {
     scheduled.add(jobId);
     o.later(() => {
       scheduled.delete(jobId);
-      try {
-        closeRound(jobId, false);
-      } catch (e) {
-        log.error({ err: e, job: jobId }, 'round failed');
-      }
+      closeRound(jobId, false).catch((e: unknown) => log.error({ err: e, job: jobId }, 'round failed'));
     });
   }
 
   /** Aggregates the pending updates into the next version when K are in, or the round timer fired with a quorum. */
-  function closeRound(jobId: string, byTimer: boolean): boolean {
-    const job = requireJob(jobId);
+  async function closeRound(jobId: string, byTimer: boolean): Promise<boolean> {
+    const job = await requireJob(jobId);
     if (job.status !== 'running') return false;
     const h = job.hyperparameters;
-    const count = store.countPendingUpdates(jobId);
+    const count = await store.countPendingUpdates(jobId);
     const t0 = now();
     const swarmJob = isSwarm(h);
     const k = swarmJob ? swarm.k(jobId, h, t0) : h.updatesPerRound;
@@ -74,19 +68,19 @@ export function createRounds(o: RoundsOptions) {
     // relays sharing one database close a round from what all of them accepted.
     // Second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all.
     const pending: string[] = [];
-    let acc = foldPending(job, pending, false);
-    if (acc.counted === 0) acc = foldPending(job, [], true);
+    let acc = await foldPending(job, pending, false);
+    if (acc.counted === 0) acc = await foldPending(job, [], true);
     if (pending.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
     const delta = acc.close(h.aggregator, { preAggregators: h.preAggregators });
     metrics.roundAccumulators.set({ job: jobId }, acc.live);
-    const cur = store.getVersion(jobId, job.version)!;
+    const cur = (await store.getVersion(jobId, job.version))!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;
     // the new version is what its published delta gives (shared/codec/version-delta.ts): volunteers
     // download that delta instead of the whole model and rebuild these exact bits
     const residual = cur.residual ?? new Float32Array(n);
     const published = publishVersion(cur.params, next.params, residual, deltaCompression(h.compression));
-    const committed = store.commitRound(jobId, {
+    const committed = await store.commitRound(jobId, {
       version, params: published.params, momentum: next.momentum, hash: paramHash(published.params),
       delta: { bytes: published.delta, sha256: sha256(published.delta) }, residual,
     }, pending, now());
@@ -96,7 +90,7 @@ export function createRounds(o: RoundsOptions) {
       log.info({ job: jobId, version }, 'round not committed: the job is no longer at its base version');
       return false;
     }
-    prune(jobId, version, h.stalenessBound);
+    await prune(jobId, version, h.stalenessBound);
     stop();
     const trigger = count >= k ? 'k' : 'timer';
     metrics.rounds.inc({ job: jobId, trigger });
@@ -105,10 +99,8 @@ export function createRounds(o: RoundsOptions) {
     const last = lastClose.get(jobId) ?? job.roundStartedAt;
     metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
     lastClose.set(jobId, t0);
+    // the new version's evaluation and the stopping rules hear of it as the store's round-committed event
     log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
-    if (o.evaluate) o.later(() => void o.evaluation.evaluate(jobId, version));
-    // budgets and targets, once this version's evaluation is in (its landing checks again: ./stopping.ts)
-    o.later(() => o.stopRules.check(jobId, { needEval: o.evaluate }));
     return true;
   }
 
@@ -119,11 +111,13 @@ export function createRounds(o: RoundsOptions) {
    * samples (and staleness). Averaged raw, a 40-step Δ is 8× a 5-step one and its weight 8× too: the round's
    * step was then set by the fastest devices and the outer momentum carried it past the minimum (measured:
    * 31 % held-out accuracy where fixed H reached 88 % at equal samples, bench/swarm.ts). */
-  function foldPending(job: JobRow, ids: string[], all: boolean): RoundAccumulator {
+  async function foldPending(job: JobRow, ids: string[], all: boolean): Promise<RoundAccumulator> {
     const h = job.hyperparameters, n = paramCount(job.model);
     const nominal = h.steps * h.batchSize;
     const acc = createRoundAccumulator(n, { seed: job.version });
-    for (const u of store.eachPendingUpdate(job.jobId)) {
+    for (const id of await store.pendingUpdateIds(job.jobId)) {
+      const u = await store.pendingUpdate(id);
+      if (!u) continue; // its payload was lost: discarded
       ids.push(u.taskId);
       if (!all && !(u.weight > 0)) continue;
       const x = decodeUpdate(u.payload, n);
@@ -135,10 +129,10 @@ export function createRounds(o: RoundsOptions) {
   }
 
   /** Retention after a round (../store/retention.ts). A failure here costs disk, not the round. */
-  function prune(jobId: string, version: number, stalenessBound: number): void {
+  async function prune(jobId: string, version: number, stalenessBound: number): Promise<void> {
     const r = o.retention ?? defaultRetention;
     try {
-      const dropped = store.pruneHistory(jobId, prunableUpTo(version, r, stalenessBound), r.keepEvery);
+      const dropped = await store.pruneHistory(jobId, prunableUpTo(version, r, stalenessBound), r.keepEvery);
       if (dropped.checkpoints || dropped.payloads) log.debug({ job: jobId, version, ...dropped }, 'old checkpoints and payloads dropped');
     } catch (e) {
       log.warn({ err: e, job: jobId, version }, 'retention failed; old checkpoints and payloads stay for now');

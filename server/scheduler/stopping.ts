@@ -3,13 +3,11 @@
 // first rule that holds moves the job to done, ends its leases and records why, with the version it
 // releases: the one with the best held-out loss (not the last; past its best a model only memorises).
 // An operator can extend a done job with a new `until`: it resumes from the released version's checkpoint.
-import type Database from 'better-sqlite3';
 import type { FastifyBaseLogger } from 'fastify';
 import { Value } from '@sinclair/typebox/value';
 import { UntilSchema, type Eval, type Finish, type Until } from '../../shared/protocol/messages.ts';
-import { appendAudit, migrateAudit } from '../ops/audit.ts';
 import { fail } from '../errors.ts';
-import type { Store } from '../store/types.ts';
+import type { RelayStore, Stores } from '../store/types.ts';
 
 export type StopRule = keyof Until;
 export type Verdict = { rule: StopRule; reason: string };
@@ -74,48 +72,34 @@ export function checkUntil(input: unknown): Until {
   return input as Until;
 }
 
-type FinishRow = { job_id: string; rule: string; reason: string; released_version: number; released_hash: string; loss: number | null; accuracy: number | null; at: number };
-
-export function createStopping(o: { store: Store; db: Database.Database; log: FastifyBaseLogger; now: () => number }) {
-  const { store, db, log } = o;
-  db.exec(`CREATE TABLE IF NOT EXISTS job_finish (
-    job_id TEXT PRIMARY KEY, rule TEXT NOT NULL, reason TEXT NOT NULL, released_version INTEGER NOT NULL,
-    released_hash TEXT NOT NULL, loss REAL, accuracy REAL, at INTEGER NOT NULL)`);
-  migrateAudit(db);
+export function createStopping(o: { stores: Stores; log: FastifyBaseLogger; now: () => number }) {
+  const { stores, log } = o;
 
   /** The job's evaluations of versions it still has (a rollback drops later ones). */
-  const history = (jobId: string, version: number): Eval[] => store.listEvals(jobId).filter((e) => e.version <= version);
+  const history = async (store: RelayStore, jobId: string, version: number): Promise<Eval[]> =>
+    (await store.listEvals(jobId)).filter((e) => e.version <= version);
 
-  /** Ends the job's leases: their updates could never be taken, and a resumed job must not wait for them. */
-  const endLeases = (jobId: string): number => {
-    const issued = db.prepare("SELECT task_id AS taskId FROM tasks WHERE job_id = ? AND state = 'issued'").all(jobId) as { taskId: string }[];
-    for (const t of issued) store.rejectTask(t.taskId);
-    return issued.length;
-  };
+  const finishOf = (jobId: string): Promise<Finish | undefined> => stores.relay.getFinish(jobId);
 
-  function finishOf(jobId: string): Finish | undefined {
-    const r = db.prepare('SELECT * FROM job_finish WHERE job_id = ?').get(jobId) as FinishRow | undefined;
-    return r && { rule: r.rule, reason: r.reason, releasedVersion: r.released_version, releasedHash: r.released_hash, loss: r.loss, accuracy: r.accuracy, at: r.at };
-  }
-
-  /** Moves a running or paused job to done for `verdict`, releasing its best version; one transaction with its audit entry. */
-  function finish(jobId: string, verdict: { rule: string; reason: string }, actor: string): Finish {
+  /** Moves a running or paused job to done for `verdict`, releasing its best version; one transaction with
+   * its audit entry. Its leases end: their updates could never be taken, and a resumed job must not wait for them. */
+  async function finish(jobId: string, verdict: { rule: string; reason: string }, actor: string): Promise<Finish> {
     const t = o.now();
-    const done = db.transaction(() => {
-      const job = store.getJob(jobId) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
-      const best = releasedEval(history(jobId, job.version), (v) => store.versionHash(jobId, v) !== undefined);
+    const done = await stores.transaction(async (tx) => {
+      const job = (await tx.relay.getJob(jobId)) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
+      const kept = new Set(await tx.relay.listVersions(jobId));
+      const best = releasedEval(await history(tx.relay, jobId, job.version), (v) => kept.has(v));
       const releasedVersion = best?.version ?? job.version;
       const f: Finish = {
-        rule: verdict.rule, reason: verdict.reason, releasedVersion, releasedHash: store.versionHash(jobId, releasedVersion)!,
+        rule: verdict.rule, reason: verdict.reason, releasedVersion, releasedHash: (await tx.relay.versionHash(jobId, releasedVersion))!,
         loss: best?.loss ?? null, accuracy: best?.accuracy ?? null, at: t,
       };
-      store.setJobStatus(jobId, 'done');
-      const leasesEnded = endLeases(jobId);
-      db.prepare('INSERT OR REPLACE INTO job_finish VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(jobId, f.rule, f.reason, f.releasedVersion, f.releasedHash, f.loss, f.accuracy, f.at);
-      appendAudit(db, { actor, action: 'job.finish', jobId, detail: { ...f, from: job.status, to: 'done', version: job.version, leasesEnded } }, t);
+      await tx.relay.setJobStatus(jobId, 'done', t);
+      const leasesEnded = await tx.relay.endLeases(jobId);
+      await tx.relay.putFinish(jobId, f);
+      await tx.ops.appendAudit({ actor, action: 'job.finish', jobId, detail: { ...f, from: job.status, to: 'done', version: job.version, leasesEnded } }, t);
       return f;
-    })();
+    });
     log.info({ job: jobId, ...done }, `job finished (${done.rule}): released version ${done.releasedVersion}`);
     return done;
   }
@@ -125,15 +109,15 @@ export function createStopping(o: { store: Store; db: Database.Database; log: Fa
    * held-out rules (target, plateau) wait for the current version's evaluation, whose landing calls this
    * again; budgets (samples, versions) hold at the round, evaluated or not, so a job whose versions outrun
    * their evaluations still ends (its released version is the best evaluated one). */
-  function check(jobId: string, opts: { needEval?: boolean } = {}): Finish | undefined {
+  async function check(jobId: string, opts: { needEval?: boolean } = {}): Promise<Finish | undefined> {
     try {
-      const job = store.getJob(jobId);
+      const job = await stores.relay.getJob(jobId);
       const until = job?.hyperparameters.until;
       if (!job || job.status !== 'running' || !until) return undefined;
-      const evaluated = !opts.needEval || store.listEvals(jobId).some((e) => e.version === job.version);
+      const evaluated = !opts.needEval || (await stores.relay.listEvals(jobId)).some((e) => e.version === job.version);
       const rules = evaluated ? until : { samples: until.samples, versions: until.versions };
-      const verdict = stopVerdict(rules, history(jobId, job.version), { version: job.version, samples: store.samplesApplied(jobId) });
-      return verdict ? finish(jobId, verdict, 'relay') : undefined;
+      const verdict = stopVerdict(rules, await history(stores.relay, jobId, job.version), { version: job.version, samples: await stores.relay.samplesApplied(jobId) });
+      return verdict ? await finish(jobId, verdict, 'relay') : undefined;
     } catch (e) {
       log.error({ err: e, job: jobId }, 'stopping check failed; the job runs on');
       return undefined;
@@ -143,26 +127,26 @@ export function createStopping(o: { store: Store; db: Database.Database; log: Fa
   /** An operator's new budget for a done job: back to its released version's checkpoint (params and
    * momentum; later versions and their evaluations dropped), `until` replaced, running again. Refused when
    * the new `until` would hold at once (it would finish again at the next round). */
-  function extend(jobId: string, until: Until, actor: string): { version: number; until: Until } {
+  async function extend(jobId: string, until: Until, actor: string): Promise<{ version: number; until: Until }> {
     const t = o.now();
-    return db.transaction(() => {
-      const job = store.getJob(jobId) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
+    return stores.transaction(async (tx) => {
+      const job = (await tx.relay.getJob(jobId)) ?? fail('TT_ERR_UNKNOWN_JOB', jobId);
       if (job.status !== 'done') fail('TT_ERR_BAD_TRANSITION', `job ${jobId} is ${job.status}; only a done job's budget is extended (pause/resume a running one)`);
-      const released = finishOf(jobId)?.releasedVersion ?? job.version;
-      store.rollback(jobId, released, t);
-      const again = stopVerdict(until, history(jobId, released), { version: released, samples: store.samplesApplied(jobId) });
+      const released = (await tx.relay.getFinish(jobId))?.releasedVersion ?? job.version;
+      await tx.relay.rollback(jobId, released, t);
+      const again = stopVerdict(until, await history(tx.relay, jobId, released), { version: released, samples: await tx.relay.samplesApplied(jobId) });
       if (again) fail('TT_ERR_VALIDATION', `until.${again.rule}: already holds at the released version ${released} (${again.reason}); give a larger budget or a stricter target`);
-      const leasesEnded = endLeases(jobId);
-      store.setHyperparameters(jobId, { ...job.hyperparameters, until });
-      store.setJobStatus(jobId, 'running');
-      db.prepare('DELETE FROM job_finish WHERE job_id = ?').run(jobId);
-      appendAudit(db, {
+      const leasesEnded = await tx.relay.endLeases(jobId);
+      await tx.relay.setHyperparameters(jobId, { ...job.hyperparameters, until });
+      await tx.relay.setJobStatus(jobId, 'running', t);
+      await tx.relay.clearFinish(jobId);
+      await tx.ops.appendAudit({
         actor, action: 'job.extend', jobId,
         detail: { from: 'done', to: 'running', untilBefore: job.hyperparameters.until ?? null, until, resumedFrom: released, droppedVersions: job.version - released, leasesEnded },
       }, t);
       log.info({ job: jobId, until, resumedFrom: released }, 'job extended: done=>running');
       return { version: released, until };
-    })();
+    });
   }
 
   return { check, finish, finishOf, extend };

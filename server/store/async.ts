@@ -16,7 +16,7 @@ import type { Listener, RelayStore, StoreEventName, StoreEvents, Stores } from '
 
 type Pending = { [E in StoreEventName]: { name: E; event: StoreEvents[E] } }[StoreEventName];
 /** One open transaction: the events its changes fired so far. */
-type Tx = { events: Pending[]; depth: number };
+type Tx = { events: Pending[]; depth: number; open: boolean };
 
 export type AsyncStoreOptions = SqliteStoreOptions & {
   /** where a listener's failure is reported (it never undoes the change it heard about) */
@@ -43,12 +43,12 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
   const report = (err: unknown, name: StoreEventName) =>
     (o.onListenerError ?? ((e, n) => o.warn?.({ err: e, event: n }, 'store event listener failed')))(err, name);
 
-  function emitAfter(events: Pending[]): void {
+  /** Runs the after-commit listeners in order, each to completion; a failure is reported, never thrown. */
+  async function emitAfter(events: Pending[]): Promise<void> {
     for (const p of events) {
       for (const l of after.get(p.name) ?? []) {
         try {
-          const r = (l as (e: unknown) => void | Promise<void>)(p.event);
-          if (r instanceof Promise) r.catch((e: unknown) => report(e, p.name));
+          await (l as (e: unknown) => void | Promise<void>)(p.event);
         } catch (e) { report(e, p.name); }
       }
     }
@@ -57,7 +57,8 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
   /** Refuses a call on the outer handle from inside a transaction (it would wait for itself), or after close. */
   function outside(): void {
     if (closed) throw new StoreUsageError('the store is closed');
-    if (inTx.getStore()) throw new StoreUsageError('a call on the outer store handle inside a transaction would wait for that transaction forever; use the handle the transaction gave');
+    // work scheduled from inside a transaction (a timer) carries its context on after it ended: only an open one counts
+    if (inTx.getStore()?.open) throw new StoreUsageError('a call on the outer store handle inside a transaction would wait for that transaction forever; use the handle the transaction gave');
   }
 
   /** Runs fn in a new top-level transaction: BEGIN IMMEDIATE, fn, committing listeners, COMMIT; events after. */
@@ -67,7 +68,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
     while (gate) await gate;
     let open!: () => void;
     gate = new Promise<void>((r) => { open = r; });
-    const tx: Tx = { events: [], depth: 0 };
+    const tx: Tx = { events: [], depth: 0, open: true };
     db.exec('BEGIN IMMEDIATE');
     try {
       const result = await inTx.run(tx, async () => {
@@ -81,11 +82,13 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
         return r;
       });
       db.exec('COMMIT');
+      tx.open = false;
       gate = undefined; open();
-      emitAfter(tx.events);
+      await emitAfter(tx.events);
       return result;
     } catch (e) {
       if (db.inTransaction) db.exec('ROLLBACK');
+      tx.open = false;
       gate = undefined; open();
       throw e;
     }

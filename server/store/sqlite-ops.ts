@@ -50,6 +50,10 @@ export function migrateOpsTables(db: Database.Database): void {
   );`);
 }
 
+/** Whether this SQLite file has an audit log at all (an offline tool pointed at the wrong directory). */
+export const hasAuditTable = (db: Database.Database): boolean =>
+  db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ops_audit'").get() !== undefined;
+
 type JobDb = { job_id: string; owner_token_id: string; owner_name: string; max_loss_rise: number; tokenizer: string | null; dataset_kind: 'labelled' | 'text'; submitted_at: number };
 type AuditDb = { seq: number; at: number; actor: string; action: string; job_id: string | null; detail: string; prev_hash: string; hash: string };
 

@@ -166,7 +166,8 @@ export type StoreEventName = keyof StoreEvents;
 export type Listener<E extends StoreEventName, Tx> = (event: StoreEvents[E], tx: Tx) => void | Promise<void>;
 
 export interface StoreEventSource<Tx> {
-  /** After the change committed. A listener's failure is logged by the store, never undoes the change. */
+  /** After the change committed, in the order registered; the call that made the change resolves once
+   * they have run. A listener's failure is reported by the store, never undoes the change nor fails the call. */
   on<E extends StoreEventName>(name: E, listener: (event: StoreEvents[E]) => void | Promise<void>): () => void;
   /** Inside the change's transaction, before it commits, with its handle: a throw rolls it back. */
   onCommitting<E extends StoreEventName>(name: E, listener: Listener<E, Tx>): () => void;

@@ -193,7 +193,7 @@ describe('spot checks and rate limits', () => {
       expect([d1.baseVersion, d1.shard, d1.seed]).toEqual([c1.baseVersion, c1.shard, c1.seed]);
       expect((await signed(relay, c, c1, frameOf(c1, c.volunteerId))).status).toBe(200);
       expect((await signed(relay, d, d1, frameOf(d1, d.volunteerId))).status).toBe(200);
-      expect(relay.app.scheduler.guard.store.reputation(c.volunteerId)).toEqual({ state: 'new', cleanStreak: 1, strikes: 0 });
+      expect((await relay.app.scheduler.guard.store.reputation(c.volunteerId))).toEqual({ state: 'new', cleanStreak: 1, strikes: 0 });
       expect(await metric(relay, 'tabtrain_spot_checks_total', 'outcome="agree"')).toBe(1);
 
       for (let round = 1; round <= 2; round++) {
@@ -203,8 +203,8 @@ describe('spot checks and rate limits', () => {
         // the liar flips its update: valid on its own (same norm), caught only by comparing the copies
         expect((await signed(relay, liar, b, frameOf(b, liar.volunteerId, delta(round).map((x) => -x)))).status).toBe(200);
         await relay.app.scheduler.settled(); // the tie-break against the relay's own copy matches neither
-        expect(relay.app.scheduler.guard.store.reputation(honest.volunteerId).strikes).toBe(round);
-        const rep = relay.app.scheduler.guard.store.reputation(liar.volunteerId);
+        expect((await relay.app.scheduler.guard.store.reputation(honest.volunteerId)).strikes).toBe(round);
+        const rep = (await relay.app.scheduler.guard.store.reputation(liar.volunteerId));
         expect(rep.strikes).toBe(round);
         expect(rep.state).toBe(round === 1 ? 'suspect' : 'banned');
       }
@@ -261,8 +261,8 @@ describe('spot checks and rate limits', () => {
       // the liar sends a scaled sign flip of the same update
       expect((await signed(relay, liar, b, frameOf(b, liar.volunteerId, real.map((x) => -0.5 * x)))).status).toBe(200);
       await relay.app.scheduler.settled();
-      expect(relay.app.scheduler.guard.store.reputation(honest.volunteerId)).toEqual({ state: 'new', cleanStreak: 1, strikes: 0 });
-      expect(relay.app.scheduler.guard.store.reputation(liar.volunteerId)).toEqual({ state: 'suspect', cleanStreak: 0, strikes: 1 });
+      expect((await relay.app.scheduler.guard.store.reputation(honest.volunteerId))).toEqual({ state: 'new', cleanStreak: 1, strikes: 0 });
+      expect((await relay.app.scheduler.guard.store.reputation(liar.volunteerId))).toEqual({ state: 'suspect', cleanStreak: 0, strikes: 1 });
       // the check's second copy is kept to compare, not counted in the round: one shard and seed weigh once
       expect(relay.app.store.pendingUpdates('mnist-mlp').map((u) => [u.taskId, u.weight])).toEqual([[a.taskId, 1], [b.taskId, 0]]);
     } finally {

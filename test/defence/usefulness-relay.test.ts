@@ -60,7 +60,7 @@ describe('usefulness score on a real relay', () => {
     const task = await lease(alice, 'mnist-mlp');
     const r = await upload(relay, alice, task, await honestDelta(relay, task));
     expect(r.status, JSON.stringify(r.body)).toBe(200);
-    const s = score(task.taskId)!;
+    const s = (await score(task.taskId))!;
     expect(s).toMatchObject({ jobId: 'mnist-mlp', volunteerId: alice.volunteerId, baseVersion: 0, refused: false });
     expect(s.drop).toBeGreaterThan(0.01);
     expect(s.drop).toBeCloseTo(s.before - s.after, 12);
@@ -80,10 +80,10 @@ describe('usefulness score on a real relay', () => {
     expect(r.body.error.message).toMatch(/below the job's minimum of 0/);
     expect(relay.app.store.getTask(task.taskId)!.state).toBe('rejected');
     expect(relay.app.store.listUpdates('mnist-mlp').some((u) => u.taskId === task.taskId)).toBe(false);
-    const s = score(task.taskId)!;
+    const s = (await score(task.taskId))!;
     expect(s.refused).toBe(true);
     expect(s.drop).toBeLessThan(-0.01);
-    expect(relay.app.scheduler.guard.store.reputation(bob.volunteerId).strikes).toBe(0);
+    expect((await relay.app.scheduler.guard.store.reputation(bob.volunteerId)).strikes).toBe(0);
     expect(await metric(relay, 'tabtrain_updates_rejected_total', 'reason="TT_ERR_NOT_USEFUL"')).toBe(1);
     expect(await overviewRow(relay, 'mnist-mlp', bob.volunteerId)).toMatchObject({ accepted: 0, scored: 1, notUseful: 1, meanDrop: s.drop });
     // the lease is spent: the same task cannot be retried with a better update
@@ -94,10 +94,10 @@ describe('usefulness score on a real relay', () => {
     const good = await lease(alice, 'scored'), bad = await lease(bob, 'scored');
     expect((await upload(relay, alice, good, await honestDelta(relay, good))).status).toBe(200);
     expect((await upload(relay, bob, bad, (await honestDelta(relay, bad)).map((x) => -x))).status).toBe(200);
-    expect(score(good.taskId)).toMatchObject({ refused: false, drop: expect.any(Number) });
-    expect(score(good.taskId)!.drop).toBeGreaterThan(0.01);
-    expect(score(bad.taskId)!.drop).toBeLessThan(-0.01);
-    expect(score(bad.taskId)!.refused).toBe(false);
+    expect((await score(good.taskId))).toMatchObject({ refused: false, drop: expect.any(Number) });
+    expect((await score(good.taskId))!.drop).toBeGreaterThan(0.01);
+    expect((await score(bad.taskId))!.drop).toBeLessThan(-0.01);
+    expect((await score(bad.taskId))!.refused).toBe(false);
     expect(relay.app.store.listUpdates('scored')).toHaveLength(2);
   });
 
@@ -105,8 +105,8 @@ describe('usefulness score on a real relay', () => {
     const good = await lease(alice, 'plain'), bad = await lease(bob, 'plain');
     expect((await upload(relay, alice, good, await honestDelta(relay, good))).status).toBe(200);
     expect((await upload(relay, bob, bad, (await honestDelta(relay, bad)).map((x) => -x))).status).toBe(200);
-    expect(score(good.taskId)).toBeUndefined();
-    expect(score(bad.taskId)).toBeUndefined();
+    expect((await score(good.taskId))).toBeUndefined();
+    expect((await score(bad.taskId))).toBeUndefined();
     expect(relay.app.store.listUpdates('plain')).toHaveLength(2);
     const row = await overviewRow(relay, 'plain', alice.volunteerId);
     expect(row.accepted).toBe(1);
@@ -139,7 +139,7 @@ describe('usefulness score on a real relay', () => {
     const job = relay.app.store.getJob('mnist-mlp')!;
     expect(firsts).toHaveLength(1);
     expect(ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment)).toEqual(firsts[0]);
-    const s = score(task.taskId)!;
+    const s = (await score(task.taskId))!;
     expect(s.refused).toBe(false);
     expect(s.drop).toBeGreaterThan(0);
     // same batch, same base params: the relay's loss before the update is the loss the trainer reported first

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { createTallies } from '../../server/ops/tallies.ts';
 import { openSqliteStore, type SqliteStore } from '../../server/store/sqlite.ts';
+import { sqliteStores } from '../../server/store/async.ts';
 import { CURVE_POINTS } from '../../server/ops/curve.ts';
 import { startOpsRelay, type OpsRelay } from './helpers.ts';
 
@@ -28,7 +29,7 @@ describe('dashboard tallies', () => {
     store = openSqliteStore(join(dir, 'db.sqlite'));
     store.createJob('j', defaultJobSpec(), 'running', { params: Float32Array.of(0), hash: 'h0' }, 0);
     const now = 1_000_000;
-    const tallies = createTallies(store.db, { windowMs: 60_000, activeMs: 120_000, top: 2 });
+    const tallies = createTallies(sqliteStores(store).relay, { windowMs: 60_000, activeMs: 120_000, top: 2 });
     for (let i = 0; i < 30; i++) accept(store, `t-old-${i}`, `v-${i % 3}`, now - 600_000, 10); // ten minutes ago
     const [a, b] = await Promise.all([tallies.read(now), tallies.read(now)]);
     expect(b).toBe(a); // one read, not two counting the same rows

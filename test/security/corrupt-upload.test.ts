@@ -29,7 +29,7 @@ describe('a corrupt payload under a verified lease is final and a strike', () =>
     refused(await upload(relay, mallory, task, frame(task, mallory.volunteerId, withValue(NaN))), 400, 'TT_ERR_BAD_UPDATE');
     expect(relay.app.store.getTask(task.taskId)!.state).toBe('rejected');
     refused(await upload(relay, mallory, task, frame(task, mallory.volunteerId, payloadOf(task, small(N)))), 409, 'TT_ERR_LEASE_USED');
-    expect(reputation(mallory)).toMatchObject({ state: 'suspect', strikes: 1 });
+    expect((await reputation(mallory))).toMatchObject({ state: 'suspect', strikes: 1 });
   });
 
   it('refused tasks free their round slots at once: after two corrupt uploads fill and empty a K = 2 round, another volunteer gets a task', async () => {
@@ -42,7 +42,7 @@ describe('a corrupt payload under a verified lease is final and a strike', () =>
     expect(got.status).toBe(200);
     // and the honest volunteer's update goes in as usual
     expect((await upload(relay, honest, got.body, frame(got.body, honest.volunteerId, payloadOf(got.body, small(N))))).status).toBe(200);
-    expect(reputation(mallory).strikes).toBe(2);
+    expect((await reputation(mallory)).strikes).toBe(2);
   });
 
   it('three corrupt payloads (NaN, an unknown codec kind, a truncated payload) and the identity gets no more work', async () => {
@@ -59,7 +59,7 @@ describe('a corrupt payload under a verified lease is final and a strike', () =>
       refused(await upload(relay, mallory, task, corrupt[i](task)), 400, 'TT_ERR_BAD_UPDATE');
       expect(relay.app.store.getTask(task.taskId)!.state).toBe('rejected');
     }
-    expect(reputation(mallory)).toMatchObject({ state: 'banned', strikes: 3 });
+    expect((await reputation(mallory))).toMatchObject({ state: 'banned', strikes: 3 });
     refused(await ask(mallory), 403, 'TT_ERR_VOLUNTEER_BANNED', /no more work/);
   });
 
@@ -71,7 +71,7 @@ describe('a corrupt payload under a verified lease is final and a strike', () =>
     p[p.length - 1] = 0; // the last index's gap (one varint byte) becomes 0: a duplicate of the one before
     refused(await upload(relay, mallory, task, frame(task, mallory.volunteerId, p)), 400, 'TT_ERR_BAD_UPDATE', /strictly ascending/);
     expect(relay.app.store.getTask(task.taskId)!.state).toBe('rejected');
-    expect(reputation(mallory)).toMatchObject({ state: 'suspect', strikes: 1 });
+    expect((await reputation(mallory))).toMatchObject({ state: 'suspect', strikes: 1 });
   });
 
   it('a corrupt frame whose signature or lease does not verify strikes nobody and leaves the task open', async () => {
@@ -83,8 +83,8 @@ describe('a corrupt payload under a verified lease is final and a strike', () =>
     // the victim's lease, altered
     const forged = { ...task, lease: task.lease.replace(/^./, (c) => (c === 'e' ? 'f' : 'e')) };
     refused(await upload(relay, forger, forged, frame(forged, victim.volunteerId, withValue(NaN))), 403, 'TT_ERR_LEASE_INVALID');
-    expect(reputation(victim)).toEqual({ state: 'new', cleanStreak: 0, strikes: 0 });
-    expect(reputation(forger).strikes).toBe(0);
+    expect((await reputation(victim))).toEqual({ state: 'new', cleanStreak: 0, strikes: 0 });
+    expect((await reputation(forger)).strikes).toBe(0);
     expect(relay.app.store.getTask(task.taskId)!.state).toBe('issued');
     expect((await upload(relay, victim, task, frame(task, victim.volunteerId, payloadOf(task, small(N, 2))))).status).toBe(200);
   });

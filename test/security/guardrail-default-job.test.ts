@@ -39,26 +39,26 @@ describe('the default job, on a stored sequence of versions and evaluations', ()
   afterAll(async () => { await relay.stop(); });
 
   it('is guarded (it has no submission of its own): regressions roll it back, and the third rollback to one version is the last', async () => {
-    const { store } = relay.app;
-    const v0 = store.getVersion('mnist-mlp', 0)!;
-    const commit = () => {
-      const version = store.getJob('mnist-mlp')!.version + 1;
+    const store = relay.app.stores.relay;
+    const v0 = (await store.getVersion('mnist-mlp', 0))!;
+    const commit = async () => {
+      const version = (await store.getJob('mnist-mlp'))!.version + 1;
       const params = v0.params.map((x) => x + version * 1e-3);
-      store.commitRound('mnist-mlp', { version, params, momentum: new Float32Array(params.length), hash: `h${version}-${Math.random()}` }, [], Date.now());
+      await store.commitRound('mnist-mlp', { version, params, momentum: new Float32Array(params.length), hash: `h${version}-${Math.random()}` }, [], Date.now());
       return version;
     };
-    store.putEval('mnist-mlp', e(0, 2.3));
-    store.putEval('mnist-mlp', e(commit(), 1.0));
-    store.putEval('mnist-mlp', e(commit(), 1.6)); // within 1.0 nat of the best: nothing happens
-    expect(store.getJob('mnist-mlp')).toMatchObject({ version: 2, status: 'running' });
+    await store.putEval('mnist-mlp', e(0, 2.3));
+    await store.putEval('mnist-mlp', e(await commit(), 1.0));
+    await store.putEval('mnist-mlp', e(await commit(), 1.6)); // within 1.0 nat of the best: nothing happens
+    expect(await store.getJob('mnist-mlp')).toMatchObject({ version: 2, status: 'running' });
     for (let i = 1; i <= MAX_GUARDRAIL_ROLLBACKS; i++) {
-      store.putEval('mnist-mlp', e(commit(), 2.5));
-      expect(store.getJob('mnist-mlp')).toMatchObject({ version: 1, status: 'running' });
-      expect(store.listEvals('mnist-mlp').map((x) => x.version)).toEqual([0, 1]);
+      await store.putEval('mnist-mlp', e(await commit(), 2.5));
+      expect(await store.getJob('mnist-mlp')).toMatchObject({ version: 1, status: 'running' });
+      expect((await store.listEvals('mnist-mlp')).map((x) => x.version)).toEqual([0, 1]);
       expect(guardrailEntries(relay).at(-1)!.detail).toMatchObject({ decision: 'rollback', toVersion: 1, bestVersion: 1, maxLossRise: 1, status: 'running' });
     }
-    store.putEval('mnist-mlp', e(commit(), 2.5));
-    expect(store.getJob('mnist-mlp')).toMatchObject({ version: 2, status: 'paused' });
+    await store.putEval('mnist-mlp', e(await commit(), 2.5));
+    expect(await store.getJob('mnist-mlp')).toMatchObject({ version: 2, status: 'paused' });
     expect(guardrailEntries(relay).at(-1)!.detail).toMatchObject({ decision: 'pause', rollbacks: MAX_GUARDRAIL_ROLLBACKS, from: 'running', to: 'paused' });
     expect(guardrailEntries(relay)).toHaveLength(MAX_GUARDRAIL_ROLLBACKS + 1);
   });
@@ -90,7 +90,7 @@ describe('Sybils whose updates pass the norm bound and still make a bad version'
     const d = g.detail as { loss: number; struck: { volunteerId: string }[]; quarantined: { taskIds: string[] } };
     expect(d.quarantined.taskIds.sort()).toEqual([...tasks].sort());
     expect(d.struck.map((s) => s.volunteerId).sort()).toEqual(sybils.map((v) => v.volunteerId).sort());
-    for (const v of sybils) expect(relay.app.scheduler.guard.store.reputation(v.volunteerId)).toMatchObject({ state: 'suspect', strikes: 1 });
+    for (const v of sybils) expect((await relay.app.scheduler.guard.store.reputation(v.volunteerId))).toMatchObject({ state: 'suspect', strikes: 1 });
     expect(relay.app.store.getJob('mnist-mlp')).toMatchObject({ status: 'running', version: 0 });
     expect(await evals(relay.url)).toEqual([before]);
     console.log(`default job at inner lr ${lr}: held-out loss ${before.loss.toFixed(4)} before, ${d.loss.toFixed(4)} at the poisoned version 1, ${before.loss.toFixed(4)} after the rollback to version 0`);

@@ -73,13 +73,13 @@ describe('Sybils on many /24s behind a trusted proxy', () => {
         await upload(honest, a, real);
         await upload(sybil, b, real.map((x) => -x)); // a sign flip: valid on its own, caught only by the comparison
         await relay.app.scheduler.settled();
-        expect(reputation(sybil).strikes).toBe(strike);
-        expect(reputation(sybil).state).toBe(strike === 1 ? 'suspect' : 'banned');
+        expect((await reputation(sybil)).strikes).toBe(strike);
+        expect((await reputation(sybil)).state).toBe(strike === 1 ? 'suspect' : 'banned');
       }
     }
     // the honest volunteer was right six times: no strike
-    expect(reputation(honest)).toMatchObject({ strikes: 0 });
-    expect(reputation(honest).state).not.toBe('suspect');
+    expect((await reputation(honest))).toMatchObject({ strikes: 0 });
+    expect((await reputation(honest)).state).not.toBe('suspect');
     // a banned identity gets no work from any address; the attacker must register (and solve a proof of work) again
     for (const sybil of sybils) {
       const r = await leaseFrom(sybil, `198.51.${net++}.9`);
@@ -99,8 +99,8 @@ describe('Sybils on many /24s behind a trusted proxy', () => {
     await upload(s3, b, poison);
     await relay.app.scheduler.settled();
     // agreement: both gain a clean result, and the first copy counts in the round at full weight
-    expect(reputation(s1)).toMatchObject({ strikes: 0, cleanStreak: 1 });
-    expect(reputation(s3)).toMatchObject({ strikes: 0, cleanStreak: 1 });
+    expect((await reputation(s1))).toMatchObject({ strikes: 0, cleanStreak: 1 });
+    expect((await reputation(s3))).toMatchObject({ strikes: 0, cleanStreak: 1 });
     const pending = relay.app.store.pendingUpdates('mnist-mlp').map((u) => [u.taskId, u.weight]);
     expect(pending).toContainEqual([a.taskId, 1]);
     expect(pending).toContainEqual([b.taskId, 0]);

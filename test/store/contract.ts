@@ -451,6 +451,15 @@ export function describeStoreContract(name: string, make: StoreFactory): void {
         expect(await jobs).toEqual([]);
       });
 
+      it('lets work a transaction scheduled for later (a timer) use the store once the transaction has ended', async () => {
+        let later!: Promise<string | undefined>;
+        await stores.transaction(async (tx) => {
+          await tx.relay.createJob('j', spec, 'running', initial, 1);
+          later = new Promise((resolve, reject) => setImmediate(() => stores.relay.getJob('j').then((j) => resolve(j?.jobId), reject)));
+        });
+        expect(await later).toBe('j');
+      });
+
       it('runs onCommitting listeners inside the change\'s transaction: their writes commit with it, their throw undoes it', async () => {
         const off = stores.onCommitting('round-committed', async (e, tx) => {
           await tx.ops.appendAudit({ actor: 'relay', action: 'round.accept', jobId: e.jobId, detail: { version: e.version } }, e.at);

@@ -11,6 +11,7 @@ import { rng } from '../../shared/util/rng.ts';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { createMetrics } from '../../server/metrics.ts';
 import { createScheduler } from '../../server/scheduler/scheduler.ts';
+import { sqliteStores } from '../../server/store/async.ts';
 import { openSqliteStore } from '../../server/store/sqlite.ts';
 
 export const JOB = 'swarm-job';
@@ -19,16 +20,17 @@ export async function inProcessRelay(h: Partial<Hyperparameters>) {
   const dir = mkdtempSync(join(tmpdir(), 'tabtrain-swarm-test-'));
   const store = openSqliteStore(join(dir, 'db.sqlite'));
   const clock = { t: Date.UTC(2026, 0, 1) };
+  const stores = sqliteStores(store);
   const scheduler = createScheduler({
-    store, secret: Buffer.alloc(32, 3), log: pino({ level: 'silent' }), metrics: createMetrics(), evaluate: false, now: () => clock.t, db: store.db,
+    stores, secret: Buffer.alloc(32, 3), log: pino({ level: 'silent' }), metrics: createMetrics(), evaluate: false, now: () => clock.t,
     defence: { identity: 'optional', replication: { baseRate: 0, minRate: 0, suspectRate: 0 } },
   });
-  scheduler.createJob(JOB, defaultJobSpec(h), 'running');
+  await scheduler.createJob(JOB, defaultJobSpec(h), 'running');
   let seed = 0;
   return {
     store, scheduler, clock,
     volunteer: (name: string) => scheduler.registerVolunteer(name, 'test'),
-    lease: (v: string): Task | null => scheduler.leaseTask(JOB, v),
+    lease: (v: string): Promise<Task | null> => scheduler.leaseTask(JOB, v),
     /** Uploads an honest-looking update for the task, claiming `computeMs`. */
     upload: (v: string, task: Task, computeMs: number): Promise<UpdateAck> => {
       const r = rng(++seed);

@@ -16,7 +16,7 @@ describe('pace: H and deadlines sized to each device', () => {
     relay = await inProcessRelay({ stalenessBound: 4, swarm: { targetTaskMs: 60_000, maxSteps: 200 } });
     const fast = await relay.volunteer('fast'), slow = await relay.volunteer('slow');
     const stepMs = { [fast]: 500, [slow]: 5_000 };
-    const first = { fast: relay.lease(fast)!, slow: relay.lease(slow)! };
+    const first = { fast: (await relay.lease(fast))!, slow: (await relay.lease(slow))! };
     expect(first.fast.steps).toBe(3); // short first task: an eighth of H = 20, before anything is known
     expect(first.slow.steps).toBe(3);
     const planned: Record<string, { steps: number; leaseMs: number }[]> = { [fast]: [], [slow]: [] };
@@ -31,7 +31,7 @@ describe('pace: H and deadlines sized to each device', () => {
       expect(relay.clock.t).toBeLessThan(task.deadline); // its deadline is not hit
       await relay.upload(v, task, task.steps * stepMs[v]);
       await relay.settle();
-      const next = relay.lease(v)!;
+      const next = (await relay.lease(v))!;
       planned[v].push({ steps: next.steps, leaseMs: next.deadline - relay.clock.t });
       tasks.set(v, next);
       issuedAt.set(v, relay.clock.t);

@@ -44,7 +44,7 @@ describe('the swarm scheduler over HTTP', () => {
     expect(new Set(tasks.map((t) => t.taskId)).size).toBe(50);
     // new volunteers: a short first task (an eighth of the job's H of 20) on the job's lease
     expect(tasks.every((t) => t.steps === 3)).toBe(true);
-    relay.app.scheduler.sweep();
+    await relay.app.scheduler.sweep();
     expect(await gauge('tabtrain_volunteers_training')).toBe(50);
     expect(await gauge('tabtrain_volunteers_waiting')).toBe(0);
 
@@ -53,14 +53,14 @@ describe('the swarm scheduler over HTTP', () => {
     for (let i = 0; i < 10; i++) acks.push(await upload(vols[i], tasks[i], i));
     expect(acks.every((a) => a.accepted && a.weight > 0)).toBe(true);
     await new Promise((r) => setTimeout(r, 150));
-    relay.app.scheduler.sweep();
+    await relay.app.scheduler.sweep();
     expect(relay.app.store.getJob('mnist-mlp')!.version).toBeGreaterThanOrEqual(1);
     const next = await Promise.all(vols.slice(0, 10).map(lease));
     // on the newest version, sized from each one's measured pace (1 s per 3 steps: a 60 s task is 60 ×
     // 3 = 180 steps, capped at the job's H = 20)
     expect(next.every((t) => t.baseVersion === relay!.app.store.getJob('mnist-mlp')!.version)).toBe(true);
     expect(next.every((t) => t.steps === 20)).toBe(true);
-    relay.app.scheduler.sweep();
+    await relay.app.scheduler.sweep();
     expect(await gauge('tabtrain_volunteers_training')).toBe(50);
     const text = await (await fetch(`${relay.url}/metrics`)).text();
     expect(text).toMatch(/tabtrain_update_staleness_count\{job="mnist-mlp"\} 10/);

@@ -19,18 +19,18 @@ describe('a returning volunteer', () => {
     relay = await inProcessRelay({ stalenessBound: 1, quorum: 1, swarm: { targetTaskMs: 60_000, targetRoundMs: 1_000 } });
     const r = relay;
     const [away, other] = [await r.volunteer('away'), await r.volunteer('other')];
-    const left = r.lease(away)!; // it trains on version 0, then its tab closes mid-task
+    const left = (await r.lease(away))!; // it trains on version 0, then its tab closes mid-task
     expect(left.baseVersion).toBe(0);
     for (let v = 0; v < 3; v++) {
-      await r.upload(other, r.lease(other)!, 1_000);
+      await r.upload(other, (await r.lease(other))!, 1_000);
       r.clock.t += 1_000;
-      r.scheduler.sweep();
+      await r.scheduler.sweep();
     }
     expect(r.version()).toBe(3);
     r.clock.t = left.deadline + 1; // gone past its deadline: the lease expires, its shard goes back
-    r.scheduler.sweep();
+    await r.scheduler.sweep();
     expect(r.store.getTask(left.taskId)!.state).toBe('expired');
-    const back = r.lease(away)!;
+    const back = (await r.lease(away))!;
     expect(back.baseVersion).toBe(3);
     expect(back.residualMaxAge).toBe(1);
     // its residual was saved after a task on version 0 (the last one it encoded): dropped for this task

@@ -12,14 +12,14 @@ describe('staleness on a swarm job', () => {
     relay = await inProcessRelay({ stalenessBound: 2, quorum: 1, swarm: { targetTaskMs: 60_000, targetRoundMs: 1_000 } });
     const r = relay;
     const [a1, a2, a3, b] = await Promise.all(['a1', 'a2', 'a3', 'b'].map((n) => r.volunteer(n)));
-    const old = [r.lease(a1)!, r.lease(a2)!, r.lease(a3)!];
+    const old = [(await r.lease(a1))!, (await r.lease(a2))!, (await r.lease(a3))!];
     expect(old.map((t) => t.baseVersion)).toEqual([0, 0, 0]);
     /** b lands one fresh update and the round closes: one version more. */
     const advance = async () => {
       const v = r.version();
-      await r.upload(b, r.lease(b)!, 1_000);
+      await r.upload(b, (await r.lease(b))!, 1_000);
       r.clock.t += 1_000;
-      r.scheduler.sweep();
+      await r.scheduler.sweep();
       expect(r.version()).toBe(v + 1);
     };
     await advance();
@@ -40,6 +40,6 @@ describe('staleness on a swarm job', () => {
     expect((refused as RelayError).code).toBe('TT_ERR_TOO_STALE');
     expect(r.store.getTask(old[2].taskId)!.state).toBe('rejected');
     // and its volunteer's next task is on the newest version
-    expect(r.lease(a3)!.baseVersion).toBe(r.version());
+    expect((await r.lease(a3))!.baseVersion).toBe(r.version());
   });
 });
