@@ -28,6 +28,20 @@ export function createMetrics() {
     egressBytes: new Counter({ name: 'tabtrain_relay_egress_bytes_total', help: 'bytes of answers the relay sent, by kind (model: params and deltas; shard; other)', labelNames: ['kind'], registers: r }),
     peerBytes: new Counter({ name: 'tabtrain_peer_bytes_total', help: 'bytes tabs report having received from or sent to other tabs', labelNames: ['direction'], registers: r }),
     peersConnected: new Gauge({ name: 'tabtrain_peers_connected', help: 'tabs connected to the signalling server', registers: r }),
+    // the swarm (server/scheduler/swarm.ts): who trains, who waits, how stale what lands is, how big rounds are
+    volunteersTraining: new Gauge({ name: 'tabtrain_volunteers_training', help: 'leased tasks whose lease runs (about the volunteers training; one may hold a second, fetched ahead)', labelNames: ['job'], registers: r }),
+    volunteersWaiting: new Gauge({ name: 'tabtrain_volunteers_waiting', help: 'volunteers told "no work now" in the last 2 s', labelNames: ['job'], registers: r }),
+    updateStaleness: new Histogram({
+      name: 'tabtrain_update_staleness', help: 'versions between an accepted update\'s base and the job\'s version when it landed',
+      labelNames: ['job'], registers: r, buckets: [0, 1, 2, 3, 4, 6, 8, 16, 32],
+    }),
+    roundSize: new Gauge({ name: 'tabtrain_round_size', help: 'K: updates the current round closes at', labelNames: ['job'], registers: r }),
+    roundAccumulators: new Gauge({ name: 'tabtrain_round_accumulators', help: 'P-length vectors the last round held while folding its updates (at most its bucket count, whatever K)', labelNames: ['job'], registers: r }),
+    roundTime: new Gauge({ name: 'tabtrain_round_time_seconds', help: 'wall time between the last two round closes', labelNames: ['job'], registers: r }),
+    taskSteps: new Histogram({
+      name: 'tabtrain_task_steps', help: 'inner steps H of the tasks leased on swarm jobs (sized to each device)',
+      labelNames: ['job'], registers: r, buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    }),
     roundSeconds: new Histogram({ name: 'tabtrain_round_aggregate_seconds', help: 'time to aggregate and commit a round', registers: r, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5] }),
   };
 }

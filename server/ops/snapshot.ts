@@ -69,6 +69,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
     })));
     let pendingUpdates = 0;
     for (const j of jobs) pendingUpdates += await store.countPendingUpdates(j.jobId);
+    const swarm = await swarmView(app);
     const mem = process.memoryUsage();
     const audit = await app.stores.ops.countAudit();
     // Lag since the previous snapshot, not since start.
@@ -83,9 +84,31 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
       updates: { accepted, refused },
       bytes: { in: traffic.bytesIn, out: traffic.bytesOut, updates: updateBytes, denseEquivalent: denseBytes, compressionRatio: updateBytes > 0 ? denseBytes / updateBytes : 0, downloadsFromRelay: egress, downloadsFromPeers: fromPeers },
       jobs: perJob,
+      swarm,
       leaderboard,
       health: { eventLoopLagMs: lagP99Ms, eventLoopMeanMs: lagMeanMs, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, queueDepth: pendingUpdates + inFlight, pendingUpdates, auditEntries: audit, uptimeSec: process.uptime() },
     };
   };
 }
 
+
+/** Who trains and who waits, how big and how long rounds are, and how stale accepted updates were, from
+ * the scheduler's gauges (server/scheduler/swarm.ts): summed over jobs, K and round time of the busiest. */
+async function swarmView(app: FastifyInstance) {
+  const sum = async (g: { get(): Promise<{ values: { value: number }[] }> }) => (await g.get()).values.reduce((a, v) => a + v.value, 0);
+  const max = async (g: { get(): Promise<{ values: { value: number }[] }> }) => Math.max(0, ...(await g.get()).values.map((v) => v.value));
+  const hist = await app.metrics.updateStaleness.get();
+  // cumulative bucket counts over jobs → how many accepted updates were at most `le` versions stale
+  const byLe = new Map<string, number>();
+  for (const v of hist.values) {
+    if (!v.metricName?.endsWith('_bucket')) continue;
+    const le = String((v.labels as Record<string, string | number>).le);
+    byLe.set(le, (byLe.get(le) ?? 0) + v.value);
+  }
+  const cumulative = [...byLe].map(([le, n]) => ({ le, n }));
+  const staleness = cumulative.map((b, i) => ({ le: b.le, count: b.n - (i > 0 ? cumulative[i - 1].n : 0) })).filter((b) => b.count > 0);
+  return {
+    training: await sum(app.metrics.volunteersTraining), waiting: await sum(app.metrics.volunteersWaiting),
+    roundSize: await max(app.metrics.roundSize), roundSeconds: await max(app.metrics.roundTime), staleness,
+  };
+}

@@ -22,6 +22,7 @@ import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode 
 import { verifyLease } from './leases.ts';
 import { stalenessWeight } from './outer-step.ts';
 import type { Stopping } from './stopping.ts';
+import { isSwarm, type SwarmPolicy } from './swarm.ts';
 
 /** How a validation failure is answered: code, and whether it is a strike against the volunteer
  * (only what an honest tab can never produce; a norm over the bound can be honest bad luck). Every
@@ -46,15 +47,17 @@ export type IntakeOptions = {
   stopRules: Stopping;
   /** called when an accepted update made the round's K: the round closes outside this request */
   roundReady: (jobId: string) => void;
+  /** swarm jobs' paces and round rule (./swarm.ts) */
+  swarm: SwarmPolicy;
 };
 
 export function createIntake(o: IntakeOptions) {
-  const { store, guard, secret, log, metrics, now, requireJob, stopRules } = o;
+  const { store, guard, secret, log, metrics, now, requireJob, stopRules, swarm } = o;
   /** Each job's most recent accepted update norms, oldest first, for the norm bound (rebuilt from the store
    * after a restart or a rollback); `version`: the job's version when last seen, to notice a rollback. */
   const normHistory = new Map<string, { version: number; recent: number[] }>();
   /** Each job's prior norm bound (./defence/validate.ts priorNormBound), per base version when it needs ‖θ‖. */
-  const priorCache = new Map<string, { version: number; bound: number }>();
+  const priorCache = new Map<string, { version: number; steps: number; thetaNorm?: number; bound: number }>();
   /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
   const tieBreaks = new Set<Promise<void>>();
   /** Usefulness scores of uploads, on jobs that turn them on. */
@@ -100,15 +103,17 @@ export function createIntake(o: IntakeOptions) {
     const h = job.hyperparameters;
     const staleness = job.version - task.baseVersion;
     if (staleness < 0 || staleness > h.stalenessBound) {
-      await store.rejectTask(taskId);
+      await reject(taskId);
       fail('TT_ERR_TOO_STALE', `update is based on version ${task.baseVersion} but the job is at ${job.version} (staleness bound ${h.stalenessBound}); lease a new task`);
     }
     const n = paramCount(job.model);
-    const bound = await normBoundFor(job);
+    // a swarm task's H is its own: its norm is held to a bound for that many steps (normBoundFor)
+    const taskSteps = claims.steps ?? h.steps;
+    const bound = await normBoundFor(job, taskSteps);
     const checked = validateEncodedSafe(frame.payload, { paramCount: n, normBound: bound.bound, boundFrom: bound.from });
     if (!checked.ok) {
       // final either way: the lease cannot be retried with another frame, and its round slot is free at once
-      await store.rejectTask(taskId);
+      await reject(taskId);
       const r = validationRefusal[checked.code];
       if (r.strike) {
         const rep = await guard.outcome(header.volunteerId, 'invalid', t);
@@ -118,12 +123,18 @@ export function createIntake(o: IntakeOptions) {
     }
     const norm = checked.norm;
     if (!(norm <= h.maxUpdateNorm)) {
-      await store.rejectTask(taskId);
+      await reject(taskId);
       fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
     }
     // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
     await usefulness.check(job, task, header.volunteerId, frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
+    // credit is what the relay leased (the lease's H, signed, of the job's batch), never the header's claim
+    const samples = taskSteps * h.batchSize;
+    const swarmJob = isSwarm(h);
+    // a swarm update also weighs by its samples against the job's nominal task (H differs per device)
+    const weight = swarmJob ? ack.weight * (samples / (h.steps * h.batchSize)) : ack.weight;
+    const computeMs = Math.min(header.computeMs, Math.max(0, t - task.issuedAt));
     // a spot check (read once: its weight and its comparison both need the group)
     const mine = await guard.store.getReplica(taskId);
     const group = mine ? await guard.store.group(mine.groupId) : [];
@@ -131,18 +142,30 @@ export function createIntake(o: IntakeOptions) {
     await store.acceptUpdate({
       // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
       // volunteer is told the usual weight, so an unflagged check stays unseen.
-      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : ack.weight,
+      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : weight,
       // credit is what the relay leased (H steps of its batch), never the header's claim; the measured
       // compute time is informative only, and no longer than the lease has been out
-      payload: frame.payload, payloadHash: hash, losses: header.losses, samples: h.steps * h.batchSize,
-      computeMs: Math.min(header.computeMs, Math.max(0, t - task.issuedAt)), acceptedAt: t, norm,
+      payload: frame.payload, payloadHash: hash, losses: header.losses, samples, computeMs, acceptedAt: t, norm,
     }, JSON.stringify(ack));
-    await rememberNorm(job, norm);
+    // remembered as for the job's nominal H, so tasks of any size share one history (linear in steps:
+    // AdamW moves each parameter at most about lr per step, so that is the upper envelope)
+    await rememberNorm(job, norm * (h.steps / taskSteps));
     if (mine) await spotCheck(mine, group, taskId, frame.payload, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });
     metrics.updateBytes.inc({ job: job.jobId }, body.length);
-    if ((await store.countPendingUpdates(job.jobId)) >= h.updatesPerRound) o.roundReady(job.jobId);
+    metrics.updateStaleness.observe({ job: job.jobId }, staleness);
+    const pending = await store.countPendingUpdates(job.jobId);
+    if (swarmJob) {
+      swarm.accepted(job.jobId, h, taskId, header.volunteerId, taskSteps, computeMs, t - task.issuedAt, t);
+      if (swarm.due(h, pending, t - job.roundStartedAt)) o.roundReady(job.jobId);
+    } else if (pending >= h.updatesPerRound) o.roundReady(job.jobId);
     return ack;
+  }
+
+  /** A refused update: final for its task. */
+  async function reject(taskId: string): Promise<void> {
+    await store.rejectTask(taskId);
+    swarm.ended(taskId, '', false);
   }
 
   /** The job's last accepted norms (across rounds), oldest first: kept in memory, re-read from the store
@@ -164,21 +187,27 @@ export function createIntake(o: IntakeOptions) {
     if (recent.length > (guard.normBound.history ?? 64)) recent.shift();
   }
 
-  /** The bound the job's next update is held to, from its first one on (see jobNormBound and
-   * priorNormBound): the job's maxUpdateNorm is checked after, on its own. */
-  async function normBoundFor(job: JobRow): Promise<{ bound: number; from: string }> {
+  /** The bound the job's next update of `steps` inner steps is held to, from its first one on (see
+   * jobNormBound and priorNormBound): the job's maxUpdateNorm is checked after, on its own. */
+  async function normBoundFor(job: JobRow, steps: number): Promise<{ bound: number; from: string }> {
     const h = job.hyperparameters;
     let prior = priorCache.get(job.jobId);
     // weight decay's share of Δ scales with ‖θ‖: only then is the prior per version (read once per version)
     const perVersion = h.adamw.weightDecay > 0;
-    if (!prior || (perVersion && prior.version !== job.version)) {
-      const v = perVersion ? await store.getParams(job.jobId, job.version) : undefined;
+    if (!prior || (perVersion && prior.version !== job.version) || prior.steps !== steps) {
       let sq = 0;
-      if (v) for (const x of v.params) sq += x * x;
-      prior = { version: job.version, bound: priorNormBound(paramCount(job.model), h, Math.sqrt(sq)) };
+      if (perVersion && prior?.version === job.version && prior.thetaNorm !== undefined) sq = prior.thetaNorm ** 2;
+      else {
+        const v = perVersion ? await store.getParams(job.jobId, job.version) : undefined;
+        if (v) for (const x of v.params) sq += x * x;
+      }
+      prior = { version: job.version, steps, thetaNorm: Math.sqrt(sq), bound: priorNormBound(paramCount(job.model), { ...h, steps }, Math.sqrt(sq)) };
       priorCache.set(job.jobId, prior);
     }
-    return jobNormBound(await recentNorms(job), prior.bound, guard.normBound);
+    // the history is kept as for the nominal H (see rememberNorm): scaled to this task's H
+    const scale = steps / h.steps;
+    const b = jobNormBound(await recentNorms(job), prior.bound / scale, guard.normBound);
+    return { bound: b.bound * scale, from: scale === 1 ? b.from : `${b.from}, scaled to this task's ${steps} steps` };
   }
 
   /** When both copies of a spot-checked task are in, compares them. Agreement is a clean result for both.

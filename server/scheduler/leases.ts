@@ -5,7 +5,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RelayError } from '../errors.ts';
 
-export type LeaseClaims = { taskId: string; jobId: string; baseVersion: number; shard: number; seed: number; volunteerId: string; expiresAt: number };
+/** `steps`: the task's H when it is sized to its volunteer (swarm jobs); absent: the job's own H. */
+export type LeaseClaims = { taskId: string; jobId: string; baseVersion: number; shard: number; seed: number; volunteerId: string; expiresAt: number; steps?: number };
 
 /** Reads the secret from dataDir/lease.secret, creating it (0600) on first start. */
 export function loadLeaseSecret(dataDir: string): Buffer {

@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore, TaskRow } from '../store/types.ts';
 import type { Guard } from '../defence/guard.ts';
 import { signLease } from './leases.ts';
+import { isSwarm, type SwarmPolicy } from './swarm.ts';
 import { createWaitingList } from './waiting.ts';
 
 /** Whether a spot-checked task tells its volunteer so, to be sent without error feedback: only top-k
@@ -23,10 +24,12 @@ const flagsReplicas = (c: Compression): boolean => replicaWithoutResidual(c);
 export type LeasingOptions = {
   store: RelayStore; guard: Guard; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics; now: () => number;
   requireJob: (jobId: string) => Promise<JobRow>;
+  /** swarm jobs' task sizing and round rule (./swarm.ts) */
+  swarm: SwarmPolicy;
 };
 
 export function createLeasing(o: LeasingOptions) {
-  const { store, guard, secret, log, metrics, now, requireJob } = o;
+  const { store, guard, secret, log, metrics, now, requireJob, swarm } = o;
   /** Volunteers recently told "no work", so a task ahead never goes past one of them. */
   const waiting = createWaitingList();
 
@@ -47,7 +50,14 @@ export function createLeasing(o: LeasingOptions) {
     // goes up, and lands in the next round one version stale, instead of its device idling across the
     // round's close. At most one such task per round; jobs that take no stale update get none.
     const live = await store.countLiveTasks(jobId, t);
-    if ((await store.countPendingUpdates(jobId)) + live >= h.updatesPerRound) {
+    const swarmJob = isSwarm(h);
+    if (swarmJob) {
+      // every volunteer that asks trains, up to the job's cap and two tasks of its own (./swarm.ts)
+      if (!swarm.mayLease(h, live, await store.countLiveTasksOf(jobId, volunteerId, t))) {
+        waiting.refused(jobId, volunteerId, t);
+        return null;
+      }
+    } else if ((await store.countPendingUpdates(jobId)) + live >= h.updatesPerRound) {
       const ahead = h.stalenessBound >= 1 && live === 1 && (await store.countLiveTasksOf(jobId, volunteerId, t)) === 1
         && !waiting.othersWaiting(jobId, volunteerId, t);
       if (!ahead) {
@@ -62,14 +72,18 @@ export function createLeasing(o: LeasingOptions) {
     if (check && (check.baseVersion > job.version || (await store.versionHash(jobId, check.baseVersion)) === undefined)) check = undefined; // rolled back
     const again = check ? undefined : await store.takeReissue(jobId);
     const shards = dataset(job.dataset.name).shardBytes.length;
+    const replica = check !== undefined || Math.random() < guard.replicationRate(record);
+    // a swarm task's H and deadline follow its volunteer's pace; both copies of a spot check train the
+    // job's nominal H, so that they can be compared
+    const plan = swarmJob && !replica ? swarm.plan(volunteerId, h) : { steps: h.steps, leaseMs: h.leaseMs };
     const task: TaskRow = {
       taskId, jobId, volunteerId, baseVersion: check ? check.baseVersion : job.version,
       shard: check ? check.shard : again ? again.shard : await store.nextShard(jobId, shards),
       seed: check ? check.seed : again ? again.seed : randomInt(0, 2 ** 31),
-      state: 'issued', issuedAt: t, expiresAt: t + h.leaseMs, reissueOf: again?.taskId ?? null, payloadHash: null, ack: null,
+      state: 'issued', issuedAt: t, expiresAt: t + plan.leaseMs, reissueOf: again?.taskId ?? null, payloadHash: null, ack: null,
     };
     await store.insertTask(task);
-    const replica = check !== undefined || Math.random() < guard.replicationRate(record);
+    if (swarmJob) swarm.issued(taskId, plan.steps, plan.leaseMs);
     if (replica) {
       await guard.store.addReplica({
         taskId, jobId, groupId: check ? check.groupId : taskId, volunteerId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, open: !check,
@@ -79,23 +93,31 @@ export function createLeasing(o: LeasingOptions) {
     if (again) log.info({ task: task.taskId, reissueOf: again.taskId, job: jobId }, 'task re-issued');
     const lease = signLease(secret, {
       taskId: task.taskId, jobId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, volunteerId, expiresAt: task.expiresAt,
+      ...(swarmJob ? { steps: plan.steps } : {}),
     });
+    if (swarmJob) metrics.taskSteps.observe({ job: jobId }, plan.steps);
     return {
       taskId: task.taskId, jobId, baseVersion: task.baseVersion, versionHash: (await store.versionHash(jobId, task.baseVersion))!,
-      shard: task.shard, seed: task.seed, steps: h.steps, batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm,
+      shard: task.shard, seed: task.seed, steps: plan.steps, batchSize: h.batchSize, adamw: h.adamw, clipNorm: h.clipNorm,
       compression: h.compression, lease, deadline: task.expiresAt, model: job.model, paramCount: paramCount(job.model),
       ...(replica && flagsReplicas(h.compression) ? { replica: true } : {}),
       ...(h.augment ? { augment: h.augment } : {}),
+      // a returner's residual from before the oldest base still accepted is dropped (residual-age.ts)
+      ...(swarmJob ? { residualMaxAge: h.stalenessBound } : {}),
     };
   }
 
   /** Leases due by `t` end: their shard and seed go back to the re-issue queue. */
   async function expireLeases(t: number): Promise<void> {
     for (const task of await store.expireDueTasks(t)) {
+      swarm.ended(task.taskId, task.volunteerId, true);
       metrics.leasesExpired.inc({ job: task.jobId });
       log.info({ task: task.taskId, job: task.jobId, volunteer: task.volunteerId }, 'lease expired: issued=>expired, queued for re-issue');
     }
   }
 
-  return { leaseTask, expireLeases };
+  /** Volunteers told "no work" in the last moments (the dashboard's "waiting"). */
+  const waitingCount = (jobId: string, t: number): number => waiting.count(jobId, t);
+
+  return { leaseTask, expireLeases, waitingCount };
 }

@@ -1,4 +1,5 @@
-// Rounds: when K updates are in (or the round timer fired with a quorum), the pending updates are
+// Rounds: when K updates are in (or the round timer fired with a quorum; swarm jobs: the round's target
+// time passed with a quorum, ./round-size.ts), the pending updates are
 // aggregated, the DiLoCo outer step makes the next version, published as a compressed delta, and
 // committed with the updates it applied (a conditional commit: only one closer of a round wins); then
 // retention prunes old checkpoints and payloads. Evaluation and stopping rules follow the commit's event.
@@ -10,7 +11,8 @@ import { paramCount } from '../../shared/models/config.ts';
 import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore } from '../store/types.ts';
 import { defaultRetention, prunableUpTo, type Retention } from '../store/retention.ts';
-import { combine } from './combine.ts';
+import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
+import { isSwarm, type SwarmPolicy } from './swarm.ts';
 import { outerStep } from './outer-step.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -22,11 +24,15 @@ export type RoundsOptions = {
   /** which checkpoints and update payloads outlive their round (default: defaultRetention) */
   retention?: Retention;
   later: (work: () => void) => void;
+  /** swarm jobs' round rule (./swarm.ts) */
+  swarm: SwarmPolicy;
 };
 
 export function createRounds(o: RoundsOptions) {
-  const { store, log, metrics, now, requireJob } = o;
+  const { store, log, metrics, now, requireJob, swarm } = o;
   const scheduled = new Set<string>();
+  /** When each job's last round closed, for the round-time gauge. */
+  const lastClose = new Map<string, number>();
 
   /** Rounds close outside the request that completed them, so the uploader gets its answer at once. */
   function scheduleRound(jobId: string): void {
@@ -44,14 +50,29 @@ export function createRounds(o: RoundsOptions) {
     if (job.status !== 'running') return false;
     const h = job.hyperparameters;
     const count = await store.countPendingUpdates(jobId);
-    const timerDue = byTimer && count >= h.quorum && now() - job.roundStartedAt >= h.roundTimeoutMs;
-    if (count < h.updatesPerRound && !timerDue) return false;
+    const t0 = now();
+    const swarmJob = isSwarm(h);
+    const k = swarmJob ? swarm.k(jobId, h, t0) : h.updatesPerRound;
+    if (swarmJob) {
+      // by time with a quorum, whoever calls (./round-size.ts)
+      if (!swarm.due(h, count, t0 - job.roundStartedAt)) return false;
+    } else {
+      const timerDue = byTimer && count >= h.quorum && t0 - job.roundStartedAt >= h.roundTimeoutMs;
+      if (count < h.updatesPerRound && !timerDue) return false;
+    }
     const stop = metrics.roundSeconds.startTimer();
-    const pending = await store.pendingUpdates(jobId);
     const n = paramCount(job.model);
-    // second copies of spot checks weigh 0 (see intake.ts); a round made of nothing else counts them after all
-    const counted = pending.some((u) => u.weight > 0) ? pending.filter((u) => u.weight > 0) : pending.map((u) => ({ ...u, weight: 1 }));
-    const delta = combine(h.aggregator, counted.map((u) => decodeUpdate(u.payload, n)), counted.map((u) => u.weight), job.version, h.preAggregators);
+    // Streaming: the pending updates are read one at a time and folded into bucket sums, so the round
+    // holds O(buckets × P) whatever K (shared/aggregate/streaming.ts). Folding at the close, from the
+    // store, rather than on arrival keeps no round state in this process: a restart loses nothing, and
+    // relays sharing one database close a round from what all of them accepted.
+    // Second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all.
+    const pending: string[] = [];
+    let acc = await foldPending(job, pending, false);
+    if (acc.counted === 0) acc = await foldPending(job, [], true);
+    if (pending.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
+    const delta = acc.close(h.aggregator, { preAggregators: h.preAggregators });
+    metrics.roundAccumulators.set({ job: jobId }, acc.live);
     const cur = (await store.getVersion(jobId, job.version))!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
     const version = job.version + 1;
@@ -62,7 +83,7 @@ export function createRounds(o: RoundsOptions) {
     const committed = await store.commitRound(jobId, {
       version, params: published.params, momentum: next.momentum, hash: paramHash(published.params),
       delta: { bytes: published.delta, sha256: sha256(published.delta) }, residual,
-    }, pending.map((u) => u.taskId), now());
+    }, pending, now());
     if (!committed) {
       // the job moved meanwhile (a rollback; another relay closed this round): nothing was written
       stop();
@@ -71,12 +92,40 @@ export function createRounds(o: RoundsOptions) {
     }
     await prune(jobId, version, h.stalenessBound);
     stop();
-    const trigger = count >= h.updatesPerRound ? 'k' : 'timer';
+    const trigger = count >= k ? 'k' : 'timer';
     metrics.rounds.inc({ job: jobId, trigger });
     metrics.version.set({ job: jobId }, version);
+    metrics.roundSize.set({ job: jobId }, swarmJob ? pending.length : k); // a swarm round's K is what it took
+    const last = lastClose.get(jobId) ?? job.roundStartedAt;
+    metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
+    lastClose.set(jobId, t0);
     // the new version's evaluation and the stopping rules hear of it as the store's round-committed event
     log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
     return true;
+  }
+
+  /** The job's pending updates folded into a round accumulator, one payload at a time; `ids` collects
+   * their task ids. `all`: every update at weight 1 (a round of spot-check second copies only).
+   * Tasks of different H (swarm jobs) are folded as FedNova does (Wang et al., NeurIPS'20, arXiv
+   * 2007.07481): each Δ divided by its own steps and multiplied by the job's nominal H, weighted by its
+   * samples (and staleness). Averaged raw, a 40-step Δ is 8× a 5-step one and its weight 8× too: the round's
+   * step was then set by the fastest devices and the outer momentum carried it past the minimum (measured:
+   * 31 % held-out accuracy where fixed H reached 88 % at equal samples, bench/swarm.ts). */
+  async function foldPending(job: JobRow, ids: string[], all: boolean): Promise<RoundAccumulator> {
+    const h = job.hyperparameters, n = paramCount(job.model);
+    const nominal = h.steps * h.batchSize;
+    const acc = createRoundAccumulator(n, { seed: job.version });
+    for (const id of await store.pendingUpdateIds(job.jobId)) {
+      const u = await store.pendingUpdate(id);
+      if (!u) continue; // its payload was lost: discarded
+      ids.push(u.taskId);
+      if (!all && !(u.weight > 0)) continue;
+      const x = decodeUpdate(u.payload, n);
+      const k = isSwarm(h) && u.samples > 0 ? nominal / u.samples : 1;
+      if (k !== 1) for (let i = 0; i < x.values.length; i++) x.values[i] *= k;
+      acc.fold(x, all ? 1 : u.weight);
+    }
+    return acc;
   }
 
   /** Retention after a round (../store/retention.ts). A failure here costs disk, not the round. */

@@ -18,6 +18,7 @@ import { createIntake } from './intake.ts';
 import { createLeasing } from './leasing.ts';
 import { createRounds, paramHash } from './rounds.ts';
 import { createStopping } from './stopping.ts';
+import { createSwarm, isSwarm } from './swarm.ts';
 
 export type SchedulerOptions = {
   stores: Stores; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics;
@@ -44,7 +45,9 @@ export function createScheduler(o: SchedulerOptions) {
 
   const evaluateOn = o.evaluate !== false;
   const evaluation = createEvaluation({ store, log, metrics, now, enabled: evaluateOn, later, isStopping: () => stopping });
-  const rounds = createRounds({ store, log, metrics, now, requireJob, retention: o.retention, later });
+  /** Swarm jobs' task sizing and round rule (./swarm.ts), shared by leasing, intake and rounds. */
+  const swarm = createSwarm();
+  const rounds = createRounds({ store, log, metrics, now, requireJob, retention: o.retention, later, swarm });
 
   // What follows a round and an evaluation, wherever in the relay (or in another relay on the same store)
   // it happened: a new version is evaluated; the stopping rules are checked in this one place, after a
@@ -55,8 +58,8 @@ export function createScheduler(o: SchedulerOptions) {
     later(() => void stopRules.check(e.jobId, { needEval: evaluateOn }));
   });
   stores.on('eval-stored', (e) => later(() => void stopRules.check(e.jobId, { needEval: true })));
-  const leasing = createLeasing({ store, guard, secret, log, metrics, now, requireJob });
-  const intake = createIntake({ store, guard, secret, log, metrics, now, requireJob, stopRules, roundReady: rounds.scheduleRound });
+  const leasing = createLeasing({ store, guard, secret, log, metrics, now, requireJob, swarm });
+  const intake = createIntake({ store, guard, secret, log, metrics, now, requireJob, stopRules, roundReady: rounds.scheduleRound, swarm });
 
   /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool). */
   /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool).
@@ -81,8 +84,21 @@ export function createScheduler(o: SchedulerOptions) {
 
   /** Periodic: expire leases, fire round timers. */
   async function sweep(): Promise<void> {
-    await leasing.expireLeases(now());
-    for (const job of await store.listJobs('running')) await rounds.closeRound(job.jobId, true);
+    const t = now();
+    await leasing.expireLeases(t);
+    for (const job of await store.listJobs('running')) {
+      await rounds.closeRound(job.jobId, true);
+      await gauges(job.jobId, job.hyperparameters, t);
+    }
+  }
+
+  /** Volunteers training vs waiting, and the K the next round closes at (/metrics and the dashboard). */
+  async function gauges(jobId: string, h: JobRow['hyperparameters'], t: number): Promise<void> {
+    metrics.volunteersTraining.set({ job: jobId }, await store.countLiveTasks(jobId, t));
+    metrics.volunteersWaiting.set({ job: jobId }, leasing.waitingCount(jobId, t));
+    // a swarm job's K is set by each round as it closes (./rounds.ts); before its first, the rate's estimate
+    if (!isSwarm(h)) metrics.roundSize.set({ job: jobId }, h.updatesPerRound);
+    else if (!(await store.getJob(jobId))?.version) metrics.roundSize.set({ job: jobId }, swarm.k(jobId, h, t));
   }
 
   /** After a restart: finish any round that was ready, evaluate versions the crash left unevaluated. */
@@ -106,7 +122,7 @@ export function createScheduler(o: SchedulerOptions) {
   }
 
   return {
-    createJob, jobInfo, leaseTask: leasing.leaseTask, stopping: stopRules, intakeUpdate: intake.intakeUpdate,
+    swarm, createJob, jobInfo, leaseTask: leasing.leaseTask, stopping: stopRules, intakeUpdate: intake.intakeUpdate,
     closeRound: rounds.closeRound, sweep, recover, evaluate: evaluation.evaluate, registerVolunteer, requireJob, paramHash, guard,
     /** Resolves when the spot-check tie-breaks started so far are done. */
     settled: intake.settled,

@@ -26,6 +26,13 @@ export function createWaitingList(windowMs = 2_000) {
       m.set(volunteerId, t);
       prune(m, t);
     },
+    /** Volunteers told "no work" within the window (the dashboard's "waiting"). */
+    count(jobId: string, t: number): number {
+      const m = byJob.get(jobId);
+      if (!m) return 0;
+      prune(m, t);
+      return m.size;
+    },
     othersWaiting(jobId: string, volunteerId: string, t: number): boolean {
       const m = byJob.get(jobId);
       return m !== undefined && prune(m, t, volunteerId);

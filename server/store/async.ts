@@ -202,6 +202,9 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
         fire({ name: 'update-accepted', event: { jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt } });
       }),
       pendingUpdates: read(core.pendingUpdates),
+      pendingUpdateIds: read(core.pendingUpdateIds),
+      // may discard an update whose payload file is gone: a write
+      pendingUpdate: write((_fire, taskId) => core.pendingUpdate(taskId)),
       pendingNorms: read(core.pendingNorms),
       countPendingUpdates: read(core.countPendingUpdates),
       appliedUpdates: read(core.appliedUpdates),

@@ -105,6 +105,13 @@ export interface Store {
   acceptUpdate(update: UpdateRow, ack: string): void;
   /** Accepted updates not yet applied by a round. */
   pendingUpdates(jobId: string): UpdateRow[];
+  /** The same updates, read one at a time as the caller iterates (a round folds them into bucket sums
+   * without holding K payloads: shared/aggregate/streaming.ts). */
+  eachPendingUpdate(jobId: string): Iterable<UpdateRow>;
+  /** Task ids of the pending updates, oldest first, and one of them with its payload (undefined once
+   * applied, or when its payload was lost: then it is discarded): eachPendingUpdate in two steps. */
+  pendingUpdateIds(jobId: string): string[];
+  pendingUpdate(taskId: string): UpdateRow | undefined;
   /** L2 norms of the accepted, unapplied updates: what the round's norm bound is taken from. */
   pendingNorms(jobId: string): number[];
   countPendingUpdates(jobId: string): number;
@@ -258,6 +265,10 @@ export interface RelayStore {
   acceptUpdate(update: UpdateRow, ack: string): Promise<void>;
   /** Accepted updates not yet applied by a round, oldest first. */
   pendingUpdates(jobId: string): Promise<UpdateRow[]>;
+  /** Streaming reads of the same (a round folds them one at a time: shared/aggregate/streaming.ts): the
+   * task ids oldest first, then each one with its payload (undefined once applied or its payload lost). */
+  pendingUpdateIds(jobId: string): Promise<string[]>;
+  pendingUpdate(taskId: string): Promise<UpdateRow | undefined>;
   pendingNorms(jobId: string): Promise<number[]>;
   countPendingUpdates(jobId: string): Promise<number>;
   /** The updates a round applied to make `version`, with the payloads retention still keeps. */

@@ -1,20 +1,20 @@
 // Coordinate-wise rules: each coordinate is aggregated on its own over the n updates' values there.
-// n is small (tens of updates a round), so each coordinate's column is insertion-sorted in a scratch buffer.
+// Each column is sorted (O(n log n), stable: equal values keep input order) into scratch buffers, so a
+// round of many bucket means costs no more than n log n per coordinate (insertion was O(n²)).
 
 /** Calls f(i, vals, ws, n) with coordinate i's values sorted ascending and their weights alongside. */
 function eachSortedColumn(
   cols: Float32Array[], weights: number[], f: (vals: Float64Array, ws: Float64Array) => number,
 ): Float32Array {
   const n = cols.length, d = cols[0].length;
-  const vals = new Float64Array(n), ws = new Float64Array(n);
+  const vals = new Float64Array(n), ws = new Float64Array(n), raw = new Float64Array(n);
+  const order = new Uint32Array(n);
+  const byValue = (a: number, b: number) => raw[a] - raw[b] || a - b;
   const out = new Float32Array(d);
   for (let i = 0; i < d; i++) {
-    for (let j = 0; j < n; j++) {
-      const v = cols[j][i], w = weights[j];
-      let k = j - 1;
-      while (k >= 0 && vals[k] > v) { vals[k + 1] = vals[k]; ws[k + 1] = ws[k]; k--; }
-      vals[k + 1] = v; ws[k + 1] = w;
-    }
+    for (let j = 0; j < n; j++) { raw[j] = cols[j][i]; order[j] = j; }
+    order.sort(byValue);
+    for (let j = 0; j < n; j++) { const k = order[j]; vals[j] = raw[k]; ws[j] = weights[k]; }
     out[i] = f(vals, ws);
   }
   return out;

@@ -56,6 +56,17 @@ export const AugmentSchema = Type.Object({
   width: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'image width in pixels (default: the square root of the row length)' })),
 }, { additionalProperties: false });
 
+/** Asynchronous swarm scheduling (server/scheduler/swarm.ts): every volunteer that asks gets work, each
+ * task sized to its device, rounds sized to the arrival rate. Absent: the round scheduler (at most K + 1
+ * tasks out, fixed H and lease), as jobs made before it existed. */
+export const SwarmSchema = Type.Object({
+  targetTaskMs: Type.Optional(Type.Integer({ minimum: 1_000, maximum: 3_600_000, description: 'wall time a task should take on its volunteer\'s device (default 60000)' })),
+  targetRoundMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'a round closes about this often (default 2 × targetTaskMs / stalenessBound)' })),
+  maxConcurrentTasks: Type.Optional(Type.Integer({ minimum: 1, description: 'most tasks leased at once (default: no limit)' })),
+  minSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'fewest inner steps of a task (default 1)' })),
+  maxSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'most inner steps of a task (default steps: a fast device runs more tasks, not longer ones)' })),
+}, { additionalProperties: false });
+
 /** A job's training hyperparameters (inner and outer loop, rounds, staleness, compression). */
 export const HyperparametersSchema = Type.Object({
   steps: Type.Integer({ minimum: 1, maximum: 100_000, description: 'H: inner steps per task' }),
@@ -76,6 +87,7 @@ export const HyperparametersSchema = Type.Object({
   usefulness: Type.Optional(UsefulnessSchema),
   until: Type.Optional(UntilSchema),
   augment: Type.Optional(AugmentSchema),
+  swarm: Type.Optional(SwarmSchema),
 });
 
 export const JobStatusSchema = Type.Union([
@@ -125,6 +137,9 @@ export const RelaySendsTask = Type.Object({
   replica: Type.Optional(Type.Boolean()),
   /** the job's seeded augmentation: batches are drawn with it (shared/data/task-data.ts) */
   augment: Type.Optional(AugmentSchema),
+  /** an error-feedback residual left by a task based more than this many versions before this task's
+   * base is dropped, not sent (a returning volunteer's; shared/volunteer/residual-age.ts) */
+  residualMaxAge: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
 /** JSON header inside an update frame (shared/protocol/frame.ts). */
@@ -152,6 +167,7 @@ export type Hyperparameters = Static<typeof HyperparametersSchema>;
 export type Usefulness = Static<typeof UsefulnessSchema>;
 export type Until = Static<typeof UntilSchema>;
 export type Augment = Static<typeof AugmentSchema>;
+export type Swarm = Static<typeof SwarmSchema>;
 export type Finish = Static<typeof FinishSchema>;
 export type JobStatus = Static<typeof JobStatusSchema>;
 export type JobSummary = Static<typeof JobSummarySchema>;

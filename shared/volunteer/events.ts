@@ -21,6 +21,8 @@ export type VolunteerEvent =
   | { type: 'uploaded'; taskId: string; ack: UpdateAck; bytes: number; denseBytes: number; ms: number }
   /** the task was given up (lease expired, too stale, refused); the loop goes on */
   | { type: 'dropped'; taskId: string; code: AnyErrorCode; reason: string }
+  /** the stored error-feedback residual was older than the relay takes, so it was not sent (./residual-age.ts) */
+  | { type: 'residual-dropped'; taskId: string }
   | { type: 'retry'; what: string; attempt: number; delayMs: number; reason: string }
   /** the relay in use stopped answering (refused, no answer in time, 5xx): the loop goes on with the next */
   | { type: 'failover'; from: string; to: string; reason: string }

@@ -76,6 +76,8 @@ export function kvLoopStore(db: VolunteerDb, slot: number): SlotLoopStore {
       await db.putBlob(residualKey(jobId), bytesOf(r), 'state');
       residuals.set(jobId, new Float32Array(r));
     },
+    getResidualBase: (jobId) => db.getRecord<number>(`${residualKey(jobId)}:base`),
+    putResidualBase: (jobId, v) => db.putRecord(`${residualKey(jobId)}:base`, v),
     getTask: () => db.getRecord<Task>(taskKey),
     putTask: (task) => (task ? db.putRecord(taskKey, task) : db.deleteRecord(taskKey)),
     async residualChecksum(jobId) {

@@ -22,6 +22,7 @@ import { paramsFor } from './params.ts';
 import { pieceFetcher, type PeerSource } from './pieces.ts';
 import { shardSource } from './shards.ts';
 import { prefetchDue } from './pipeline.ts';
+import { keepResidual } from './residual-age.ts';
 import type { LoopStore } from './store.ts';
 
 export type { Phase, VolunteerEvent } from './events.ts';
@@ -206,11 +207,16 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     try {
       // a spot-checked task goes without error feedback (no residual in or out), so its copies compare
       let residual = task.replica ? undefined : await o.store.getResidual(task.jobId);
+      // a returner's residual from a base the relay no longer takes is dropped (./residual-age.ts)
+      if (residual && task.residualMaxAge !== undefined && !keepResidual(await o.store.getResidualBase?.(task.jobId), task.baseVersion, task.residualMaxAge)) {
+        emit({ type: 'residual-dropped', taskId: task.taskId });
+        residual = undefined;
+      }
       if (!residual || residual.length !== d.delta.length) residual = new Float32Array(d.delta.length);
       const payload = encodeUpdate(d.delta, task.compression, residual);
       // the new residual is saved while the update goes up (a reload in between loses what it would
       // either way: the update in flight); the next send waits for both
-      if (!task.replica) saving = o.store.putResidual(task.jobId, residual);
+      if (!task.replica) saving = Promise.all([o.store.putResidual(task.jobId, residual), o.store.putResidualBase?.(task.jobId, task.baseVersion)]).then(() => undefined);
       const frame = encodeUpdateFrame({ lease: task.lease, volunteerId: d.volunteerId, losses: d.losses, samples: task.steps * task.batchSize, computeMs: d.computeMs }, payload);
       const signature = await signUpdate(await getIdentity(), task.taskId, task.lease, frame);
       const start = Date.now();

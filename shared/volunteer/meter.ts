@@ -104,7 +104,7 @@ export class Meter {
   onLoopEvent(e: VolunteerEvent): void {
     if (e.type === 'state') this.loopState = { state: e.state, detail: e.detail };
     else if (e.type === 'retry') this.retrying = `relay unreachable (${e.reason}); retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`;
-    else if (e.type === 'task') { this.stats.jobId = e.task.jobId; this.stats.taskId = e.task.taskId; this.stats.baseVersion = e.task.baseVersion; }
+    else if (e.type === 'task') { this.stats.jobId = e.task.jobId; this.stats.taskId = e.task.taskId; this.stats.baseVersion = e.task.baseVersion; this.stats.taskSteps = e.task.steps; }
     else if (e.type === 'error') this.stats.lastError = e.message;
     else if (e.type === 'dropped') this.stats.lastError = `task ${e.taskId} dropped: ${e.reason}`;
     this.notify();

@@ -18,6 +18,8 @@ export type Stats = {
   jobId?: string;
   taskId?: string;
   baseVersion?: number;
+  /** The current task's size, H inner steps (on swarm jobs the relay sizes it to this device). */
+  taskSteps?: number;
   steps: number;
   gpuSteps: number;
   /** Paused between two inner steps of a leased task (its lease keeps running). */

@@ -18,6 +18,10 @@ export interface LoopStore {
   /** Error-feedback residual of a job: what compression has not sent yet. */
   getResidual(jobId: string): Promise<Float32Array | undefined>;
   putResidual(jobId: string, residual: Float32Array): Promise<void>;
+  /** The base version of the task the residual was last saved after (./residual-age.ts). Optional: a
+   * store without it keeps every residual unless the relay bounds its age. */
+  getResidualBase?(jobId: string): Promise<number | undefined>;
+  putResidualBase?(jobId: string, version: number): Promise<void>;
   /** The task being trained, so a reload resumes it while its lease lasts. */
   getTask(): Promise<Task | undefined>;
   putTask(task: Task | undefined): Promise<void>;
@@ -32,7 +36,7 @@ export interface LoopStore {
 /** In-memory store; keeps only the newest few parameter versions. */
 export function memoryLoopStore(): LoopStore {
   const ids = new Map<string, string>(), params = new Map<string, Float32Array>();
-  const shards = new Map<string, Uint8Array>(), residuals = new Map<string, Float32Array>();
+  const shards = new Map<string, Uint8Array>(), residuals = new Map<string, Float32Array>(), residualBases = new Map<string, number>();
   let task: Task | undefined;
   const keys = new Map<string, CryptoKeyPair>();
   const newest = new Map<string, { version: number; hash: string }>();
@@ -52,6 +56,8 @@ export function memoryLoopStore(): LoopStore {
     putShard: async (j, s, b) => { shards.set(`${j}:${s}`, b); },
     getResidual: async (j) => residuals.get(j),
     putResidual: async (j, r) => { residuals.set(j, r); },
+    getResidualBase: async (j) => residualBases.get(j),
+    putResidualBase: async (j, v) => { residualBases.set(j, v); },
     getTask: async () => task,
     putTask: async (t) => { task = t; },
   };

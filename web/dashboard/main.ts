@@ -14,6 +14,7 @@ type Snapshot = {
   jobs: { jobId: string; name: string; status: string; version: number; model: string; researcher: string; evals: EvalPoint[]; evalCount: number;
     finish?: { rule: string; reason: string; releasedVersion: number; loss: number | null; accuracy: number | null } }[];
   leaderboard: { volunteerId: string; credit: number; updates: number }[];
+  swarm?: { training: number; waiting: number; roundSize: number; roundSeconds: number; staleness: { le: string; count: number }[] };
   health: { eventLoopLagMs: number; rssBytes: number; heapUsedBytes: number; queueDepth: number; pendingUpdates: number; auditEntries: number; uptimeSec: number };
   history?: { at: number; samplesPerSec: number; tokensPerSec: number; gflops: number; active: number }[];
 };
@@ -47,6 +48,13 @@ function render(s: Snapshot): void {
   text('s-bytes', `${bytes(s.bytes.in)} / ${bytes(s.bytes.out)}`);
   const dl = s.bytes.downloadsFromRelay + s.bytes.downloadsFromPeers;
   text('s-downloads', dl > 0 ? `${bytes(s.bytes.downloadsFromRelay)} / ${bytes(s.bytes.downloadsFromPeers)} (${(100 * s.bytes.downloadsFromPeers / dl).toFixed(0)} % by peers)` : '–');
+  if (s.swarm) {
+    // the swarm scheduler's view (server/scheduler/swarm.ts): who trains, who waits, rounds, staleness
+    text('s-training', `${count(s.swarm.training)} / ${count(s.swarm.waiting)}`);
+    text('s-round', s.swarm.roundSize ? `K ${count(s.swarm.roundSize)}, every ${s.swarm.roundSeconds.toFixed(1)} s` : '–');
+    const total = s.swarm.staleness.reduce((a, b) => a + b.count, 0);
+    text('s-staleness', total ? s.swarm.staleness.map((b) => `${b.le === '+Inf' ? '>32' : `≤${b.le}`}: ${(100 * b.count / total).toFixed(0)} %`).join(' · ') : '–');
+  }
   text('s-ratio', s.bytes.compressionRatio > 0 ? `${s.bytes.compressionRatio.toFixed(1)}× smaller than fp32` : '–');
   throughput.set([history.map((h) => h.at / 1000), history.map((h) => h.samplesPerSec), history.map((h) => h.tokensPerSec)]);
 

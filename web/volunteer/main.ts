@@ -110,6 +110,8 @@ function showStats(s: Stats): void {
   // a task of another job (the last one is done): describe the job this tab now trains
   if (s.jobId && s.jobId !== state.job?.jobId && s.jobId !== describing) { describing = s.jobId; void describeJob(s.jobId).finally(() => { describing = undefined; }); }
   $('s-job').textContent = s.jobId ? `${state.job?.name ?? s.jobId} · v${s.baseVersion ?? '–'}` : '–';
+  // the relay sizes each task to this device's measured pace (swarm jobs): show what it gave
+  $('s-task').textContent = s.taskSteps ? `${s.taskSteps} inner steps` : '–';
   $('s-steps').textContent = rate(s.stepsPerSec);
   $('s-samples-rate').textContent = rate(s.samplesPerSec);
   $('s-samples').textContent = count(s.samples);

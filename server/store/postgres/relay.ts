@@ -233,6 +233,13 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
     },
     pendingUpdates: async (jobId) => (await c.rows<UpdateDb>(`SELECT ${UPDATE_META}, payload FROM updates
       WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id`, [jobId])).map(updateRow),
+    pendingUpdateIds: async (jobId) => (await c.rows<{ task_id: string }>(`SELECT task_id FROM updates
+      WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id`, [jobId])).map((r) => r.task_id),
+    // payloads live in the database here, so one is never lost: nothing to discard
+    pendingUpdate: async (taskId) => {
+      const r = await c.one<UpdateDb>(`SELECT ${UPDATE_META}, payload FROM updates WHERE task_id = $1 AND applied_in IS NULL AND discarded = 0`, [taskId]);
+      return r && updateRow(r);
+    },
     pendingNorms: async (jobId) => (await c.rows<{ norm: number }>(`SELECT norm FROM updates WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0
       ORDER BY accepted_at, task_id`, [jobId])).map((r) => r.norm),
     countPendingUpdates: async (jobId) => (await c.one<{ n: number }>(`SELECT COUNT(*) AS n FROM updates

@@ -1,0 +1,94 @@
+// A round aggregated as its updates stream past, in O(buckets × P) memory whatever the round's size K.
+//
+// Up to `buckets` updates are kept whole, so a round that small aggregates exactly as aggregate() always
+// did (same bucketing shuffle, same rule). The next update collapses them: each kept update becomes one
+// bucket's running weighted sum, and every later update is added into one bucket, chosen by a seeded
+// shuffle of the bucket ids drawn afresh for each block of `buckets` arrivals (so sizes stay within one
+// of each other, and which updates share a bucket cannot be arranged by sending at a chosen moment).
+// At the close the robust rule runs over the bucket means, weighted by each bucket's total weight:
+// bucketing as Karimireddy, He and Jaggi (arXiv 2006.09365) define it, with s = K / buckets. The price is
+// theirs too: a hostile share δ taints up to s·δ of the buckets, so robustness at very large K rests on
+// the relay's other checks (norm bound, spot checks, usefulness) more than on the rule.
+import { updateLength, type Update } from '../codec/index.ts';
+import { rng } from '../util/rng.ts';
+import { aggregate } from './index.ts';
+import { AggregationError } from './errors.ts';
+import type { AggregateOptions } from './options.ts';
+import type { AggregatorName } from './registry.ts';
+
+/** Default bucket count: enough inputs for the robust rules to tell a few outliers from the crowd. */
+export const DEFAULT_ROUND_BUCKETS = 32;
+
+export type RoundAccumulator = {
+  /** Adds one update with its weight (≥ 0); the update may be dropped by the caller afterwards. */
+  fold(u: Update, weight: number): void;
+  /** Updates folded so far, and of them with weight > 0. */
+  readonly count: number;
+  readonly counted: number;
+  /** P-length vectors this accumulator holds now (kept updates or bucket sums): at most `buckets`. */
+  readonly live: number;
+  /** The round's aggregate by the rule; throws AggregationError when nothing counts. */
+  close(name: AggregatorName, opts?: AggregateOptions): Float32Array;
+};
+
+export function createRoundAccumulator(length: number, o: { buckets?: number; seed?: number } = {}): RoundAccumulator {
+  const buckets = o.buckets ?? DEFAULT_ROUND_BUCKETS;
+  if (!(Number.isInteger(buckets) && buckets >= 1)) throw new AggregationError(`buckets must be an integer ≥ 1, got ${buckets}`);
+  const seed = o.seed ?? 0;
+  const r = rng(seed ^ 0x5bd1e995);
+  // phase 1: whole updates (at most `buckets` of them)
+  let kept: { u: Update; w: number }[] | undefined = [];
+  // phase 2: per bucket, Σ w·x (float64, so thousands of small adds lose nothing) and Σ w
+  let sums: Float64Array[] = [];
+  let totals: number[] = [];
+  let block: number[] = [];
+  let count = 0, counted = 0;
+
+  const addInto = (b: number, u: Update, w: number) => {
+    const acc = sums[b];
+    if (u.kind === 'dense') for (let i = 0; i < length; i++) acc[i] += w * u.values[i];
+    else for (let t = 0; t < u.indices.length; t++) acc[u.indices[t]] += w * u.values[t];
+    totals[b] += w;
+  };
+  const nextBucket = (): number => {
+    if (block.length === 0) {
+      block = Array.from({ length: buckets }, (_, i) => i);
+      for (let i = block.length - 1; i > 0; i--) { const j = r.int(i + 1); [block[i], block[j]] = [block[j], block[i]]; }
+    }
+    return block.pop()!;
+  };
+
+  return {
+    fold(u, w) {
+      if (updateLength(u) !== length) throw new AggregationError(`update has ${updateLength(u)} values, the round has ${length}`);
+      if (!(Number.isFinite(w) && w >= 0)) throw new AggregationError(`weight is ${w}; weights must be finite and ≥ 0`);
+      count++;
+      if (w > 0) counted++;
+      // a zero weight adds nothing to a sum: only whole-update mode needs to hold it
+      if (kept && kept.length < buckets) { kept.push({ u, w }); return; }
+      if (kept) {
+        sums = Array.from({ length: buckets }, () => new Float64Array(length));
+        totals = new Array<number>(buckets).fill(0);
+        kept.forEach((k, b) => addInto(b, k.u, k.w));
+        kept = undefined;
+      }
+      if (w > 0) addInto(nextBucket(), u, w);
+    },
+    get count() { return count; },
+    get counted() { return counted; },
+    get live() { return kept ? kept.length : sums.length; },
+    close(name, opts = {}) {
+      if (kept) return aggregate(name, kept.map((k) => k.u), kept.map((k) => k.w), { seed, ...opts });
+      const means: Update[] = [], ws: number[] = [];
+      sums.forEach((acc, b) => {
+        if (!(totals[b] > 0)) return;
+        const t = totals[b];
+        means.push({ kind: 'dense', values: Float32Array.from(acc, (v) => v / t) });
+        ws.push(t);
+      });
+      if (means.length === 0) throw new AggregationError('weights sum to 0; at least one update must count');
+      // the buckets are the bucketing: the rule sees their means as they are
+      return aggregate(name, means, ws, { seed, ...opts, bucket: 1 });
+    },
+  };
+}

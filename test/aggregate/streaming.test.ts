@@ -1,0 +1,58 @@
+// Streaming aggregation: a round folds its updates into at most `buckets` live vectors, whatever K, and
+// runs the robust rule over the bucket means at the close.
+import { describe, expect, it } from 'vitest';
+import { aggregate } from '../../shared/aggregate/index.ts';
+import { weightedMean } from '../../shared/aggregate/mean.ts';
+import { createRoundAccumulator } from '../../shared/aggregate/streaming.ts';
+import type { Update } from '../../shared/codec/index.ts';
+import { rng } from '../../shared/util/rng.ts';
+
+const P = 64;
+const updates = (k: number, seed: number): Update[] => {
+  const r = rng(seed);
+  return Array.from({ length: k }, () => ({ kind: 'dense' as const, values: Float32Array.from({ length: P }, () => r.normal()) }));
+};
+
+describe('streaming round aggregation', () => {
+  it('keeps at most `buckets` vectors live however many updates a round folds', () => {
+    for (const k of [4, 32, 33, 500, 3000]) {
+      const acc = createRoundAccumulator(P, { buckets: 32, seed: 1 });
+      let most = 0;
+      for (const u of updates(k, k)) { acc.fold(u, 1); most = Math.max(most, acc.live); }
+      expect(acc.count).toBe(k);
+      expect(most).toBe(Math.min(k, 32));
+      expect(acc.live).toBe(Math.min(k, 32));
+      expect(acc.close('median').length).toBe(P);
+    }
+  });
+
+  it('aggregates a round of up to `buckets` updates exactly as aggregate() does', () => {
+    const us = updates(10, 7), ws = us.map((_, i) => 1 + (i % 3));
+    for (const rule of ['median', 'trimmed-mean', 'centered-clip', 'multi-krum'] as const) {
+      const acc = createRoundAccumulator(P, { seed: 5 });
+      us.forEach((u, i) => acc.fold(u, ws[i]));
+      expect(Array.from(acc.close(rule))).toEqual(Array.from(aggregate(rule, us, ws, { seed: 5 })));
+    }
+  });
+
+  it('gives, under the mean rule over bucket means, the weighted mean of every update folded', () => {
+    const us = updates(700, 3), ws = us.map((_, i) => (i % 5) / 4);
+    const acc = createRoundAccumulator(P, { buckets: 16, seed: 2 });
+    us.forEach((u, i) => acc.fold(u, ws[i]));
+    const got = acc.close('mean'), want = weightedMean(us, ws, P);
+    for (let i = 0; i < P; i++) expect(got[i]).toBeCloseTo(want[i], 5);
+    expect(acc.counted).toBe(ws.filter((w) => w > 0).length);
+  });
+
+  it('keeps a hostile minority that taints under half the buckets out of the median over bucket means', () => {
+    // 432 honest updates near +1, 8 hostile at −100: at most 8 of 32 bucket means are pulled
+    const r = rng(9);
+    const acc = createRoundAccumulator(P, { buckets: 32, seed: 4 });
+    for (let j = 0; j < 440; j++) {
+      const hostile = j % 55 === 0;
+      acc.fold({ kind: 'dense', values: Float32Array.from({ length: P }, () => (hostile ? -100 : 1 + 0.01 * r.normal())) }, 1);
+    }
+    const m = acc.close('median');
+    for (const x of m) expect(Math.abs(x - 1)).toBeLessThan(0.1);
+  });
+});
