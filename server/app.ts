@@ -24,6 +24,9 @@ import { createScheduler } from './scheduler/scheduler.ts';
 import type { Retention } from './store/retention.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 import opsPlugin from './ops/index.ts';
+import { createDemoJob } from './ops/demo.ts';
+import type { DemoName } from '../shared/jobs/demos.ts';
+import type { JobSubmission } from '../shared/jobs/spec.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
 
@@ -36,6 +39,10 @@ export type RelayOptions = {
   logger?: FastifyServerOptions['logger'];
   /** create the default MNIST job, running, when the database has no jobs (default true) */
   defaultJob?: boolean | Partial<Hyperparameters>;
+  /** create this demo job (shared/jobs/demos.ts), running, unless the database has it already */
+  demo?: DemoName;
+  /** changes to the demo's job.json (benchmarks train a smaller model on the same text) */
+  demoOverrides?: Partial<JobSubmission>;
   /** when every job is done and the newest default job is one of them, create a fresh default job (default false; `tabtrain start` turns it on) */
   renewDefaultJob?: boolean;
   /** how often leases are expired and round timers checked */
@@ -110,6 +117,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
 
   const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(store.listJobs(), opts.renewDefaultJob ?? false);
   if (defaultJobId) scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running');
+  if (opts.demo) await createDemoJob(app, opts.demo, opts.demoOverrides);
   scheduler.recover();
   const sweeper = setInterval(() => {
     try {

@@ -5,6 +5,7 @@ import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultTimeouts } from '../transpo
 import { defaultRetention } from '../store/retention.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
+import { demoJobs, demoNames, type DemoName } from '../../shared/jobs/demos.ts';
 
 const int = (name: string, min = 0) => (v: string): number => {
   const n = Number(v);
@@ -17,6 +18,11 @@ const trustProxy = (v: string): boolean | string => {
   if (v === 'true') return true;
   if (!/^[0-9a-fA-F.:/, ]+$/.test(v)) throw new InvalidArgumentError(`--trust-proxy takes the proxy's addresses or CIDRs separated by commas (or "true"), got "${v}"`);
   return v;
+};
+
+const demoName = (v: string): 'mnist' | DemoName => {
+  if (v === 'mnist' || (demoNames as string[]).includes(v)) return v as 'mnist' | DemoName;
+  throw new InvalidArgumentError(`--demo must be one of ${['mnist', ...demoNames].join(', ')}, got "${v}"`);
 };
 
 export function buildProgram(): Command {
@@ -39,11 +45,12 @@ export function buildProgram(): Command {
     .option('--upload-streams-per-address <n>', 'upload bodies one address may send at once (default 32)', int('--upload-streams-per-address', 1))
     .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default 256 MiB)', int('--upload-bytes-per-address', 1))
     .option('--quiet', 'log warnings and errors only')
+    .option('--demo <name>', `the job a fresh relay starts with: ${['mnist', ...demoNames].join(' or ')} (text from an npm package, GPT-2 BPE tokens)`, demoName, 'mnist')
     .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
       port: number; host: string; dataDir: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
-      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean;
+      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; demo: 'mnist' | DemoName;
     }) => {
       const relay = await buildApp({
         dataDir: o.dataDir, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
@@ -51,7 +58,10 @@ export function buildProgram(): Command {
         timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },
         logger: { level: o.quiet ? 'warn' : 'info' },
-        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob,
+        // a demo other than MNIST replaces the default job (volunteers train the first running job)
+        ...(o.demo === 'mnist'
+          ? { defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob }
+          : { defaultJob: false, renewDefaultJob: false, demo: o.demo, demoOverrides: o.leaseMs ? { hyperparameters: { ...demoJobs[o.demo].hyperparameters, leaseMs: o.leaseMs } } : undefined }),
       });
       // One plain line that scripts (and the crash test) can wait for.
       process.stdout.write(`tabtrain relay listening on ${relay.url}\n`);

