@@ -19,6 +19,7 @@ export const errors = {
   TT_ERR_LEASE_USED: { status: 409, message: (d: string) => `lease of task ${d} was already used for a different update; lease a new task` },
   TT_ERR_TOO_STALE: { status: 409, message: (d: string) => d },
   TT_ERR_JOB_NOT_RUNNING: { status: 409, message: (d: string) => d },
+  TT_ERR_ADAPTER_TOO_SMALL: { status: 422, message: (d: string) => d },
   TT_ERR_BAD_TRANSITION: { status: 409, message: (d: string) => d },
   // defences against untrusted volunteers (server/defence)
   TT_ERR_IDENTITY_REQUIRED: { status: 400, message: (d: string) => d },

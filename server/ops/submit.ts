@@ -83,6 +83,10 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
   }
 }
 
+/** Largest fp32 version the relay stores: SQLite's store keeps a version's params as one blob, and
+ * better-sqlite3 binds at most about 512 MiB (GPT-2 small with its untied head, 163M parameters, is 652 MB). */
+export const MAX_VERSION_BYTES = 500 * 2 ** 20;
+
 /** Who a job is created for: a researcher's token, or the relay itself (demo jobs). */
 export type JobOwner = { tokenId: string; name: string; actor: string };
 
@@ -101,6 +105,9 @@ export async function createJobFromData(app: FastifyInstance, owner: JobOwner, j
   };
   checkUsefulness(model, spec.hyperparameters);
   checkTaskSize(model, spec.hyperparameters);
+  if (4 * paramCount(model) > MAX_VERSION_BYTES) {
+    throw new SpecError('model', `has ${paramCount(model)} parameters: one version is ${4 * paramCount(model)} bytes of fp32, over the ${MAX_VERSION_BYTES} bytes this relay stores per version; make model.layers, model.width or the vocabulary smaller`);
+  }
   // version 0's params (19M random draws for the largest model) are drawn on the pool too
   const initial = await app.pool.run({ kind: 'init', model, seed: 1 });
   const datasetSha256 = createHash('sha256').update(data).digest('hex');

@@ -2,6 +2,7 @@
 // against the protocol schemas; network errors, 5xx and 429 are retried with exponential backoff and
 // full jitter; a 4xx becomes a RelayHttpError carrying the relay's error code.
 import { Value } from '@sinclair/typebox/value';
+import type { AdapterLimits } from '../engine/memory-plan.ts';
 import type { TSchema, Static } from '@sinclair/typebox';
 import {
   JobInfoSchema, RelaySendsError, RelaySendsJobs, RelaySendsManifest, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
@@ -71,7 +72,7 @@ export class RelayClient {
 
   /** A task, or how long to wait before asking again. With `sign`, the request is signed afresh for each
    * attempt, and once more if the relay says our clock is off (its answer told us its clock). */
-  async lease(jobId: string, volunteerId: string, sign?: TaskRequestSigner): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
+  async lease(jobId: string, volunteerId: string, sign?: TaskRequestSigner, adapter?: AdapterLimits): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
     const init = async (): Promise<RequestInit> => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (sign) {
@@ -79,7 +80,7 @@ export class RelayClient {
         headers['x-tabtrain-time'] = String(at);
         headers['x-tabtrain-signature'] = await sign(jobId, at);
       }
-      return { method: 'POST', headers, body: JSON.stringify({ volunteerId }) };
+      return { method: 'POST', headers, body: JSON.stringify(adapter ? { volunteerId, adapter } : { volunteerId }) };
     };
     const path = `/api/jobs/${encodeURIComponent(jobId)}/tasks`;
     const res = await this.send('lease', path, init).catch((e: unknown) => {

@@ -1,0 +1,12 @@
+import { buildApp } from '../server/app.ts';
+import { createToken } from '../server/ops/tokens.ts';
+import { mobyDickText } from '../server/data/demo-text.ts';
+import { mkdtempSync } from 'node:fs';
+const relay = await buildApp({ dataDir: mkdtempSync('/tmp/dbg-'), port: 0, host: '127.0.0.1', logger: { level: 'error' }, defaultJob: false });
+const tok = createToken(relay.app.db, { role: 'researcher', name: 'a', actor: 'x' }).token;
+const form = new FormData();
+form.set('spec', JSON.stringify({ name: 'g', model: { kind: 'gpt', context: 1024, layers: 12, heads: 12, width: 768 }, hyperparameters: { steps: 1, batchSize: 1 }, dataset: { format: 'text', tokenizer: 'bpe', shards: 1, heldOutFraction: 0.5 } }));
+form.set('data', new Blob([mobyDickText().slice(0, 40000)]), 'd.txt');
+const r = await fetch(`${relay.url!.replace('0.0.0.0','127.0.0.1')}/api/ops/jobs`, { method: 'POST', headers: { authorization: `Bearer ${tok}` }, body: form });
+console.log(r.status, await r.text());
+await relay.close();
