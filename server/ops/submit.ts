@@ -6,7 +6,7 @@
 // (shards plus the version-0 checkpoint) and CPU before any operator has looked at it.
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, resolveHyperparameters, SpecError, type JobSubmission } from '../../shared/jobs/spec.ts';
+import { checkSubmission, checkTaskSize, checkUsefulness, checkVersionSize, defaultGuardrail, resolveHyperparameters, SpecError, type JobSubmission } from '../../shared/jobs/spec.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import type { JobSpec } from '../store/types.ts';
 import { RateLimiter } from '../defence/rate-limit.ts';
@@ -83,10 +83,6 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
   }
 }
 
-/** Largest fp32 version the relay stores: SQLite's store keeps a version's params as one blob, and
- * better-sqlite3 binds at most about 512 MiB (GPT-2 small with its untied head, 163M parameters, is 652 MB). */
-export const MAX_VERSION_BYTES = 500 * 2 ** 20;
-
 /** Who a job is created for: a researcher's token, or the relay itself (demo jobs). */
 export type JobOwner = { tokenId: string; name: string; actor: string };
 
@@ -105,9 +101,7 @@ export async function createJobFromData(app: FastifyInstance, owner: JobOwner, j
   };
   checkUsefulness(model, spec.hyperparameters);
   checkTaskSize(model, spec.hyperparameters);
-  if (4 * paramCount(model) > MAX_VERSION_BYTES) {
-    throw new SpecError('model', `has ${paramCount(model)} parameters: one version is ${4 * paramCount(model)} bytes of fp32, over the ${MAX_VERSION_BYTES} bytes this relay stores per version; make model.layers, model.width or the vocabulary smaller`);
-  }
+  checkVersionSize(model);
   // version 0's params (19M random draws for the largest model) are drawn on the pool too
   const initial = await app.pool.run({ kind: 'init', model, seed: 1 });
   const datasetSha256 = createHash('sha256').update(data).digest('hex');

@@ -31,6 +31,10 @@ export const LIMITS = {
   /** The same for a GPT task (× context per row): only volunteers run those (no relay rerun), so the cap is
    * what a GPU tab finishes well within a lease, not what the relay's CPU can afford. */
   gptTaskMultiplyAdds: 1e12,
+  /** Largest fp32 version (4 bytes a parameter) the relay stores: its SQLite store keeps a version's params
+   * as one blob, and better-sqlite3 binds at most about 512 MiB (GPT-2 small with its untied head, 163M
+   * parameters, is 652 MB). */
+  versionBytes: 500 * 2 ** 20,
 } as const;
 
 const Partial_ = <T extends Parameters<typeof Type.Partial>[0]>(t: T) => Type.Partial(t, { additionalProperties: false });
@@ -216,6 +220,14 @@ export function checkTaskSize(model: ModelConfig, h: Hyperparameters): void {
     throw new SpecError('hyperparameters.steps', `one task costs ${(cost / 1e9).toFixed(1)} G multiply-adds (3 × ${paramCount(model)} parameters × batchSize ${h.batchSize}`
       + `${model.kind === 'gpt' ? ` × context ${model.context}` : ''} × steps ${h.steps}), over the limit of ${limit / 1e9} G for ${model.kind === 'gpt' ? 'a GPT' : 'an MLP (the relay reruns disputed MLP tasks on its CPU)'}; `
       + 'lower hyperparameters.steps or hyperparameters.batchSize, or use a smaller model');
+  }
+}
+
+/** Once the data has decided the model's full shape: refuses a model whose version the relay cannot store. */
+export function checkVersionSize(model: ModelConfig): void {
+  const bytes = 4 * paramCount(model);
+  if (bytes > LIMITS.versionBytes) {
+    throw new SpecError('model', `has ${paramCount(model)} parameters: one version is ${bytes} bytes of fp32, over the ${LIMITS.versionBytes} bytes this relay stores per version; make model.layers, model.width or the vocabulary smaller`);
   }
 }
 

@@ -3,7 +3,7 @@
 // volunteer loop checks the plan again itself before it downloads anything. Real relay, real HTTP, the
 // real submission path for a job of GPT-2 small's shape (BPE vocabulary, context 1024, width 768, 12
 // heads) with 6 of its 12 layers: the whole model (163M parameters with its untied head) is over what
-// the relay stores per version (server/ops/submit.ts MAX_VERSION_BYTES), refused with a 400 below.
+// the relay stores per version (shared/jobs/spec.ts LIMITS.versionBytes), refused with a 400 below.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { mobyDickText } from '../../server/data/demo-text.ts';
 import { planMemory } from '../../shared/engine/memory-plan.ts';
