@@ -3,12 +3,18 @@
 // ways on the same number of tokens:
 //   - W simulated volunteers: the real volunteer loop (shared/volunteer/loop.ts) with the CPU reference
 //     trainer, against a live relay on loopback (leases, int8 updates with error feedback, the relay's
-//     aggregation and DiLoCo outer step), until each has uploaded TASKS updates;
+//     aggregation and the job's DiLoCo outer step, lr 0.7 and Nesterov momentum 0.9), until each has
+//     uploaded TASKS updates; a round is one update of each volunteer;
 //   - one process: the same model from the same version-0 params, one AdamW (same hyperparameters) run
-//     over as many steps as the accepted updates trained, on batches drawn the same way (shards round
+//     over as many steps as the applied updates trained, on batches drawn the same way (shards round
 //     robin, batches by seed and step).
 // Both are scored by the same held-out evaluation here (more windows than the relay's per-version one).
-// Knobs: BENCH_VOLUNTEERS (4), BENCH_TASKS (5), BENCH_STEPS (H, 10), BENCH_BATCH (4), BENCH_WIDTH (32),
+// The loss guardrail is loosened: it compares each version with the best on a few held-out windows and
+// would roll back an early outer step that overshoots, which is the optimizer this bench measures.
+// Defaults (2 volunteers × 8 tasks of 10 steps, batch 4 × 16 tokens: 8 rounds, 10,240 tokens; a 1-layer
+// width-32 GPT, 3.2M parameters, nearly all of them BPE embedding and head) take about 5 minutes of 2 idle
+// cores; DiLoCo's outer momentum needs rounds to build up, so fewer, larger rounds do worse.
+// Knobs: BENCH_VOLUNTEERS (2), BENCH_TASKS (8), BENCH_STEPS (H, 10), BENCH_BATCH (4), BENCH_WIDTH (32),
 // BENCH_CONTEXT (16), BENCH_LAYERS (1), BENCH_EVAL_WINDOWS (64).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +33,7 @@ import { runVolunteer } from '../shared/volunteer/loop.ts';
 import { memoryLoopStore } from '../shared/volunteer/store.ts';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
-const W = env('BENCH_VOLUNTEERS', 4), TASKS = env('BENCH_TASKS', 5), H = env('BENCH_STEPS', 10), B = env('BENCH_BATCH', 4);
+const W = env('BENCH_VOLUNTEERS', 2), TASKS = env('BENCH_TASKS', 8), H = env('BENCH_STEPS', 10), B = env('BENCH_BATCH', 4);
 const width = env('BENCH_WIDTH', 32), context = env('BENCH_CONTEXT', 16), layers = env('BENCH_LAYERS', 1);
 const EVAL_WINDOWS = env('BENCH_EVAL_WINDOWS', 64);
 const JOB = 'moby-dick';
@@ -43,6 +49,7 @@ const relay = await buildApp({
       // one round is one task of each volunteer; nothing closes a round early or expires a slow CPU task
       updatesPerRound: W, quorum: W, roundTimeoutMs: 3_600_000, leaseMs: 3_600_000, until: undefined,
     },
+    guardrail: { maxLossRise: 100 },
   },
 });
 const url = relay.url!.replace('0.0.0.0', '127.0.0.1');
@@ -69,7 +76,7 @@ try {
   console.log(`held-out: ${windows} windows of ${context} tokens; version 0 loss ${evaluate(v0).toFixed(4)}`);
 
   const t0 = Date.now();
-  let accepted = 0;
+  let accepted = 0; // acknowledged; the ones applied (not discarded) are what the model trained on
   await Promise.all(Array.from({ length: W }, (_, i) => runVolunteer({
     server: url, fetch: (u, init) => fetch(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), jobId: JOB,
     signal: new AbortController().signal, agent: `lm-${i}`, maxTasks: TASKS,
@@ -83,7 +90,8 @@ try {
   const version = relay.app.store.getJob(JOB)!.version;
   const swarmParams = new Float32Array((await getBytes(`versions/${version}/params`)).buffer);
   const swarmS = (Date.now() - t0) / 1000;
-  const tokens = accepted * H * B * context;
+  const applied = relay.app.store.samplesApplied(JOB) / (H * B);
+  const tokens = applied * H * B * context;
 
   // one process: the same start, optimizer and number of tokens, batches drawn as tasks draw them
   const t1 = Date.now();
@@ -91,7 +99,7 @@ try {
   const trainer = createCpuTrainer(model, { batchSize: B, adamw: h.adamw, clipNorm: h.clipNorm });
   await trainer.load(v0);
   const r = rng(12345);
-  for (let task = 0; task < accepted; task++) {
+  for (let task = 0; task < applied; task++) {
     const shard = shards[task % shards.length], seed = r.int(2 ** 31);
     for (let s = 0; s < H; s++) await trainer.step(taskBatch(shard, model, seed, s, B));
   }
@@ -100,7 +108,7 @@ try {
   const singleS = (Date.now() - t1) / 1000;
 
   const L = evaluate(swarmParams), L0 = evaluate(singleParams);
-  console.log(`swarm: ${accepted} accepted updates, version ${version}, ${swarmS.toFixed(0)} s; single process: ${accepted * H} steps, ${singleS.toFixed(0)} s; ratio L/L0 ${(L / L0).toFixed(4)} (goal ≤ 1.05)`);
+  console.log(`swarm: ${accepted} accepted updates, ${applied} applied, version ${version}, ${swarmS.toFixed(0)} s; single process: ${applied * H} steps, ${singleS.toFixed(0)} s; ratio L/L0 ${(L / L0).toFixed(4)} (goal ≤ 1.05)`);
   console.log(`lm: held-out loss ${L.toFixed(4)} with ${W} volunteers vs ${L0.toFixed(4)} single process after ${tokens} tokens`);
 } finally {
   await relay.close();
