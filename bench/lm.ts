@@ -108,6 +108,8 @@ try {
   const singleS = (Date.now() - t1) / 1000;
 
   const L = evaluate(swarmParams), L0 = evaluate(singleParams);
+  // the relay's own per-version evaluation (a few held-out windows): how the outer steps went
+  console.log(`relay's held-out loss by version: ${relay.app.store.listEvals(JOB).map((e) => `${e.version}:${e.loss.toFixed(2)}`).join(' ')}`);
   console.log(`swarm: ${accepted} accepted updates, ${applied} applied, version ${version}, ${swarmS.toFixed(0)} s; single process: ${applied * H} steps, ${singleS.toFixed(0)} s; ratio L/L0 ${(L / L0).toFixed(4)} (goal ≤ 1.05)`);
   console.log(`lm: held-out loss ${L.toFixed(4)} with ${W} volunteers vs ${L0.toFixed(4)} single process after ${tokens} tokens`);
 } finally {
