@@ -311,7 +311,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       // nothing to train anywhere: the device is let go, and the relay asked ever less often
       trainer?.t.destroy();
       trainer = undefined;
-      const why = unfit.size > 0 ? `no running job fits this device (${[...unfit].map(([j, r]) => `${j}: ${r}`).join('; ')}); this tab waits for one, using nothing meanwhile` : 'no running job; this tab waits for one, using nothing meanwhile';
+      const why = unfit.size > 0 ? `this device cannot hold any running job (${[...unfit].map(([j, r]) => `${j}: ${r}`).join('; ')}); this tab waits for one, using nothing meanwhile` : 'no running job; this tab waits for one, using nothing meanwhile';
       setState('waiting', why);
       await sleep(noJobMs, o.signal);
       noJobMs = Math.min(2 * noJobMs, NO_JOB_MAX_MS);
