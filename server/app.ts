@@ -36,6 +36,9 @@ import { DATABASE_DOWN, isDatabaseUnavailable } from './store/unavailable.ts';
 import { openPostgresStores } from './store/postgres/index.ts';
 import { followOtherRelays } from './follow-relays.ts';
 import opsPlugin from './ops/index.ts';
+import { createDemoJob } from './ops/demo.ts';
+import type { DemoName } from '../shared/jobs/demos.ts';
+import type { JobSubmission } from '../shared/jobs/spec.ts';
 import { openPool } from './pool/index.ts';
 import { authenticateFirst } from './ops/auth.ts';
 import { countEgress } from './p2p/egress.ts';
@@ -52,6 +55,10 @@ export type RelayOptions = {
   logger?: FastifyServerOptions['logger'];
   /** create the default MNIST job, running, when the database has no jobs (default true) */
   defaultJob?: boolean | Partial<Hyperparameters>;
+  /** create this demo job (shared/jobs/demos.ts), running, unless the database has it already */
+  demo?: DemoName;
+  /** changes to the demo's job.json (benchmarks train a smaller model on the same text) */
+  demoOverrides?: Partial<JobSubmission>;
   /** when every job is done and the newest default job is one of them, create a fresh default job (default false; `tabtrain start` turns it on) */
   renewDefaultJob?: boolean;
   /** how often leases are expired and round timers checked */
@@ -159,6 +166,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running')
       .catch((e: unknown) => { if (!(e instanceof ConflictError)) throw e; });
   }
+  if (opts.demo) await createDemoJob(app, opts.demo, opts.demoOverrides);
   await scheduler.recover();
   let sweeping = false; // one sweep at a time: a slow one is not overtaken by the next
   const sweeper = setInterval(() => {

@@ -7,6 +7,7 @@ import { defaultRetention } from '../store/retention.ts';
 import { checkDatabaseUrl, databaseUrlFrom } from '../store/database.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
+import { demoJobs, demoNames, type DemoName } from '../../shared/jobs/demos.ts';
 
 const int = (name: string, min = 0) => (v: string): number => {
   const n = Number(v);
@@ -38,6 +39,11 @@ const databaseUrlOption = (v: string): string => {
   }
 };
 
+const demoName = (v: string): 'mnist' | DemoName => {
+  if (v === 'mnist' || (demoNames as string[]).includes(v)) return v as 'mnist' | DemoName;
+  throw new InvalidArgumentError(`--demo must be one of ${['mnist', ...demoNames].join(', ')}, got "${v}"`);
+};
+
 export function buildProgram(): Command {
   const program = new Command('tabtrain').description('Tabtrain: train AI models in browser tabs');
   program.command('start')
@@ -62,11 +68,12 @@ export function buildProgram(): Command {
     .option('--no-p2p', 'no peer-to-peer sharing between volunteer tabs: everything comes from the relay')
     .option('--ice-server <url>', 'a STUN/TURN server for tabs sharing over WebRTC (repeatable; none needed on loopback or most LANs)', (v: string, all: string[] = []) => [...all, v])
     .option('--quiet', 'log warnings and errors only')
+    .option('--demo <name>', `the job a fresh relay starts with: ${['mnist', ...demoNames].join(' or ')} (text from an npm package, GPT-2 BPE tokens)`, demoName, 'mnist')
     .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
       port: number; host: string; dataDir: string; databaseUrl?: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
-      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[]; p2p: boolean; iceServer?: string[];
+      uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[]; p2p: boolean; iceServer?: string[]; demo: 'mnist' | DemoName;
     }) => {
       const databaseUrl = databaseUrlFrom(o.databaseUrl);
       if (databaseUrl !== undefined) {
@@ -82,8 +89,11 @@ export function buildProgram(): Command {
         timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },
         logger: { level: o.quiet ? 'warn' : 'info' },
-        defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob, peers: o.peers,
-        p2p: { enabled: o.p2p, iceServers: (o.iceServer ?? []).map((urls) => ({ urls })) },
+        peers: o.peers, p2p: { enabled: o.p2p, iceServers: (o.iceServer ?? []).map((urls) => ({ urls })) },
+        // a demo other than MNIST replaces the default job (volunteers train the first running job)
+        ...(o.demo === 'mnist'
+          ? { defaultJob: o.leaseMs ? { leaseMs: o.leaseMs } : true, renewDefaultJob: o.renewDefaultJob }
+          : { defaultJob: false, renewDefaultJob: false, demo: o.demo, demoOverrides: o.leaseMs ? { hyperparameters: { ...demoJobs[o.demo].hyperparameters, leaseMs: o.leaseMs } } : undefined }),
       });
       // One plain line that scripts (and the crash test) can wait for.
       process.stdout.write(`tabtrain relay listening on ${relay.url}\n`);

@@ -11,7 +11,7 @@ import { adminRoutes } from './routes-admin.ts';
 import { jobOpsRoutes } from './routes-jobs.ts';
 import { modelRoutes } from './routes-models.ts';
 import { finishRoutes } from './routes-finish.ts';
-
+import { estimateRoutes } from './routes-estimate.ts';
 import { ACTIVE_MS, WINDOW_MS } from './snapshot.ts';
 import { createTallies } from './tallies.ts';
 import { installJobVisibility } from './visibility.ts';
@@ -30,6 +30,7 @@ const ops: FastifyPluginAsync = async (app) => {
   await app.register(jobOpsRoutes);
   await app.register(modelRoutes(tallies));
   await app.register(finishRoutes);
+  await app.register(estimateRoutes);
   await app.register(feedPlugin(traffic, tallies));
 };
 

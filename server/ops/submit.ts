@@ -6,7 +6,7 @@
 // (shards plus the version-0 checkpoint) and CPU before any operator has looked at it.
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { checkSubmission, checkTaskSize, checkUsefulness, defaultGuardrail, SpecError } from '../../shared/jobs/spec.ts';
+import { checkSubmission, checkTaskSize, checkUsefulness, checkVersionSize, defaultGuardrail, SpecError, type JobSubmission } from '../../shared/jobs/spec.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import { kindOf } from '../../shared/models/registry.ts';
 import type { JobSpec } from '../store/types.ts';
@@ -26,7 +26,7 @@ export const SUBMIT_REFILL_S = 300;
 export const MAX_PENDING_JOBS = 4;
 export const MAX_PENDING_BYTES = 512 * 1024 * 1024;
 
-export type Submitted = { jobId: string; status: 'pending'; name: string; model: JobSpec['model']; paramCount: number; dataset: JobSpec['dataset']; datasetSha256: string };
+export type Submitted = { jobId: string; status: 'pending' | 'running'; name: string; model: JobSpec['model']; paramCount: number; dataset: JobSpec['dataset']; datasetSha256: string };
 
 export type SubmitLimits = { limiter: RateLimiter; preparing: Set<string> };
 
@@ -75,40 +75,49 @@ export async function submitJob(app: FastifyInstance, who: Principal, specText: 
   await checkLimits(app, who, limits);
   limits.preparing.add(who.tokenId);
   try {
-    const job = checkSubmission(raw);
-    const prepared = await app.pool.run({ kind: 'dataset', job, bytes: data });
-    if (!prepared.ok) throw new SpecError(prepared.field, prepared.problem);
-    const { model, shards, heldOut } = prepared;
-    const slug = job.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'job';
-    const jobId = `${slug}-${randomBytes(3).toString('hex')}`;
-    const spec: JobSpec = {
-      name: job.name, researcher: who.name, description: job.description ?? '', model,
-      hyperparameters: resolveJobHyperparameters(model, job),
-      dataset: { name: UPLOAD_PREFIX + jobId, shards: shards.length, heldOut: prepared.heldOutCount },
-    };
-    checkUsefulness(model, spec.hyperparameters);
-    checkTaskSize(model, spec.hyperparameters);
-    // version 0's params (19M random draws for the largest model) are drawn on the pool too
-    const initial = await app.pool.run({ kind: 'init', model, seed: 1 });
-    const datasetSha256 = createHash('sha256').update(data).digest('hex');
-    const now = Date.now();
-    await app.stores.transaction(async (tx) => {
-      await tx.ops.insertOpsJob({
-        jobId, ownerTokenId: who.tokenId, ownerName: who.name, maxLossRise: job.guardrail?.maxLossRise ?? defaultGuardrail.maxLossRise,
-        tokenizer: prepared.tokenizer, datasetKind: prepared.kind, submittedAt: now,
-      }, shards, heldOut);
-      await app.scheduler.createJob(jobId, spec, 'pending', 1, initial, tx);
-      await tx.ops.appendAudit({
-        actor: actorOf(who), action: 'job.submit', jobId,
-        detail: { name: job.name, model, hyperparameters: spec.hyperparameters, dataset: { ...spec.dataset, format: job.dataset.format, bytes: data.length, sha256: datasetSha256 } },
-      }, now);
-    });
-    // version 0's held-out loss lands later, from the worker pool (createJob asked for it); the researcher is answered now
-    return { jobId, status: 'pending', name: job.name, model, paramCount: paramCount(model), dataset: spec.dataset, datasetSha256 };
+    return await createJobFromData(app, { tokenId: who.tokenId, name: who.name, actor: actorOf(who) }, checkSubmission(raw), data, 'pending');
   } catch (e) {
     if (e instanceof SpecError) throw new OpsError('TT_ERR_JOB_SPEC', e.message, e.field);
     throw e;
   } finally {
     limits.preparing.delete(who.tokenId);
   }
+}
+
+/** Who a job is created for: a researcher's token, or the relay itself (demo jobs). */
+export type JobOwner = { tokenId: string; name: string; actor: string };
+
+/** Prepares the dataset and creates the job (checked spec, shards, version 0, audit), as a submission
+ * does; the relay's demo jobs (./demo.ts) are made the same way, running at once. Throws SpecError. */
+export async function createJobFromData(app: FastifyInstance, owner: JobOwner, job: JobSubmission, data: Uint8Array, status: 'pending' | 'running', fixedId?: string): Promise<Submitted> {
+  const prepared = await app.pool.run({ kind: 'dataset', job, bytes: data });
+  if (!prepared.ok) throw new SpecError(prepared.field, prepared.problem);
+  const { model, shards, heldOut } = prepared;
+  const slug = job.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'job';
+  const jobId = fixedId ?? `${slug}-${randomBytes(3).toString('hex')}`;
+  const spec: JobSpec = {
+    name: job.name, researcher: owner.name, description: job.description ?? '', model,
+    hyperparameters: resolveJobHyperparameters(model, job),
+    dataset: { name: UPLOAD_PREFIX + jobId, shards: shards.length, heldOut: prepared.heldOutCount },
+  };
+  checkUsefulness(model, spec.hyperparameters);
+  checkTaskSize(model, spec.hyperparameters);
+  checkVersionSize(model);
+  // version 0's params (19M random draws for the largest model) are drawn on the pool too
+  const initial = await app.pool.run({ kind: 'init', model, seed: 1 });
+  const datasetSha256 = createHash('sha256').update(data).digest('hex');
+  const now = app.now();
+  await app.stores.transaction(async (tx) => {
+    await tx.ops.insertOpsJob({
+      jobId, ownerTokenId: owner.tokenId, ownerName: owner.name, maxLossRise: job.guardrail?.maxLossRise ?? defaultGuardrail.maxLossRise,
+      tokenizer: prepared.tokenizer, datasetKind: prepared.kind, submittedAt: now,
+    }, shards, heldOut);
+    await app.scheduler.createJob(jobId, spec, status, 1, initial, tx);
+    await tx.ops.appendAudit({
+      actor: owner.actor, action: 'job.submit', jobId,
+      detail: { name: job.name, model, hyperparameters: spec.hyperparameters, dataset: { ...spec.dataset, format: job.dataset.format, bytes: data.length, sha256: datasetSha256 } },
+    }, now);
+  });
+  // version 0's held-out loss lands later, from the worker pool (createJob asked for it); the caller is answered now
+  return { jobId, status, name: job.name, model, paramCount: paramCount(model), dataset: spec.dataset, datasetSha256 };
 }

@@ -1,6 +1,7 @@
 // The Node volunteer: the same loop as the browser tab (shared/volunteer/loop.ts), with WebGPU through
 // Dawn (server/gpu/dawn.ts) or the CPU reference, state in files, and progress on the terminal.
 import { resolve } from 'node:path';
+import { limitsOf } from '../../shared/engine/memory-plan.ts';
 import type { VolunteerEvent } from '../../shared/volunteer/events.ts';
 import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
 import { cpuBackend, createVolunteerRuntime, type Backend } from '../../shared/volunteer/runtime.ts';
@@ -34,7 +35,7 @@ async function pickNodeBackend(cpu: boolean | undefined): Promise<Backend> {
     const info = adapter?.info;
     const description = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' · ') || 'WebGPU adapter (Dawn)';
     const { createWebGpuTrainer } = await import('../../shared/engine/trainer.ts');
-    return { device: { backend: 'webgpu', description }, makeTrainer: (model, opts) => createWebGpuTrainer(gpu, model, opts) };
+    return { device: { backend: 'webgpu', description }, ...(adapter ? { adapter: limitsOf(adapter) } : {}), makeTrainer: (model, opts) => createWebGpuTrainer(gpu, model, opts) };
   } catch (e) {
     return cpuBackend(`WebGPU through Dawn is not available here (${(e as Error).message})`);
   }

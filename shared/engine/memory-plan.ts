@@ -81,3 +81,30 @@ export function planProblem(plan: MemoryPlan, budget: AdapterBudget): string | n
   }
   return null;
 }
+
+/** What a volunteer reports of its adapter when it asks for work: WebGPU's two buffer limits and,
+ * where it knows it, the memory it offers in all (WebGPU does not say; typicalAdapter's is assumed). */
+export type AdapterLimits = { maxBufferSize: number; maxStorageBufferBindingSize: number; memoryBytes?: number };
+
+export const budgetOf = (l: AdapterLimits): AdapterBudget => ({
+  bufferBytes: Math.min(l.maxBufferSize, l.maxStorageBufferBindingSize),
+  totalBytes: l.memoryBytes ?? typicalAdapter.totalBytes,
+});
+
+/** The same sizes the trainer asks its device for, read from an adapter (no device is created). */
+export const limitsOf = (adapter: { limits: { maxBufferSize: number; maxStorageBufferBindingSize: number } }): AdapterLimits => ({
+  maxBufferSize: adapter.limits.maxBufferSize, maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+});
+
+/** Why an adapter with these limits cannot train `model` at `batchSize` (needed vs available, and the
+ * largest batch size that would fit, if any), or null when it can. The relay refuses a task with it and
+ * the volunteer checks it again before downloading anything. */
+export function adapterProblem(model: ModelConfig, batchSize: number, limits: AdapterLimits): string | null {
+  const budget = budgetOf(limits);
+  const problem = planProblem(planMemory(model, batchSize), budget);
+  if (!problem) return null;
+  let most = 0;
+  for (let b = 1; b < batchSize && !planProblem(planMemory(model, b), budget); b *= 2) most = b;
+  const hint = most > 0 ? ` (batch size ${most} would fit; the job's is ${batchSize})` : '';
+  return `training this ${model.kind} (${paramCount(model)} parameters) at batch size ${batchSize} does not fit this adapter: ${problem}${hint}`;
+}

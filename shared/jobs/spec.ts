@@ -32,6 +32,10 @@ export const LIMITS = {
   /** Most multiply-adds of one task, per kind (each kind's entry says why its cap is what it is). */
   mlpTaskMultiplyAdds: modelKinds.mlp.taskLimit.multiplyAdds,
   gptTaskMultiplyAdds: modelKinds.gpt.taskLimit.multiplyAdds,
+  /** Largest fp32 version (4 bytes a parameter) the relay stores: its SQLite store keeps a version's params
+   * as one blob, and better-sqlite3 binds at most about 512 MiB (GPT-2 small with its untied head, 163M
+   * parameters, is 652 MB). */
+  versionBytes: 500 * 2 ** 20,
 } as const;
 
 const Partial_ = <T extends Parameters<typeof Type.Partial>[0]>(t: T) => Type.Partial(t, { additionalProperties: false });
@@ -211,6 +215,14 @@ export function checkTaskSize(model: ModelConfig, h: Hyperparameters): void {
     throw new SpecError('hyperparameters.steps', `one task costs ${(cost / 1e9).toFixed(1)} G multiply-adds (3 × ${paramCount(model)} parameters × batchSize ${h.batchSize}`
       + `${perRow(model)} × steps ${h.steps}), over the limit of ${limit / 1e9} G for ${what}; `
       + 'lower hyperparameters.steps or hyperparameters.batchSize, or use a smaller model');
+  }
+}
+
+/** Once the data has decided the model's full shape: refuses a model whose version the relay cannot store. */
+export function checkVersionSize(model: ModelConfig): void {
+  const bytes = 4 * paramCount(model);
+  if (bytes > LIMITS.versionBytes) {
+    throw new SpecError('model', `has ${paramCount(model)} parameters: one version is ${bytes} bytes of fp32, over the ${LIMITS.versionBytes} bytes this relay stores per version; make model.layers, model.width or the vocabulary smaller`);
   }
 }
 

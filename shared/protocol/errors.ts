@@ -27,6 +27,8 @@ export const errorCatalogue = {
   TT_ERR_UPDATE_NORM: { status: 422, message: said },
   TT_ERR_EMPTY_UPDATE: { status: 422, message: said },
   TT_ERR_NOT_USEFUL: { status: 422, message: (d) => `update does not lower the loss on its own batch: ${d}` },
+  // ---- a volunteer's device (server/routes/adapter-fit.ts)
+  TT_ERR_ADAPTER_TOO_SMALL: { status: 422, message: said },
   // ---- things named in a request that do not exist
   TT_ERR_UNKNOWN_JOB: { status: 404, message: (d) => `no job with id "${d}"; list jobs with GET /api/jobs` },
   TT_ERR_UNKNOWN_TASK: { status: 404, message: (d) => `no task with id "${d}"; lease a task with POST /api/jobs/:jobId/tasks` },
@@ -79,6 +81,8 @@ export const clientErrorCodes = [
   'TT_CLIENT_BAD_PARAMS',
   /** a refusal without our error body (a proxy's page), or with a code this client does not know (a newer relay) */
   'TT_CLIENT_UNKNOWN_ERROR',
+  /** this device's adapter cannot hold the task's model at its batch size (checked before any download) */
+  'TT_CLIENT_ADAPTER_TOO_SMALL',
 ] as const;
 export type ClientErrorCode = (typeof clientErrorCodes)[number];
 

@@ -124,7 +124,15 @@ export const VolunteerSendsRegistration = Type.Object({
 export const RelaySendsPowChallenge = Type.Object({ challenge: Type.String(), difficulty: Type.Integer({ minimum: 0, maximum: 64 }) });
 export const RelaySendsVolunteer = Type.Object({ volunteerId: Id });
 
-export const VolunteerSendsTaskRequest = Type.Object({ volunteerId: Id }, { additionalProperties: false });
+/** A volunteer's adapter (shared/engine/memory-plan.ts AdapterLimits): the relay leases only tasks whose
+ * memory plan fits it, and says why not otherwise. Absent (CPU volunteers, older clients): not checked. */
+export const AdapterLimitsSchema = Type.Object({
+  maxBufferSize: Type.Integer({ minimum: 0 }),
+  maxStorageBufferBindingSize: Type.Integer({ minimum: 0 }),
+  memoryBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'GPU memory the volunteer offers in all (WebGPU does not report it)' })),
+}, { additionalProperties: false });
+
+export const VolunteerSendsTaskRequest = Type.Object({ volunteerId: Id, adapter: Type.Optional(AdapterLimitsSchema) }, { additionalProperties: false });
 
 export const RelaySendsTask = Type.Object({
   taskId: Id, jobId: Id, baseVersion: Type.Integer({ minimum: 0 }), versionHash: Type.String(),

@@ -4,6 +4,7 @@
 // network on a shared database), a relay that stops answering (refused, no answer in time, 5xx) is left
 // for the next one at once; only when every relay has failed in a row does the client back off.
 import { Value } from '@sinclair/typebox/value';
+import type { AdapterLimits } from '../engine/memory-plan.ts';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { RelaySendsShardList, type ShardList } from '../protocol/p2p.ts';
 import {
@@ -102,7 +103,7 @@ export class RelayClient {
 
   /** A task, or how long to wait before asking again. With `sign`, the request is signed afresh for each
    * attempt, and once more if the relay says our clock is off (its answer told us its clock). */
-  async lease(jobId: string, volunteerId: string, sign?: TaskRequestSigner): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
+  async lease(jobId: string, volunteerId: string, sign?: TaskRequestSigner, adapter?: AdapterLimits): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
     const init = async (): Promise<RequestInit> => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (sign) {
@@ -110,7 +111,7 @@ export class RelayClient {
         headers['x-tabtrain-time'] = String(at);
         headers['x-tabtrain-signature'] = await sign(jobId, at);
       }
-      return { method: 'POST', headers, body: JSON.stringify({ volunteerId }) };
+      return { method: 'POST', headers, body: JSON.stringify(adapter ? { volunteerId, adapter } : { volunteerId }) };
     };
     const path = `/api/jobs/${encodeURIComponent(jobId)}/tasks`;
     const res = await this.send('lease', path, init).catch((e: unknown) => {

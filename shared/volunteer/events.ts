@@ -28,4 +28,7 @@ export type VolunteerEvent =
   | { type: 'failover'; from: string; to: string; reason: string }
   /** the job this loop worked on is done (its stopping rule held, or an operator ended it): it moves on */
   | { type: 'job-ended'; jobId: string; reason: string }
+  /** this device cannot hold the job's model at its batch size (the relay said so, or the loop's own
+   * check before downloading): the loop looks for another job, or asks again later */
+  | { type: 'unfit'; jobId: string; reason: string }
   | { type: 'error'; message: string };

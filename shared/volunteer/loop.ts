@@ -9,6 +9,7 @@
 // error-feedback residual is folded task after task.
 import { encodeUpdate } from '../codec/index.ts';
 import { decodeTaskData, taskBatch, type TaskData } from '../data/task-data.ts';
+import { adapterProblem, type AdapterLimits } from '../engine/memory-plan.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { encodeUpdateFrame } from '../protocol/frame.ts';
 import type { AnyErrorCode, ErrorCode } from '../protocol/errors.ts';
@@ -50,6 +51,10 @@ export type VolunteerOptions = {
   answerTimeoutMs?: number;
   /** this machine's clock (default Date.now); lease deadlines are compared with the relay's, learned from its answers */
   now?: () => number;
+  /** the limits of the adapter createTrainer trains on (absent on the CPU): sent with every task request
+   * so the relay leases only what fits, and checked against each task's memory plan before its params
+   * and shard are downloaded */
+  adapter?: AdapterLimits;
 };
 
 /** Codes that end a task but not the loop. */
@@ -116,8 +121,28 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
   let noJobMs = IDLE_MS;
   /** Jobs that refused an upload as not running: a task of theirs leased ahead is not trained. */
   const refusing = new Set<string>();
+  /** Jobs this device cannot hold (their model at their batch size), with the reason. */
+  const unfit = new Map<string, string>();
   const pickJob = async (): Promise<string | undefined> =>
-    askedJobId = (o.jobId !== undefined && !ended.has(o.jobId) ? o.jobId : undefined) ?? lastJobId ?? (await client.jobs())[0]?.jobId;
+    askedJobId = (o.jobId !== undefined && !ended.has(o.jobId) ? o.jobId : undefined) ?? lastJobId
+      ?? (await client.jobs()).find((j) => !unfit.has(j.jobId))?.jobId;
+
+  /** Remembers a job this device cannot train and says why, on the page too. */
+  const markUnfit = (jobId: string, reason: string) => {
+    unfit.set(jobId, reason);
+    if (lastJobId === jobId) lastJobId = undefined;
+    emit({ type: 'unfit', jobId, reason });
+    setState('waiting', `this device cannot train job ${jobId}: ${reason}`);
+  };
+
+  /** The loop's own check, before any download: a relay that did not check (or a task leased ahead) is caught here. */
+  const fitsHere = (task: Task): boolean => {
+    const problem = o.adapter && adapterProblem(task.model, task.batchSize, o.adapter);
+    if (!problem) return true;
+    emit({ type: 'dropped', taskId: task.taskId, code: 'TT_CLIENT_ADAPTER_TOO_SMALL', reason: problem });
+    markUnfit(task.jobId, problem);
+    return false;
+  };
 
   /** A job that refused work: done ones are remembered (and reported) so the loop moves on at once. */
   const jobEnded = async (jobId: string): Promise<boolean> => {
@@ -185,8 +210,9 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     const t0 = Date.now();
     prefetching = (async () => {
       try {
-        const got = await client.lease(jobId, vid, signRequest);
+        const got = await client.lease(jobId, vid, signRequest, o.adapter);
         if (!('task' in got)) return; // the round has its work in flight: the relay decides
+        if (!fitsHere(got.task)) return;
         const ready = await readyFor(got.task);
         // a slow fetch (a new version's params) is remembered for a while, not just the last quick one
         if (ready) { prefetched = ready; lastPrefetchMs = Math.max(Date.now() - t0, 0.9 * (lastPrefetchMs ?? 0)); }
@@ -302,13 +328,23 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
       // nothing to train anywhere: the device is let go, and the relay asked ever less often
       trainer?.t.destroy();
       trainer = undefined;
-      setState('waiting', 'no running job; this tab waits for one, using nothing meanwhile');
+      const why = unfit.size > 0 ? `this device cannot hold any running job (${[...unfit].map(([j, r]) => `${j}: ${r}`).join('; ')}); this tab waits for one, using nothing meanwhile` : 'no running job; this tab waits for one, using nothing meanwhile';
+      setState('waiting', why);
       await sleep(noJobMs, o.signal);
       noJobMs = Math.min(2 * noJobMs, NO_JOB_MAX_MS);
       return undefined;
     }
     noJobMs = IDLE_MS;
-    const got = await client.lease(jobId, vid, signRequest);
+    let got;
+    try {
+      got = await client.lease(jobId, vid, signRequest, o.adapter);
+    } catch (e) {
+      if (!(e instanceof RelayHttpError && e.code === 'TT_ERR_ADAPTER_TOO_SMALL')) throw e;
+      markUnfit(jobId, e.message);
+      // a job asked for by name is asked for again later; otherwise the next round picks another job
+      if (o.jobId === jobId) await sleep(NO_JOB_MAX_MS, o.signal);
+      return undefined;
+    }
     if ('retryMs' in got) {
       // a round full of our own work opens when our update lands: wait for that, not the relay's retry time
       if (!got.paused && sendsPending > 0) { setState('uploading'); await sending; return undefined; }
@@ -318,6 +354,10 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     }
     refusing.delete(jobId);
     emit({ type: 'task', task: got.task });
+    if (!fitsHere(got.task)) {
+      if (o.jobId === jobId) await sleep(NO_JOB_MAX_MS, o.signal);
+      return undefined;
+    }
     return readyFor(got.task);
   };
 
@@ -331,7 +371,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
         if (resume && resume.deadline > client.relayNow()) {
           emit({ type: 'resumed', taskId: resume.taskId });
           setState('fetching');
-          ready = await readyFor(resume);
+          ready = fitsHere(resume) ? await readyFor(resume) : undefined;
         } else if ((ready = takePrefetched())) {
           emit({ type: 'task', task: ready.task });
         } else {

@@ -2,6 +2,7 @@
 // (./loop.ts) with a metered fetch and a metered, throttled trainer, a supervisor that restarts it after
 // an error, credit carried across sessions, and the CPU fallback when the GPU engine cannot build a
 // model. Hosts differ only in what they pass in: the backend they found, their storage, their screen.
+import type { AdapterLimits } from '../engine/memory-plan.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { createCpuTrainer } from '../train/cpu.ts';
 import type { Trainer, TrainOptions } from '../train/trainer.ts';
@@ -18,6 +19,8 @@ import type { Throttle } from './throttle.ts';
 /** What a volunteer trains on: the device it describes and how to build a trainer there. */
 export type Backend = {
   device: DeviceInfo;
+  /** the GPU adapter's limits (absent on the CPU): the relay leases only tasks whose memory plan fits */
+  adapter?: AdapterLimits;
   makeTrainer(model: ModelConfig, opts: TrainOptions): Promise<Trainer>;
 };
 
@@ -89,6 +92,7 @@ export async function createVolunteerRuntime(o: RuntimeOptions): Promise<Volunte
     fetch: meter.wrapFetch(o.fetch), peers: o.peers,
     agent: o.agent(backend.device.backend),
     device: backend.device.description,
+    adapter: backend.adapter,
     createTrainer: makeTrainer,
     onEvent: (e) => {
       meter.onLoopEvent(e);

@@ -6,11 +6,12 @@ import type { Task } from '../../shared/protocol/messages.ts';
 import { createToken } from '../../server/ops/tokens.ts';
 import { registerSigned, signedVolunteer, uploadHeadersFor } from '../helpers/identity.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import type { RelayOptions } from '../../server/app.ts';
 
 export type OpsRelay = TestRelay & { operator: string; alice: string; bob: string };
 
-export async function startOpsRelay(): Promise<OpsRelay> {
-  const relay = await startRelay({ defaultJob: false });
+export async function startOpsRelay(opts: Partial<RelayOptions> = {}): Promise<OpsRelay> {
+  const relay = await startRelay({ defaultJob: false, ...opts });
   const tok = (role: 'operator' | 'researcher', name: string) => createToken(relay.app.db, { role, name, actor: 'test:data-dir' }).token;
   return Object.assign(relay, { operator: tok('operator', 'olga'), alice: tok('researcher', 'alice'), bob: tok('researcher', 'bob') });
 }

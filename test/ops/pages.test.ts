@@ -45,7 +45,8 @@ describe('submit form', () => {
     // The relay's own checks reach the page too (here: the corpus is too short for these shards).
     await page.fill('#spec', JSON.stringify({ ...spec, dataset: { ...spec.dataset, shards: 200 } }));
     await page.click('#submit');
-    await expect.poll(() => page.textContent('#form-error')).toMatch(/^dataset: the corpus has \d+ tokens/);
+    // (the relay prepares the dataset on its worker pool, whose first task waits for a worker to start: seconds under load)
+    await expect.poll(() => page.textContent('#form-error'), { timeout: 60_000 }).toMatch(/^dataset: the corpus has \d+ tokens/);
 
     await page.click('[data-example="gpt"]');
     await page.click('#submit');

