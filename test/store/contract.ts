@@ -327,6 +327,17 @@ export function describeStoreContract(name: string, make: StoreFactory): void {
         expect(accepted).toEqual([{ jobId: 'j', taskId: 't1', volunteerId: 'v1', samples: 64, bytes: 4, at: 1_500 }]);
       });
 
+      it('reads pending updates one at a time: their ids in arrival order, each with its payload, none once applied', async () => {
+        await withPending('t1', 't2', 't3');
+        expect(await stores.relay.pendingUpdateIds('j')).toEqual(['t1', 't2', 't3']);
+        expect(await stores.relay.pendingUpdate('t2')).toEqual((await stores.relay.pendingUpdates('j'))[1]);
+        expect(await stores.relay.pendingUpdate('nope')).toBeUndefined();
+        const v = await stores.relay.getVersion('j', 0);
+        expect(await stores.relay.commitRound('j', { version: 1, params: v!.params, momentum: v!.momentum, hash: 'h1' }, ['t1', 't2'], 2_000)).toBe(true);
+        expect(await stores.relay.pendingUpdateIds('j')).toEqual(['t3']);
+        expect(await stores.relay.pendingUpdate('t1')).toBeUndefined();
+      });
+
       it('keeps a large payload intact', async () => {
         await job();
         await stores.relay.insertTask(task('big'));
