@@ -47,18 +47,29 @@ export type AuditVerdict =
   | { ok: true; entries: number; headHash: string }
   | { ok: false; entries: number; brokenSeq: number; reason: string };
 
+/** Where a walk along the chain stands: the hash the next entry must name, its seq, entries seen. */
+type Walk = { prevHash: string; expectSeq: number; entries: number };
+const startWalk = (): Walk => ({ prevHash: GENESIS_HASH, expectSeq: 1, entries: 0 });
+
+/** Checks one page of entries, moving the walk on; the first entry that does not hold ends it. */
+function walkPage(w: Walk, rows: AuditRecord[]): AuditVerdict | undefined {
+  for (const r of rows) {
+    const v = checkEntry(r, w.expectSeq, w.prevHash, ++w.entries);
+    if (v) return v;
+    w.prevHash = r.hash;
+    w.expectSeq = r.seq + 1;
+  }
+  return undefined;
+}
+
 /** Recomputes the whole chain, page by page, and names the first entry that does not hold. */
 export async function verifyChain(page: (afterSeq: number, limit: number) => AuditRecord[] | Promise<AuditRecord[]>): Promise<AuditVerdict> {
-  let prevHash = GENESIS_HASH, expectSeq = 1, entries = 0;
+  const w = startWalk();
   for (;;) {
-    const rows = await page(expectSeq - 1, 10_000);
-    if (rows.length === 0) return { ok: true, entries, headHash: prevHash };
-    for (const r of rows) {
-      const v = checkEntry(r, expectSeq, prevHash, ++entries);
-      if (v) return v;
-      prevHash = r.hash;
-      expectSeq = r.seq + 1;
-    }
+    const rows = await page(w.expectSeq - 1, 10_000);
+    if (rows.length === 0) return { ok: true, entries: w.entries, headHash: w.prevHash };
+    const v = walkPage(w, rows);
+    if (v) return v;
   }
 }
 
@@ -74,15 +85,11 @@ function checkEntry(r: AuditRecord, expectSeq: number, prevHash: string, entries
 /** Recomputes the whole chain of a SQLite file's log (the CLI, tests). */
 export function verifyAudit(db: Database.Database): AuditVerdict {
   const ops = sqliteOps(db);
-  let prevHash = GENESIS_HASH, expectSeq = 1, entries = 0;
+  const w = startWalk();
   for (;;) {
-    const rows = ops.auditRecords(expectSeq - 1, 10_000);
-    if (rows.length === 0) return { ok: true, entries, headHash: prevHash };
-    for (const r of rows) {
-      const v = checkEntry(r, expectSeq, prevHash, ++entries);
-      if (v) return v;
-      prevHash = r.hash;
-      expectSeq = r.seq + 1;
-    }
+    const rows = ops.auditRecords(w.expectSeq - 1, 10_000);
+    if (rows.length === 0) return { ok: true, entries: w.entries, headHash: w.prevHash };
+    const v = walkPage(w, rows);
+    if (v) return v;
   }
 }
