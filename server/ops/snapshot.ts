@@ -67,8 +67,8 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
       ...(await curve(j.jobId)),
       ...(j.status === 'done' ? { finish: await app.scheduler.stopping.finishOf(j.jobId) } : {}),
     })));
-    let pendingUpdates = 0;
-    for (const j of jobs) pendingUpdates += await store.countPendingUpdates(j.jobId);
+    // one query per job, sent together: on a networked store these are round trips
+    const pendingUpdates = (await Promise.all(jobs.map((j) => store.countPendingUpdates(j.jobId)))).reduce((a, n) => a + n, 0);
     const swarm = await swarmView(app);
     const mem = process.memoryUsage();
     const audit = await app.stores.ops.countAudit();

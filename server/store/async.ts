@@ -12,7 +12,7 @@ import type { OpsStore } from './ops-types.ts';
 import { migrateOpsTables, sqliteOps } from './sqlite-ops.ts';
 import { openDefenceStore } from './sqlite-defence.ts';
 import { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite.ts';
-import type { Listener, RelayStore, StoreEventName, StoreEvents, Stores } from './types.ts';
+import { addListener, type Listener, type RelayStore, type StoreEventName, type StoreEvents, type Stores } from './types.ts';
 
 type Pending = { [E in StoreEventName]: { name: E; event: StoreEvents[E] } }[StoreEventName];
 /** One open transaction: the events its changes fired so far. */
@@ -265,18 +265,8 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
     return {
       relay, ops: opsFacet, defence: defenceFacet,
       transaction: (fn) => (tx ? nested(tx, fn) : topLevel(fn)),
-      on(name, listener) {
-        let s = after.get(name);
-        if (!s) after.set(name, (s = new Set()));
-        s.add(listener as (e: never) => void);
-        return () => { s.delete(listener as (e: never) => void); };
-      },
-      onCommitting(name, listener) {
-        let s = committing.get(name);
-        if (!s) committing.set(name, (s = new Set()));
-        s.add(listener as Listener<never, Stores>);
-        return () => { s.delete(listener as Listener<never, Stores>); };
-      },
+      on: (name, listener) => addListener(after, name, listener as (e: never) => void),
+      onCommitting: (name, listener) => addListener(committing, name, listener as Listener<never, Stores>),
       async close() {
         if (tx) throw new StoreUsageError('close the store outside its transactions');
         outside();

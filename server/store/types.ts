@@ -299,3 +299,12 @@ export interface RelayStore {
   getFinish(jobId: string): Promise<Finish | undefined>;
   clearFinish(jobId: string): Promise<void>;
 }
+
+/** Adds a listener to a per-event registry (every store keeps one for `on` and one for `onCommitting`);
+ * returns what removes it again. */
+export function addListener<K, L>(registry: Map<K, Set<L>>, name: K, listener: L): () => void {
+  let set = registry.get(name);
+  if (!set) registry.set(name, (set = new Set()));
+  set.add(listener);
+  return () => { set.delete(listener); };
+}

@@ -21,6 +21,8 @@ export interface Codec<S extends TObject = TObject> {
   norm(bytes: Uint8Array, dv: DataView, h: FrameHeader): number;
   /** Frame bytes for `length` values: exact, or an upper bound where the size depends on the data. */
   byteBound(length: number, c: Static<S>): number;
+  /** Frame bytes to expect where byteBound is only a bound (estimates, never caps); absent: byteBound. */
+  expectedBytes?(length: number, c: Static<S>): number;
   /** The share of coordinates a frame carries (1 for dense codecs): error feedback concentrates about 1/f
    * tasks' worth of Δ on them, so the relay's prior norm bound grows by 1/√f. */
   density(c: Static<S>): number;

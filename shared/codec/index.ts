@@ -142,6 +142,13 @@ export function encodedByteBound(length: number, c: Compression): number {
   return codecOf(c).byteBound(length, c);
 }
 
+/** Bytes of an encoded update of `length` values without encoding one (the submit form's estimate):
+ * exact for fp32 and int8, top-k's expectation (Codec.expectedBytes). */
+export function encodedUpdateBytes(length: number, c: Compression): number {
+  const codec = codecOf(c);
+  return codec.expectedBytes?.(length, c) ?? codec.byteBound(length, c);
+}
+
 /** The share of coordinates one frame under `c` carries (Codec.density). */
 export const compressionDensity = (c: Compression): number => codecOf(c).density(c);
 

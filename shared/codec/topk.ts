@@ -37,6 +37,15 @@ export const topk = defineCodec({
     const k = Math.min(length, Math.ceil(c.fraction * length));
     return TOPK_HEADER + 4 * Math.ceil(k / TOPK_VALUE_BLOCK) + (c.bits === 8 ? k : Math.ceil(k / 2)) + 5 * k;
   },
+  /** Index gaps are varints whose sizes depend on where the kept values fall: their expectation for kept
+   * positions spread at random (gaps geometric with p = k / n: one more byte per power of 128 reached). */
+  expectedBytes(length, c) {
+    const k = Math.min(length, Math.ceil(c.fraction * length));
+    const p = k / Math.max(1, length);
+    let perGap = 1;
+    for (let m = 128; m <= length && p < 1; m *= 128) perGap += (1 - p) ** (m - 1);
+    return TOPK_HEADER + 4 * Math.ceil(k / TOPK_VALUE_BLOCK) + (c.bits === 8 ? k : Math.ceil(k / 2)) + Math.round(k * perGap);
+  },
   density: (c) => c.fraction,
   replicaWithoutResidual: true,
 });

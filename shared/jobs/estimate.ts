@@ -3,7 +3,7 @@
 // relay would give. The submit form shows it live and the relay answers POST /api/jobs/estimate with the
 // same function, so the two agree by construction. What the data decides (a char vocabulary, an MLP's
 // inputs and classes) comes from the dataset the form has read, or is missing.
-import { encodedUpdateBytes } from '../codec/size.ts';
+import { encodedUpdateBytes } from '../codec/index.ts';
 import { planMemory } from '../engine/memory-plan.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import { checkModelFits } from './model-fit.ts';

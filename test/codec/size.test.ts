@@ -1,8 +1,7 @@
 // The update size the submit form shows is the size the codec writes: exact for fp32 and int8, within
 // a few percent for top-k (its index varints depend on where the kept values fall).
 import { expect, test } from 'vitest';
-import { encodeUpdate } from '../../shared/codec/index.ts';
-import { encodedUpdateBytes } from '../../shared/codec/size.ts';
+import { encodedUpdateBytes, encodeUpdate } from '../../shared/codec/index.ts';
 import { rng } from '../../shared/util/rng.ts';
 
 const delta = (n: number) => { const r = rng(7); return Float32Array.from({ length: n }, () => r.normal()); };

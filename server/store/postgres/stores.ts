@@ -4,7 +4,7 @@
 // secret every relay signs leases with (a lease from one relay is good on any), `ping` is for /healthz.
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import type { StoreEventName, Stores } from '../types.ts';
+import { addListener, type StoreEventName, type Stores } from '../types.ts';
 import { StoreUsageError } from '../errors.ts';
 import { Ctx, type Shared, type TxState } from './context.ts';
 import { createDefenceStore } from './defence.ts';
@@ -27,18 +27,8 @@ type Warn = (fields: Record<string, unknown>, message: string) => void;
 
 function handle(shared: Shared, url: string, tx?: TxState): Stores {
   const c = new Ctx(shared, tx);
-  const on = ((name: StoreEventName, l: never) => {
-    const set = shared.after.get(name) ?? new Set();
-    shared.after.set(name, set);
-    set.add(l);
-    return () => { set.delete(l); };
-  }) as Stores['on'];
-  const onCommitting = ((name: StoreEventName, l: never) => {
-    const set = shared.committing.get(name) ?? new Set();
-    shared.committing.set(name, set);
-    set.add(l);
-    return () => { set.delete(l); };
-  }) as Stores['onCommitting'];
+  const on = ((name: StoreEventName, l: never) => addListener(shared.after, name, l)) as Stores['on'];
+  const onCommitting = ((name: StoreEventName, l: never) => addListener(shared.committing, name, l)) as Stores['onCommitting'];
   return {
     relay: createRelayStore(c, url), ops: createOpsStore(c), defence: createDefenceStore(c),
     on, onCommitting,
