@@ -82,11 +82,12 @@ try {
 
   const t0 = Date.now();
   let accepted = 0; // acknowledged; the ones applied (not discarded) are what the model trained on
+  let stale = 0; // accepted on a base version older than the job's (down-weighted by staleness)
   await Promise.all(Array.from({ length: W }, (_, i) => runVolunteer({
     server: url, fetch: (u, init) => fetch(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), jobId: JOB,
     signal: new AbortController().signal, agent: `lm-${i}`, maxTasks: TASKS,
     onEvent: (e) => {
-      if (e.type === 'uploaded' && e.ack.accepted) accepted++;
+      if (e.type === 'uploaded' && e.ack.accepted) { accepted++; if (e.ack.weight < 1) stale++; }
       if (e.type === 'error') console.error(`volunteer ${i}: ${e.message}`);
     },
   })));
@@ -115,7 +116,7 @@ try {
   const L = evaluate(swarmParams), L0 = evaluate(singleParams);
   // the relay's own per-version evaluation (a few held-out windows): how the outer steps went
   console.log(`relay's held-out loss by version: ${relay.app.store.listEvals(JOB).map((e) => `${e.version}:${e.loss.toFixed(2)}`).join(' ')}`);
-  console.log(`swarm: ${accepted} accepted updates, ${applied} applied, version ${version}, ${swarmS.toFixed(0)} s; single process: ${applied * H} steps, ${singleS.toFixed(0)} s; ratio L/L0 ${(L / L0).toFixed(4)} (goal ≤ 1.05)`);
+  console.log(`swarm: ${accepted} accepted updates (${stale} stale), ${applied} applied, version ${version}, ${swarmS.toFixed(0)} s; single process: ${applied * H} steps, ${singleS.toFixed(0)} s; ratio L/L0 ${(L / L0).toFixed(4)} (goal ≤ 1.05)`);
   console.log(`lm: held-out loss ${L.toFixed(4)} with ${W} volunteers vs ${L0.toFixed(4)} single process after ${tokens} tokens`);
 } finally {
   await relay.close();
