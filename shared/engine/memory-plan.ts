@@ -13,7 +13,7 @@
 // binding is the largest activation or the largest unsplittable run of parameters, not θ.
 import { paramCount, paramLayout, type ModelConfig } from '../models/config.ts';
 import { kindOf } from '../models/registry.ts';
-import { largestUnit, placeSegments, segmentFloats } from './param-segments.ts';
+import { largestUnit, placeSegments, segmentFloats, type ParamSegments } from './param-segments.ts';
 
 export type MemoryCategory = 'params' | 'grads' | 'optimizer' | 'activations' | 'logits' | 'scratch';
 export type PlannedBuffer = { name: string; category: MemoryCategory; bytes: number };
@@ -47,11 +47,14 @@ export type PlanOptions = { logitChunkRows?: number; bindingBytes?: number };
 /** Tensors the kind's engine plan takes in row ranges (ModelKind.splitTensors). */
 export const splitTensorsOf = (model: ModelConfig): Set<string> => new Set(kindOf(model).splitTensors?.(model as never) ?? []);
 
+/** Where the trainer puts θ (and its gradient and AdamW state) on a device allowing `bindingBytes` per binding. */
+export const placeParams = (model: ModelConfig, bindingBytes: number): ParamSegments =>
+  placeSegments(paramLayout(model), segmentFloats(bindingBytes), splitTensorsOf(model));
+
 export function planMemory(model: ModelConfig, batchSize: number, opts: PlanOptions = {}): MemoryPlan {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
   const count = paramCount(model);
-  const layout = paramLayout(model), split = splitTensorsOf(model);
-  const segments = opts.bindingBytes === undefined ? [{ floats: count }] : placeSegments(layout, segmentFloats(opts.bindingBytes), split).segments;
+  const segments = opts.bindingBytes === undefined ? [{ floats: count }] : placeParams(model, opts.bindingBytes).segments;
   const buffers: PlannedBuffer[] = [];
   const add = (name: string, category: MemoryCategory, floats: number) => buffers.push({ name, category, bytes: bufferBytes(floats) });
   for (const [name, category] of [['theta', 'params'], ['grad', 'grads'], ['adam.m', 'optimizer'], ['adam.v', 'optimizer']] as const) {
@@ -62,7 +65,7 @@ export function planMemory(model: ModelConfig, batchSize: number, opts: PlanOpti
   // the kind's activations and logits (shared/models/<kind>/index.ts planBuffers)
   const chunk = kindOf(model).planBuffers(model, batchSize, add, opts.logitChunkRows);
   const bytes: Record<MemoryCategory, number> = { params: 0, grads: 0, optimizer: 0, activations: 0, logits: 0, scratch: 0 };
-  const unit = largestUnit(layout, split);
+  const unit = largestUnit(paramLayout(model), splitTensorsOf(model));
   let largest: { name: string; bytes: number } = { name: `theta:${unit.name}`, bytes: bufferBytes(unit.floats) };
   for (const b of buffers) {
     bytes[b.category] += b.bytes;

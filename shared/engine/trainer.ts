@@ -7,15 +7,14 @@
 // (forward, loss, backward, norm, AdamW) and reads nothing back: its loss lands in a GPU slot that
 // losses() reads once. Before any buffer exists the trainer computes its memory plan (memory-plan.ts),
 // sizes the device to it and refuses, naming needed vs available, what the adapter cannot hold.
-import { paramCount, paramLayout, type ModelConfig } from '../models/config.ts';
+import { paramCount, type ModelConfig } from '../models/config.ts';
 import type { Batch, Trainer, TrainOptions } from '../train/trainer.ts';
 import { acquireDevice, Gpu, type Device, type Dispatch } from './device.ts';
 import type { KernelPolicy } from './policy.ts';
 import { adamw, packAdamwParams, packStep } from './kernels/elementwise.ts';
 import { globalNorm, meanLoss, sumsqPartials } from './kernels/reduce.ts';
-import { bufferBytes, planMemory, splitTensorsOf, type MemoryPlan } from './memory-plan.ts';
+import { bufferBytes, placeParams, planMemory, type MemoryPlan } from './memory-plan.ts';
 import { ParamBuffers } from './param-buffers.ts';
-import { placeSegments, segmentFloats } from './param-segments.ts';
 import { runtimeOf } from '../models/runtimes.ts';
 import type { Plan, PlanBuffers } from './models/plan.ts';
 
@@ -96,7 +95,7 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
   const gpu = root.child(engine.policy ?? {}, engine.maxBindingBytes ?? Infinity);
   const dev = root.dev;
   // θ, its gradient and AdamW's state in segments of what one binding holds (one, unless the model is bigger)
-  const place = placeSegments(paramLayout(model), segmentFloats(gpu.maxBindingBytes), splitTensorsOf(model));
+  const place = placeParams(model, gpu.maxBindingBytes);
   const memoryPlan = planMemory(model, opts.batchSize, { logitChunkRows: engine.logitChunkRows, bindingBytes: gpu.maxBindingBytes });
   // An allocation the device cannot back surfaces as an out-of-memory error, reported with the plan.
   gpu.device.pushErrorScope('out-of-memory');

@@ -24,8 +24,9 @@ const tiny = { maxBufferSize: 32 * 2 ** 20, maxStorageBufferBindingSize: 32 * 2 
 let relay: OpsRelay;
 let jobId: string;
 beforeAll(async () => {
-  // preparing and storing a version this size takes a while on a busy machine: no request deadline
-  relay = await startOpsRelay({ timeouts: { requestMs: 0 } });
+  // preparing and storing a version this size takes a while on a busy machine: no request deadline,
+  // and no idle-socket one (the submission's answer can take over a minute to start)
+  relay = await startOpsRelay({ timeouts: { requestMs: 0, idleMs: 0 } });
   const r = await submit(relay.url, relay.alice, {
     // room in a round for every task these tests lease, so none waits on a lease's expiry
     name: 'gpt-2 small, 2 layers', model: shortGpt2, hyperparameters: { steps: 1, batchSize: 1, updatesPerRound: 8 },
