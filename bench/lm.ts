@@ -41,6 +41,7 @@ const W = env('BENCH_VOLUNTEERS', 2), TASKS = env('BENCH_TASKS', 8), H = env('BE
 const width = env('BENCH_WIDTH', 32), context = env('BENCH_CONTEXT', 16), layers = env('BENCH_LAYERS', 1);
 const EVAL_WINDOWS = env('BENCH_EVAL_WINDOWS', 64);
 const OUTER_LR = env('BENCH_OUTER_LR', 1), OUTER_MOMENTUM = env('BENCH_OUTER_MOMENTUM', 0.5);
+const SYNC = env('BENCH_SYNC', 1) === 1;
 const JOB = 'moby-dick';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'tabtrain-lm-'));
@@ -77,21 +78,36 @@ try {
     return sum / windows;
   };
   const v0 = new Float32Array((await getBytes('versions/0/params')).buffer);
-  console.log(`model: gpt ${P} params (vocab ${model.vocab}, context ${context}, ${layers} layer, width ${width}); ${W} volunteers × ${TASKS} tasks of H=${H} × batch ${B}; AdamW lr ${h.adamw.lr}; ${h.compression.kind} updates, K=${h.updatesPerRound}, outer lr ${h.outerLr} momentum ${h.outerMomentum}; CPU reference trainer`);
+  console.log(`model: gpt ${P} params (vocab ${model.vocab}, context ${context}, ${layers} layer, width ${width}); ${W} volunteers × ${TASKS} tasks of H=${H} × batch ${B}; AdamW lr ${h.adamw.lr}; ${h.compression.kind} updates, K=${h.updatesPerRound}, outer lr ${h.outerLr} momentum ${h.outerMomentum}; ${SYNC ? 'synchronous rounds' : 'free-running loops'}; CPU reference trainer`);
   console.log(`held-out: ${windows} windows of ${context} tokens; version 0 loss ${evaluate(v0).toFixed(4)}`);
 
   const t0 = Date.now();
   let accepted = 0; // acknowledged; the ones applied (not discarded) are what the model trained on
-  await Promise.all(Array.from({ length: W }, (_, i) => runVolunteer({
-    server: url, fetch: (u, init) => fetch(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), jobId: JOB,
-    signal: new AbortController().signal, agent: `lm-${i}`, maxTasks: TASKS,
+  let stale = 0; // accepted on a base version older than the job's (down-weighted by staleness)
+  const pendingNow = () => relay.app.store.countPendingUpdates(JOB);
+  const waitForRound = async () => {
+    for (let k = 0; k < 6000 && pendingNow() > 0; k++) await new Promise((r) => setTimeout(r, 100));
+  };
+  const stores = Array.from({ length: W }, () => memoryLoopStore()); // identity and error-feedback residual
+  const volunteer = (i: number, maxTasks: number) => runVolunteer({
+    server: url, fetch: (u, init) => fetch(u, init), createTrainer: createCpuTrainer, store: stores[i], jobId: JOB,
+    signal: new AbortController().signal, agent: `lm-${i}`, maxTasks,
     onEvent: (e) => {
-      if (e.type === 'uploaded' && e.ack.accepted) accepted++;
+      if (e.type === 'uploaded' && e.ack.accepted) { accepted++; if (e.ack.weight < 1) stale++; }
       if (e.type === 'error') console.error(`volunteer ${i}: ${e.message}`);
     },
-  })));
+  });
+  if (SYNC) {
+    // each volunteer runs one task per round and leases the next once the round has closed
+    for (let round = 0; round < TASKS; round++) {
+      await Promise.all(Array.from({ length: W }, (_, i) => volunteer(i, 1)));
+      await waitForRound();
+    }
+  } else {
+    await Promise.all(Array.from({ length: W }, (_, i) => volunteer(i, TASKS)));
+  }
   // the last round closes as its last update lands; wait for every accepted update to be applied
-  for (let k = 0; k < 600 && relay.app.store.countPendingUpdates(JOB) > 0; k++) await new Promise((r) => setTimeout(r, 100));
+  await waitForRound();
   const version = relay.app.store.getJob(JOB)!.version;
   const swarmParams = new Float32Array((await getBytes(`versions/${version}/params`)).buffer);
   const swarmS = (Date.now() - t0) / 1000;
@@ -115,7 +131,7 @@ try {
   const L = evaluate(swarmParams), L0 = evaluate(singleParams);
   // the relay's own per-version evaluation (a few held-out windows): how the outer steps went
   console.log(`relay's held-out loss by version: ${relay.app.store.listEvals(JOB).map((e) => `${e.version}:${e.loss.toFixed(2)}`).join(' ')}`);
-  console.log(`swarm: ${accepted} accepted updates, ${applied} applied, version ${version}, ${swarmS.toFixed(0)} s; single process: ${applied * H} steps, ${singleS.toFixed(0)} s; ratio L/L0 ${(L / L0).toFixed(4)} (goal ≤ 1.05)`);
+  console.log(`swarm: ${accepted} accepted updates (${stale} stale), ${applied} applied, version ${version}, ${swarmS.toFixed(0)} s; single process: ${applied * H} steps, ${singleS.toFixed(0)} s; ratio L/L0 ${(L / L0).toFixed(4)} (goal ≤ 1.05)`);
   console.log(`lm: held-out loss ${L.toFixed(4)} with ${W} volunteers vs ${L0.toFixed(4)} single process after ${tokens} tokens`);
 } finally {
   await relay.close();

@@ -3,8 +3,10 @@
 import { acquireDevice, Gpu, type Dispatch } from '../../shared/engine/device.ts';
 import { at, matmul } from '../../shared/engine/kernels/matmul.ts';
 import { buildGptPlan } from '../../shared/engine/models/gpt.ts';
+import { ParamBuffers } from '../../shared/engine/param-buffers.ts';
+import { placeSegments } from '../../shared/engine/param-segments.ts';
 import { createWebGpuTrainer } from '../../shared/engine/trainer.ts';
-import { initParams, paramCount, type ModelConfig } from '../../shared/models/config.ts';
+import { initParams, paramCount, paramLayout, type ModelConfig } from '../../shared/models/config.ts';
 import type { Batch } from '../../shared/train/trainer.ts';
 import { benchAdam, benchGpt, gptBatch, type StepTiming } from './spec.ts';
 
@@ -62,7 +64,9 @@ export async function profileGptStep(tokens: Int32Array): Promise<{ kernel: stri
   const count = paramCount(benchGpt);
   const gpu = new Gpu(await acquireDevice(navigator.gpu, { storageBytes: count * 4 }));
   try {
-    const theta = gpu.upload(initParams(benchGpt, 2), 'theta'), grad = gpu.buffer(count, 'grad');
+    const place = placeSegments(paramLayout(benchGpt), Math.ceil(count / 4) * 4, new Set()); // one segment
+    const theta = new ParamBuffers(gpu, place, 'theta'), grad = new ParamBuffers(gpu, place, 'grad');
+    theta.write(initParams(benchGpt, 2));
     const plan = await buildGptPlan(gpu, benchGpt, gptBatch, { theta, grad });
     plan.write({ kind: 'tokens', tokens, n: gptBatch });
     const all = [...plan.forward, ...plan.backward];

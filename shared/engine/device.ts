@@ -16,8 +16,12 @@ export type Device = {
   adapter: GPUAdapter;
 };
 
-/** What a model needs from the adapter: its largest buffer (one binding), and a label for errors. */
-export type Needs = { storageBytes?: number; what?: string };
+/**
+ * What a model needs from the adapter: its largest buffer that cannot be split (one binding), what it
+ * would like in one binding if the adapter has it (the whole parameter vector, so it is not split),
+ * and a label for errors.
+ */
+export type Needs = { storageBytes?: number; preferBytes?: number; what?: string };
 
 /** Largest staging buffer a readback uses (a bigger read is done in pieces). */
 export const readChunkBytes = 64 * 2 ** 20;
@@ -31,9 +35,10 @@ export async function acquireDevice(gpu: GPU | undefined, needs: Needs = {}): Pr
   }
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error('WebGPU found no adapter: no GPU driver, and no software fallback (SwiftShader) is installed');
-  // Ask for what the model's largest buffer needs (at least WebGPU's default 128 MiB), up to the adapter's.
-  const want = Math.max(needs.storageBytes ?? 0, 128 * 2 ** 20);
+  // Ask for what the model's largest buffer needs (at least WebGPU's default 128 MiB), and what it
+  // prefers where the adapter has it; what is over the binding is split (param-segments.ts).
   const have = Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize);
+  const want = Math.max(needs.storageBytes ?? 0, Math.min(needs.preferBytes ?? 0, have), 128 * 2 ** 20);
   if ((needs.storageBytes ?? 0) > have) {
     throw new Error(`${needs.what ?? 'the model'} needs a ${needs.storageBytes}-byte storage buffer; this adapter allows at most ${have} `
       + `(maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize})`);
@@ -98,15 +103,20 @@ export class Gpu {
   /** Which kernel variants this context's builders emit (default: chosen from the adapter). */
   readonly policy: KernelPolicy;
 
-  constructor(readonly dev: Device, private pipelines = new Map<string, Promise<GPUComputePipeline>>(), policy?: Partial<KernelPolicy>) {
+  /** Largest storage buffer this context creates: the device's binding and buffer limits, or lower
+   * where the engine is told to assume less (tests run the split-tensor paths at small sizes so). */
+  readonly maxBindingBytes: number;
+
+  constructor(readonly dev: Device, private pipelines = new Map<string, Promise<GPUComputePipeline>>(), policy?: Partial<KernelPolicy>, maxBindingBytes = Infinity) {
     this.device = dev.device;
     this.policy = choosePolicy(dev, policy);
+    this.maxBindingBytes = Math.min(maxBindingBytes, this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
     void this.device.lost.then(() => { this.lost = true; });
   }
 
   /** Same device and pipeline cache, its own buffers (one per trainer, so destroy() frees only its own). */
-  child(policy: Partial<KernelPolicy> = this.policy): Gpu {
-    return new Gpu(this.dev, this.pipelines, policy);
+  child(policy: Partial<KernelPolicy> = this.policy, maxBindingBytes = this.maxBindingBytes): Gpu {
+    return new Gpu(this.dev, this.pipelines, policy, maxBindingBytes);
   }
 
   /** Buffers this context created and has not destroyed yet. */
@@ -154,7 +164,7 @@ export class Gpu {
   /** fp32 storage buffer of `floats` elements (4 bytes each; also used for u32 data). */
   buffer(floats: number, label: string): GPUBuffer {
     const size = Math.max(16, Math.ceil((floats * 4) / 16) * 16);
-    const limit = this.device.limits.maxStorageBufferBindingSize;
+    const limit = this.maxBindingBytes;
     if (size > limit) throw new Error(`buffer ${label} needs ${size} bytes; the device allows ${limit} (maxStorageBufferBindingSize)`);
     const b = this.device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     this.buffers.add(b);

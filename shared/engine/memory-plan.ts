@@ -8,9 +8,12 @@
 // point (for Δ) stays on the CPU and evaluation reuses θ. Activations are what backward needs at the
 // batch and context: per GPT layer about 16 floats per token of width plus a few per-row statistics
 // (attention keeps no T×T scores, see kernels/flash-attention.ts), and the logits exist for one chunk
-// of rows at a time (at most logitChunkBytes), never batch × context × vocabulary.
-import { paramCount, type ModelConfig } from '../models/config.ts';
+// of rows at a time (at most logitChunkBytes), never batch × context × vocabulary. Parameter-sized
+// vectors may be split across bindings (param-segments.ts), so the largest buffer that must fit in one
+// binding is the largest activation or the largest unsplittable run of parameters, not θ.
+import { paramCount, paramLayout, type ModelConfig } from '../models/config.ts';
 import { kindOf } from '../models/registry.ts';
+import { largestUnit, placeSegments, segmentFloats, type ParamSegments } from './param-segments.ts';
 
 export type MemoryCategory = 'params' | 'grads' | 'optimizer' | 'activations' | 'logits' | 'scratch';
 export type PlannedBuffer = { name: string; category: MemoryCategory; bytes: number };
@@ -18,7 +21,8 @@ export type MemoryPlan = {
   /** Bytes per category; total is their sum. */
   bytes: Record<MemoryCategory, number>;
   total: number;
-  /** The one largest buffer: it must fit in one binding (maxStorageBufferBindingSize and maxBufferSize). */
+  /** The largest buffer that must fit in one binding (maxStorageBufferBindingSize and maxBufferSize): an
+   * activation, or the largest run of parameters that cannot be split ("theta:<module>"). */
   largestBuffer: { name: string; bytes: number };
   /** Rows of logits that exist at once (the cross-entropy chunk). */
   logitChunkRows: number;
@@ -30,28 +34,43 @@ export { logitChunkBytes, logitChunkRows, maxHeadSize } from '../models/gpt/conf
 /** Bytes Gpu.buffer allocates for `floats` 4-byte elements (16-byte multiples, at least 16). */
 export const bufferBytes = (floats: number): number => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
 
-/** Small per-trainer buffers: grad-norm result and partials, the loss slots, two placeholders. */
-const trainerScratch = [['grad.norm', 4], ['grad.norm.partial', 1024], ['losses', 4096], ['placeholder.read', 4], ['placeholder.write', 4]] as const;
+/** Small per-trainer buffers: grad-norm result, the loss slots, two placeholders (and the grad-norm
+ * partials: 1,024 per parameter segment). */
+const trainerScratch = [['grad.norm', 4], ['losses', 4096], ['placeholder.read', 4], ['placeholder.write', 4]] as const;
+const normPartials = 1024;
 
-export type PlanOptions = { logitChunkRows?: number };
+/** logitChunkRows: rows of logits per chunk (default: logitChunkBytes' worth); bindingBytes: the
+ * device's binding limit, where parameter-sized vectors are split in segments of at most this (default:
+ * one buffer each, as on any adapter whose binding holds the model). */
+export type PlanOptions = { logitChunkRows?: number; bindingBytes?: number };
+
+/** Tensors the kind's engine plan takes in row ranges (ModelKind.splitTensors). */
+export const splitTensorsOf = (model: ModelConfig): Set<string> => new Set(kindOf(model).splitTensors?.(model as never) ?? []);
+
+/** Where the trainer puts θ (and its gradient and AdamW state) on a device allowing `bindingBytes` per binding. */
+export const placeParams = (model: ModelConfig, bindingBytes: number): ParamSegments =>
+  placeSegments(paramLayout(model), segmentFloats(bindingBytes), splitTensorsOf(model));
 
 export function planMemory(model: ModelConfig, batchSize: number, opts: PlanOptions = {}): MemoryPlan {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
   const count = paramCount(model);
+  const segments = opts.bindingBytes === undefined ? [{ floats: count }] : placeParams(model, opts.bindingBytes).segments;
   const buffers: PlannedBuffer[] = [];
   const add = (name: string, category: MemoryCategory, floats: number) => buffers.push({ name, category, bytes: bufferBytes(floats) });
-  add('theta', 'params', count);
-  add('grad', 'grads', count);
-  add('adam.m', 'optimizer', count);
-  add('adam.v', 'optimizer', count);
+  for (const [name, category] of [['theta', 'params'], ['grad', 'grads'], ['adam.m', 'optimizer'], ['adam.v', 'optimizer']] as const) {
+    segments.forEach((s, i) => add(segments.length > 1 ? `${name}.${i}` : name, category, s.floats));
+  }
   for (const [name, floats] of trainerScratch) add(name, 'scratch', floats);
+  add('grad.norm.partial', 'scratch', normPartials * segments.length);
   // the kind's activations and logits (shared/models/<kind>/index.ts planBuffers)
   const chunk = kindOf(model).planBuffers(model, batchSize, add, opts.logitChunkRows);
   const bytes: Record<MemoryCategory, number> = { params: 0, grads: 0, optimizer: 0, activations: 0, logits: 0, scratch: 0 };
-  let largest = buffers[0];
+  const unit = largestUnit(paramLayout(model), splitTensorsOf(model));
+  let largest: { name: string; bytes: number } = { name: `theta:${unit.name}`, bytes: bufferBytes(unit.floats) };
   for (const b of buffers) {
     bytes[b.category] += b.bytes;
-    if (b.bytes > largest.bytes) largest = b;
+    const param = b.category === 'params' || b.category === 'grads' || b.category === 'optimizer';
+    if (!param && b.bytes > largest.bytes) largest = b;
   }
   const total = Object.values(bytes).reduce((a, b) => a + b, 0);
   return { bytes, total, largestBuffer: { name: largest.name, bytes: largest.bytes }, logitChunkRows: chunk, buffers };

@@ -1,6 +1,7 @@
 // The WebGPU implementation of the Trainer contract. θ, its gradient and AdamW's m and v are each one
-// flat fp32 buffer in paramLayout order, so clipping and the optimizer are single dispatches over the
-// whole model; those four are the only full-size buffers (16 bytes per parameter). The task's starting
+// flat fp32 vector in paramLayout order, held in one buffer, or in segments where the device's binding
+// limit is below the model (param-segments.ts; clipping and the optimizer then run once per segment);
+// those four are the only full-size vectors (16 bytes per parameter). The task's starting
 // θ stays on the CPU and Δ is computed there from one readback; evaluation with other parameters parks
 // θ in the gradient buffer (free between steps) instead of holding a copy. A step is one command buffer
 // (forward, loss, backward, norm, AdamW) and reads nothing back: its loss lands in a GPU slot that
@@ -12,7 +13,8 @@ import { acquireDevice, Gpu, type Device, type Dispatch } from './device.ts';
 import type { KernelPolicy } from './policy.ts';
 import { adamw, packAdamwParams, packStep } from './kernels/elementwise.ts';
 import { globalNorm, meanLoss, sumsqPartials } from './kernels/reduce.ts';
-import { planMemory, type MemoryPlan } from './memory-plan.ts';
+import { bufferBytes, placeParams, planMemory, type MemoryPlan } from './memory-plan.ts';
+import { ParamBuffers } from './param-buffers.ts';
 import { runtimeOf } from '../models/runtimes.ts';
 import type { Plan, PlanBuffers } from './models/plan.ts';
 
@@ -45,7 +47,14 @@ export interface WebGpuTrainer extends Trainer {
 }
 
 /** Engine-only knobs beyond the Trainer contract (tests and benches). */
-export type EngineOptions = { policy?: Partial<KernelPolicy>; /** Rows of logits per chunk (default: memory-plan.ts). */ logitChunkRows?: number };
+export type EngineOptions = {
+  policy?: Partial<KernelPolicy>;
+  /** Rows of logits per chunk (default: memory-plan.ts). */
+  logitChunkRows?: number;
+  /** Assume at most this many bytes per buffer binding (default: the device's limit), so the split
+   * parameter paths run at small sizes too. */
+  maxBindingBytes?: number;
+};
 
 /** Loss slots held on the GPU before losses() must drain them to the CPU. */
 const lossSlots = 4096;
@@ -64,35 +73,46 @@ function batchRows(batch: Batch): number {
 // slow part on SwiftShader); each trainer owns and frees its own buffers.
 const devices = new WeakMap<GPU, Promise<Gpu>>();
 
-async function deviceFor(gpuApi: GPU | undefined, storageBytes: number, what: string): Promise<Gpu> {
+async function deviceFor(gpuApi: GPU | undefined, storageBytes: number, preferBytes: number, what: string): Promise<Gpu> {
   if (!gpuApi) return new Gpu(await acquireDevice(gpuApi));
   const known = await devices.get(gpuApi)?.catch(() => undefined);
-  const fits = (g: Gpu) => Math.min(g.device.limits.maxStorageBufferBindingSize, g.device.limits.maxBufferSize) >= storageBytes;
+  // reused when it holds the largest unsplittable buffer and as much of θ in one binding as the adapter would
+  const fits = (g: Gpu) => {
+    const a = g.dev.adapter.limits, have = Math.min(a.maxStorageBufferBindingSize, a.maxBufferSize);
+    return g.maxBindingBytes >= Math.max(storageBytes, Math.min(preferBytes, have));
+  };
   if (known && !known.lost && fits(known)) return known;
-  const fresh = acquireDevice(gpuApi, { storageBytes, what }).then((d) => new Gpu(d));
+  const fresh = acquireDevice(gpuApi, { storageBytes, preferBytes, what }).then((d) => new Gpu(d));
   devices.set(gpuApi, fresh);
   return fresh;
 }
 
 export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelConfig, opts: TrainOptions, engine: EngineOptions = {}): Promise<WebGpuTrainer> {
   const count = paramCount(model);
-  const memoryPlan = planMemory(model, opts.batchSize, { logitChunkRows: engine.logitChunkRows });
-  const what = `training this ${model.kind} (${count} parameters) at batch size ${opts.batchSize} (its largest buffer is ${memoryPlan.largestBuffer.name})`;
-  const root = await deviceFor(gpuApi, memoryPlan.largestBuffer.bytes, what);
-  const gpu = root.child(engine.policy ?? {});
+  const unsplit = planMemory(model, opts.batchSize, { logitChunkRows: engine.logitChunkRows });
+  const what = `training this ${model.kind} (${count} parameters) at batch size ${opts.batchSize} (its largest buffer is ${unsplit.largestBuffer.name})`;
+  const root = await deviceFor(gpuApi, unsplit.largestBuffer.bytes, bufferBytes(count), what);
+  const gpu = root.child(engine.policy ?? {}, engine.maxBindingBytes ?? Infinity);
   const dev = root.dev;
+  // θ, its gradient and AdamW's state in segments of what one binding holds (one, unless the model is bigger)
+  const place = placeParams(model, gpu.maxBindingBytes);
+  const memoryPlan = planMemory(model, opts.batchSize, { logitChunkRows: engine.logitChunkRows, bindingBytes: gpu.maxBindingBytes });
   // An allocation the device cannot back surfaces as an out-of-memory error, reported with the plan.
   gpu.device.pushErrorScope('out-of-memory');
-  const theta = gpu.buffer(count, 'theta'), grad = gpu.buffer(count, 'grad');
-  const m = gpu.buffer(count, 'adam.m'), v = gpu.buffer(count, 'adam.v');
+  const theta = new ParamBuffers(gpu, place, 'theta'), grad = new ParamBuffers(gpu, place, 'grad');
+  const m = new ParamBuffers(gpu, place, 'adam.m'), v = new ParamBuffers(gpu, place, 'adam.v');
   let base: Float32Array | null = null; // θ at load(), for Δ (CPU side)
-  const norm = gpu.buffer(4, 'grad.norm'), partial = gpu.buffer(sumsqPartials, 'grad.norm.partial');
+  const norm = gpu.buffer(4, 'grad.norm'), partial = gpu.buffer(sumsqPartials * place.segments.length, 'grad.norm.partial');
   const losses = gpu.buffer(lossSlots, 'losses');
   const stepU = gpu.uniform(packStep(0, 1, opts.adamw), 'step');
-  const adamwU = gpu.uniform(packAdamwParams(count, opts.adamw, opts.clipNorm), 'adamw.params');
   const clip = opts.clipNorm > 0 && Number.isFinite(opts.clipNorm);
-  const adamwDispatch = await adamw(gpu, count, { params: adamwU, step: stepU, theta, grad, m, v, norm });
-  const normDispatches = clip ? await globalNorm(gpu, grad, count, partial, stepU, norm) : [];
+  const adamwDispatches = await Promise.all(place.segments.map(async (s, i) => {
+    const params = gpu.uniform(packAdamwParams(s.floats, opts.adamw, opts.clipNorm), 'adamw.params');
+    const d = await adamw(gpu, s.floats, { params, step: stepU, theta: theta.buffers[i], grad: grad.buffers[i], m: m.buffers[i], v: v.buffers[i], norm });
+    return place.segments.length > 1 ? { ...d, name: `adamw.${i}` } : d;
+  }));
+  const gradParts = place.segments.map((s, i) => ({ buf: grad.buffers[i], n: s.floats }));
+  const normDispatches = clip ? await globalNorm(gpu, gradParts, partial, stepU, norm) : [];
 
   // One plan per batch size: forward, loss and backward through the same activation buffers.
   type StepPlan = { plan: Plan; tail: Dispatch[] };
@@ -144,11 +164,10 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
     memoryPlan,
     async load(params) {
       if (params.length !== count) throw new Error(`load: got ${params.length} parameters, the ${model.kind} model has ${count}`);
-      q.writeBuffer(theta, 0, params.buffer, params.byteOffset, params.byteLength);
+      theta.write(params);
       base = params.slice();
-      const zeros = new Float32Array(count);
-      q.writeBuffer(m, 0, zeros);
-      q.writeBuffer(v, 0, zeros);
+      m.zero();
+      v.zero();
       t = 0; slot = 0; drained = []; loaded = true;
     },
     async step(batch) {
@@ -161,7 +180,7 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
       t += 1;
       q.writeBuffer(stepU, 0, packStep(slot, t, opts.adamw));
       const enc = gpu.device.createCommandEncoder({ label: `step ${t}` });
-      gpu.record(enc, [...plan.forward, ...tail, ...plan.backward, ...normDispatches, adamwDispatch]);
+      gpu.record(enc, [...plan.forward, ...tail, ...plan.backward, ...normDispatches, ...adamwDispatches]);
       q.submit([enc.finish()]);
       inFlight.push(q.onSubmittedWorkDone());
       slot += 1;
@@ -176,7 +195,7 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
       alive('delta');
       if (!base) throw new Error('delta: call load(params) first');
       // Δ = θ_base − θ, in place in the one readback (no device buffer for θ_base or Δ).
-      const out = await gpu.read(theta, 0, count);
+      const out = await theta.read();
       for (let i = 0; i < count; i++) out[i] = base[i] - out[i];
       return out;
     },
@@ -184,15 +203,10 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
       const n = batchRows(batch);
       if (params && params.length !== count) throw new Error(`logits: got ${params.length} parameters, the ${model.kind} model has ${count}`);
       const { plan } = await trainPlan(n);
-      const copy = (from: GPUBuffer, to: GPUBuffer) => {
-        const enc = gpu.device.createCommandEncoder();
-        enc.copyBufferToBuffer(from, 0, to, 0, count * 4);
-        q.submit([enc.finish()]);
-      };
-      // θ waits in the gradient buffer (rewritten by every step's backward anyway) while `params` run.
+      // θ waits in the gradient buffers (rewritten by every step's backward anyway) while `params` run.
       if (params) {
-        copy(theta, grad);
-        q.writeBuffer(theta, 0, params.buffer, params.byteOffset, params.byteLength);
+        theta.copyTo(grad);
+        theta.write(params);
       }
       try {
         plan.write(batch);
@@ -204,7 +218,7 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
         }
         return out;
       } finally {
-        if (params) copy(grad, theta);
+        if (params) grad.copyTo(theta);
       }
     },
     async lossAndGrad(batch) {
@@ -215,14 +229,14 @@ export async function createWebGpuTrainer(gpuApi: GPU | undefined, model: ModelC
       q.writeBuffer(stepU, 0, packStep(slot % lossSlots, Math.max(t, 1), opts.adamw));
       gpu.run([...plan.forward, ...tail, ...plan.backward]);
       const [loss] = await gpu.read(losses, slot % lossSlots, 1);
-      return { loss, grad: await gpu.read(grad, 0, count) };
+      return { loss, grad: await grad.read() };
     },
     async profileStep(batch, repeats = 3) {
       if (!loaded) throw new Error('profileStep: call load(params) first');
       const { plan, tail } = await trainPlan(batchRows(batch));
       plan.write(batch);
       q.writeBuffer(stepU, 0, packStep(slot % lossSlots, Math.max(t, 1), opts.adamw));
-      const all = [...plan.forward, ...tail, ...plan.backward, ...normDispatches, adamwDispatch];
+      const all = [...plan.forward, ...tail, ...plan.backward, ...normDispatches, ...adamwDispatches];
       gpu.run(all);
       await q.onSubmittedWorkDone();
       const out: { name: string; ms: number }[] = [];

@@ -47,6 +47,9 @@ export interface ModelKind<C extends { kind: string } = { kind: string }, S exte
   /** The engine's activation and logit buffers at batch n (memory-plan.ts adds θ, gradient and AdamW);
    * returns the logit chunk's rows. */
   planBuffers(c: C, n: number, add: AddBuffer, logitChunkRows?: number): number;
+  /** Tensors the engine's kernels take in row ranges, so each may span several buffer bindings
+   * (engine/param-segments.ts); any other tensor must fit in one binding with the rest of its module. */
+  splitTensors?(c: C): string[];
   /** "MLP 784-128-10" (long: the job page's wording with every dimension). */
   describe(c: C, o?: { long?: boolean; tokenizer?: string }): string;
   /** What its held-out accuracy counts ("accuracy", "next-token accuracy"). */

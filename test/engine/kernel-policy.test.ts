@@ -122,7 +122,7 @@ describe('subgroup reduction', () => {
     const xb = gpu.upload(x, 'x'), partial = gpu.buffer(sumsqPartials, 'partial'), norm = gpu.buffer(4, 'norm');
     const step = gpu.uniform(packStep(0, 1, { lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }), 'step');
     const normWith = async (subgroups: boolean) => {
-      gpu.run(await globalNorm(gpu, xb, n, partial, step, norm, subgroups));
+      gpu.run(await globalNorm(gpu, [{ buf: xb, n }], partial, step, norm, subgroups));
       return (await read(norm, 1))[0];
     };
     const want = Math.sqrt(dot64(x, x));

@@ -77,7 +77,8 @@ describe('matmul kernel', () => {
     const buf = {} as GPUBuffer;
     const packed = new Uint32Array(packMatmulParams({ a: at(buf, 1), b: at(buf, 2), c: at(buf, 3), bias: at(buf, 4), aux: at(buf, 5), M: 6, N: 7, K: 8 }));
     expect(packed.byteLength).toBe(48);
-    expect([...packed]).toEqual([6, 7, 8, 1, 2, 3, 4, 5, 1, 0, 0, 0]);
+    // the last three are the packed row strides of A [M,K], B [K,N] and C [M,N]
+    expect([...packed]).toEqual([6, 7, 8, 1, 2, 3, 4, 5, 1, 8, 7, 7]);
   });
 });
 
@@ -94,10 +95,10 @@ describe('reductions', () => {
     const n = 100_003, x = randn(n, 8);
     const xb = gpu.upload(x, 'x'), partial = gpu.buffer(sumsqPartials, 'partial'), norm = gpu.buffer(4, 'norm');
     const step = gpu.uniform(packStep(3, 1, { lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }), 'step');
-    gpu.run(await globalNorm(gpu, xb, n, partial, step, norm));
+    gpu.run(await globalNorm(gpu, [{ buf: xb, n }], partial, step, norm));
     const first = (await read(norm, 1))[0];
     expect(first).toBeCloseTo(Math.sqrt(dot64(x, x)), 2);
-    gpu.run(await globalNorm(gpu, xb, n, partial, step, norm));
+    gpu.run(await globalNorm(gpu, [{ buf: xb, n }], partial, step, norm));
     expect((await read(norm, 1))[0]).toBe(first);
     const losses = gpu.buffer(8, 'losses');
     gpu.run([await meanLoss(gpu, xb, 1000, step, losses)]);
@@ -128,10 +129,10 @@ describe('layer norm kernels', () => {
     const params = padded(new Float32Array([...g, ...b]), 7, 'params');
     const xb = gpu.upload(x, 'x'), y = gpu.buffer(rows * w, 'y'), stats = gpu.buffer(2 * rows, 'stats');
     const dyb = gpu.upload(dy, 'dy'), rb = gpu.upload(resid, 'resid'), dx = gpu.buffer(rows * w, 'dx'), grad = gpu.buffer(7 + 2 * w, 'grad');
-    const common = { x: xb, params, offG: 7, offB: 7 + w, stats, rows, width: w };
+    const common = { x: xb, g: at(params, 7), b: at(params, 7 + w), stats, rows, width: w };
     gpu.run([
       await layerNorm(gpu, { ...common, y }),
-      ...(await layerNormBack(gpu, { ...common, dy: dyb, resid: rb, dx, grad })),
+      ...(await layerNormBack(gpu, { ...common, dy: dyb, resid: rb, dx, dg: at(grad, 7), db: at(grad, 7 + w) })),
     ]);
     expect(closeness(await read(y, rows * w), layerNorm64(x, g, b, rows, w), 1e-5, 1e-4)).toBeLessThan(1);
     const wantDx = numericGrad((xx) => dot64(dy, layerNorm64(xx, g, b, rows, w)), x).map((v, i) => v + resid[i]);
@@ -174,8 +175,10 @@ describe('embedding kernels', () => {
     const ints = gpu.upload(new Uint32Array([...ids, ...csr.start, ...csr.pos]), 'ints');
     const x = gpu.buffer(R * w, 'x'), grad = gpu.buffer(4 + (V + T) * w, 'grad');
     gpu.run([
-      await embed(gpu, { ids: at(ints), params, offWte: 4, offWpe: 4 + V * w, x, rows: R, width: w, context: T }),
-      await embedBack(gpu, { ints, offCsrStart: R, offCsrPos: R + V + 1, dx: gpu.upload(dx, 'dx'), grad, offDwte: 4, offDwpe: 4 + V * w, vocab: V, width: w, context: T, batch }),
+      ...(await embed(gpu, { ids: at(ints), wte: [{ ref: at(params, 4), row0: 0, rows: V }], wpe: at(params, 4 + V * w), x, rows: R, width: w, context: T })),
+      ...(await embedBack(gpu, {
+        ints, offCsrStart: R, offCsrPos: R + V + 1, dx: gpu.upload(dx, 'dx'), dwte: [{ ref: at(grad, 4), row0: 0, rows: V }], dwpe: at(grad, 4 + V * w), width: w, context: T, batch,
+      })),
     ]);
     const wantX = Array.from({ length: R * w }, (_, i) => wte[ids[Math.floor(i / w)] * w + (i % w)] + wpe[(Math.floor(i / w) % T) * w + (i % w)]);
     expect(closeness(await read(x, R * w), wantX, 1e-6, 1e-6)).toBeLessThan(1);
@@ -199,7 +202,7 @@ describe('optimizer and pseudo-gradient kernels', () => {
       const m = gpu.upload(new Float32Array(n), 'm'), v = gpu.upload(new Float32Array(n), 'v');
       const norm = gpu.buffer(4, 'norm'), partial = gpu.buffer(sumsqPartials, 'partial');
       const params = gpu.uniform(packAdamwParams(n, o, clip), 'adamw'), step = gpu.uniform(packStep(0, 1, o), 'step');
-      const run = [...(clip > 0 ? await globalNorm(gpu, grad, n, partial, step, norm) : []), await adamw(gpu, n, { params, step, theta, grad, m, v, norm })];
+      const run = [...(clip > 0 ? await globalNorm(gpu, [{ buf: grad, n }], partial, step, norm) : []), await adamw(gpu, n, { params, step, theta, grad, m, v, norm })];
       const cpu = Float32Array.from(theta0), state = adamwState(n);
       for (let t = 1; t <= 3; t++) {
         gpu.device.queue.writeBuffer(grad, 0, grads[t - 1].buffer);

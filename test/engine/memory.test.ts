@@ -50,7 +50,7 @@ describe('memory plan against what the engine allocates', () => {
     expect(planProblem(planMemory(gpt2small, 1), typicalAdapter)).toBeNull();
     expect(planProblem(planMemory(gpt2small, 8), typicalAdapter)).toMatch(/training needs \d+ bytes .*activations.*the adapter budget is 4294967296 bytes/);
     const wide: MlpConfig = { kind: 'mlp', inputs: 70_000, hidden: [4000], classes: 10 };
-    expect(planProblem(planMemory(wide, 1), typicalAdapter)).toMatch(/largest buffer \(theta\) needs 1120\d+ bytes .*allows 1073741824 bytes .* in one buffer/);
+    expect(planProblem(planMemory(wide, 1), typicalAdapter)).toMatch(/largest buffer \(theta:l0\) needs 1120\d+ bytes .*allows 1073741824 bytes .* in one buffer/);
   });
 });
 
@@ -72,7 +72,7 @@ describe('device sized to the memory plan', () => {
 
   it('refuses a model whose largest buffer the adapter cannot hold, before allocating, naming the buffer', async () => {
     const model: MlpConfig = { kind: 'mlp', inputs: 200_000, hidden: [2000], classes: 10 }; // θ is 1.6 GB
-    await expect(createWebGpuTrainer(gpu, model, opts(1))).rejects.toThrow(/largest buffer is theta\) needs a 1600\d+-byte storage buffer; this adapter allows at most \d+/);
+    await expect(createWebGpuTrainer(gpu, model, opts(1))).rejects.toThrow(/largest buffer is theta:l0\) needs a 1600\d+-byte storage buffer; this adapter allows at most \d+/);
   });
 });
 

@@ -18,12 +18,15 @@ const shortGpt2 = { ...gpt2small, layers: 2 };
 const GiB = 2 ** 30;
 const big = { maxBufferSize: 4 * GiB, maxStorageBufferBindingSize: 2 * GiB };
 const webgpuDefault = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSize: 128 * 2 ** 20 };
+// below the 67 MB logits chunk (333 rows of the 50,257-token vocabulary), which is one binding
+const tiny = { maxBufferSize: 32 * 2 ** 20, maxStorageBufferBindingSize: 32 * 2 ** 20 };
 
 let relay: OpsRelay;
 let jobId: string;
 beforeAll(async () => {
-  // preparing and storing a version this size takes a while on a busy machine: no request deadline
-  relay = await startOpsRelay({ timeouts: { requestMs: 0 } });
+  // preparing and storing a version this size takes a while on a busy machine: no request deadline,
+  // and no idle-socket one (the submission's answer can take over a minute to start)
+  relay = await startOpsRelay({ timeouts: { requestMs: 0, idleMs: 0 } });
   const r = await submit(relay.url, relay.alice, {
     // room in a round for every task these tests lease, so none waits on a lease's expiry
     name: 'gpt-2 small, 2 layers', model: shortGpt2, hyperparameters: { steps: 1, batchSize: 1, updatesPerRound: 8 },
@@ -60,16 +63,22 @@ test('an adapter that holds this model at the job\'s batch size gets its first t
   expect(r.body).toMatchObject({ jobId, baseVersion: 0, batchSize: 1, model: { ...shortGpt2, vocab: 50_257 } });
 });
 
-test('an adapter with WebGPU\'s default limits is refused, naming needed vs available, and no task is leased', async () => {
+test('an adapter with WebGPU\'s default limits gets a task: θ, the 154 MB embedding and the head are split across bindings', async () => {
   const r = await ask(webgpuDefault);
+  expect(r.status, JSON.stringify(r.body)).toBe(200);
+  expect(r.body).toMatchObject({ jobId, batchSize: 1 });
+});
+
+test('an adapter whose binding cannot hold the logits chunk is refused, naming needed vs available, and no task is leased', async () => {
+  const r = await ask(tiny);
   expect(r.status).toBe(422);
   expect(r.body.error.code).toBe('TT_ERR_ADAPTER_TOO_SMALL');
-  const theta = planMemory({ ...shortGpt2, vocab: 50_257 }, 1).largestBuffer;
-  expect(theta.name).toBe('theta');
-  expect(r.body.error.message).toContain(`its largest buffer (theta) needs ${theta.bytes} bytes`);
-  expect(r.body.error.message).toContain(`the adapter allows ${128 * 2 ** 20} bytes`);
-  // one task leased in all: the one of the first test
-  expect((relay.app.db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE job_id = ?').get(jobId) as { n: number }).n).toBe(1);
+  const largest = planMemory({ ...shortGpt2, vocab: 50_257 }, 1).largestBuffer;
+  expect(largest.name).toBe('gpt.logits');
+  expect(r.body.error.message).toContain(`its largest buffer (gpt.logits) needs ${largest.bytes} bytes`);
+  expect(r.body.error.message).toContain(`the adapter allows ${32 * 2 ** 20} bytes`);
+  // tasks leased in all: the first test's and the default-limits adapter's
+  expect((relay.app.db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE job_id = ?').get(jobId) as { n: number }).n).toBe(2);
 });
 
 test('a memory budget stated by the volunteer counts too, and a CPU volunteer (no adapter) is not checked', async () => {
@@ -100,11 +109,11 @@ test('the volunteer loop checks the plan itself before downloading anything, and
   const abort = new AbortController();
   const run = runVolunteer({
     server: relay.url, fetch: strip, createTrainer: createCpuTrainer, store: memoryLoopStore(), signal: abort.signal, jobId,
-    adapter: webgpuDefault, onEvent: (e) => { events.push(e); if (e.type === 'unfit') abort.abort(); },
+    adapter: tiny, onEvent: (e) => { events.push(e); if (e.type === 'unfit') abort.abort(); },
   });
   await run;
   const unfit = events.find((e) => e.type === 'unfit');
-  expect(unfit).toMatchObject({ jobId, reason: expect.stringContaining('its largest buffer (theta) needs') });
+  expect(unfit).toMatchObject({ jobId, reason: expect.stringContaining('its largest buffer (gpt.logits) needs') });
   expect(events).toContainEqual(expect.objectContaining({ type: 'dropped', code: 'TT_CLIENT_ADAPTER_TOO_SMALL' }));
   expect(events).toContainEqual(expect.objectContaining({ type: 'state', state: 'waiting', detail: expect.stringContaining(`this device cannot train job ${jobId}`) }));
   expect(paths.some((p) => p.endsWith('/tasks'))).toBe(true);

@@ -24,7 +24,7 @@ test('a bpe GPT job is accepted with the 50,257-token vocabulary', async () => {
 test('too big for a typical adapter, or a vocabulary the tokenizer does not have: 400 naming the field', async () => {
   const cases: [unknown, RegExp][] = [
     [{ ...bpeJob, model: gpt2small, hyperparameters: { batchSize: 8 } }, /^hyperparameters\.batchSize: 8 does not fit a typical volunteer's GPU \(the relay assumes 4 GiB in all and 1 GiB per buffer\): training needs \d+ bytes/],
-    [{ ...bpeJob, model: { ...gpt2small, layers: 48, width: 4096, heads: 32 }, hyperparameters: { batchSize: 1 } }, /^model: does not fit .* even at batch size 1: its largest buffer \(theta\) needs \d+ bytes/],
+    [{ ...bpeJob, model: { ...gpt2small, layers: 48, width: 4096, heads: 32 }, hyperparameters: { batchSize: 1 } }, /^model: does not fit .* even at batch size 1: training needs \d+ bytes/],
     [{ ...bpeJob, model: { ...bpeJob.model, vocab: 256 } }, /^model\.vocab: is 256, but the "bpe" tokenizer has 50257 tokens/],
   ];
   for (const [spec, message] of cases) {

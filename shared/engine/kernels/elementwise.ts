@@ -1,5 +1,6 @@
 // Whole-buffer elementwise kernels over the flat parameter layout: AdamW in place (with the global-norm
-// clip folded in) and the pseudo-gradient Δ = θ_base − θ. One dispatch each for the whole model.
+// clip folded in) and the pseudo-gradient Δ = θ_base − θ. One dispatch per buffer: the whole model, or
+// each segment when it is held in several (param-segments.ts), since the update is per element.
 import { flatIndexWgsl, type Dispatch, type Gpu } from '../device.ts';
 import { groups1d, packStruct, wg } from './pack.ts';
 import type { AdamWOptions } from '../../reference/adamw.ts';

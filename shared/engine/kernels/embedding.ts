@@ -1,16 +1,20 @@
 // Token + position embedding gather, and its deterministic scatter-add backward: each output row of
 // dwte sums the positions holding that token (a CSR list built on the CPU with the batch, no atomics);
-// each row of dwpe sums the batch at that position. One dispatch each way.
+// each row of dwpe sums the batch at that position. The token table may come in row ranges held in
+// different buffers (param-segments.ts: GPT-2's 50,257-row table is over a 128 MiB binding): one
+// dispatch per range each way, the gather writing only the rows whose token falls in its range.
 import { flatIndexWgsl, type Dispatch, type Gpu } from '../device.ts';
+import type { RowRange } from '../param-buffers.ts';
 import { groups1d, packStruct, wg } from './pack.ts';
 import type { Ref } from './matmul.ts';
 
 export const embedWgsl = /* wgsl */ `
-struct Params { rows: u32, width: u32, context: u32, offIds: u32, offWte: u32, offWpe: u32, p0: u32, p1: u32 }
+struct Params { rows: u32, width: u32, context: u32, offIds: u32, offWte: u32, offWpe: u32, v0: u32, nv: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> params: array<f32>;
-@group(0) @binding(3) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wte: array<f32>; // token rows [v0, v0 + nv) at offWte
+@group(0) @binding(3) var<storage, read> wpe: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x: array<f32>;
 ${flatIndexWgsl}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -19,30 +23,38 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let r = i / p.width;
   let j = i % p.width;
   let tok = ids[p.offIds + r];
-  x[i] = params[p.offWte + tok * p.width + j] + params[p.offWpe + (r % p.context) * p.width + j];
+  if (tok < p.v0 || tok - p.v0 >= p.nv) { return; } // another range's dispatch writes this row
+  x[i] = wte[p.offWte + (tok - p.v0) * p.width + j] + wpe[p.offWpe + (r % p.context) * p.width + j];
 }`;
 
-export const embedBackWgsl = /* wgsl */ `
-struct Params { vocab: u32, width: u32, context: u32, batch: u32, offCsrStart: u32, offCsrPos: u32, offDwte: u32, offDwpe: u32 }
+export const embedBackTokensWgsl = /* wgsl */ `
+struct Params { v0: u32, nv: u32, width: u32, offCsrStart: u32, offCsrPos: u32, offDwte: u32, p0: u32, p1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ints: array<u32>;
 @group(0) @binding(2) var<storage, read> dx: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad: array<f32>; // dwte rows [v0, v0 + nv) at offDwte
 ${flatIndexWgsl}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let i = flatGroup(wid, nwg) * ${wg}u + li;
-  let nte = p.vocab * p.width;
-  if (i < nte) {
-    let v = i / p.width;
-    let j = i % p.width;
-    var s = 0.0;
-    let end = ints[p.offCsrStart + v + 1u];
-    for (var q = ints[p.offCsrStart + v]; q < end; q++) { s += dx[ints[p.offCsrPos + q] * p.width + j]; }
-    grad[p.offDwte + i] = s;
-    return;
-  }
-  let k = i - nte;
+  if (i >= p.nv * p.width) { return; }
+  let v = p.v0 + i / p.width;
+  let j = i % p.width;
+  var s = 0.0;
+  let end = ints[p.offCsrStart + v + 1u];
+  for (var q = ints[p.offCsrStart + v]; q < end; q++) { s += dx[ints[p.offCsrPos + q] * p.width + j]; }
+  grad[p.offDwte + i] = s;
+}`;
+
+export const embedBackPositionsWgsl = /* wgsl */ `
+struct Params { context: u32, width: u32, batch: u32, offDwpe: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+${flatIndexWgsl}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let k = flatGroup(wid, nwg) * ${wg}u + li;
   if (k >= p.context * p.width) { return; }
   let t = k / p.width;
   let j = k % p.width;
@@ -51,26 +63,39 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   grad[p.offDwpe + k] = s;
 }`;
 
-export type EmbedArgs = { ids: Ref; params: GPUBuffer; offWte: number; offWpe: number; x: GPUBuffer; rows: number; width: number; context: number };
+/** wte: the token table's row ranges (one when it is whole); together they must cover every token id. */
+export type EmbedArgs = { ids: Ref; wte: RowRange[]; wpe: Ref; x: GPUBuffer; rows: number; width: number; context: number };
 
-export async function embed(gpu: Gpu, a: EmbedArgs): Promise<Dispatch> {
+/** x = wte[ids] + wpe[position]: one dispatch per row range of wte. */
+export async function embed(gpu: Gpu, a: EmbedArgs, name = 'embed'): Promise<Dispatch[]> {
   const pipeline = await gpu.pipeline('embed', embedWgsl);
-  const u = gpu.uniform(packStruct([['u32', a.rows], ['u32', a.width], ['u32', a.context], ['u32', a.ids.off], ['u32', a.offWte], ['u32', a.offWpe], ['u32', 0], ['u32', 0]]), 'embed.params');
-  return gpu.dispatch('embed', pipeline, [u, a.ids.buf, a.params, a.x], groups1d(a.rows * a.width));
+  return a.wte.map((t, k) => {
+    const u = gpu.uniform(packStruct([
+      ['u32', a.rows], ['u32', a.width], ['u32', a.context], ['u32', a.ids.off], ['u32', t.ref.off], ['u32', a.wpe.off], ['u32', t.row0], ['u32', t.rows],
+    ]), `${name}.params`);
+    return gpu.dispatch(a.wte.length > 1 ? `${name}.${k}` : name, pipeline, [u, a.ids.buf, t.ref.buf, a.wpe.buf, a.x], groups1d(a.rows * a.width));
+  });
 }
 
 export type EmbedBackArgs = {
-  ints: GPUBuffer; offCsrStart: number; offCsrPos: number; dx: GPUBuffer; grad: GPUBuffer; offDwte: number; offDwpe: number;
-  vocab: number; width: number; context: number; batch: number;
+  ints: GPUBuffer; offCsrStart: number; offCsrPos: number; dx: GPUBuffer;
+  /** dwte's row ranges (as embed's wte) and dwpe. */
+  dwte: RowRange[]; dwpe: Ref; width: number; context: number; batch: number;
 };
 
-export async function embedBack(gpu: Gpu, a: EmbedBackArgs): Promise<Dispatch> {
-  const pipeline = await gpu.pipeline('embedBack', embedBackWgsl);
-  const u = gpu.uniform(packStruct([
-    ['u32', a.vocab], ['u32', a.width], ['u32', a.context], ['u32', a.batch],
-    ['u32', a.offCsrStart], ['u32', a.offCsrPos], ['u32', a.offDwte], ['u32', a.offDwpe],
-  ]), 'embedBack.params');
-  return gpu.dispatch('embedBack', pipeline, [u, a.ints, a.dx, a.grad], groups1d((a.vocab + a.context) * a.width));
+/** dwte (one dispatch per row range) and dwpe, each row a fixed-order sum. */
+export async function embedBack(gpu: Gpu, a: EmbedBackArgs, name = 'embedBack'): Promise<Dispatch[]> {
+  const tokens = await gpu.pipeline('embedBackTokens', embedBackTokensWgsl);
+  const positions = await gpu.pipeline('embedBackPositions', embedBackPositionsWgsl);
+  const out = a.dwte.map((t, k) => {
+    const u = gpu.uniform(packStruct([
+      ['u32', t.row0], ['u32', t.rows], ['u32', a.width], ['u32', a.offCsrStart], ['u32', a.offCsrPos], ['u32', t.ref.off], ['u32', 0], ['u32', 0],
+    ]), `${name}.wte.params`);
+    return gpu.dispatch(a.dwte.length > 1 ? `${name}.wte.${k}` : `${name}.wte`, tokens, [u, a.ints, a.dx, t.ref.buf], groups1d(t.rows * a.width));
+  });
+  const u = gpu.uniform(packStruct([['u32', a.context], ['u32', a.width], ['u32', a.batch], ['u32', a.dwpe.off]]), `${name}.wpe.params`);
+  out.push(gpu.dispatch(`${name}.wpe`, positions, [u, a.dx, a.dwpe.buf], groups1d(a.context * a.width)));
+  return out;
 }
 
 /** Positions grouped by token id (CSR): start [vocab+1], pos [rows]. Built on the CPU per batch. */

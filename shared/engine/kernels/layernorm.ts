@@ -83,31 +83,40 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   grad[p.offB + j] = db;
 }`;
 
-export type LayerNormArgs = { x: GPUBuffer; params: GPUBuffer; offG: number; offB: number; y: GPUBuffer; stats: GPUBuffer; rows: number; width: number };
+/** γ and β of one layer norm: one module, so one buffer (param-segments.ts keeps them together). */
+function pair(g: Ref, b: Ref, what: string): GPUBuffer {
+  if (g.buf !== b.buf) throw new Error(`${what}: γ and β must be in one buffer (one binding), got two`);
+  return g.buf;
+}
+
+export type LayerNormArgs = { x: GPUBuffer; g: Ref; b: Ref; y: GPUBuffer; stats: GPUBuffer; rows: number; width: number };
 
 const pack = (rows: number, width: number, offG: number, offB: number) =>
   packStruct([['u32', rows], ['u32', width], ['u32', offG], ['u32', offB]]);
 
 export async function layerNorm(gpu: Gpu, a: LayerNormArgs, name = 'layerNorm'): Promise<Dispatch> {
   const pipeline = await gpu.pipeline('layerNorm', layerNormWgsl);
-  const u = gpu.uniform(pack(a.rows, a.width, a.offG, a.offB), `${name}.params`);
-  return gpu.dispatch(name, pipeline, [u, a.x, a.params, a.y, a.stats], groups1d(a.rows));
+  const u = gpu.uniform(pack(a.rows, a.width, a.g.off, a.b.off), `${name}.params`);
+  return gpu.dispatch(name, pipeline, [u, a.x, pair(a.g, a.b, name), a.y, a.stats], groups1d(a.rows));
 }
 
 export type LayerNormBackArgs = {
-  x: GPUBuffer; params: GPUBuffer; offG: number; offB: number; dy: GPUBuffer; stats: GPUBuffer;
+  x: GPUBuffer; g: Ref; b: Ref; dy: GPUBuffer; stats: GPUBuffer;
   /** Adds this gradient (the residual path) into dx; omit for none. */
-  resid?: GPUBuffer; dx: GPUBuffer; grad: GPUBuffer; rows: number; width: number;
+  resid?: GPUBuffer; dx: GPUBuffer;
+  /** Where dγ and dβ go (one buffer, like γ and β). */
+  dg: Ref; db: Ref; rows: number; width: number;
 };
 
-/** Two dispatches: dx per row, then dγ/dβ per column into the flat grad buffer. */
+/** Two dispatches: dx per row, then dγ/dβ per column into the gradient buffer. */
 export async function layerNormBack(gpu: Gpu, a: LayerNormBackArgs, name = 'layerNormBack'): Promise<Dispatch[]> {
   const p1 = await gpu.pipeline('layerNormBack', layerNormBackWgsl, { RESID: a.resid ? 1 : 0 });
   const p2 = await gpu.pipeline('layerNormParamGrad', layerNormParamGradWgsl);
-  const u = gpu.uniform(pack(a.rows, a.width, a.offG, a.offB), `${name}.params`);
+  const u = gpu.uniform(pack(a.rows, a.width, a.g.off, a.b.off), `${name}.params`);
+  const u2 = gpu.uniform(pack(a.rows, a.width, a.dg.off, a.db.off), `${name}.grad.params`);
   return [
-    gpu.dispatch(`${name}.dx`, p1, [u, a.x, a.params, a.dy, a.stats, a.resid ?? gpu.placeholder('read'), a.dx], groups1d(a.rows)),
-    gpu.dispatch(`${name}.dparams`, p2, [u, a.x, a.dy, a.stats, a.grad], groups1d(a.width)),
+    gpu.dispatch(`${name}.dx`, p1, [u, a.x, pair(a.g, a.b, name), a.dy, a.stats, a.resid ?? gpu.placeholder('read'), a.dx], groups1d(a.rows)),
+    gpu.dispatch(`${name}.dparams`, p2, [u2, a.x, a.dy, a.stats, pair(a.dg, a.db, name)], groups1d(a.width)),
   ];
 }
 export type { Ref };

@@ -16,7 +16,7 @@ export const Epi = {
 export type Epi = (typeof Epi)[keyof typeof Epi];
 
 export const matmulHeaderWgsl = /* wgsl */ `
-struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, offBias: u32, offAux: u32, hasBias: u32, p0: u32, p1: u32, p2: u32 }
+struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, offBias: u32, offAux: u32, hasBias: u32, lda: u32, ldb: u32, ldc: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
@@ -38,7 +38,7 @@ fn store1(r: u32, c: u32, acc: f32) {
   if (r >= p.M || c >= p.N) { return; }
   var v = acc;
   if (p.hasBias != 0u) { v += bias[p.offBias + c]; }
-  let o = r * p.N + c;
+  let o = r * p.ldc + c;
   if (EPI == 1u) { v = max(v, 0.0); }
   else if (EPI == 2u) { pre[p.offAux + o] = v; v = gelu(v); }
   else if (EPI == 3u) { v += aux[p.offAux + o]; }
@@ -56,11 +56,23 @@ export const at = (buf: GPUBuffer, off = 0): Ref => ({ buf, off });
 export type MatmulArgs = {
   a: Ref; b: Ref; c: Ref; M: number; N: number; K: number;
   transA?: boolean; transB?: boolean; bias?: Ref; epi?: Epi; aux?: Ref;
+  /**
+   * Row strides of the stored A, B and C (aux shares C's), in elements; default: packed (K or M for A,
+   * N or K for B, N for C). A larger stride multiplies a block of columns, which is how a matrix split
+   * into row ranges across buffers (param-segments.ts) meets the unsplit operand beside it.
+   */
+  lda?: number; ldb?: number; ldc?: number;
 };
+
+/** The strides a matmul runs with (explicit, or packed). */
+export function strides(a: MatmulArgs): { lda: number; ldb: number; ldc: number } {
+  return { lda: a.lda ?? (a.transA ? a.M : a.K), ldb: a.ldb ?? (a.transB ? a.K : a.N), ldc: a.ldc ?? a.N };
+}
 
 /** Packs the Params struct in WGSL field order (12 × u32 = 48 bytes). */
 export function packMatmulParams(a: MatmulArgs): ArrayBuffer {
-  return new Uint32Array([a.M, a.N, a.K, a.a.off, a.b.off, a.c.off, a.bias?.off ?? 0, a.aux?.off ?? 0, a.bias ? 1 : 0, 0, 0, 0]).buffer;
+  const { lda, ldb, ldc } = strides(a);
+  return new Uint32Array([a.M, a.N, a.K, a.a.off, a.b.off, a.c.off, a.bias?.off ?? 0, a.aux?.off ?? 0, a.bias ? 1 : 0, lda, ldb, ldc]).buffer;
 }
 
 /** Bindings 0–6 in header order; unused operands get small placeholders (WebGPU forbids aliasing a written buffer). */

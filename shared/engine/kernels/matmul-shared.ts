@@ -39,13 +39,13 @@ var<workgroup> Bs: array<f32, TILE_K * SB>; // [k][n]
 
 fn ldA(m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) { return 0.0; }
-  if (TRANS_A) { return A[p.offA + k * p.M + m]; }
-  return A[p.offA + m * p.K + k];
+  if (TRANS_A) { return A[p.offA + k * p.lda + m]; }
+  return A[p.offA + m * p.lda + k];
 }
 fn ldB(k: u32, n: u32) -> f32 {
   if (k >= p.K || n >= p.N) { return 0.0; }
-  if (TRANS_B) { return B[p.offB + n * p.K + k]; }
-  return B[p.offB + k * p.N + n];
+  if (TRANS_B) { return B[p.offB + n * p.ldb + k]; }
+  return B[p.offB + k * p.ldb + n];
 }
 
 @compute @workgroup_size(WG_X, WG_Y)

@@ -11,10 +11,10 @@
 // own specialised pipeline. Operands are element offsets into whole buffers, so weights are read
 // straight out of the one flat parameter buffer.
 import type { Dispatch, Gpu } from '../device.ts';
-import { Epi, matmulBindings, matmulHeaderWgsl, type MatmulArgs } from './matmul-common.ts';
+import { Epi, matmulBindings, matmulHeaderWgsl, strides, type MatmulArgs } from './matmul-common.ts';
 import { matmulShared } from './matmul-shared.ts';
 
-export { at, Epi, packMatmulParams, type MatmulArgs, type Ref } from './matmul-common.ts';
+export { at, Epi, packMatmulParams, strides, type MatmulArgs, type Ref } from './matmul-common.ts';
 
 /** Rows of C per thread, columns per thread, and the workgroup's shape in threads. */
 export const rowsPerThread = 8, colsPerThread = 4, wgX = 16, wgY = 4;
@@ -29,7 +29,7 @@ ${matmulHeaderWgsl}
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
-override VEC_B: bool = false; // B row-major with N and offB multiples of 4
+override VEC_B: bool = false; // B row-major with its stride and offB multiples of 4
 override EPI: u32 = 0u;
 
 // Out-of-range rows/columns are clamped (valid memory, results discarded at the store), once per
@@ -37,16 +37,16 @@ override EPI: u32 = 0u;
 fn rowBase(m: u32) -> u32 {
   let mm = min(m, p.M - 1u);
   if (TRANS_A) { return p.offA + mm; }
-  return p.offA + mm * p.K;
+  return p.offA + mm * p.lda;
 }
 fn ldA(base: u32, k: u32) -> f32 {
-  if (TRANS_A) { return A[base + k * p.M]; }
+  if (TRANS_A) { return A[base + k * p.lda]; }
   return A[base + k];
 }
 fn ldB(k: u32, n: vec4u) -> vec4f {
-  if (VEC_B) { return B4[(p.offB + k * p.N + n.x) / 4u]; }
+  if (VEC_B) { return B4[(p.offB + k * p.ldb + n.x) / 4u]; }
   if (TRANS_B) { return vec4f(B[n.x + k], B[n.y + k], B[n.z + k], B[n.w + k]); }
-  let row = p.offB + k * p.N;
+  let row = p.offB + k * p.ldb;
   return vec4f(B[row + n.x], B[row + n.y], B[row + n.z], B[row + n.w]);
 }
 fn store(r: u32, c: u32, v: vec4f) { store1(r, c, v.x); store1(r, c + 1u, v.y); store1(r, c + 2u, v.z); store1(r, c + 3u, v.w); }
@@ -61,7 +61,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   // Columns c..c+3, clamped; for Bᵀ they are row starts in B [N,K].
   let last = p.N - 1u;
   var n = vec4u(c, min(c + 1u, last), min(c + 2u, last), min(c + 3u, last));
-  if (TRANS_B) { n = p.offB + n * p.K; }
+  if (TRANS_B) { n = p.offB + n * p.ldb; }
   for (var k = 0u; k < p.K; k++) {
     let b = ldB(k, n);
     ${each((i) => `a${i} += ldA(ra${i}, k) * b;`, ' ')}
@@ -79,7 +79,7 @@ export async function matmul(gpu: Gpu, a: MatmulArgs, name = 'matmul'): Promise<
 export async function matmulRegister(gpu: Gpu, a: MatmulArgs, name = 'matmul'): Promise<Dispatch> {
   const epi = a.epi ?? Epi.none;
   const bindings = matmulBindings(gpu, a, name);
-  const vecB = !a.transB && a.N % 4 === 0 && a.b.off % 4 === 0;
+  const vecB = !a.transB && a.N % 4 === 0 && strides(a).ldb % 4 === 0 && a.b.off % 4 === 0;
   const pipeline = await gpu.pipeline('matmul', matmulWgsl, {
     TRANS_A: a.transA ? 1 : 0, TRANS_B: a.transB ? 1 : 0, VEC_B: vecB ? 1 : 0, EPI: epi,
   });

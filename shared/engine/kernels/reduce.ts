@@ -33,7 +33,7 @@ export async function colsum(gpu: Gpu, x: Ref, rows: number, cols: number, out: 
 export const sumsqPartials = 1024;
 
 export const sumsqWgsl = /* wgsl */ `
-struct Params { n: u32, p0: u32, p1: u32, p2: u32 }
+struct Params { n: u32, offOut: u32, p1: u32, p2: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
@@ -44,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let end = min(start + chunk, p.n);
   var s = 0.0;
   for (var i = start; i < end; i++) { let v = x[i]; s += v * v; }
-  partial[gid.x] = s;
+  partial[p.offOut + gid.x] = s;
 }`;
 
 /** Subgroup variant of sumsq: thread t reads t, t + T, t + 2T … (T = sumsqPartials threads), so a
@@ -53,7 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
  * The loop bound is uniform (subgroupAdd needs uniform control flow). */
 export const sumsqSubgroupWgsl = /* wgsl */ `
 enable subgroups;
-struct Params { n: u32, p0: u32, p1: u32, p2: u32 }
+struct Params { n: u32, offOut: u32, p1: u32, p2: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
@@ -67,7 +67,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(subgroup_invocation_
     s += v * v;
   }
   let total = subgroupAdd(s);
-  partial[gid.x] = select(0.0, total, lane == 0u);
+  partial[p.offOut + gid.x] = select(0.0, total, lane == 0u);
 }`;
 
 export const sumFinalWgsl = /* wgsl */ `
@@ -87,17 +87,25 @@ fn main() {
   if (MODE == 0u) { out[0] = sqrt(acc); } else { out[s.slot] = acc / f32(p.n); }
 }`;
 
-/** norm[0] = ‖x[0..n)‖₂ in two dispatches; `partial` holds sumsqPartials floats. The first pass uses
- * subgroupAdd when gpu.policy.subgroups (or `subgroups` here) says so. */
+/** A vector held in several buffers (param-buffers.ts segments): the first n floats of each, in order. */
+export type Parts = { buf: GPUBuffer; n: number }[];
+
+/** norm[0] = ‖x‖₂ over every part, in one dispatch per part plus one: each part's sumsqPartials
+ * partial sums land side by side in `partial` (sumsqPartials × parts floats), then one thread sums them
+ * in order. The first pass uses subgroupAdd when gpu.policy.subgroups (or `subgroups` here) says so. */
 export async function globalNorm(
-  gpu: Gpu, x: GPUBuffer, n: number, partial: GPUBuffer, step: GPUBuffer, norm: GPUBuffer, subgroups = gpu.policy.subgroups,
+  gpu: Gpu, x: Parts, partial: GPUBuffer, step: GPUBuffer, norm: GPUBuffer, subgroups = gpu.policy.subgroups,
 ): Promise<Dispatch[]> {
   if (subgroups && !gpu.dev.features.subgroups) throw new Error("globalNorm: subgroups requested but the device has no 'subgroups' feature");
   const p1 = subgroups ? await gpu.pipeline('sumsqSubgroup', sumsqSubgroupWgsl) : await gpu.pipeline('sumsq', sumsqWgsl);
   const p2 = await gpu.pipeline('sumFinal', sumFinalWgsl, { MODE: 0 });
-  const u1 = gpu.uniform(packStruct([['u32', n]]), 'sumsq.params');
-  const u2 = gpu.uniform(packStruct([['u32', sumsqPartials]]), 'norm.params');
-  return [gpu.dispatch('sumsq', p1, [u1, x, partial], sumsqPartials / wg), gpu.dispatch('norm', p2, [u2, step, partial, norm], [1, 1])];
+  const out = x.map((part, k) => {
+    const u = gpu.uniform(packStruct([['u32', part.n], ['u32', k * sumsqPartials]]), 'sumsq.params');
+    return gpu.dispatch(x.length > 1 ? `sumsq.${k}` : 'sumsq', p1, [u, part.buf, partial], sumsqPartials / wg);
+  });
+  const u2 = gpu.uniform(packStruct([['u32', sumsqPartials * x.length]]), 'norm.params');
+  out.push(gpu.dispatch('norm', p2, [u2, step, partial, norm], [1, 1]));
+  return out;
 }
 
 /** losses[step.slot] = mean of rowLoss[0..rows). */

@@ -1,15 +1,14 @@
 // The MLP (ReLU hidden layers) as explicit forward and backward dispatches. Each layer is one fused
 // matmul forward (bias + ReLU in the epilogue); backward is dW = aᵀ·d, db = Σ d and
 // da = d·Wᵀ masked by the ReLU in the same matmul's epilogue.
-import { paramLayout, type MlpConfig } from '../../models/config.ts';
+import type { MlpConfig } from '../../models/config.ts';
 import type { Dispatch, Gpu } from '../device.ts';
 import { at, Epi, matmul } from '../kernels/matmul.ts';
 import { colsum } from '../kernels/reduce.ts';
 import { softmaxCe } from '../kernels/softmax-ce.ts';
-import { offsetsOf, type Plan, type PlanBuffers } from './plan.ts';
+import type { Plan, PlanBuffers } from './plan.ts';
 
 export async function buildMlpPlan(gpu: Gpu, config: MlpConfig, n: number, b: PlanBuffers): Promise<Plan> {
-  const off = offsetsOf(paramLayout(config));
   const dims = [config.inputs, ...config.hidden, config.classes];
   const L = dims.length - 1;
   const x = gpu.buffer(n * config.inputs, 'mlp.x');
@@ -19,8 +18,8 @@ export async function buildMlpPlan(gpu: Gpu, config: MlpConfig, n: number, b: Pl
   const forward: Dispatch[] = [];
   for (let l = 0; l < L; l++) {
     forward.push(await matmul(gpu, {
-      a: at(acts[l]), b: at(b.theta, off(`l${l}.w`)), c: at(acts[l + 1]), M: n, N: dims[l + 1], K: dims[l],
-      bias: at(b.theta, off(`l${l}.b`)), epi: l < L - 1 ? Epi.relu : Epi.none,
+      a: at(acts[l]), b: b.theta.ref(`l${l}.w`), c: at(acts[l + 1]), M: n, N: dims[l + 1], K: dims[l],
+      bias: b.theta.ref(`l${l}.b`), epi: l < L - 1 ? Epi.relu : Epi.none,
     }, `mlp.l${l}`));
   }
   // Gradients w.r.t. each hidden activation (the last one is dlogits, in the logits buffer).
@@ -31,12 +30,12 @@ export async function buildMlpPlan(gpu: Gpu, config: MlpConfig, n: number, b: Pl
   for (let l = L - 1; l >= 0; l--) {
     const d = dacts[l + 1];
     backward.push(await matmul(gpu, {
-      a: at(acts[l]), b: at(d), c: at(b.grad, off(`l${l}.w`)), M: dims[l], N: dims[l + 1], K: n, transA: true,
+      a: at(acts[l]), b: at(d), c: b.grad.ref(`l${l}.w`), M: dims[l], N: dims[l + 1], K: n, transA: true,
     }, `mlp.l${l}.dw`));
-    backward.push(await colsum(gpu, at(d), n, dims[l + 1], at(b.grad, off(`l${l}.b`)), `mlp.l${l}.db`));
+    backward.push(await colsum(gpu, at(d), n, dims[l + 1], b.grad.ref(`l${l}.b`), `mlp.l${l}.db`));
     if (l > 0) {
       backward.push(await matmul(gpu, {
-        a: at(d), b: at(b.theta, off(`l${l}.w`)), c: at(dacts[l]), M: n, N: dims[l], K: dims[l + 1], transB: true,
+        a: at(d), b: b.theta.ref(`l${l}.w`), c: at(dacts[l]), M: n, N: dims[l], K: dims[l + 1], transB: true,
         epi: Epi.reluGrad, aux: at(acts[l]),
       }, `mlp.l${l}.da`));
     }

@@ -1,6 +1,7 @@
 // What a model hands the trainer: dispatches for one forward and one backward pass at a fixed batch
 // size, recorded once (activations in preallocated buffers, explicit layer backward) and replayed.
 import type { Dispatch } from '../device.ts';
+import type { ParamBuffers } from '../param-buffers.ts';
 import type { Batch } from '../../train/trainer.ts';
 
 export type Plan = {
@@ -25,14 +26,6 @@ export type Plan = {
   write(batch: Batch): void;
 };
 
-/** Buffers shared by all plans of one trainer, and the logits chunk size (memory-plan.ts decides it). */
-export type PlanBuffers = { theta: GPUBuffer; grad: GPUBuffer; logitChunkRows?: number };
-
-export function offsetsOf(layout: { name: string; offset: number }[]): (name: string) => number {
-  const m = new Map(layout.map((p) => [p.name, p.offset]));
-  return (name) => {
-    const o = m.get(name);
-    if (o === undefined) throw new Error(`no parameter named ${name} in the layout`);
-    return o;
-  };
-}
+/** Buffers shared by all plans of one trainer (θ and its gradient, placed alike in segments), and the
+ * logits chunk size (memory-plan.ts decides it). */
+export type PlanBuffers = { theta: ParamBuffers; grad: ParamBuffers; logitChunkRows?: number };

@@ -49,6 +49,8 @@ export const gpt = defineModelKind<GptConfig, GptSubmission>({
     add('rowLoss', 'scratch', R);
     return chunk;
   },
+  // the embedding gather/scatter and the head's three matmuls run per row range (engine/models/gpt.ts)
+  splitTensors: () => ['wte', 'head.w'],
   describe: (c, o = {}) => (o.long
     ? `GPT: ${c.layers} layers, width ${c.width}, ${c.heads} heads, context ${c.context}, vocabulary ${c.vocab}${o.tokenizer ? ` (${o.tokenizer}s)` : ''}`
     : `GPT ${c.layers} layers × ${c.width}`),
