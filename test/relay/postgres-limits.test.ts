@@ -69,14 +69,14 @@ describe('limits shared by relays on one Postgres', () => {
     // on one relay: used, then replayed
     const v1 = await registerSigned(alone.url, 'replay-one');
     const h1 = await v1.taskRequestHeaders('mnist-mlp');
-    expect((await send(alone, v1, h1)).status).toBe(200);
+    expect([200, 204]).toContain((await send(alone, v1, h1)).status); // a task, or none now: either way the request was taken
     const onOne = await refusal(await send(alone, v1, h1));
     expect(onOne).toEqual({ status: 403, code: 'TT_ERR_REQUEST_SIGNATURE' });
 
     // on two: used at A, replayed at B
     const v2 = await registerSigned(a.url, 'replay-two');
     const h2 = await v2.taskRequestHeaders('mnist-mlp');
-    expect((await send(a, v2, h2)).status).toBe(200);
+    expect([200, 204]).toContain((await send(a, v2, h2)).status);
     expect(await refusal(await send(b, v2, h2))).toEqual(onOne);
     // a fresh signature goes through on B
     expect([200, 204]).toContain((await send(b, v2, await v2.taskRequestHeaders('mnist-mlp'))).status);

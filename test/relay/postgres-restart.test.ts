@@ -2,7 +2,8 @@
 // test owns: initdb, pg_ctl stop -m fast, pg_ctl start), under two relays and a volunteer training on
 // them: meanwhile every relay answers 503 TT_ERR_DATABASE_UNAVAILABLE (with Retry-After) and /healthz says
 // the database is unreachable; afterwards both answer again, the volunteer's uploads are accepted, rounds
-// close, and both relays' /metrics show the new versions: no relay was restarted.
+// close, and both relays' /metrics show the new versions: no relay was restarted. A third relay started
+// during the outage waits for the database and serves once it is back.
 import { afterAll, describe, expect, it } from 'vitest';
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts';
 import { startRelay, startVolunteers, waitFor, type TestRelay } from '../helpers/relay.ts';
@@ -47,6 +48,9 @@ describe('PostgreSQL stopped and started again', () => {
         expect(lease.status).toBe(503);
         expect(await codeOf(lease)).toBe('TT_ERR_DATABASE_UNAVAILABLE');
       }
+      // a relay started now waits for the database instead of exiting (server/store/unavailable.ts whenAvailable)
+      const late = startRelay({ databaseUrl: cluster.url, evaluate: false });
+      late.catch(() => undefined);
       // the rest of the outage: relays, their sweeps and the volunteers keep meeting a stopped server
       await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - stoppedAt))));
       for (const url of urls) expect((await fetch(`${url}/healthz`)).status).toBe(503);
@@ -55,6 +59,10 @@ describe('PostgreSQL stopped and started again', () => {
 
       await cluster.start();
       for (const url of urls) await waitFor(() => fetch(`${url}/healthz`).then((r) => r.status), (s) => s === 200);
+      const third = await late;
+      relays.push(third);
+      expect((await fetch(`${third.url}/healthz`)).status).toBe(200);
+      expect((await (await fetch(`${third.url}/api/jobs`)).json() as { jobs: { jobId: string }[] }).jobs.map((j) => j.jobId)).toEqual(['mnist-mlp']);
       // training goes on through both relays: new uploads accepted, new versions made
       await waitFor(async () => accepted, (n) => n >= acceptedBefore + 3);
       const v = await waitFor(() => version(urls[0]), (x) => x > versionBefore);
