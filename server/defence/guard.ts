@@ -70,11 +70,11 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
   const spotChecks = new Counter({ name: 'tabtrain_spot_checks_total', help: 'spot checks compared, by outcome', labelNames: ['outcome'], registers: [registry] });
 
   /** Forgets ended replay windows and full buckets, at most once a minute, beside the request that
-   * noticed (a failure only leaves them for the next time). */
+   * noticed (a failure, the database away, only leaves them for the next minute). */
   function pruneNow(now: number): void {
     if (now - prunedAt < PRUNE_EVERY_MS) return;
     prunedAt = now;
-    defence.pruneShortLived(now, now - fillMs).catch(() => { prunedAt = -Infinity; });
+    defence.pruneShortLived(now, now - fillMs).catch(() => undefined);
   }
 
   /** Throws 429 TT_ERR_RATE_LIMITED (the route turns retryAfter into a Retry-After header). */
