@@ -71,7 +71,7 @@ describe('three relays on one Postgres', () => {
     } finally {
       await db.end();
     }
-  });
+  }, 600_000); // three relays and a training run to the target on a busy machine, as in crash-restart.test.ts
 
   it('lets exactly one of three relays racing to close the same round make the version', async () => {
     const spec = defaultJobSpec({ updatesPerRound: 3 });
