@@ -124,8 +124,8 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
 
   /** A task request must be signed by the volunteer it names, at a time within REQUEST_SKEW_MS of the
    * relay's clock (the relay sends its clock in x-tabtrain-time, so a tab with a wrong clock corrects it),
-   * and not seen before (by any relay of the network). Volunteers without a key (an 'optional' relay, or unknown ids) are left to the
-   * checks that follow. */
+   * and not seen before (by any relay of the network). Volunteers without a key (an 'optional' relay, or
+   * unknown ids) are left to the checks that follow. */
   async function verifyTaskRequest(volunteerId: string, jobId: string, signature: string | undefined, at: string | undefined, now: number): Promise<void> {
     const key = await store.publicKey(volunteerId);
     if (!key) return;

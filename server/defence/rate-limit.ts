@@ -1,7 +1,7 @@
 // Token-bucket rate limits keyed by address or identity (identity creation, task requests, uploads).
 // Memory is bounded: past maxKeys the least recently used key is dropped, which only ever makes the
 // limiter more lenient for a key nobody has used in a while, never crashes or grows without end.
-// `MemoryShortLived` is what one relay keeps in process (the embedded SQLite store: one file, one relay);
+// `memoryShortLived()` is what one relay keeps in process (the embedded SQLite store: one file, one relay);
 // relays sharing a Postgres database keep the same buckets in a table (server/store/postgres/defence.ts).
 
 export type RateLimitOptions = {
