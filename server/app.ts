@@ -32,7 +32,7 @@ import { sqliteStores } from './store/async.ts';
 import { ConflictError } from './store/errors.ts';
 import type { Stores } from './store/types.ts';
 import { sqliteProbe, type DatabaseProbe } from './store/database.ts';
-import { DATABASE_DOWN, isDatabaseUnavailable } from './store/unavailable.ts';
+import { DATABASE_DOWN, isDatabaseUnavailable, whenAvailable } from './store/unavailable.ts';
 import { openPostgresStores } from './store/postgres/index.ts';
 import { followOtherRelays } from './follow-relays.ts';
 import opsPlugin from './ops/index.ts';
@@ -108,11 +108,14 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   });
   const warn = (fields: Record<string, unknown>, message: string) => app.log.warn(fields, message);
   // Postgres when a database URL is given (several relays may share it), else the embedded SQLite file
-  const shared = opts.databaseUrl ? await openPostgresStores(opts.databaseUrl, { warn }) : undefined;
+  // at start a database that does not answer yet is waited for (server/store/unavailable.ts whenAvailable)
+  const starting = <T>(what: string, fn: () => Promise<T>) => whenAvailable(fn, { warn, what: `starting: ${what}` });
+  const databaseUrl = opts.databaseUrl;
+  const shared = databaseUrl ? await starting('opening the database', () => openPostgresStores(databaseUrl, { warn })) : undefined;
   const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn });
   const stores: Stores = shared ?? sqliteStores(store!, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
   // one lease secret for every relay on a shared database: a lease from one is good on the others
-  const secret = shared ? await shared.leaseSecret() : loadLeaseSecret(opts.dataDir);
+  const secret = shared ? await starting('reading the lease secret', () => shared.leaseSecret()) : loadLeaseSecret(opts.dataDir);
   const metrics = createMetrics();
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
@@ -160,14 +163,16 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
     app.get('/', async (_req, reply) => reply.type('text/html').send('<!doctype html><title>Tabtrain</title><p>The volunteer page is not built; run <code>npm run build</code>.</p>'));
   }
 
-  const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(await stores.relay.listJobs(), opts.renewDefaultJob ?? false);
-  if (defaultJobId) {
-    // on a shared database another relay starting at the same moment may have made it first
-    await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running')
-      .catch((e: unknown) => { if (!(e instanceof ConflictError)) throw e; });
-  }
+  await starting('creating the default job', async () => {
+    const defaultJobId = opts.defaultJob === false ? undefined : defaultJobToCreate(await stores.relay.listJobs(), opts.renewDefaultJob ?? false);
+    if (defaultJobId) {
+      // on a shared database another relay starting at the same moment may have made it first
+      await scheduler.createJob(defaultJobId, defaultJobSpec(typeof opts.defaultJob === 'object' ? opts.defaultJob : {}), 'running')
+        .catch((e: unknown) => { if (!(e instanceof ConflictError)) throw e; });
+    }
+  });
   if (opts.demo) await createDemoJob(app, opts.demo, opts.demoOverrides);
-  await scheduler.recover();
+  await starting('recovering rounds', () => scheduler.recover());
   let sweeping = false; // one sweep at a time: a slow one is not overtaken by the next
   const sweeper = setInterval(() => {
     if (sweeping) return;

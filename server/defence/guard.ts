@@ -7,7 +7,7 @@ import { canonicalSignature, identityId, taskRequestSigningBytes, verifyBytes, v
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
 import { RelayError, fail } from '../errors.ts';
-import { RateLimiter, RefusalCounter, type RateLimitOptions } from './rate-limit.ts';
+import { checkLimit, RefusalCounter, type RateLimitOptions } from './rate-limit.ts';
 import { networkOf } from './network.ts';
 import { defaultPolicy, mayReceiveWork, recordOutcome, replicationRate, type ReplicationPolicy, type SpotCheckOutcome, type VolunteerRecord } from './replication.ts';
 import { newVolunteerRecord } from './replication.ts';
@@ -34,8 +34,8 @@ export type LimitName = 'registerPerAddress' | 'tasksPerAddress' | 'tasksPerIden
 
 /** How far a task request's time may be from the relay's clock, either way. */
 export const REQUEST_SKEW_MS = 60_000;
-/** Task-request signatures remembered for replay checks, at most (oldest forgotten first). */
-const MAX_SEEN_REQUESTS = 500_000;
+/** How often a relay forgets ended replay windows and refilled buckets (each relay of a network does). */
+const PRUNE_EVERY_MS = 60_000;
 
 /** Generous for a lab or a classroom behind one NAT, tight enough that one address cannot flood. */
 export const defaultLimits: Record<LimitName, RateLimitOptions> = {
@@ -46,8 +46,9 @@ export const defaultLimits: Record<LimitName, RateLimitOptions> = {
   uploadsPerIdentity: { capacity: 20, refillPerSecond: 5 },
 };
 
-/** `defence`: the defence's state (server/store). Rate-limit buckets and recently seen task-request
- * signatures stay in this process (a relay of several processes would share them through the store). */
+/** `defence`: the defence's state (server/store), rate-limit buckets and recently seen task-request
+ * signatures included: relays sharing a database share them, so a volunteer spread over several relays
+ * gets one relay's rate and cannot replay a signed request at another. */
 export function createGuard(defence: DefenceStore, secret: Buffer, registry: Registry, o: DefenceOptions = {}) {
   /** The defence store, with a volunteer never judged read as a new record. */
   const store = {
@@ -59,14 +60,27 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
   const policy: ReplicationPolicy = { ...defaultPolicy, ...o.replication };
   // a key of its own for PoW challenges, so a challenge can never pass as a lease and back
   const powSecret = createHmac('sha256', secret).update('tabtrain-pow-v1').digest();
-  const limiters = Object.fromEntries((Object.keys(defaultLimits) as LimitName[]).map((k) => [k, new RateLimiter({ ...defaultLimits[k], ...o.limits?.[k] })])) as Record<LimitName, RateLimiter>;
+  const limits = Object.fromEntries((Object.keys(defaultLimits) as LimitName[]).map((k) => [k, { ...defaultLimits[k], ...o.limits?.[k] }])) as Record<LimitName, RateLimitOptions>;
+  for (const l of Object.values(limits)) checkLimit(l);
+  // a bucket untouched this long is full again under any of the limits: forgetting it changes nothing
+  const fillMs = Math.max(...Object.values(limits).map((l) => (1000 * l.capacity) / l.refillPerSecond));
+  let prunedAt = -Infinity;
   const counter = new RefusalCounter();
   const rejected = new Counter({ name: 'tabtrain_updates_rejected_total', help: 'volunteer requests refused, by reason (error code)', labelNames: ['reason'], registers: [registry] });
   const spotChecks = new Counter({ name: 'tabtrain_spot_checks_total', help: 'spot checks compared, by outcome', labelNames: ['outcome'], registers: [registry] });
 
+  /** Forgets ended replay windows and full buckets, at most once a minute, beside the request that
+   * noticed (a failure, the database away, only leaves them for the next minute). */
+  function pruneNow(now: number): void {
+    if (now - prunedAt < PRUNE_EVERY_MS) return;
+    prunedAt = now;
+    defence.pruneShortLived(now, now - fillMs).catch(() => undefined);
+  }
+
   /** Throws 429 TT_ERR_RATE_LIMITED (the route turns retryAfter into a Retry-After header). */
-  function limit(name: LimitName, key: string, now: number): void {
-    const d = limiters[name].take(key, now);
+  async function limit(name: LimitName, key: string, now: number): Promise<void> {
+    pruneNow(now);
+    const d = await defence.takeTokens(`${name}:${key}`, limits[name], now);
     if (!d.ok) throw Object.assign(new RelayError('TT_ERR_RATE_LIMITED', `${name} limit reached; retry after ${d.retryAfterSeconds} s`), { retryAfterSeconds: d.retryAfterSeconds });
   }
 
@@ -108,13 +122,10 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
     if (!r.ok) fail('TT_ERR_SIGNATURE', `${r.code}: ${r.message}`);
   }
 
-  /** Signatures of task requests seen within the time window, oldest first: each is good once. */
-  const seenRequests = new Map<string, number>();
-
   /** A task request must be signed by the volunteer it names, at a time within REQUEST_SKEW_MS of the
    * relay's clock (the relay sends its clock in x-tabtrain-time, so a tab with a wrong clock corrects it),
-   * and not seen before. Volunteers without a key (an 'optional' relay, or unknown ids) are left to the
-   * checks that follow. */
+   * and not seen before (by any relay of the network). Volunteers without a key (an 'optional' relay, or
+   * unknown ids) are left to the checks that follow. */
   async function verifyTaskRequest(volunteerId: string, jobId: string, signature: string | undefined, at: string | undefined, now: number): Promise<void> {
     const key = await store.publicKey(volunteerId);
     if (!key) return;
@@ -125,10 +136,9 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
     }
     const r = await verifyBytes(key, signature!, taskRequestSigningBytes(jobId, volunteerId, t));
     if (!r.ok) fail('TT_ERR_REQUEST_SIGNATURE', `${r.code}: ${r.message}`);
-    for (const [sig, until] of seenRequests) { if (until > now && seenRequests.size < MAX_SEEN_REQUESTS) break; seenRequests.delete(sig); }
     const seen = canonicalSignature(signature!) ?? signature!; // (r, n − s) is the same signature as (r, s)
-    if (seenRequests.has(seen)) fail('TT_ERR_REQUEST_SIGNATURE', 'this signed request was already used; sign each task request anew');
-    seenRequests.set(seen, now + 2 * REQUEST_SKEW_MS);
+    // good once on the whole network: the window is in the store every relay shares
+    if (!(await defence.useRequestSignature(seen, now + 2 * REQUEST_SKEW_MS, now))) fail('TT_ERR_REQUEST_SIGNATURE', 'this signed request was already used; sign each task request anew');
   }
 
   async function requireWork(volunteerId: string): Promise<VolunteerRecord> {

@@ -16,11 +16,11 @@ export const taskRoutes: FastifyPluginAsync = async (app) => {
     const t = app.now();
     // the relay's clock, even on a refusal: a volunteer signs its requests with this time
     reply.header('x-tabtrain-time', String(t));
-    app.scheduler.guard.limit('tasksPerAddress', req.ip, t);
+    await app.scheduler.guard.limit('tasksPerAddress', req.ip, t);
     const job = await app.scheduler.requireJob(req.params.jobId); // an unknown job is named before any signature is checked
     const header = (name: string) => { const v = req.headers[name]; return typeof v === 'string' ? v : undefined; };
     await app.scheduler.guard.verifyTaskRequest(req.body.volunteerId, req.params.jobId, header('x-tabtrain-signature'), header('x-tabtrain-time'), t);
-    app.scheduler.guard.limit('tasksPerIdentity', req.body.volunteerId, t);
+    await app.scheduler.guard.limit('tasksPerIdentity', req.body.volunteerId, t);
     requireAdapterFit(job, req.body.adapter);
     const task = await app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId, req.ip);
     if (!task) {

@@ -32,7 +32,7 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
     bodyLimit: opts.maxBodyBytes,
     schema: { params: TaskParams, response: { 200: RelaySendsUpdateAck, ...errorResponses } },
     onRequest: async (req, reply) => {
-      app.scheduler.guard.limit('uploadsPerAddress', req.ip, app.now());
+      await app.scheduler.guard.limit('uploadsPerAddress', req.ip, app.now());
       const taskId = (req.params as { taskId: string }).taskId;
       const task = (await app.stores.relay.getTask(taskId)) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
       const job = (await app.stores.relay.getJob(task.jobId));

@@ -9,7 +9,7 @@ export const volunteerRoutes: FastifyPluginAsync = async (app) => {
   countRefusals(app);
   app.get('/api/volunteers/challenge', { config: { protocol: true }, schema: { response: { 200: RelaySendsPowChallenge, ...errorResponses } } }, async (req) => {
     const t = app.now();
-    app.scheduler.guard.limit('tasksPerAddress', `challenge:${req.ip}`, t);
+    await app.scheduler.guard.limit('tasksPerAddress', `challenge:${req.ip}`, t);
     return app.scheduler.guard.challenge(t);
   });
 
@@ -20,7 +20,7 @@ export const volunteerRoutes: FastifyPluginAsync = async (app) => {
     schema: { body: VolunteerSendsRegistration, response: { 201: RelaySendsVolunteer, ...errorResponses } },
   }, async (req, reply) => {
     const body = req.body ?? {};
-    app.scheduler.guard.limit('registerPerAddress', req.ip, app.now());
+    await app.scheduler.guard.limit('registerPerAddress', req.ip, app.now());
     const volunteerId = await app.scheduler.registerVolunteer(body.agent ?? '', body.device ?? '', body);
     return reply.status(201).send({ volunteerId });
   });

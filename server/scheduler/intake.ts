@@ -87,7 +87,7 @@ export function createIntake(o: IntakeOptions) {
     const hash = sha256(body); // one hash serves the signature check and idempotent re-sends
     await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, hash);
     // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
-    guard.limit('uploadsPerIdentity', header.volunteerId, now());
+    await guard.limit('uploadsPerIdentity', header.volunteerId, now());
     task = (await store.getTask(taskId))!; // re-read: another request may have changed it during the await
 
     if (task.state === 'accepted') {

@@ -11,6 +11,7 @@ import type { DefenceStore } from './defence-types.ts';
 import type { OpsStore } from './ops-types.ts';
 import { migrateOpsTables, sqliteOps } from './sqlite-ops.ts';
 import { openDefenceStore } from './sqlite-defence.ts';
+import { memoryShortLived } from '../defence/rate-limit.ts';
 import { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite.ts';
 import { addListener, type Listener, type RelayStore, type StoreEventName, type StoreEvents, type Stores } from './types.ts';
 
@@ -34,6 +35,8 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
   migrateOpsTables(db);
   const ops = sqliteOps(db);
   const defence = openDefenceStore(db);
+  // one file serves one relay: its rate-limit buckets and replay window stay in this process
+  const shortLived = memoryShortLived();
   const after = new Map<StoreEventName, Set<(e: never) => void | Promise<void>>>();
   const committing = new Map<StoreEventName, Set<Listener<never, Stores>>>();
   const inTx = new AsyncLocalStorage<Tx>();
@@ -260,6 +263,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       getUsefulness: read(defence.getUsefulness),
       recentRelativeDrops: read(defence.recentRelativeDrops),
       usefulnessByVolunteer: read(defence.usefulnessByVolunteer),
+      ...shortLived,
     };
 
     return {

@@ -2,6 +2,7 @@
 // volunteer public keys, reputation records, used proof-of-work challenges, spot-check pairs and
 // usefulness scores. Implemented for SQLite in server/defence/store.ts.
 import type { VolunteerRecord } from '../defence/replication.ts';
+import type { RateDecision } from '../defence/rate-limit.ts';
 
 export type ReplicaRow = {
   taskId: string; jobId: string; groupId: string; volunteerId: string; baseVersion: number; shard: number; seed: number;
@@ -34,4 +35,16 @@ export interface DefenceStore {
   /** The job's last `limit` accepted usefulness scores as relative drops (drop ÷ loss before), newest first. */
   recentRelativeDrops(jobId: string, limit: number): Promise<number[]>;
   usefulnessByVolunteer(jobId: string): Promise<Map<string, VolunteerUsefulness>>;
+
+  // Short-lived state that must hold for the whole network, not per relay: rate-limit buckets and the
+  // replay window of signed task requests. One statement each on a shared database (every request pays
+  // it); kept in process by the embedded store, whose one file serves one relay.
+  /** Takes `cost` tokens (default 1) from `bucket`, a token bucket of `limit` refilled up to `now`:
+   * atomic, so concurrent takes on any relays never spend a token twice. */
+  takeTokens(bucket: string, limit: { capacity: number; refillPerSecond: number }, now: number, cost?: number): Promise<RateDecision>;
+  /** True the first time a signature is used (atomic, like usePowChallenge); remembered until `until`. */
+  useRequestSignature(signature: string, until: number, now: number): Promise<boolean>;
+  /** Forgets signatures whose window ended by `now`, and buckets untouched since `idleSince` (full again
+   * by then, as if never used). */
+  pruneShortLived(now: number, idleSince: number): Promise<void>;
 }

@@ -17,3 +17,19 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 
 /** What a client is told (the error itself, with hosts and ports, goes to the relay's log only). */
 export const DATABASE_DOWN = 'it is down, restarting or out of connections';
+
+/** Runs `fn` again while it fails only because the database is unavailable, backing off up to 5 s, for
+ * at most `waitMs`: a relay starting while its database restarts, or on a machine so busy that a
+ * connection misses its 2 s deadline, waits for it instead of exiting. Other failures throw at once. */
+export async function whenAvailable<T>(fn: () => Promise<T>, o: { waitMs?: number; warn?: (fields: Record<string, unknown>, message: string) => void; what: string }): Promise<T> {
+  const until = Date.now() + (o.waitMs ?? 60_000);
+  for (let delay = 250; ; delay = Math.min(5_000, delay * 2)) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isDatabaseUnavailable(err) || Date.now() + delay > until) throw err;
+      o.warn?.({ err }, `${o.what}: the database is unavailable (${DATABASE_DOWN}); trying again in ${delay} ms`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}

@@ -7,6 +7,7 @@ import { buildApp, type Relay, type RelayOptions } from '../../server/app.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
 import { memoryLoopStore } from '../../shared/volunteer/store.ts';
+import type { RetryPolicy } from '../../shared/volunteer/client.ts';
 import type { Eval, Task } from '../../shared/protocol/messages.ts';
 import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 
@@ -38,14 +39,17 @@ export async function startRelay(opts: Partial<RelayOptions> & { keepData?: bool
 
 export type Volunteers = { events: VolunteerEvent[]; stop(): Promise<void>; done: Promise<void[]> };
 
-/** n simulated volunteers on the CPU reference; events of all of them in one list. `fetch`: how their
- * requests go out (several relays: a fetch that spreads them). */
-export function startVolunteers(server: string, n: number, opts: { jobId?: string; onEvent?: (i: number, e: VolunteerEvent) => void; fetch?: typeof fetch } = {}): Volunteers {
+/** n simulated volunteers on the CPU reference; events of all of them in one list. `server`: the relay, or
+ * several in order of preference (failover), or volunteer i's list; `fetch`: how their requests go out
+ * (several relays: a fetch that spreads them). */
+export function startVolunteers(server: string | string[] | ((i: number) => string[]), n: number, opts: {
+  jobId?: string; onEvent?: (i: number, e: VolunteerEvent) => void; fetch?: typeof fetch; retry?: RetryPolicy;
+} = {}): Volunteers {
   const abort = new AbortController();
   const events: VolunteerEvent[] = [];
   const done = Promise.all(Array.from({ length: n }, (_, i) => runVolunteer({
-    server, fetch: (u, init) => (opts.fetch ?? fetch)(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), signal: abort.signal,
-    jobId: opts.jobId, agent: `simulated-${i}`, retry: { baseMs: 100, maxMs: 2_000, attempts: 30 },
+    server: typeof server === 'function' ? server(i) : server, fetch: (u, init) => (opts.fetch ?? fetch)(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), signal: abort.signal,
+    jobId: opts.jobId, agent: `simulated-${i}`, retry: opts.retry ?? { baseMs: 100, maxMs: 2_000, attempts: 30 },
     onEvent: (e) => { events.push(e); opts.onEvent?.(i, e); },
   })));
   // a volunteer that fails reports it as an 'error' event (tests assert there are none); no unhandled rejection

@@ -574,6 +574,36 @@ export function describeStoreContract(name: string, make: StoreFactory): void {
         expect((await stores.defence.getUsefulness('t2'))!.drop).toBeNaN();
         expect((await stores.defence.usefulnessByVolunteer('j')).get('v1')).toEqual({ scored: 2, meanDrop: 1, notUseful: 1 });
       });
+
+      it('takes rate-limit tokens atomically: a burst of concurrent takes spends exactly the capacity, then refills with time', async () => {
+        const limit = { capacity: 5, refillPerSecond: 2 };
+        const burst = await Promise.all(Array.from({ length: 9 }, () => stores.defence.takeTokens('tasks:a', limit, 10_000)));
+        expect(burst.filter((d) => d.ok).length).toBe(5);
+        // empty: one token comes back in 0.5 s, so the refusal says to come back in 1 s (whole seconds)
+        expect(burst.find((d) => !d.ok)).toEqual({ ok: false, retryAfterSeconds: 1 });
+        expect((await stores.defence.takeTokens('tasks:b', limit, 10_000)).ok).toBe(true); // another bucket is its own
+        expect((await stores.defence.takeTokens('tasks:a', limit, 10_400)).ok).toBe(false); // 0.8 tokens back
+        expect((await stores.defence.takeTokens('tasks:a', limit, 10_500)).ok).toBe(true);
+        expect((await stores.defence.takeTokens('tasks:a', limit, 10_500)).ok).toBe(false);
+        // a clock that goes back (another relay's, a little behind) refills nothing and takes nothing extra
+        expect((await stores.defence.takeTokens('tasks:a', limit, 9_000)).ok).toBe(false);
+        // long idle: full again, never more than the capacity
+        const later = await Promise.all(Array.from({ length: 7 }, () => stores.defence.takeTokens('tasks:a', limit, 100_000)));
+        expect(later.filter((d) => d.ok).length).toBe(5);
+        // pruning idle buckets forgets only what is full again anyway
+        await stores.defence.pruneShortLived(200_000, 150_000);
+        expect((await Promise.all(Array.from({ length: 6 }, () => stores.defence.takeTokens('tasks:a', limit, 200_000)))).filter((d) => d.ok).length).toBe(5);
+      });
+
+      it('lets a signed request through once within its window, whichever caller asks first', async () => {
+        const uses = await Promise.all([1, 2, 3].map(() => stores.defence.useRequestSignature('sig-1', 5_000, 1_000)));
+        expect(uses.filter(Boolean).length).toBe(1);
+        expect(await stores.defence.useRequestSignature('sig-1', 6_000, 4_999)).toBe(false);
+        expect(await stores.defence.useRequestSignature('sig-2', 6_000, 4_999)).toBe(true);
+        await stores.defence.pruneShortLived(5_500, 0);
+        expect(await stores.defence.useRequestSignature('sig-2', 7_000, 5_500)).toBe(false); // its window runs to 6 000
+        expect(await stores.defence.useRequestSignature('sig-1', 9_000, 5_500)).toBe(true); // its window ended: forgotten
+      });
     });
   });
 }

@@ -68,6 +68,13 @@ export class Ctx {
     return (await this.rows<R>(sql, args))[0];
   }
 
+  /** A statement on its own connection from the pool, now: it neither joins nor waits for this process's
+   * open transactions (state nothing else in a transaction reads, like rate-limit buckets). */
+  async direct<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<R[]> {
+    if (this.shared.closed) throw new StoreUsageError('the store is closed');
+    return (await (this.tx ? this.tx.client : this.shared.pool).query<R>(sql, args)).rows;
+  }
+
   /** Rows changed. */
   async run(sql: string, args: unknown[] = []): Promise<number> {
     return (await (await this.client()).query(sql, args)).rowCount ?? 0;

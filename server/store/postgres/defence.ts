@@ -1,9 +1,11 @@
 // The defence's state on Postgres (../defence-types.ts DefenceStore). A proof-of-work challenge is used
 // once (the insert either adds its row or conflicts), and an open spot check is claimed by one taker
-// (FOR UPDATE SKIP LOCKED), whichever relay each request reaches.
+// (FOR UPDATE SKIP LOCKED), whichever relay each request reaches. Rate-limit buckets and signed requests
+// are one upsert each, on the pool: they never wait for this process's open transactions.
 import type { ReputationState } from '../../defence/replication.ts';
 import type { DefenceStore, ReplicaRow, UsefulnessRow, VolunteerUsefulness } from '../defence-types.ts';
 import type { Ctx } from './context.ts';
+import { decide } from '../../defence/rate-limit.ts';
 
 type ReplicaDb = { task_id: string; job_id: string; group_id: string; volunteer_id: string; base_version: number; shard: number; seed: number; payload: Buffer | null; open: number };
 type UsefulnessDb = {
@@ -16,6 +18,14 @@ const replica = (r: ReplicaDb): ReplicaRow => ({
 });
 // NaN is stored as NULL, as the SQLite store does (±Infinity as such)
 const real = (v: number) => (Number.isNaN(v) ? null : v);
+
+// The refill of ../../defence/rate-limit.ts refill(): capacity $2, tokens per ms $3, now $4, cost $5. In
+// DO UPDATE every expression reads the row as it was, so `ok` and `tokens` agree.
+const REFILLED = 'LEAST($2::float8, b.tokens + GREATEST(0, $4::bigint - b.at) * $3::float8)';
+const TAKE_TOKENS = `INSERT INTO defence_rate_buckets AS b VALUES ($1, CASE WHEN $2::float8 >= $5::float8 THEN $2::float8 - $5::float8 ELSE $2::float8 END, $4::bigint, $2::float8 >= $5::float8)
+  ON CONFLICT (bucket) DO UPDATE SET ok = ${REFILLED} >= $5::float8,
+    tokens = ${REFILLED} - CASE WHEN ${REFILLED} >= $5::float8 THEN $5::float8 ELSE 0 END, at = GREATEST(b.at, $4::bigint)
+  RETURNING ok, tokens`;
 
 export function createDefenceStore(c: Ctx): DefenceStore {
   return {
@@ -81,6 +91,20 @@ export function createDefenceStore(c: Ctx): DefenceStore {
       const rows = await c.rows<{ volunteer_id: string; scored: number; mean_drop: number | null; not_useful: number }>(`SELECT volunteer_id,
         COUNT(*) AS scored, AVG(loss_drop) AS mean_drop, SUM(refused) AS not_useful FROM defence_usefulness WHERE job_id = $1 GROUP BY volunteer_id`, [jobId]);
       return new Map<string, VolunteerUsefulness>(rows.map((r) => [r.volunteer_id, { scored: r.scored, meanDrop: r.mean_drop, notUseful: r.not_useful }]));
+    },
+    async takeTokens(bucket, limit, now, cost = 1) {
+      const r = (await c.direct<{ ok: boolean; tokens: number }>(TAKE_TOKENS, [bucket, limit.capacity, limit.refillPerSecond / 1000, now, cost]))[0];
+      return r.ok ? { ok: true } : decide(r.tokens, cost, limit.refillPerSecond);
+    },
+    async useRequestSignature(signature, until, now) {
+      // a row whose window ended (not yet pruned) counts as unseen, as the in-process window forgets it
+      const r = await c.direct(`INSERT INTO defence_seen_requests AS s VALUES ($1, $2) ON CONFLICT (signature)
+        DO UPDATE SET until_at = excluded.until_at WHERE s.until_at <= $3 RETURNING 1`, [signature, until, now]);
+      return r.length === 1;
+    },
+    async pruneShortLived(now, idleSince) {
+      await c.direct(`WITH seen AS (DELETE FROM defence_seen_requests WHERE until_at <= $1)
+        DELETE FROM defence_rate_buckets WHERE at < $2`, [now, idleSince]);
     },
   };
 }

@@ -105,4 +105,14 @@ export const migrations: Migration[] = [
     name: 'tasks by volunteer index',
     sql: 'CREATE INDEX tasks_volunteer ON tasks (job_id, volunteer_id, state);',
   },
+  {
+    // rate-limit buckets and the replay window of signed task requests, shared so they hold across relays
+    // (../defence-types.ts takeTokens). UNLOGGED: written at every request, so no WAL flush each time; a
+    // database crash empties them, which only forgets limits and signatures for a moment
+    name: 'shared rate limits and replay window',
+    sql: `
+      CREATE UNLOGGED TABLE defence_rate_buckets (
+        bucket TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at BIGINT NOT NULL, ok BOOLEAN NOT NULL);
+      CREATE UNLOGGED TABLE defence_seen_requests (signature TEXT PRIMARY KEY, until_at BIGINT NOT NULL);`,
+  },
 ];
