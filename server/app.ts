@@ -40,6 +40,8 @@ import { createDemoJob } from './ops/demo.ts';
 import type { DemoName } from '../shared/jobs/demos.ts';
 import type { JobSubmission } from '../shared/jobs/spec.ts';
 import { openPool } from './pool/index.ts';
+import { Gauge } from 'prom-client';
+import { diskUseReader } from './store/disk-use.ts';
 import { authenticateFirst } from './ops/auth.ts';
 import { countEgress } from './p2p/egress.ts';
 import { p2pRoutes, type P2pOptions } from './p2p/routes.ts';
@@ -74,8 +76,11 @@ export type RelayOptions = {
   /** behind a reverse proxy: whose X-Forwarded-For to believe for the client address (true: any; or the
    * proxies' addresses/CIDRs), so per-address limits and spot-check pairing see volunteers, not the proxy */
   trustProxy?: boolean | string;
-  /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best) */
+  /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best; no byte cap) */
   retention?: Retention;
+  /** checkpoint parts (params, momentum, residual, delta) over this many bytes are files beside the SQLite
+   * file, or chunk rows of this size on Postgres (defaults: 1 MiB files, 16 MiB chunks) */
+  largeCheckpointBytes?: number;
   /** upload bodies one address may have in flight at once: streams (default 32) and bytes held
    * (default the larger of maxBodyBytes and 64 MiB); past either, 429 */
   uploadsInFlight?: Partial<InFlightOptions>;
@@ -108,8 +113,8 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   });
   const warn = (fields: Record<string, unknown>, message: string) => app.log.warn(fields, message);
   // Postgres when a database URL is given (several relays may share it), else the embedded SQLite file
-  const shared = opts.databaseUrl ? await openPostgresStores(opts.databaseUrl, { warn }) : undefined;
-  const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn });
+  const shared = opts.databaseUrl ? await openPostgresStores(opts.databaseUrl, { warn, checkpointChunkBytes: opts.largeCheckpointBytes }) : undefined;
+  const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn, checkpointFileBytes: opts.largeCheckpointBytes });
   const stores: Stores = shared ?? sqliteStores(store!, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
   // one lease secret for every relay on a shared database: a lease from one is good on the others
   const secret = shared ? await shared.leaseSecret() : loadLeaseSecret(opts.dataDir);
@@ -130,6 +135,16 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);
   app.decorate('dataDir', opts.dataDir);
+  const diskUse = diskUseReader(opts.dataDir, shared && (async () => (await shared.pool.query<{ n: number }>('SELECT pg_database_size(current_database()) AS n')).rows[0].n));
+  app.decorate('diskUse', diskUse);
+  new Gauge({
+    name: 'tabtrain_disk_bytes', help: 'bytes the relay keeps on disk, by part (the data directory; shared_database: a Postgres database\'s size)', labelNames: ['part'], registers: [metrics.registry],
+    async collect() {
+      const u = await diskUse();
+      for (const part of ['database', 'payloads', 'checkpoints', 'other', 'dataDir'] as const) this.set({ part: part === 'dataDir' ? 'data_dir' : part }, u[part]);
+      if (u.sharedDatabase !== undefined) this.set({ part: 'shared_database' }, u.sharedDatabase);
+    },
+  });
   app.decorate('pool', pool);
   scheduler.usePool(pool);
 

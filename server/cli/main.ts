@@ -15,6 +15,16 @@ const int = (name: string, min = 0) => (v: string): number => {
   return n;
 };
 
+/** A size in bytes: a plain count, or with a unit (kB/MB/GB/TB powers of 1000, KiB/MiB/GiB/TiB of 1024). */
+const UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+export const byteSize = (name: string) => (v: string): number => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
+  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+  const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!(n >= 1)) throw new InvalidArgumentError(`${name} must be a size of at least 1 byte, like 500000000, 20GB or 512MiB; got "${v}"`);
+  return n;
+};
+
 /** --trust-proxy: "true" or addresses/CIDRs, as Fastify's trustProxy takes them. */
 const trustProxy = (v: string): boolean | string => {
   if (v === 'true') return true;
@@ -56,6 +66,7 @@ export function buildProgram(): Command {
     .option('--lease-ms <n>', 'lease length of the default job, when it is created', int('--lease-ms'))
     .option('--keep-versions <n>', 'checkpoints kept in full: the newest n versions (plus every --keep-every-th and the best)', int('--keep-versions', 1), defaultRetention.keepLast)
     .option('--keep-every <n>', 'older checkpoints kept: every n-th version (1 keeps them all)', int('--keep-every', 1), defaultRetention.keepEvery)
+    .option('--keep-bytes <size>', "most bytes of checkpoints kept per job, e.g. 20GB or 512MiB (the oldest go first; never what the staleness bound needs, nor the best version)", byteSize('--keep-bytes'))
     .option('--trust-proxy <proxies>', 'behind a reverse proxy: its addresses/CIDRs, comma-separated (or "true" for any), whose X-Forwarded-For names the volunteer', trustProxy)
     .option('--max-connections-per-address <n>', 'open connections one client address may hold (0 = no cap; trusted proxies are not capped)', int('--max-connections-per-address'), DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
     .option('--request-timeout-ms <n>', 'a request, body included, must arrive within this (0 = none)', int('--request-timeout-ms'), defaultTimeouts.requestMs)
@@ -71,7 +82,7 @@ export function buildProgram(): Command {
     .option('--demo <name>', `the job a fresh relay starts with: ${['mnist', ...demoNames].join(' or ')} (text from an npm package, GPT-2 BPE tokens)`, demoName, 'mnist')
     .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
-      port: number; host: string; dataDir: string; databaseUrl?: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
+      port: number; host: string; dataDir: string; databaseUrl?: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; keepBytes?: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
       uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[]; p2p: boolean; iceServer?: string[]; demo: 'mnist' | DemoName;
     }) => {
@@ -84,7 +95,7 @@ export function buildProgram(): Command {
         }
       }
       const relay = await buildApp({
-        dataDir: o.dataDir, databaseUrl, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
+        dataDir: o.dataDir, databaseUrl, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery, keepBytes: o.keepBytes }, trustProxy: o.trustProxy,
         maxConnectionsPerAddress: o.maxConnectionsPerAddress,
         timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },

@@ -105,4 +105,15 @@ export const migrations: Migration[] = [
     name: 'tasks by volunteer index',
     sql: 'CREATE INDEX tasks_volunteer ON tasks (job_id, volunteer_id, state);',
   },
+  {
+    // large checkpoint parts as chunk rows (./chunks.ts): a bytea stops at 1 GB, and pg cannot read one
+    // past a few hundred MB; `chunked` names a version's chunked parts and their sizes (JSON)
+    name: 'checkpoint chunks',
+    sql: `
+      ALTER TABLE versions ADD COLUMN chunked TEXT;
+      CREATE TABLE version_chunks (
+        job_id TEXT NOT NULL, version INTEGER NOT NULL, part TEXT NOT NULL, idx INTEGER NOT NULL, bytes BYTEA NOT NULL,
+        PRIMARY KEY (job_id, version, part, idx),
+        FOREIGN KEY (job_id, version) REFERENCES versions (job_id, version) ON DELETE CASCADE);`,
+  },
 ];
