@@ -81,6 +81,8 @@ export type RelayOptions = {
   /** checkpoint parts (params, momentum, residual, delta) over this many bytes are files beside the SQLite
    * file, or chunk rows of this size on Postgres (defaults: 1 MiB files, 16 MiB chunks) */
   largeCheckpointBytes?: number;
+  /** upload bodies over this many bytes are spooled to a file as they arrive, not held in memory (default 1 MiB) */
+  uploadSpoolBytes?: number;
   /** upload bodies one address may have in flight at once: streams (default 32) and bytes held
    * (default the larger of maxBodyBytes and 64 MiB); past either, 429 */
   uploadsInFlight?: Partial<InFlightOptions>;
@@ -160,7 +162,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);
   await app.register(taskRoutes);
-  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight });
+  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight, spoolMemoryBytes: opts.uploadSpoolBytes });
   await app.register(healthRoutes);
   await app.register(p2pRoutes, opts.p2p ?? {});
 
