@@ -21,7 +21,7 @@ import { installProtocolCheck } from './routes/protocol.ts';
 import { MIN_PROTOCOL_VERSION } from '../shared/protocol/version.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { taskRoutes } from './routes/tasks.ts';
-import { updateRoutes } from './routes/updates.ts';
+import { DEFAULT_MAX_BODY_BYTES, updateRoutes } from './routes/updates.ts';
 import { volunteerRoutes } from './routes/volunteers.ts';
 import './routes/common.ts';
 import { loadLeaseSecret } from './scheduler/leases.ts';
@@ -65,7 +65,8 @@ export type RelayOptions = {
   renewDefaultJob?: boolean;
   /** how often leases are expired and round timers checked */
   sweepMs?: number;
-  /** absolute cap on any update body */
+  /** absolute cap on any update body (default: an fp32 update of the largest version the relay stores;
+   * each task's own cap is what its model needs) */
   maxBodyBytes?: number;
   /** evaluate every version on held-out data (default true) */
   evaluate?: boolean;
@@ -162,7 +163,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);
   await app.register(taskRoutes);
-  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight, spoolMemoryBytes: opts.uploadSpoolBytes });
+  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, inFlight: opts.uploadsInFlight, spoolMemoryBytes: opts.uploadSpoolBytes });
   await app.register(healthRoutes);
   await app.register(p2pRoutes, opts.p2p ?? {});
 

@@ -74,7 +74,7 @@ export function buildProgram(): Command {
     .option('--keep-alive-timeout-ms <n>', 'idle keep-alive connections close after this', int('--keep-alive-timeout-ms', 1), defaultTimeouts.keepAliveMs)
     .option('--idle-timeout-ms <n>', 'sockets with no traffic close after this (0 = never)', int('--idle-timeout-ms'), defaultTimeouts.idleMs)
     .option('--upload-streams-per-address <n>', 'upload bodies one address may send at once (default 32)', int('--upload-streams-per-address', 1))
-    .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default 256 MiB)', int('--upload-bytes-per-address', 1))
+    .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default: one fp32 update of the largest version stored, about 2 GiB; bodies past 1 MiB wait on disk)', int('--upload-bytes-per-address', 1))
     .option('--peers <urls>', "the other relays of this network (sharing its database), comma-separated: volunteer pages served here may fail over to them (?relays=…)", peers)
     .option('--no-p2p', 'no peer-to-peer sharing between volunteer tabs: everything comes from the relay')
     .option('--ice-server <url>', 'a STUN/TURN server for tabs sharing over WebRTC (repeatable; none needed on loopback or most LANs)', (v: string, all: string[] = []) => [...all, v])

@@ -7,6 +7,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Gauge } from 'prom-client';
 import { encodedByteBound } from '../../shared/codec/index.ts';
 import { paramCount } from '../../shared/models/config.ts';
+import { LIMITS } from '../../shared/jobs/spec.ts';
 import { MAX_FRAME_HEADER_BYTES } from '../../shared/protocol/frame.ts';
 import { InFlightUploads, type InFlightOptions, type InFlightTicket } from '../defence/in-flight.ts';
 import { RelayError, fail } from '../errors.ts';
@@ -21,7 +22,12 @@ export type UpdateRouteOptions = {
   spoolMemoryBytes?: number;
 };
 
-/** One address: at most 32 uploads at once and 256 MiB of their bytes held (one largest update). */
+/** The absolute cap on an update body: an fp32 update of the largest version the relay stores, with its
+ * frame header (spooled to disk as it arrives, so the cap is no longer what memory allows; each task's
+ * cap, what its own model needs, is far below for most jobs). */
+export const DEFAULT_MAX_BODY_BYTES = encodedByteBound(LIMITS.versionBytes / 4, { kind: 'fp32' }) + 8 + MAX_FRAME_HEADER_BYTES;
+
+/** One address: at most 32 uploads at once and one largest update's bytes in flight (64 MiB at least). */
 export const defaultInFlight = (maxBodyBytes: number): InFlightOptions => ({ streamsPerAddress: 32, bytesPerAddress: Math.max(maxBodyBytes, 64 << 20) });
 
 type UploadState = { cap: number; ticket: InFlightTicket; body?: UploadBody };
