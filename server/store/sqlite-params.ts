@@ -17,7 +17,7 @@ export function readParams(src: ParamsSource): Float32Array {
     connections.set(src.db, db);
     if (connections.size > 4) { const [file, old] = connections.entries().next().value!; old.close(); connections.delete(file); }
   }
-  const r = db.prepare('SELECT params, files FROM versions WHERE job_id = ? AND version = ?').get(src.jobId, src.version) as { params: Buffer; files: string | null } | undefined;
+  const r = db.prepare('SELECT params, external_parts AS files FROM versions WHERE job_id = ? AND version = ?').get(src.jobId, src.version) as { params: Buffer; files: string | null } | undefined;
   if (!r) throw new Error(`version ${src.version} of job ${src.jobId} is no longer stored`);
   // a large version's params are a file beside the database (./checkpoint-files.ts)
   const inFile = r.files === null ? undefined : (JSON.parse(r.files) as FileParts).params;

@@ -66,14 +66,15 @@ const migrations: string[] = [
   // Swarm jobs ask, on every lease, how many live tasks one volunteer holds: without this, a scan of all
   // the job's issued tasks (10,000 at 10,000 volunteers) per request.
   `CREATE INDEX tasks_volunteer ON tasks (job_id, volunteer_id, state);`,
-  // Large checkpoint parts as files (./checkpoint-files.ts): which parts of the version are files, with
-  // their sizes, as JSON ({"params": bytes, ...}); NULL when every part is in the row.
-  `ALTER TABLE versions ADD COLUMN files TEXT;`,
+  // Large checkpoint parts as files (./checkpoint-files.ts): which parts of the version are stored apart
+  // from its row, with their sizes, as JSON ({"params": bytes, ...}); NULL when every part is in the row.
+  // (Postgres has the same column for its chunk rows.)
+  `ALTER TABLE versions ADD COLUMN external_parts TEXT;`,
 ];
 
 /** A version's bytes wherever they are (row or files), in SQL: what retention by bytes adds up. */
-const VERSION_BYTES = `COALESCE(json_extract(files, '$.params'), LENGTH(params)) + COALESCE(json_extract(files, '$.momentum'), LENGTH(momentum))
-  + COALESCE(json_extract(files, '$.residual'), LENGTH(residual), 0) + COALESCE(json_extract(files, '$.delta'), LENGTH(delta), 0)`;
+const VERSION_BYTES = `COALESCE(json_extract(external_parts, '$.params'), LENGTH(params)) + COALESCE(json_extract(external_parts, '$.momentum'), LENGTH(momentum))
+  + COALESCE(json_extract(external_parts, '$.residual'), LENGTH(residual), 0) + COALESCE(json_extract(external_parts, '$.delta'), LENGTH(delta), 0)`;
 
 const blob = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 /** A row's blob (a Buffer) is copied, so the Float32Array is aligned and owns its memory; a file's bytes
@@ -187,7 +188,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
   const fileThreshold = o.checkpointFileBytes ?? CHECKPOINT_FILE_BYTES;
   {
     const named = new Set<string>();
-    for (const r of db.prepare<[], { job_id: string; version: number; files: string }>('SELECT job_id, version, files FROM versions WHERE files IS NOT NULL').all()) {
+    for (const r of db.prepare<[], { job_id: string; version: number; files: string }>('SELECT job_id, version, external_parts AS files FROM versions WHERE external_parts IS NOT NULL').all()) {
       for (const part of Object.keys(JSON.parse(r.files) as FileParts)) named.add(`${jobDirName(r.job_id)}/${r.version}/${part}`);
     }
     checkpoints.removeOrphans((dir, version, part) => named.has(`${dir}/${version}/${part}`));
@@ -259,7 +260,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     jobs: db.prepare<[], JobDb>('SELECT * FROM jobs ORDER BY created_at, job_id'),
     jobsByStatus: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE status = ? ORDER BY created_at, job_id'),
     version: db.prepare<[string, number], { job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number; files: string | null }>(
-      'SELECT job_id, version, hash, params, momentum, residual, created_at, files FROM versions WHERE job_id = ? AND version = ?'),
+      'SELECT job_id, version, hash, params, momentum, residual, created_at, external_parts AS files FROM versions WHERE job_id = ? AND version = ?'),
     versionHash: db.prepare<[string, number], { hash: string }>('SELECT hash FROM versions WHERE job_id = ? AND version = ?'),
     task: db.prepare<[string], TaskDb>('SELECT * FROM tasks WHERE task_id = ?'),
     pending: db.prepare<[string], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id'),
@@ -283,7 +284,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
           .run(jobId, JSON.stringify(spec), status, now, now);
         // version 0's momentum is all zeros: stored empty (read back as zeros), not as params-sized zeros on disk
         const { row, files } = storeParts(jobId, 0, { params: blob(initial.params) });
-        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, files) VALUES (?, 0, ?, ?, ?, ?, ?)')
+        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, external_parts) VALUES (?, 0, ?, ?, ?, ?, ?)')
           .run(jobId, initial.hash, row.params, EMPTY, now, files);
       })();
       return store.getJob(jobId)!;
@@ -304,7 +305,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         throw new NotFoundError('version', `${jobId}@${version}`, missingVersionMessage(jobId, version, job.version, store.listVersions(jobId)));
       }
       dropping(() => {
-        dropVersionFiles(stmt<[string, number], { job_id: string; version: number; files: string | null }>('DELETE FROM versions WHERE job_id = ? AND version > ? RETURNING job_id, version, files').all(jobId, version));
+        dropVersionFiles(stmt<[string, number], { job_id: string; version: number; files: string | null }>('DELETE FROM versions WHERE job_id = ? AND version > ? RETURNING job_id, version, external_parts AS files').all(jobId, version));
         stmt('DELETE FROM evals WHERE job_id = ? AND version > ?').run(jobId, version);
         stmt('UPDATE updates SET discarded = 1 WHERE job_id = ? AND (applied_in IS NULL OR applied_in > ?)').run(jobId, version);
         stmt('UPDATE jobs SET version = ?, round_started_at = ?, pending_updates = 0 WHERE job_id = ?').run(version, now, jobId);
@@ -326,13 +327,13 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       };
     },
     getParams(jobId, version) {
-      const r = stmt<[string, number], { hash: string; params: Buffer; files: string | null }>('SELECT hash, params, files FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
+      const r = stmt<[string, number], { hash: string; params: Buffer; files: string | null }>('SELECT hash, params, external_parts AS files FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
       const params = r && part(jobId, version, r.files === null ? null : JSON.parse(r.files) as FileParts, 'params', r.params);
       return params ? { hash: r!.hash, params: floats(params) } : undefined;
     },
     paramsRead(jobId, version) {
       // the params file's size from the row, or only the params column of the row: momentum is never read
-      const r = stmt<[string, number], { hash: string; files: string | null; bytes: number }>(`SELECT hash, files, LENGTH(params) AS bytes FROM versions
+      const r = stmt<[string, number], { hash: string; files: string | null; bytes: number }>(`SELECT hash, external_parts AS files, LENGTH(params) AS bytes FROM versions
         WHERE job_id = ? AND version = ?`).get(jobId, version);
       if (!r) return undefined;
       const inFile = r.files === null ? undefined : (JSON.parse(r.files) as FileParts).params;
@@ -353,7 +354,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       const files: string[] = [];
       const dropped = dropping(() => {
         const gone = stmt<[string, number, number, string], { job_id: string; version: number; files: string | null }>(`DELETE FROM versions WHERE job_id = ? AND version > 0 AND version <= ? AND version % ? != 0
-          AND version IS NOT (SELECT version FROM evals WHERE job_id = ? ORDER BY loss, version LIMIT 1) RETURNING job_id, version, files`).all(jobId, upTo, every, jobId);
+          AND version IS NOT (SELECT version FROM evals WHERE job_id = ? ORDER BY loss, version LIMIT 1) RETURNING job_id, version, external_parts AS files`).all(jobId, upTo, every, jobId);
         dropVersionFiles(gone);
         const checkpoints = gone.length;
         const old = stmt<[string, number], { task_id: string; inline: number }>(`SELECT task_id, LENGTH(payload) > 0 AS inline FROM updates
@@ -376,7 +377,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
           FROM versions WHERE job_id = $job AND version < $keepFrom
           AND version IS NOT (SELECT version FROM evals WHERE job_id = $job ORDER BY loss, version LIMIT 1)
           AND version IS NOT (SELECT released_version FROM job_finish WHERE job_id = $job) ORDER BY version`).all({ job: jobId, keepFrom });
-        const drop = stmt<[string, number], { job_id: string; version: number; files: string | null }>('DELETE FROM versions WHERE job_id = ? AND version = ? RETURNING job_id, version, files');
+        const drop = stmt<[string, number], { job_id: string; version: number; files: string | null }>('DELETE FROM versions WHERE job_id = ? AND version = ? RETURNING job_id, version, external_parts AS files');
         const rows: { job_id: string; version: number; files: string | null; bytes: number }[] = [];
         for (const c of candidates) {
           if (total <= budget) break;
@@ -404,7 +405,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
           params: blob(next.params), momentum: blob(next.momentum),
           ...(next.delta ? { delta: next.delta.bytes } : {}), ...(next.residual ? { residual: blob(next.residual) } : {}),
         });
-        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual, files) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual, external_parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
           .run(jobId, next.version, next.hash, row.params, row.momentum, now, row.delta ?? null, next.delta?.sha256 ?? null, row.residual ?? null, files);
         const mark = stmt('UPDATE updates SET applied_in = ? WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
         let applied = 0;
@@ -414,11 +415,11 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       })();
     },
     getDelta(jobId, version) {
-      const r = stmt<[string, number], { delta: Buffer | null; files: string | null }>('SELECT delta, files FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
+      const r = stmt<[string, number], { delta: Buffer | null; files: string | null }>('SELECT delta, external_parts AS files FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
       if (!r?.delta) return undefined;
       return part(jobId, version, r.files === null ? null : JSON.parse(r.files) as FileParts, 'delta', r.delta) ?? undefined;
     },
-    listDeltas: (jobId, from, to) => stmt<[string, string, number, number], DeltaInfo>(`SELECT v.version AS version, COALESCE(json_extract(v.files, '$.delta'), LENGTH(v.delta)) AS bytes,
+    listDeltas: (jobId, from, to) => stmt<[string, string, number, number], DeltaInfo>(`SELECT v.version AS version, COALESCE(json_extract(v.external_parts, '$.delta'), LENGTH(v.delta)) AS bytes,
         v.delta_sha256 AS sha256, b.hash AS baseHash FROM versions v JOIN versions b ON b.job_id = ? AND b.version = v.version - 1
         WHERE v.job_id = ? AND v.version > ? AND v.version <= ? AND v.delta IS NOT NULL ORDER BY v.version`).all(jobId, jobId, from, to),
     addVolunteer(id, agent, device, now) {

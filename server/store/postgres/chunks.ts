@@ -2,7 +2,7 @@
 // at most 1 GB, and pg reads one as a hex string twice its size, which V8 cannot build past about 512 MB
 // (so a 256 MB params column is already unreadable). Chunks stay in the database, so relays on different
 // machines still share checkpoints through it alone. The versions row names the chunked parts and their
-// sizes (`chunked`, JSON); its chunks go with it (ON DELETE CASCADE), in the same transaction.
+// sizes (`external_parts`, JSON); its chunks go with it (ON DELETE CASCADE), in the same transaction.
 import { Readable } from 'node:stream';
 
 export type Part = 'params' | 'momentum' | 'residual' | 'delta';
@@ -17,7 +17,7 @@ export type Query = (sql: string, args: unknown[]) => Promise<{ bytes: Buffer }[
 const view = (a: Uint8Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Splits the parts over `chunkBytes` into chunk rows (after the version row is inserted: they reference
- * it); answers the row's values for each part (empty when chunked) and the `chunked` column. */
+ * it); answers the row's values for each part (empty when chunked) and the `external_parts` column. */
 export function splitParts(parts: Partial<Record<Part, Uint8Array>>, chunkBytes: number): {
   row: Partial<Record<Part, Buffer>>; chunked: string | null; chunks: { part: Part; idx: number; bytes: Buffer }[];
 } {

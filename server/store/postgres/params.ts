@@ -16,7 +16,7 @@ export async function readPostgresParams(url: string, jobId: string, version: nu
     pool.on('error', () => undefined);
     pools.set(url, pool);
   }
-  const r = (await pool.query<{ params: Buffer; chunked: string | null }>('SELECT params, chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version])).rows[0];
+  const r = (await pool.query<{ params: Buffer; chunked: string | null }>('SELECT params, external_parts AS chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version])).rows[0];
   if (!r) throw new Error(`version ${version} of job ${jobId} is no longer stored`);
   // a large version's params are chunk rows (./chunks.ts)
   const size = r.chunked === null ? undefined : (JSON.parse(r.chunked) as ChunkedParts).params;

@@ -83,7 +83,7 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
       if (!r) throw new ConflictError(`a job with id "${jobId}" exists`);
       // version 0's momentum is all zeros: stored empty (read back as zeros)
       const { row, chunked, chunks } = splitParts({ params: bytes(initial.params) }, c.shared.chunkBytes);
-      await x.run('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, chunked) VALUES ($1, 0, $2, $3, $4, $5, $6)',
+      await x.run('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, external_parts) VALUES ($1, 0, $2, $3, $4, $5, $6)',
         [jobId, initial.hash, row.params, Buffer.alloc(0), now, chunked]);
       await putChunks(x, jobId, 0, chunks);
       const job = jobRow(r);
@@ -128,7 +128,7 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
 
     async getVersion(jobId, version) {
       const r = await c.one<{ job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number; chunked: string | null }>(
-        'SELECT job_id, version, hash, params, momentum, residual, created_at, chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+        'SELECT job_id, version, hash, params, momentum, residual, created_at, external_parts AS chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
       if (!r) return undefined;
       const params = await part(jobId, version, r.chunked, 'params', r.params);
       const momentum = await part(jobId, version, r.chunked, 'momentum', r.momentum);
@@ -141,14 +141,14 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
       } satisfies VersionRow;
     },
     async getParams(jobId, version) {
-      const r = await c.one<{ hash: string; params: Buffer; chunked: string | null }>('SELECT hash, params, chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      const r = await c.one<{ hash: string; params: Buffer; chunked: string | null }>('SELECT hash, params, external_parts AS chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
       const params = r && await part(jobId, version, r.chunked, 'params', r.params);
       return params ? { hash: r!.hash, params: floats(params) } : undefined;
     },
     async paramsRead(jobId, version) {
       // the size first (no bytes read); then the params column alone, or its chunks one at a time
       const r = await c.one<{ hash: string; chunked: string | null; bytes: number }>(
-        'SELECT hash, chunked, octet_length(params) AS bytes FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+        'SELECT hash, external_parts AS chunked, octet_length(params) AS bytes FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
       if (!r) return undefined;
       const size = r.chunked === null ? undefined : (JSON.parse(r.chunked) as ChunkedParts).params;
       if (size !== undefined) return { hash: r.hash, bytes: size, stream: () => streamChunked(query(c), jobId, version, 'params', size) };
@@ -199,7 +199,7 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
         params: bytes(next.params), momentum: bytes(next.momentum),
         ...(next.delta ? { delta: next.delta.bytes } : {}), ...(next.residual ? { residual: bytes(next.residual) } : {}),
       }, c.shared.chunkBytes);
-      await x.run(`INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual, chunked)
+      await x.run(`INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual, external_parts)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [jobId, next.version, next.hash, row.params, row.momentum, now,
         row.delta ?? null, next.delta?.sha256 ?? null, row.residual ?? null, chunked]);
       await putChunks(x, jobId, next.version, chunks);
@@ -209,12 +209,12 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
       return true;
     }),
     async getDelta(jobId, version) {
-      const r = await c.one<{ delta: Buffer | null; chunked: string | null }>('SELECT delta, chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      const r = await c.one<{ delta: Buffer | null; chunked: string | null }>('SELECT delta, external_parts AS chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
       if (!r?.delta) return undefined;
       const d = await part(jobId, version, r.chunked, 'delta', r.delta);
       return d ? new Uint8Array(d) : undefined;
     },
-    listDeltas: (jobId, from, to) => c.rows<DeltaInfo>(`SELECT v.version AS version, COALESCE((v.chunked::jsonb ->> 'delta')::bigint, octet_length(v.delta)) AS bytes,
+    listDeltas: (jobId, from, to) => c.rows<DeltaInfo>(`SELECT v.version AS version, COALESCE((v.external_parts::jsonb ->> 'delta')::bigint, octet_length(v.delta)) AS bytes,
         v.delta_sha256 AS sha256, b.hash AS "baseHash" FROM versions v JOIN versions b ON b.job_id = v.job_id AND b.version = v.version - 1
         WHERE v.job_id = $1 AND v.version > $2 AND v.version <= $3 AND v.delta IS NOT NULL ORDER BY v.version`, [jobId, from, to]),
 

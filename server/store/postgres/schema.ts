@@ -107,10 +107,11 @@ export const migrations: Migration[] = [
   },
   {
     // large checkpoint parts as chunk rows (./chunks.ts): a bytea stops at 1 GB, and pg cannot read one
-    // past a few hundred MB; `chunked` names a version's chunked parts and their sizes (JSON)
+    // past a few hundred MB; `external_parts` names a version's chunked parts and their sizes (JSON), as
+    // SQLite's column of the same name names its checkpoint files
     name: 'checkpoint chunks',
     sql: `
-      ALTER TABLE versions ADD COLUMN chunked TEXT;
+      ALTER TABLE versions ADD COLUMN external_parts TEXT;
       CREATE TABLE version_chunks (
         job_id TEXT NOT NULL, version INTEGER NOT NULL, part TEXT NOT NULL, idx INTEGER NOT NULL, bytes BYTEA NOT NULL,
         PRIMARY KEY (job_id, version, part, idx),
