@@ -4,6 +4,7 @@ import { buildApp } from '../app.ts';
 import { peerOrigin } from '../peers.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultTimeouts } from '../transport.ts';
 import { defaultRetention } from '../store/retention.ts';
+import { byteSize } from './sizes.ts';
 import { checkDatabaseUrl, databaseUrlFrom } from '../store/database.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
@@ -12,16 +13,6 @@ import { demoJobs, demoNames, type DemoName } from '../../shared/jobs/demos.ts';
 const int = (name: string, min = 0) => (v: string): number => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got "${v}"`);
-  return n;
-};
-
-/** A size in bytes: a plain count, or with a unit (kB/MB/GB/TB powers of 1000, KiB/MiB/GiB/TiB of 1024). */
-const UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
-export const byteSize = (name: string) => (v: string): number => {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
-  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
-  const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
-  if (!(n >= 1)) throw new InvalidArgumentError(`${name} must be a size of at least 1 byte, like 500000000, 20GB or 512MiB; got "${v}"`);
   return n;
 };
 
