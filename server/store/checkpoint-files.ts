@@ -6,7 +6,7 @@
 // A part's file is written (and fsynced, at full durability) before the row that names it commits; a crash
 // in between leaves an orphan, removed on the next open, as ./payloads.ts does for update payloads.
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync, type ReadStream } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 
 export type CheckpointPart = 'params' | 'momentum' | 'residual' | 'delta';
@@ -53,7 +53,8 @@ export type CheckpointDir = {
   put(jobId: string, version: number, part: CheckpointPart, bytes: Uint8Array): void;
   /** The part's bytes, or undefined when the file is gone or not the size its row recorded. */
   get(jobId: string, version: number, part: CheckpointPart, byteLength: number): Uint8Array | undefined;
-  /** The part as a stream (a download), or undefined when its file is gone or not the recorded size. */
+  /** The part as a stream (a download), its file open already, or undefined when the file is gone or not
+   * the recorded size; the caller must read it (it closes the file at its end). */
   stream(jobId: string, version: number, part: CheckpointPart, byteLength: number): ReadStream | undefined;
   /** Removes a version's files (retention, rollback: after the row is gone); absent ones are fine. */
   remove(jobId: string, version: number): void;
@@ -63,14 +64,6 @@ export type CheckpointDir = {
 
 export function openCheckpointDir(dir: string, sync: boolean): CheckpointDir {
   mkdirSync(dir, { recursive: true });
-  const sized = (file: string, byteLength: number): boolean => {
-    try {
-      return statSync(file).size === byteLength;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw e;
-    }
-  };
   return {
     dir,
     put(jobId, version, part, bytes) {
@@ -85,8 +78,17 @@ export function openCheckpointDir(dir: string, sync: boolean): CheckpointDir {
     },
     get: (jobId, version, part, byteLength) => readPart(checkpointPath(dir, jobId, version, part), byteLength),
     stream(jobId, version, part, byteLength) {
-      const file = checkpointPath(dir, jobId, version, part);
-      return sized(file, byteLength) ? createReadStream(file, { highWaterMark: 1 << 20 }) : undefined;
+      // opened here, so a retention that removes the file before the download reads it cannot cut the
+      // download short (an open file stays readable after its name is gone)
+      let fd: number;
+      try {
+        fd = openSync(checkpointPath(dir, jobId, version, part), 'r');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw e;
+      }
+      if (fstatSync(fd).size !== byteLength) { closeSync(fd); return undefined; }
+      return createReadStream('', { fd, highWaterMark: 1 << 20 });
     },
     remove(jobId, version) {
       for (const part of CHECKPOINT_PARTS) rmSync(checkpointPath(dir, jobId, version, part), { force: true });

@@ -193,6 +193,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     }
     checkpoints.removeOrphans((dir, version, part) => named.has(`${dir}/${version}/${part}`));
   }
+  const namesFiles = db.prepare<[string, number], { n: number }>('SELECT 1 AS n FROM versions WHERE job_id = ? AND version = ? AND external_parts IS NOT NULL');
   /** Files to remove once the transaction that dropped their rows commits (see settleFiles). */
   const doomed: (() => void)[] = [];
   const removeAfterCommit = (fn: () => void): void => { doomed.push(fn); };
@@ -211,7 +212,9 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
   };
   const dropVersionFiles = (rows: { job_id: string; version: number; files: string | null }[]): void => {
     const withFiles = rows.filter((r) => r.files !== null);
-    if (withFiles.length) removeAfterCommit(() => { for (const r of withFiles) checkpoints.remove(r.job_id, r.version); });
+    // at the end of the outer transaction, a version made again within it (a rollback, then a new round)
+    // names files at the same paths: those stay
+    if (withFiles.length) removeAfterCommit(() => { for (const r of withFiles) if (!namesFiles.get(r.job_id, r.version)) checkpoints.remove(r.job_id, r.version); });
   };
   /** Writes the parts over the threshold as files (before their row commits); answers the row's values. */
   const storeParts = (jobId: string, version: number, parts: Partial<Record<CheckpointPart, Uint8Array>>): { row: Partial<Record<CheckpointPart, Buffer>>; files: string | null } => {
@@ -341,8 +344,6 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         const b = stmt<[string, number], { params: Buffer }>('SELECT params FROM versions WHERE job_id = ? AND version = ?').get(jobId, version)!.params;
         return { hash: r.hash, bytes: b.byteLength, stream: () => Readable.from([b]) };
       }
-      // opened now, so a retention that removes the file later cannot cut a download short (an open file
-      // stays readable on POSIX after its name is gone)
       const s = checkpoints.stream(jobId, version, 'params', inFile);
       if (!s) return lostFile(jobId, version, 'params');
       return { hash: r.hash, bytes: inFile, stream: () => s };

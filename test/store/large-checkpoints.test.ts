@@ -178,12 +178,20 @@ describe('large checkpoints: SQLite files', () => {
       // a rolled-back transaction keeps the files of the rows it had dropped: the rows are back
       await expect(stores.transaction(async (tx) => { await tx.relay.rollback('j', 0, 6); throw new Error('changed my mind'); })).rejects.toThrow('changed my mind');
       expect((await r.getVersion('j', 2))!.params).toEqual(floats(2));
+      // a version dropped and made again in one transaction keeps its new files when that transaction commits
+      await stores.transaction(async (tx) => {
+        await tx.relay.rollback('j', 0, 7);
+        await tx.relay.commitRound('j', next(1), [], 8);
+        await tx.relay.commitRound('j', { ...next(2), params: floats(20), hash: 'h2b' }, [], 9);
+      });
+      expect((await r.getVersion('j', 2))!.params).toEqual(floats(20));
+      expect((await r.getVersion('j', 2))!.momentum).toEqual(floats(2.5));
       // a crash after writing a file, before its row committed: an orphan, and a stray job directory
       writeFileSync(checkpointPath(cp, 'j', 9, 'params'), 'x');
       writeFileSync(join(cp, 'j', 'v2.params.tmp'), 'x');
       await stores.close();
       stores = openSqliteStores(file, { checkpointWorker: false, checkpointFileBytes: THRESHOLD });
-      expect(readdirSync(join(cp, 'j')).sort()).toEqual(['v0.params', 'v2.delta', 'v2.momentum', 'v2.params', 'v2.residual']);
+      expect(readdirSync(join(cp, 'j')).sort()).toEqual(['v0.params', ...['delta', 'momentum', 'params', 'residual'].flatMap((p) => [`v1.${p}`, `v2.${p}`]).sort()]);
       expect((await stores.relay.getVersion('j', 2))!.residual).toEqual(floats(2.75));
     } finally {
       await stores.close();
