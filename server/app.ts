@@ -21,7 +21,7 @@ import { installProtocolCheck } from './routes/protocol.ts';
 import { MIN_PROTOCOL_VERSION } from '../shared/protocol/version.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { taskRoutes } from './routes/tasks.ts';
-import { updateRoutes } from './routes/updates.ts';
+import { DEFAULT_MAX_BODY_BYTES, updateRoutes } from './routes/updates.ts';
 import { volunteerRoutes } from './routes/volunteers.ts';
 import './routes/common.ts';
 import { loadLeaseSecret } from './scheduler/leases.ts';
@@ -40,6 +40,8 @@ import { createDemoJob } from './ops/demo.ts';
 import type { DemoName } from '../shared/jobs/demos.ts';
 import type { JobSubmission } from '../shared/jobs/spec.ts';
 import { openPool } from './pool/index.ts';
+import { Gauge } from 'prom-client';
+import { diskUseReader } from './store/disk-use.ts';
 import { authenticateFirst } from './ops/auth.ts';
 import { countEgress } from './p2p/egress.ts';
 import { p2pRoutes, type P2pOptions } from './p2p/routes.ts';
@@ -63,7 +65,8 @@ export type RelayOptions = {
   renewDefaultJob?: boolean;
   /** how often leases are expired and round timers checked */
   sweepMs?: number;
-  /** absolute cap on any update body */
+  /** absolute cap on any update body (default: an fp32 update of the largest version the relay stores;
+   * each task's own cap is what its model needs) */
   maxBodyBytes?: number;
   /** evaluate every version on held-out data (default true) */
   evaluate?: boolean;
@@ -74,8 +77,13 @@ export type RelayOptions = {
   /** behind a reverse proxy: whose X-Forwarded-For to believe for the client address (true: any; or the
    * proxies' addresses/CIDRs), so per-address limits and spot-check pairing see volunteers, not the proxy */
   trustProxy?: boolean | string;
-  /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best) */
+  /** checkpoints and update payloads kept (default: the newest 64 versions, every 100th, the best; no byte cap) */
   retention?: Retention;
+  /** checkpoint parts (params, momentum, residual, delta) over this many bytes are files beside the SQLite
+   * file, or chunk rows of this size on Postgres (defaults: 1 MiB files, 16 MiB chunks) */
+  largeCheckpointBytes?: number;
+  /** upload bodies over this many bytes are spooled to a file as they arrive, not held in memory (default 1 MiB) */
+  uploadSpoolBytes?: number;
   /** upload bodies one address may have in flight at once: streams (default 32) and bytes held
    * (default the larger of maxBodyBytes and 64 MiB); past either, 429 */
   uploadsInFlight?: Partial<InFlightOptions>;
@@ -111,8 +119,8 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   // at start a database that does not answer yet is waited for (server/store/unavailable.ts whenAvailable)
   const starting = <T>(what: string, fn: () => Promise<T>) => whenAvailable(fn, { warn, what: `starting: ${what}` });
   const databaseUrl = opts.databaseUrl;
-  const shared = databaseUrl ? await starting('opening the database', () => openPostgresStores(databaseUrl, { warn })) : undefined;
-  const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn });
+  const shared = databaseUrl ? await starting('opening the database', () => openPostgresStores(databaseUrl, { warn, checkpointChunkBytes: opts.largeCheckpointBytes })) : undefined;
+  const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn, checkpointFileBytes: opts.largeCheckpointBytes });
   const stores: Stores = shared ?? sqliteStores(store!, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
   // one lease secret for every relay on a shared database: a lease from one is good on the others
   const secret = shared ? await starting('reading the lease secret', () => shared.leaseSecret()) : loadLeaseSecret(opts.dataDir);
@@ -133,6 +141,16 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);
   app.decorate('dataDir', opts.dataDir);
+  const diskUse = diskUseReader(opts.dataDir, shared && (async () => (await shared.pool.query<{ n: number }>('SELECT pg_database_size(current_database()) AS n')).rows[0].n));
+  app.decorate('diskUse', diskUse);
+  new Gauge({
+    name: 'tabtrain_disk_bytes', help: 'bytes the relay keeps on disk, by part (the data directory; shared_database: a Postgres database\'s size)', labelNames: ['part'], registers: [metrics.registry],
+    async collect() {
+      const u = await diskUse();
+      for (const part of ['database', 'payloads', 'checkpoints', 'other', 'dataDir'] as const) this.set({ part: part === 'dataDir' ? 'data_dir' : part }, u[part]);
+      if (u.sharedDatabase !== undefined) this.set({ part: 'shared_database' }, u.sharedDatabase);
+    },
+  });
   app.decorate('pool', pool);
   scheduler.usePool(pool);
 
@@ -148,7 +166,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   await app.register(volunteerRoutes);
   await app.register(jobRoutes);
   await app.register(taskRoutes);
-  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? 256 * 1024 * 1024, inFlight: opts.uploadsInFlight });
+  await app.register(updateRoutes, { maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, inFlight: opts.uploadsInFlight, spoolMemoryBytes: opts.uploadSpoolBytes });
   await app.register(healthRoutes);
   await app.register(p2pRoutes, opts.p2p ?? {});
 

@@ -4,6 +4,7 @@ import { buildApp } from '../app.ts';
 import { peerOrigin } from '../peers.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultTimeouts } from '../transport.ts';
 import { defaultRetention } from '../store/retention.ts';
+import { byteSize } from './sizes.ts';
 import { checkDatabaseUrl, databaseUrlFrom } from '../store/database.ts';
 import { registerOpsCommands } from '../ops/cli.ts';
 import { registerVolunteerCommand } from '../volunteer/cli.ts';
@@ -56,6 +57,7 @@ export function buildProgram(): Command {
     .option('--lease-ms <n>', 'lease length of the default job, when it is created', int('--lease-ms'))
     .option('--keep-versions <n>', 'checkpoints kept in full: the newest n versions (plus every --keep-every-th and the best)', int('--keep-versions', 1), defaultRetention.keepLast)
     .option('--keep-every <n>', 'older checkpoints kept: every n-th version (1 keeps them all)', int('--keep-every', 1), defaultRetention.keepEvery)
+    .option('--keep-bytes <size>', "most bytes of checkpoints kept per job, e.g. 20GB or 512MiB (the oldest go first; never what the staleness bound needs, nor the best version)", byteSize('--keep-bytes'))
     .option('--trust-proxy <proxies>', 'behind a reverse proxy: its addresses/CIDRs, comma-separated (or "true" for any), whose X-Forwarded-For names the volunteer', trustProxy)
     .option('--max-connections-per-address <n>', 'open connections one client address may hold (0 = no cap; trusted proxies are not capped)', int('--max-connections-per-address'), DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
     .option('--request-timeout-ms <n>', 'a request, body included, must arrive within this (0 = none)', int('--request-timeout-ms'), defaultTimeouts.requestMs)
@@ -63,7 +65,7 @@ export function buildProgram(): Command {
     .option('--keep-alive-timeout-ms <n>', 'idle keep-alive connections close after this', int('--keep-alive-timeout-ms', 1), defaultTimeouts.keepAliveMs)
     .option('--idle-timeout-ms <n>', 'sockets with no traffic close after this (0 = never)', int('--idle-timeout-ms'), defaultTimeouts.idleMs)
     .option('--upload-streams-per-address <n>', 'upload bodies one address may send at once (default 32)', int('--upload-streams-per-address', 1))
-    .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default 256 MiB)', int('--upload-bytes-per-address', 1))
+    .option('--upload-bytes-per-address <n>', 'upload bytes one address may have in flight (default: one fp32 update of the largest version stored, about 2 GiB; bodies past 1 MiB wait on disk)', int('--upload-bytes-per-address', 1))
     .option('--peers <urls>', "the other relays of this network (sharing its database), comma-separated: volunteer pages served here may fail over to them (?relays=…)", peers)
     .option('--no-p2p', 'no peer-to-peer sharing between volunteer tabs: everything comes from the relay')
     .option('--ice-server <url>', 'a STUN/TURN server for tabs sharing over WebRTC (repeatable; none needed on loopback or most LANs)', (v: string, all: string[] = []) => [...all, v])
@@ -71,7 +73,7 @@ export function buildProgram(): Command {
     .option('--demo <name>', `the job a fresh relay starts with: ${['mnist', ...demoNames].join(' or ')} (text from an npm package, GPT-2 BPE tokens)`, demoName, 'mnist')
     .option('--no-renew-default-job', 'do not create a fresh default job when every job, the last default one included, is done')
     .action(async (o: {
-      port: number; host: string; dataDir: string; databaseUrl?: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; trustProxy?: boolean | string; quiet?: boolean;
+      port: number; host: string; dataDir: string; databaseUrl?: string; sweepMs: number; leaseMs?: number; keepVersions: number; keepEvery: number; keepBytes?: number; trustProxy?: boolean | string; quiet?: boolean;
       maxConnectionsPerAddress: number; requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; idleTimeoutMs: number;
       uploadStreamsPerAddress?: number; uploadBytesPerAddress?: number; renewDefaultJob: boolean; peers?: string[]; p2p: boolean; iceServer?: string[]; demo: 'mnist' | DemoName;
     }) => {
@@ -84,7 +86,7 @@ export function buildProgram(): Command {
         }
       }
       const relay = await buildApp({
-        dataDir: o.dataDir, databaseUrl, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery }, trustProxy: o.trustProxy,
+        dataDir: o.dataDir, databaseUrl, port: o.port, host: o.host, sweepMs: o.sweepMs, retention: { keepLast: o.keepVersions, keepEvery: o.keepEvery, keepBytes: o.keepBytes }, trustProxy: o.trustProxy,
         maxConnectionsPerAddress: o.maxConnectionsPerAddress,
         timeouts: { requestMs: o.requestTimeoutMs, headersMs: o.headersTimeoutMs, keepAliveMs: o.keepAliveTimeoutMs, idleMs: o.idleTimeoutMs },
         uploadsInFlight: { streamsPerAddress: o.uploadStreamsPerAddress, bytesPerAddress: o.uploadBytesPerAddress },

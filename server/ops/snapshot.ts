@@ -72,6 +72,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
     const swarm = await swarmView(app);
     const mem = process.memoryUsage();
     const audit = await app.stores.ops.countAudit();
+    const disk = await app.diskUse();
     // Lag since the previous snapshot, not since start.
     const lagP99Ms = lag.percentile(99) / 1e6, lagMeanMs = lag.mean / 1e6 || 0;
     lag.reset();
@@ -86,7 +87,7 @@ export function createSnapshotter(app: FastifyInstance, traffic: Traffic, tallie
       jobs: perJob,
       swarm,
       leaderboard,
-      health: { eventLoopLagMs: lagP99Ms, eventLoopMeanMs: lagMeanMs, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, queueDepth: pendingUpdates + inFlight, pendingUpdates, auditEntries: audit, uptimeSec: process.uptime() },
+      health: { eventLoopLagMs: lagP99Ms, eventLoopMeanMs: lagMeanMs, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, disk, queueDepth: pendingUpdates + inFlight, pendingUpdates, auditEntries: audit, uptimeSec: process.uptime() },
     };
   };
 }

@@ -21,6 +21,8 @@ declare module 'fastify' {
     scheduler: Scheduler;
     metrics: Metrics;
     dataDir: string;
+    /** the relay's disk use by part (server/store/disk-use.ts), measured at most every few seconds */
+    diskUse: () => Promise<import('../store/disk-use.ts').DiskUse>;
     /** the relay's clock (RelayOptions.now): routes read time from it, never from Date.now */
     now: () => number;
   }

@@ -10,6 +10,11 @@ import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, RelaySendsMa
 import { paramCount } from '../../shared/models/config.ts';
 import { missingVersionMessage } from '../store/retention.ts';
 
+/** If-None-Match against one strong ETag: a list of tags or `*` (RFC 9110 §13.1.2; weak tags compare
+ * weakly, which for GET is what the RFC asks). */
+export const etagMatches = (header: string | undefined, etag: string): boolean =>
+  header !== undefined && (header.trim() === '*' || header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag));
+
 /** Deltas listed in a manifest: a volunteer further behind than this downloads the params. */
 const MANIFEST_DELTAS = 64;
 
@@ -42,11 +47,16 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
   }, async (req, reply) => {
     const { jobId, version } = req.params;
     const job = await app.scheduler.requireJob(jobId);
-    const v = (await app.stores.relay.getParams(jobId, version)) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, (await app.stores.relay.listVersions(jobId))));
-    // A version's parameters never change, so caches may keep them forever.
-    return reply.header('content-type', 'application/octet-stream').header('x-tabtrain-hash', v.hash)
-      .header('cache-control', 'public, max-age=31536000, immutable')
-      .send(Buffer.from(v.params.buffer, v.params.byteOffset, v.params.byteLength));
+    const missing = async () => fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, (await app.stores.relay.listVersions(jobId))));
+    // A version's parameters never change, so caches may keep them forever; its hash is its ETag, and a
+    // client that has it is answered 304 without a byte of the checkpoint read
+    const hash = (await app.stores.relay.versionHash(jobId, version)) ?? await missing();
+    const etag = `"${hash}"`;
+    reply.header('x-tabtrain-hash', hash).header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable');
+    if (etagMatches(req.headers['if-none-match'], etag)) return reply.code(304).send();
+    // streamed from the params file (or the database a chunk at a time); the momentum beside it is never read
+    const p = (await app.stores.relay.paramsRead(jobId, version)) ?? await missing();
+    return reply.header('content-type', 'application/octet-stream').header('content-length', p.bytes).send(p.stream());
   });
 
   /** The deltas a volunteer may chain instead of downloading params: the newest MANIFEST_DELTAS, unbroken. */

@@ -1,33 +1,57 @@
 // POST /api/tasks/:taskId/update: the binary update frame. The task is looked up before any body byte
 // is read (an unknown one is 404 at once), and its size cap, what the task's model can need, is
-// enforced as bytes arrive, whatever the framing; one address's uploads in flight are capped too.
+// enforced as bytes arrive, whatever the framing; one address's uploads in flight are capped too. The
+// body is hashed as it arrives and, past 1 MiB, spooled to a file instead of held in memory (./spool.ts).
+import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Gauge } from 'prom-client';
 import { encodedByteBound } from '../../shared/codec/index.ts';
 import { paramCount } from '../../shared/models/config.ts';
+import { LIMITS } from '../../shared/jobs/spec.ts';
 import { MAX_FRAME_HEADER_BYTES } from '../../shared/protocol/frame.ts';
 import { InFlightUploads, type InFlightOptions, type InFlightTicket } from '../defence/in-flight.ts';
 import { RelayError, fail } from '../errors.ts';
 import { capBody } from './body-cap.ts';
+import { openSpoolDir, spoolBody, SPOOL_MEMORY_BYTES, type UploadBody } from './spool.ts';
 import { countRefusals, errorResponses } from './common.ts';
 import { RelaySendsUpdateAck, TaskParams, type Static } from './schemas.ts';
 
-export type UpdateRouteOptions = { maxBodyBytes: number; inFlight?: Partial<InFlightOptions> };
+export type UpdateRouteOptions = {
+  maxBodyBytes: number; inFlight?: Partial<InFlightOptions>;
+  /** bodies over this many bytes are spooled to a file in the data directory as they arrive (default 1 MiB) */
+  spoolMemoryBytes?: number;
+};
 
-/** One address: at most 32 uploads at once and 256 MiB of their bytes held (one largest update). */
+/** The absolute cap on an update body: an fp32 update of the largest version the relay stores, with its
+ * frame header (spooled to disk as it arrives, so the cap is no longer what memory allows; each task's
+ * cap, what its own model needs, is far below for most jobs). */
+export const DEFAULT_MAX_BODY_BYTES = encodedByteBound(LIMITS.versionBytes / 4, { kind: 'fp32' }) + 8 + MAX_FRAME_HEADER_BYTES;
+
+/** One address: at most 32 uploads at once and one largest update's bytes in flight (64 MiB at least). */
 export const defaultInFlight = (maxBodyBytes: number): InFlightOptions => ({ streamsPerAddress: 32, bytesPerAddress: Math.max(maxBodyBytes, 64 << 20) });
 
-type UploadState = { cap: number; ticket: InFlightTicket };
+type UploadState = { cap: number; ticket: InFlightTicket; body?: UploadBody };
 const uploads = new WeakMap<FastifyRequest, UploadState>();
 
 export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, opts) => {
   countRefusals(app);
   const given = Object.fromEntries(Object.entries(opts.inFlight ?? {}).filter(([, v]) => v !== undefined));
   const inFlight = new InFlightUploads({ ...defaultInFlight(opts.maxBodyBytes), ...given });
+  const spoolDir = openSpoolDir(app.dataDir);
+  const memoryBytes = opts.spoolMemoryBytes ?? SPOOL_MEMORY_BYTES;
+  // this route's bodies are streams to spool, not Buffers (the app's parser, for its other binary routes)
+  app.removeContentTypeParser('application/octet-stream');
+  app.addContentTypeParser('application/octet-stream', async (req: FastifyRequest, payload: NodeJS.ReadableStream) => {
+    const body = await spoolBody(payload as Readable, spoolDir, memoryBytes);
+    const u = uploads.get(req);
+    if (u) u.body = body;
+    else body.discard();
+    return body;
+  });
   const registers = [app.metrics.registry];
   new Gauge({ name: 'tabtrain_uploads_in_flight', help: 'upload bodies being received now', registers, collect() { this.set(inFlight.totals().streams); } });
   new Gauge({ name: 'tabtrain_upload_bytes_in_flight', help: 'bytes of upload bodies received and not yet answered', registers, collect() { this.set(inFlight.totals().bytes); } });
-  app.post<{ Params: Static<typeof TaskParams>; Body: Buffer }>('/api/tasks/:taskId/update', {
+  app.post<{ Params: Static<typeof TaskParams>; Body: UploadBody }>('/api/tasks/:taskId/update', {
     config: { body: 'binary' },
     bodyLimit: opts.maxBodyBytes,
     schema: { params: TaskParams, response: { 200: RelaySendsUpdateAck, ...errorResponses } },
@@ -42,9 +66,10 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
       const declared = Number(req.headers['content-length']);
       if (declared > cap) throw tooLarge(declared, cap);
       const ticket = inFlight.open(req.ip);
-      // 'close' comes once the answer is sent or the client went away: the body's buffer is no longer held
-      reply.raw.once('close', ticket.release);
-      uploads.set(req, { cap, ticket });
+      const state: UploadState = { cap, ticket };
+      // 'close' comes once the answer is sent or the client went away: the body is no longer held
+      reply.raw.once('close', () => { ticket.release(); state.body?.discard(); });
+      uploads.set(req, state);
     },
     preParsing: async (req, _reply, payload) => {
       const u = uploads.get(req);
@@ -53,7 +78,8 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
   }, async (req) => {
     const body = req.body;
     const sig = req.headers['x-tabtrain-signature'];
-    return app.scheduler.intakeUpdate(req.params.taskId, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), typeof sig === 'string' ? sig : undefined);
+    // a spooled body is read back only now, once it is whole, hashed and within its cap
+    return app.scheduler.intakeUpdate(req.params.taskId, body.bytes(), typeof sig === 'string' ? sig : undefined, body.sha256);
   });
 };
 

@@ -63,8 +63,9 @@ export function createIntake(o: IntakeOptions) {
   /** Usefulness scores of uploads, on jobs that turn them on. */
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
 
-  /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task. */
-  async function intakeUpdate(taskId: string, body: Uint8Array, signature?: string): Promise<UpdateAck> {
+  /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task.
+   * `bodySha256`: the body's hash when the route computed it as the body arrived (server/routes/spool.ts). */
+  async function intakeUpdate(taskId: string, body: Uint8Array, signature?: string, bodySha256?: string): Promise<UpdateAck> {
     let task = (await store.getTask(taskId)) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
     if (task.state !== 'accepted' && (await store.getJob(task.jobId))?.status === 'done') fail('TT_ERR_JOB_NOT_RUNNING', `job ${task.jobId} is done (${(await stopRules.finishOf(task.jobId))?.reason ?? 'ended by an operator'}); its updates are not taken. Lease a task of a running job (GET /api/jobs)`);
     let frame: ReturnType<typeof decodeUpdateFrame>;
@@ -84,7 +85,7 @@ export function createIntake(o: IntakeOptions) {
 
     if (task.state === 'expired' || (task.state === 'issued' && claims.expiresAt <= now())) fail('TT_ERR_LEASE_EXPIRED', taskId);
     // the volunteer's key signs task, lease and the exact body: a tampered body or a stolen lease fails here
-    const hash = sha256(body); // one hash serves the signature check and idempotent re-sends
+    const hash = bodySha256 ?? sha256(body); // one hash serves the signature check and idempotent re-sends
     await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, hash);
     // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
     await guard.limit('uploadsPerIdentity', header.volunteerId, now());

@@ -10,7 +10,7 @@ import { deltaCompression, publishVersion } from '../../shared/codec/version-del
 import { paramCount } from '../../shared/models/config.ts';
 import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore } from '../store/types.ts';
-import { defaultRetention, prunableUpTo, type Retention } from '../store/retention.ts';
+import { defaultRetention, keepFromForBytes, prunableUpTo, type Retention } from '../store/retention.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
 import { isSwarm, type SwarmPolicy } from './swarm.ts';
 import { outerStep } from './outer-step.ts';
@@ -134,6 +134,10 @@ export function createRounds(o: RoundsOptions) {
     try {
       const dropped = await store.pruneHistory(jobId, prunableUpTo(version, r, stalenessBound), r.keepEvery);
       if (dropped.checkpoints || dropped.payloads) log.debug({ job: jobId, version, ...dropped }, 'old checkpoints and payloads dropped');
+      if (r.keepBytes !== undefined) {
+        const byBytes = await store.pruneBytes(jobId, r.keepBytes, keepFromForBytes(version, stalenessBound));
+        if (byBytes.checkpoints) log.debug({ job: jobId, version, ...byBytes }, 'old checkpoints dropped to keep the job under --keep-bytes');
+      }
     } catch (e) {
       log.warn({ err: e, job: jobId, version }, 'retention failed; old checkpoints and payloads stay for now');
     }

@@ -85,12 +85,14 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
         return r;
       });
       db.exec('COMMIT');
+      core.settleFiles(true); // files whose rows this transaction dropped go now
       tx.open = false;
       gate = undefined; open();
       await emitAfter(tx.events);
       return result;
     } catch (e) {
       if (db.inTransaction) db.exec('ROLLBACK');
+      core.settleFiles(false);
       tx.open = false;
       gate = undefined; open();
       throw e;
@@ -101,6 +103,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
   async function nested<T>(tx: Tx, fn: (tx: Stores) => Promise<T>): Promise<T> {
     const name = `sp${++tx.depth}`;
     const mark = tx.events.length;
+    const files = core.filesMark();
     db.exec(`SAVEPOINT ${name}`);
     try {
       const r = await fn(facets(tx));
@@ -110,6 +113,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       db.exec(`ROLLBACK TO ${name}`);
       db.exec(`RELEASE ${name}`);
       tx.events.length = mark;
+      core.settleFiles(false, files); // the files of rows it dropped stay: the rows are back
       throw e;
     } finally {
       tx.depth--;
@@ -162,7 +166,10 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       listVersions: read(core.listVersions),
       listCheckpoints: read(core.listCheckpoints),
       paramsSource: (jobId, version) => ({ db: db.name, jobId, version }),
+      paramsRead: read(core.paramsRead),
       pruneHistory: write((_fire, jobId, upTo, every) => core.pruneHistory(jobId, upTo, every)),
+      pruneBytes: write((_fire, jobId, budget, keepFrom) => core.pruneBytes(jobId, budget, keepFrom)),
+      checkpointBytes: read(core.checkpointBytes),
       commitRound: write((fire, jobId, next, taskIds, now) => {
         const ok = core.commitRound(jobId, next, taskIds, now);
         if (ok) fire({ name: 'round-committed', event: { jobId, version: next.version, hash: next.hash, taskIds, at: now } });

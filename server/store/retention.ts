@@ -3,14 +3,21 @@
 // version: kept forever, a day of rounds every few seconds fills a disk.
 
 /** The newest keepLast versions (never fewer than a job's staleness bound needs), every keepEvery-th,
- * and the version with the best held-out loss keep their checkpoints; older payloads go. */
-export type Retention = { keepLast: number; keepEvery: number };
+ * and the version with the best held-out loss keep their checkpoints; older payloads go. With keepBytes,
+ * a job's kept checkpoints are also held to that many bytes: the oldest go first (every keepEvery-th
+ * too), never those the staleness bound needs, the best (the guardrail's rollback target) or a done
+ * job's released version, so a job whose protected versions alone are bigger stays above it. */
+export type Retention = { keepLast: number; keepEvery: number; keepBytes?: number };
 export const defaultRetention: Retention = { keepLast: 64, keepEvery: 100 };
 
 /** The newest version whose checkpoint may go after `version` was committed (≤ 0: none). Tasks based on
  * any version the staleness bound still accepts keep it: spot-check tie-breaks and usefulness read it. */
 export const prunableUpTo = (version: number, r: Retention, stalenessBound: number): number =>
   version - Math.max(r.keepLast, stalenessBound + 1);
+
+/** Versions from this one on are never dropped by bytes: the current one and every base the staleness
+ * bound still accepts tasks of (what prunableUpTo keeps at the least). */
+export const keepFromForBytes = (version: number, stalenessBound: number): number => version - stalenessBound;
 
 /** Kept versions for an error message, runs folded: "0, 100, 200, 237–300". */
 export function describeVersions(versions: number[]): string {
@@ -27,5 +34,5 @@ export function describeVersions(versions: number[]): string {
 /** Why a version has no checkpoint: not made yet, or dropped by retention (saying which are kept). */
 export function missingVersionMessage(jobId: string, version: number, current: number, kept: number[]): string {
   if (version > current) return `job ${jobId} has no version ${version} yet (current is ${current})`;
-  return `job ${jobId} has no checkpoint of version ${version} any more: retention keeps the newest versions, every n-th and the best held-out loss (relay flags --keep-versions, --keep-every); kept: ${describeVersions(kept)}`;
+  return `job ${jobId} has no checkpoint of version ${version} any more: retention keeps the newest versions, every n-th and the best held-out loss (relay flags --keep-versions, --keep-every, --keep-bytes); kept: ${describeVersions(kept)}`;
 }

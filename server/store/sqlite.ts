@@ -1,15 +1,18 @@
 // The embedded store: better-sqlite3 in WAL mode, one file in the data directory, with large update
-// payloads as files beside it (./payloads.ts) and WAL checkpoints on a worker (./checkpointer.ts).
+// payloads and large checkpoints as files beside it (./payloads.ts, ./checkpoint-files.ts) and WAL
+// checkpoints on a worker (./checkpointer.ts).
 // Numbered migrations run on open (PRAGMA user_version). Every multi-row change is one transaction, so a
 // kill -9 leaves either the old state or the new one, never half of a round.
 import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import type { Eval, Finish, JobStatus } from '../../shared/protocol/messages.ts';
 import { canTransition } from '../../shared/protocol/job-states.ts';
 import { IllegalTransitionError, NotFoundError } from './errors.ts';
 import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
-import type { AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, Seq, Store, TaskRow, TaskState, UpdateRow, VersionRow } from './types.ts';
+import { jobDirName, openCheckpointDir, type CheckpointPart, type FileParts } from './checkpoint-files.ts';
+import type { AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, ParamsRead, Seq, Store, TaskRow, TaskState, UpdateRow, VersionRow } from './types.ts';
 import { missingVersionMessage } from './retention.ts';
 
 const migrations: string[] = [
@@ -63,11 +66,22 @@ const migrations: string[] = [
   // Swarm jobs ask, on every lease, how many live tasks one volunteer holds: without this, a scan of all
   // the job's issued tasks (10,000 at 10,000 volunteers) per request.
   `CREATE INDEX tasks_volunteer ON tasks (job_id, volunteer_id, state);`,
+  // Large checkpoint parts as files (./checkpoint-files.ts): which parts of the version are stored apart
+  // from its row, with their sizes, as JSON ({"params": bytes, ...}); NULL when every part is in the row.
+  // (Postgres has the same column for its chunk rows.)
+  `ALTER TABLE versions ADD COLUMN external_parts TEXT;`,
 ];
 
+/** A version's bytes wherever they are (row or files), in SQL: what retention by bytes adds up. */
+const VERSION_BYTES = `COALESCE(json_extract(external_parts, '$.params'), LENGTH(params)) + COALESCE(json_extract(external_parts, '$.momentum'), LENGTH(momentum))
+  + COALESCE(json_extract(external_parts, '$.residual'), LENGTH(residual), 0) + COALESCE(json_extract(external_parts, '$.delta'), LENGTH(delta), 0)`;
+
 const blob = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-/** Copies, so the Float32Array is aligned and owns its memory. */
-const floats = (b: Buffer): Float32Array => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+/** A row's blob (a Buffer) is copied, so the Float32Array is aligned and owns its memory; a file's bytes
+ * (./checkpoint-files.ts readPart) already own an ArrayBuffer and are viewed as they are. */
+const floats = (b: Uint8Array): Float32Array => (b instanceof Buffer
+  ? new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))
+  : new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4));
 
 type JobDb = { job_id: string; spec: string; status: JobStatus; version: number; round_started_at: number; created_at: number };
 type TaskDb = {
@@ -96,6 +110,9 @@ const updateRow = (r: UpdateDb) => ({
  * (measured: a 23 KB top-k payload 0.2 ms in SQLite, 0.5 ms as a new file in a busy directory). */
 const INLINE_PAYLOAD_BYTES = 128 * 1024;
 const EMPTY = Buffer.alloc(0);
+/** Checkpoint parts over this size are files (./checkpoint-files.ts): beyond the WAL's double write, a
+ * version's params must stream to downloads without its momentum, and above 512 MiB a row cannot hold it. */
+export const CHECKPOINT_FILE_BYTES = 1 << 20;
 
 type FinishRow = { job_id: string; rule: string; reason: string; released_version: number; released_hash: string; loss: number | null; accuracy: number | null; at: number };
 
@@ -116,6 +133,17 @@ export type SqliteStore = Store & {
   putFinish(jobId: string, f: Finish): void;
   getFinish(jobId: string): Finish | undefined;
   clearFinish(jobId: string): void;
+  /** A version's params to stream (a download): from its file, or its row's blob; never its momentum. */
+  paramsRead(jobId: string, version: number): ParamsRead | undefined;
+  /** Retention by bytes: see RelayStore.pruneBytes. */
+  pruneBytes(jobId: string, budget: number, keepFrom: number): { checkpoints: number; bytes: number };
+  /** Bytes of the job's kept checkpoints, rows and files. */
+  checkpointBytes(jobId: string): number;
+  /** Files whose rows went in a change made inside an outer transaction are removed once it ends: after a
+   * commit (`committed`), or kept when it rolled back (./async.ts calls this). */
+  settleFiles(committed: boolean, mark?: number): void;
+  /** Where a savepoint starts in that list: one rolled back settles from its mark, uncommitted. */
+  filesMark(): number;
 };
 
 export type SqliteStoreOptions = {
@@ -126,6 +154,8 @@ export type SqliteStoreOptions = {
   warn?: (fields: Record<string, unknown>, message: string) => void;
   /** Checkpoint the WAL on a worker thread (default true; ./checkpointer.ts). */
   checkpointWorker?: boolean;
+  /** Checkpoint parts (params, momentum, residual, delta) larger than this are files (default 1 MiB). */
+  checkpointFileBytes?: number;
 };
 
 const unknownJob = (jobId: string): never => { throw new NotFoundError('job', jobId); };
@@ -154,6 +184,61 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
   const payloads = openPayloadDir(join(dirname(file), 'payloads'), durability === 'full');
   const hasUpdate = db.prepare<[string], { n: number }>('SELECT 1 AS n FROM updates WHERE task_id = ? AND payload_kept = 1');
   payloads.removeOrphans((taskId) => hasUpdate.get(taskId) !== undefined);
+  const checkpoints = openCheckpointDir(join(dirname(file), 'checkpoints'), durability === 'full');
+  const fileThreshold = o.checkpointFileBytes ?? CHECKPOINT_FILE_BYTES;
+  {
+    const named = new Set<string>();
+    for (const r of db.prepare<[], { job_id: string; version: number; files: string }>('SELECT job_id, version, external_parts AS files FROM versions WHERE external_parts IS NOT NULL').all()) {
+      for (const part of Object.keys(JSON.parse(r.files) as FileParts)) named.add(`${jobDirName(r.job_id)}/${r.version}/${part}`);
+    }
+    checkpoints.removeOrphans((dir, version, part) => named.has(`${dir}/${version}/${part}`));
+  }
+  const namesFiles = db.prepare<[string, number], { n: number }>('SELECT 1 AS n FROM versions WHERE job_id = ? AND version = ? AND external_parts IS NOT NULL');
+  /** Files to remove once the transaction that dropped their rows commits (see settleFiles). */
+  const doomed: (() => void)[] = [];
+  const removeAfterCommit = (fn: () => void): void => { doomed.push(fn); };
+  /** Runs a change that may drop files: they go once its commit is final, here, or at the end of the
+   * outer transaction it runs in (./async.ts); a rolled-back change drops none. */
+  const dropping = <T>(fn: () => T): T => {
+    const mark = doomed.length;
+    try {
+      const r = db.transaction(fn)();
+      if (!db.inTransaction) store.settleFiles(true);
+      return r;
+    } catch (e) {
+      doomed.length = mark;
+      throw e;
+    }
+  };
+  const dropVersionFiles = (rows: { job_id: string; version: number; files: string | null }[]): void => {
+    const withFiles = rows.filter((r) => r.files !== null);
+    // at the end of the outer transaction, a version made again within it (a rollback, then a new round)
+    // names files at the same paths: those stay
+    if (withFiles.length) removeAfterCommit(() => { for (const r of withFiles) if (!namesFiles.get(r.job_id, r.version)) checkpoints.remove(r.job_id, r.version); });
+  };
+  /** Writes the parts over the threshold as files (before their row commits); answers the row's values. */
+  const storeParts = (jobId: string, version: number, parts: Partial<Record<CheckpointPart, Uint8Array>>): { row: Partial<Record<CheckpointPart, Buffer>>; files: string | null } => {
+    const row: Partial<Record<CheckpointPart, Buffer>> = {};
+    const files: FileParts = {};
+    for (const [part, bytes] of Object.entries(parts) as [CheckpointPart, Uint8Array][]) {
+      if (bytes.byteLength > fileThreshold) {
+        checkpoints.put(jobId, version, part, bytes);
+        files[part] = bytes.byteLength;
+        row[part] = EMPTY;
+      } else row[part] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+    return { row, files: Object.keys(files).length ? JSON.stringify(files) : null };
+  };
+  const lostFile = (jobId: string, version: number, name: CheckpointPart): undefined => {
+    o.warn?.({ job: jobId, version, part: name }, 'a checkpoint file is missing or truncated (a power loss?); that version reads as not stored');
+    return undefined;
+  };
+  /** One part of a version: from its file or its row (null: no such part); undefined when its file is lost. */
+  const part = (jobId: string, version: number, files: FileParts | null, name: CheckpointPart, inRow: Buffer | null): Uint8Array | null | undefined => {
+    const inFile = files?.[name];
+    if (inFile === undefined) return inRow;
+    return checkpoints.get(jobId, version, name, inFile) ?? lostFile(jobId, version, name);
+  };
 
   // Statements are prepared once per SQL text: preparing on every call showed up in the relay's profile.
   const prepared = new Map<string, Database.Statement>();
@@ -177,8 +262,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     job: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE job_id = ?'),
     jobs: db.prepare<[], JobDb>('SELECT * FROM jobs ORDER BY created_at, job_id'),
     jobsByStatus: db.prepare<[string], JobDb>('SELECT * FROM jobs WHERE status = ? ORDER BY created_at, job_id'),
-    version: db.prepare<[string, number], { job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number }>(
-      'SELECT job_id, version, hash, params, momentum, residual, created_at FROM versions WHERE job_id = ? AND version = ?'),
+    version: db.prepare<[string, number], { job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number; files: string | null }>(
+      'SELECT job_id, version, hash, params, momentum, residual, created_at, external_parts AS files FROM versions WHERE job_id = ? AND version = ?'),
     versionHash: db.prepare<[string, number], { hash: string }>('SELECT hash FROM versions WHERE job_id = ? AND version = ?'),
     task: db.prepare<[string], TaskDb>('SELECT * FROM tasks WHERE task_id = ?'),
     pending: db.prepare<[string], UpdateDb>('SELECT * FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id'),
@@ -200,9 +285,10 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       db.transaction(() => {
         stmt('INSERT INTO jobs (job_id, spec, status, version, round_started_at, created_at) VALUES (?, ?, ?, 0, ?, ?)')
           .run(jobId, JSON.stringify(spec), status, now, now);
-        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at) VALUES (?, 0, ?, ?, ?, ?)')
-          // version 0's momentum is all zeros: stored empty (read back as zeros), not as params-sized zeros on disk
-          .run(jobId, initial.hash, blob(initial.params), Buffer.alloc(0), now);
+        // version 0's momentum is all zeros: stored empty (read back as zeros), not as params-sized zeros on disk
+        const { row, files } = storeParts(jobId, 0, { params: blob(initial.params) });
+        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, external_parts) VALUES (?, 0, ?, ?, ?, ?, ?)')
+          .run(jobId, initial.hash, row.params, EMPTY, now, files);
       })();
       return store.getJob(jobId)!;
     },
@@ -221,51 +307,107 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       if (!store.versionHash(jobId, version)) {
         throw new NotFoundError('version', `${jobId}@${version}`, missingVersionMessage(jobId, version, job.version, store.listVersions(jobId)));
       }
-      db.transaction(() => {
-        stmt('DELETE FROM versions WHERE job_id = ? AND version > ?').run(jobId, version);
+      dropping(() => {
+        dropVersionFiles(stmt<[string, number], { job_id: string; version: number; files: string | null }>('DELETE FROM versions WHERE job_id = ? AND version > ? RETURNING job_id, version, external_parts AS files').all(jobId, version));
         stmt('DELETE FROM evals WHERE job_id = ? AND version > ?').run(jobId, version);
         stmt('UPDATE updates SET discarded = 1 WHERE job_id = ? AND (applied_in IS NULL OR applied_in > ?)').run(jobId, version);
         stmt('UPDATE jobs SET version = ?, round_started_at = ?, pending_updates = 0 WHERE job_id = ?').run(version, now, jobId);
-      })();
+      });
       return store.getJob(jobId)!;
     },
     getVersion(jobId, version) {
       const r = q.version.get(jobId, version);
-      return r && {
-        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params),
-        momentum: r.momentum.length === 0 ? new Float32Array(r.params.length / 4) : floats(r.momentum),
-        ...(r.residual ? { residual: floats(r.residual) } : {}), createdAt: r.created_at,
+      if (!r) return undefined;
+      const files = r.files === null ? null : JSON.parse(r.files) as FileParts;
+      const params = part(jobId, version, files, 'params', r.params);
+      const momentum = part(jobId, version, files, 'momentum', r.momentum);
+      const residual = part(jobId, version, files, 'residual', r.residual);
+      if (!params || !momentum || residual === undefined) return undefined;
+      return {
+        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(params),
+        momentum: momentum.byteLength === 0 ? new Float32Array(params.byteLength / 4) : floats(momentum),
+        ...(residual ? { residual: floats(residual) } : {}), createdAt: r.created_at,
       };
     },
     getParams(jobId, version) {
-      const r = stmt<[string, number], { hash: string; params: Buffer }>('SELECT hash, params FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
-      return r && { hash: r.hash, params: floats(r.params) };
+      const r = stmt<[string, number], { hash: string; params: Buffer; files: string | null }>('SELECT hash, params, external_parts AS files FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
+      const params = r && part(jobId, version, r.files === null ? null : JSON.parse(r.files) as FileParts, 'params', r.params);
+      return params ? { hash: r!.hash, params: floats(params) } : undefined;
+    },
+    paramsRead(jobId, version) {
+      // the params file's size from the row, or only the params column of the row: momentum is never read
+      const r = stmt<[string, number], { hash: string; files: string | null; bytes: number }>(`SELECT hash, external_parts AS files, LENGTH(params) AS bytes FROM versions
+        WHERE job_id = ? AND version = ?`).get(jobId, version);
+      if (!r) return undefined;
+      const inFile = r.files === null ? undefined : (JSON.parse(r.files) as FileParts).params;
+      if (inFile === undefined) {
+        const b = stmt<[string, number], { params: Buffer }>('SELECT params FROM versions WHERE job_id = ? AND version = ?').get(jobId, version)!.params;
+        return { hash: r.hash, bytes: b.byteLength, stream: () => Readable.from([b]) };
+      }
+      const s = checkpoints.stream(jobId, version, 'params', inFile);
+      if (!s) return lostFile(jobId, version, 'params');
+      return { hash: r.hash, bytes: inFile, stream: () => s };
     },
     versionHash: (jobId, version) => q.versionHash.get(jobId, version)?.hash,
     listVersions: (jobId) => stmt<[string], { version: number }>('SELECT version FROM versions WHERE job_id = ? ORDER BY version').all(jobId).map((r) => r.version),
     pruneHistory(jobId, upTo, every) {
       if (upTo < 1) return { checkpoints: 0, payloads: 0 };
       const files: string[] = [];
-      const dropped = db.transaction(() => {
-        const checkpoints = stmt(`DELETE FROM versions WHERE job_id = ? AND version > 0 AND version <= ? AND version % ? != 0
-          AND version IS NOT (SELECT version FROM evals WHERE job_id = ? ORDER BY loss, version LIMIT 1)`).run(jobId, upTo, every, jobId).changes;
+      const dropped = dropping(() => {
+        const gone = stmt<[string, number, number, string], { job_id: string; version: number; files: string | null }>(`DELETE FROM versions WHERE job_id = ? AND version > 0 AND version <= ? AND version % ? != 0
+          AND version IS NOT (SELECT version FROM evals WHERE job_id = ? ORDER BY loss, version LIMIT 1) RETURNING job_id, version, external_parts AS files`).all(jobId, upTo, every, jobId);
+        dropVersionFiles(gone);
+        const checkpoints = gone.length;
         const old = stmt<[string, number], { task_id: string; inline: number }>(`SELECT task_id, LENGTH(payload) > 0 AS inline FROM updates
           WHERE job_id = ? AND payload_kept = 1 AND applied_in <= ?`).all(jobId, upTo);
         const drop = stmt('UPDATE updates SET payload = ?, payload_kept = 0 WHERE task_id = ?');
         for (const u of old) { drop.run(EMPTY, u.task_id); if (!u.inline) files.push(u.task_id); }
+        // after the commit: a crash before leaves orphans, removed on open
+        if (files.length) removeAfterCommit(() => { for (const f of files) payloads.remove(f); });
         return { checkpoints, payloads: old.length };
-      })();
-      for (const f of files) payloads.remove(f); // after the commit: a crash before leaves orphans, removed on open
+      });
       return dropped;
     },
+    pruneBytes(jobId, budget, keepFrom) {
+      const gone = dropping(() => {
+        let total = store.checkpointBytes(jobId);
+        if (total <= budget) return [];
+        // oldest first; never the versions the staleness bound still accepts tasks of, the best held-out
+        // loss (the guardrail's rollback target) or the version a finished job released
+        const candidates = stmt<[{ job: string; keepFrom: number }], { version: number; bytes: number }>(`SELECT version, ${VERSION_BYTES} AS bytes
+          FROM versions WHERE job_id = $job AND version < $keepFrom
+          AND version IS NOT (SELECT version FROM evals WHERE job_id = $job ORDER BY loss, version LIMIT 1)
+          AND version IS NOT (SELECT released_version FROM job_finish WHERE job_id = $job) ORDER BY version`).all({ job: jobId, keepFrom });
+        const drop = stmt<[string, number], { job_id: string; version: number; files: string | null }>('DELETE FROM versions WHERE job_id = ? AND version = ? RETURNING job_id, version, external_parts AS files');
+        const rows: { job_id: string; version: number; files: string | null; bytes: number }[] = [];
+        for (const c of candidates) {
+          if (total <= budget) break;
+          rows.push({ ...drop.get(jobId, c.version)!, bytes: c.bytes });
+          total -= c.bytes;
+        }
+        dropVersionFiles(rows);
+        return rows;
+      });
+      return { checkpoints: gone.length, bytes: gone.reduce((a, r) => a + r.bytes, 0) };
+    },
+    checkpointBytes: (jobId) => (stmt<[string], { n: number }>(`SELECT COALESCE(SUM(${VERSION_BYTES}), 0) AS n FROM versions WHERE job_id = ?`).get(jobId)!).n,
+    settleFiles(committed, mark = 0) {
+      const fns = doomed.splice(mark);
+      if (committed) for (const fn of fns) fn();
+    },
+    filesMark: () => doomed.length,
     commitRound(jobId, next, taskIds, now) {
       return db.transaction(() => {
         const cur = q.job.get(jobId) ?? unknownJob(jobId);
         if (cur.version + 1 !== next.version) return false; // another closer won, or a rollback moved the job
-        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-          .run(jobId, next.version, next.hash, blob(next.params), blob(next.momentum), now,
-            next.delta ? Buffer.from(next.delta.bytes.buffer, next.delta.bytes.byteOffset, next.delta.bytes.byteLength) : null,
-            next.delta?.sha256 ?? null, next.residual ? blob(next.residual) : null);
+        // checked first, then the files written, then the row: in this one synchronous call nothing else
+        // can commit this version between the check and the insert, so no winner's files are overwritten
+        const { row, files } = storeParts(jobId, next.version, {
+          params: blob(next.params), momentum: blob(next.momentum),
+          ...(next.delta ? { delta: next.delta.bytes } : {}), ...(next.residual ? { residual: blob(next.residual) } : {}),
+        });
+        stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual, external_parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(jobId, next.version, next.hash, row.params, row.momentum, now, row.delta ?? null, next.delta?.sha256 ?? null, row.residual ?? null, files);
         const mark = stmt('UPDATE updates SET applied_in = ? WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
         let applied = 0;
         for (const t of taskIds) applied += mark.run(next.version, t).changes;
@@ -274,10 +416,11 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       })();
     },
     getDelta(jobId, version) {
-      const r = stmt<[string, number], { delta: Buffer | null }>('SELECT delta FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
-      return r?.delta ? new Uint8Array(r.delta) : undefined;
+      const r = stmt<[string, number], { delta: Buffer | null; files: string | null }>('SELECT delta, external_parts AS files FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
+      if (!r?.delta) return undefined;
+      return part(jobId, version, r.files === null ? null : JSON.parse(r.files) as FileParts, 'delta', r.delta) ?? undefined;
     },
-    listDeltas: (jobId, from, to) => stmt<[string, string, number, number], DeltaInfo>(`SELECT v.version AS version, LENGTH(v.delta) AS bytes,
+    listDeltas: (jobId, from, to) => stmt<[string, string, number, number], DeltaInfo>(`SELECT v.version AS version, COALESCE(json_extract(v.external_parts, '$.delta'), LENGTH(v.delta)) AS bytes,
         v.delta_sha256 AS sha256, b.hash AS baseHash FROM versions v JOIN versions b ON b.job_id = ? AND b.version = v.version - 1
         WHERE v.job_id = ? AND v.version > ? AND v.version <= ? AND v.delta IS NOT NULL ORDER BY v.version`).all(jobId, jobId, from, to),
     addVolunteer(id, agent, device, now) {

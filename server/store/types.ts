@@ -24,6 +24,9 @@ export type JobRow = JobSpec & {
 /** A checkpoint: parameters AND outer momentum of one version, so a rollback restores both, and the
  * relay's error-feedback residual of its published deltas (absent: zeros; shared/codec/version-delta.ts). */
 export type VersionRow = { jobId: string; version: number; hash: string; params: Float32Array; momentum: Float32Array; residual?: Float32Array; createdAt: number };
+/** A version's params for a download, not yet read: the hash, the size, and the bytes as a stream (from a
+ * file or the database a piece at a time, never the momentum beside them). `stream` is called at most once. */
+export type ParamsRead = { hash: string; bytes: number; stream(): import('node:stream').Readable };
 /** A version's published delta from the one before: its size, its SHA-256, and the hash it applies to. */
 export type DeltaInfo = { version: number; bytes: number; sha256: string; baseHash: string };
 
@@ -221,8 +224,17 @@ export interface RelayStore {
   listCheckpoints(jobId: string): Promise<CheckpointInfo[]>;
   /** Where a pool worker reads this version's params (see ParamsSource). */
   paramsSource(jobId: string, version: number): ParamsSource;
+  /** A version's params to stream to a download (see ParamsRead), undefined when not stored. */
+  paramsRead(jobId: string, version: number): Promise<ParamsRead | undefined>;
   /** Retention: see Store.pruneHistory. */
   pruneHistory(jobId: string, upTo: number, every: number): Promise<{ checkpoints: number; payloads: number }>;
+  /** Retention by bytes: while the job's kept checkpoints (params, momentum, residual, delta) hold more than
+   * `budget` bytes, drops the oldest, except versions ≥ keepFrom (what the staleness bound still accepts
+   * tasks of, and the current one), the best held-out loss (the rollback target) and a done job's released
+   * version; it may stop above the budget when only those are left. */
+  pruneBytes(jobId: string, budget: number, keepFrom: number): Promise<{ checkpoints: number; bytes: number }>;
+  /** Bytes of the job's kept checkpoints. */
+  checkpointBytes(jobId: string): Promise<number>;
   /**
    * The round's commit, a conditional version bump: only when the job is still at next.version − 1 it
    * stores next's checkpoint, advances the job, restarts its round timer and marks the given (pending)

@@ -32,10 +32,11 @@ export const LIMITS = {
   /** Most multiply-adds of one task, per kind (each kind's entry says why its cap is what it is). */
   mlpTaskMultiplyAdds: modelKinds.mlp.taskLimit.multiplyAdds,
   gptTaskMultiplyAdds: modelKinds.gpt.taskLimit.multiplyAdds,
-  /** Largest fp32 version (4 bytes a parameter) the relay stores: its SQLite store keeps a version's params
-   * as one blob, and better-sqlite3 binds at most about 512 MiB (GPT-2 small with its untied head, 163M
-   * parameters, is 652 MB). */
-  versionBytes: 500 * 2 ** 20,
+  /** Largest fp32 version (4 bytes a parameter) the relay stores: large checkpoints are files beside the
+   * SQLite file or chunk rows on Postgres (server/store/checkpoint-files.ts, postgres/chunks.ts), so no
+   * database value bounds it any more (SQLite's ~512 MiB did); 2 GiB is 537M parameters (GPT-2 small with
+   * its untied head, 163M, is 652 MB), and the relay holds a few fp32 copies of a version while a round closes. */
+  versionBytes: 2 * 2 ** 30,
 } as const;
 
 const Partial_ = <T extends Parameters<typeof Type.Partial>[0]>(t: T) => Type.Partial(t, { additionalProperties: false });

@@ -39,6 +39,8 @@ describe('dashboard', () => {
     expect(Number(await page.textContent('#s-active'))).toBeGreaterThanOrEqual(1);
     expect(Number(await page.textContent('#s-gflops'))).toBeGreaterThan(0);
     expect(await page.textContent('#s-ratio')).toMatch(/× smaller than fp32/);
+    // the relay's disk use: its data directory, by part
+    expect(await page.textContent('#h-disk')).toMatch(/^[\d.]+ [KMG]?B \(checkpoints [\d.]+ [KMG]?B, payloads [\d.]+ [KMG]?B, database [\d.]+ [KMG]?B\)$/);
     // the volunteers here are Node ones (no WebRTC): every download came from the relay
     expect(await page.textContent('#s-downloads')).toMatch(/^[\d.]+ [KM]?B \/ 0 B \(0 % by peers\)$/);
     const card = page.locator(`#job-${jobId}`);

@@ -3,6 +3,7 @@
 // which are kept, and the relay's flags refuse a retention that would keep nothing.
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { byteSize } from '../../server/cli/sizes.ts';
 import { describeVersions } from '../../server/store/retention.ts';
 import { evals, startRelay, startVolunteers, waitFor } from '../helpers/relay.ts';
 
@@ -39,11 +40,26 @@ describe('retention', () => {
     }
   });
 
+  it('reads --keep-bytes sizes in bytes, decimal and binary units', () => {
+    const size = byteSize('--keep-bytes');
+    expect([size('500000000'), size('20GB'), size('1.5 kB'), size('512MiB'), size('2gib')]).toEqual([5e8, 2e10, 1500, 512 * 2 ** 20, 2 * 2 ** 30]);
+  });
+
   it('tabtrain start refuses --keep-versions 0, naming the flag', async () => {
     const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
       execFile(process.execPath, ['bin/tabtrain.js', 'start', '--keep-versions', '0'], (err, _out, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
     });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/--keep-versions must be an integer ≥ 1, got "0"/);
+  });
+
+  it('tabtrain start refuses a --keep-bytes that is no size, naming the flag', async () => {
+    for (const bad of ['0', '12XB', 'lots']) {
+      const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        execFile(process.execPath, ['bin/tabtrain.js', 'start', '--keep-bytes', bad], (err, _out, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
+      });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`--keep-bytes must be a size of at least 1 byte, like 500000000, 20GB or 512MiB; got "${bad}"`);
+    }
   });
 });

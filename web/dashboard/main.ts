@@ -15,7 +15,7 @@ type Snapshot = {
     finish?: { rule: string; reason: string; releasedVersion: number; loss: number | null; accuracy: number | null } }[];
   leaderboard: { volunteerId: string; credit: number; updates: number }[];
   swarm?: { training: number; waiting: number; roundSize: number; roundSeconds: number; staleness: { le: string; count: number }[] };
-  health: { eventLoopLagMs: number; rssBytes: number; heapUsedBytes: number; queueDepth: number; pendingUpdates: number; auditEntries: number; uptimeSec: number };
+  health: { eventLoopLagMs: number; rssBytes: number; heapUsedBytes: number; disk: { dataDir: number; database: number; payloads: number; checkpoints: number; sharedDatabase?: number }; queueDepth: number; pendingUpdates: number; auditEntries: number; uptimeSec: number };
   history?: { at: number; samplesPerSec: number; tokensPerSec: number; gflops: number; active: number }[];
 };
 
@@ -64,6 +64,8 @@ function render(s: Snapshot): void {
   $('refusals').innerHTML = s.updates.refused.map((r) => `<tr><td>${esc(r.reason)}</td><td class="num">${r.count}</td></tr>`).join('') || '<tr><td colspan="2" class="muted">none</td></tr>';
   text('h-lag', `${s.health.eventLoopLagMs.toFixed(1)} ms`);
   text('h-mem', `${bytes(s.health.rssBytes)} / ${bytes(s.health.heapUsedBytes)}`);
+  const d = s.health.disk;
+  text('h-disk', `${bytes(d.dataDir)} (checkpoints ${bytes(d.checkpoints)}, payloads ${bytes(d.payloads)}, database ${bytes(d.database)})${d.sharedDatabase !== undefined ? `; shared database ${bytes(d.sharedDatabase)}` : ''}`);
   text('h-queue', `${s.health.queueDepth} (${s.health.pendingUpdates} updates waiting for a round)`);
   text('h-audit', String(s.health.auditEntries));
   text('h-uptime', `${Math.round(s.health.uptimeSec)} s`);

@@ -35,6 +35,8 @@ export type Shared = {
    * them, so a read issued while one is open sees its outcome, as on the embedded store */
   open: Set<Promise<unknown>>;
   closed: boolean;
+  /** checkpoint parts over this many bytes are chunk rows (./chunks.ts) */
+  chunkBytes: number;
 };
 
 const inside = new AsyncLocalStorage<TxState>();

@@ -8,7 +8,9 @@
 //   pending updates are counted from their rows (indexed), so no lease or upload writes a counter row
 //   that every other one of the job's would wait for;
 // - every multi-row change is one transaction: a relay killed mid-way leaves nothing half-done.
-// Binary payloads (checkpoints, deltas, residuals, update payloads) live in their rows as bytea.
+// Binary payloads (checkpoints, deltas, residuals, update payloads) live in their rows as bytea; a large
+// checkpoint part as chunk rows beside its version (./chunks.ts).
+import { Readable } from 'node:stream';
 import type { Eval, Finish, JobStatus } from '../../../shared/protocol/messages.ts';
 import { canTransition } from '../../../shared/protocol/job-states.ts';
 import { ConflictError, IllegalTransitionError, NotFoundError } from '../errors.ts';
@@ -17,10 +19,17 @@ import type {
   AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, RelayStore, Seq, TaskRow, TaskState, UpdateRow, VersionRow,
 } from '../types.ts';
 import type { Ctx } from './context.ts';
+import { INSERT_CHUNK, readChunked, splitParts, streamChunked, type ChunkedParts, type Part, type Query } from './chunks.ts';
+
+/** A version's bytes, row and chunks: what retention by bytes adds up. */
+const VERSION_BYTES = `(octet_length(params) + octet_length(momentum) + COALESCE(octet_length(residual), 0) + COALESCE(octet_length(delta), 0)
+        + COALESCE((SELECT SUM(octet_length(k.bytes)) FROM version_chunks k WHERE k.job_id = versions.job_id AND k.version = versions.version), 0))`;
 
 const bytes = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 /** Copies, so the Float32Array is aligned and owns its memory. */
-const floats = (b: Buffer): Float32Array => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+const floats = (b: Uint8Array): Float32Array => (b instanceof Buffer
+  ? new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))
+  : new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)); // chunks read back own their ArrayBuffer
 
 type JobDb = { job_id: string; spec: string; status: JobStatus; version: number; round_started_at: number; created_at: number };
 type TaskDb = {
@@ -53,6 +62,16 @@ const UPDATE_META = 'task_id, job_id, volunteer_id, base_version, round, weight,
 
 /** `url`: where a pool worker reads params itself (server/pool/worker.ts). */
 export function createRelayStore(c: Ctx, url: string): RelayStore {
+  const query = (x: Ctx): Query => (sql, args) => x.rows<{ bytes: Buffer }>(sql, args);
+  /** Inserts the version's chunk rows (after its row: they reference it). */
+  const putChunks = async (x: Ctx, jobId: string, version: number, chunks: ReturnType<typeof splitParts>['chunks']): Promise<void> => {
+    for (const k of chunks) await x.run(INSERT_CHUNK, [jobId, version, k.part, k.idx, k.bytes]);
+  };
+  /** One part of a version: its row's bytes, or its chunks read back (undefined if they went meanwhile). */
+  const part = async (jobId: string, version: number, chunked: string | null, name: Part, inRow: Buffer | null): Promise<Uint8Array | null | undefined> => {
+    const size = chunked === null ? undefined : (JSON.parse(chunked) as ChunkedParts)[name];
+    return size === undefined ? inRow : readChunked(query(c), jobId, version, name, size);
+  };
   const lockedJob = async (x: Ctx, jobId: string): Promise<JobDb> =>
     (await x.one<JobDb>('SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE', [jobId])) ?? (() => { throw new NotFoundError('job', jobId); })();
 
@@ -63,8 +82,10 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
         VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (job_id) DO NOTHING RETURNING *`, [jobId, JSON.stringify(spec), status, now]);
       if (!r) throw new ConflictError(`a job with id "${jobId}" exists`);
       // version 0's momentum is all zeros: stored empty (read back as zeros)
-      await x.run('INSERT INTO versions (job_id, version, hash, params, momentum, created_at) VALUES ($1, 0, $2, $3, $4, $5)',
-        [jobId, initial.hash, bytes(initial.params), Buffer.alloc(0), now]);
+      const { row, chunked, chunks } = splitParts({ params: bytes(initial.params) }, c.shared.chunkBytes);
+      await x.run('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, external_parts) VALUES ($1, 0, $2, $3, $4, $5, $6)',
+        [jobId, initial.hash, row.params, Buffer.alloc(0), now, chunked]);
+      await putChunks(x, jobId, 0, chunks);
       const job = jobRow(r);
       await x.emit('job-created', { job });
       return job;
@@ -106,17 +127,33 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
     }),
 
     async getVersion(jobId, version) {
-      const r = await c.one<{ job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number }>(
-        'SELECT job_id, version, hash, params, momentum, residual, created_at FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
-      return r && {
-        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(r.params),
-        momentum: r.momentum.length === 0 ? new Float32Array(r.params.length / 4) : floats(r.momentum),
-        ...(r.residual ? { residual: floats(r.residual) } : {}), createdAt: r.created_at,
+      const r = await c.one<{ job_id: string; version: number; hash: string; params: Buffer; momentum: Buffer; residual: Buffer | null; created_at: number; chunked: string | null }>(
+        'SELECT job_id, version, hash, params, momentum, residual, created_at, external_parts AS chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      if (!r) return undefined;
+      const params = await part(jobId, version, r.chunked, 'params', r.params);
+      const momentum = await part(jobId, version, r.chunked, 'momentum', r.momentum);
+      const residual = await part(jobId, version, r.chunked, 'residual', r.residual);
+      if (!params || !momentum || residual === undefined) return undefined;
+      return {
+        jobId: r.job_id, version: r.version, hash: r.hash, params: floats(params),
+        momentum: momentum.byteLength === 0 ? new Float32Array(params.byteLength / 4) : floats(momentum),
+        ...(residual ? { residual: floats(residual) } : {}), createdAt: r.created_at,
       } satisfies VersionRow;
     },
     async getParams(jobId, version) {
-      const r = await c.one<{ hash: string; params: Buffer }>('SELECT hash, params FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
-      return r && { hash: r.hash, params: floats(r.params) };
+      const r = await c.one<{ hash: string; params: Buffer; chunked: string | null }>('SELECT hash, params, external_parts AS chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      const params = r && await part(jobId, version, r.chunked, 'params', r.params);
+      return params ? { hash: r!.hash, params: floats(params) } : undefined;
+    },
+    async paramsRead(jobId, version) {
+      // the size first (no bytes read); then the params column alone, or its chunks one at a time
+      const r = await c.one<{ hash: string; chunked: string | null; bytes: number }>(
+        'SELECT hash, external_parts AS chunked, octet_length(params) AS bytes FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      if (!r) return undefined;
+      const size = r.chunked === null ? undefined : (JSON.parse(r.chunked) as ChunkedParts).params;
+      if (size !== undefined) return { hash: r.hash, bytes: size, stream: () => streamChunked(query(c), jobId, version, 'params', size) };
+      const b = (await c.one<{ params: Buffer }>('SELECT params FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]))?.params;
+      return b && { hash: r.hash, bytes: b.byteLength, stream: () => Readable.from([b]) };
     },
     versionHash: async (jobId, version) => (await c.one<{ hash: string }>('SELECT hash FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]))?.hash,
     listVersions: async (jobId) => (await c.rows<{ version: number }>('SELECT version FROM versions WHERE job_id = $1 ORDER BY version', [jobId])).map((r) => r.version),
@@ -133,25 +170,51 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
         return { checkpoints, payloads };
       });
     },
+    pruneBytes: (jobId, budget, keepFrom) => c.atomic(async (x) => {
+      // oldest first, never the staleness bound's versions, the rollback target or a done job's released version
+      const candidates = await x.rows<{ version: number; bytes: number }>(`SELECT version, ${VERSION_BYTES} AS bytes FROM versions
+        WHERE job_id = $1 AND version < $2
+        AND version IS DISTINCT FROM (SELECT version FROM evals WHERE job_id = $1 ORDER BY loss, version LIMIT 1)
+        AND version IS DISTINCT FROM (SELECT released_version FROM job_finish WHERE job_id = $1) ORDER BY version`, [jobId, keepFrom]);
+      let total = (await x.one<{ n: number }>(`SELECT COALESCE(SUM(${VERSION_BYTES}), 0)::bigint AS n FROM versions WHERE job_id = $1`, [jobId]))!.n;
+      const drop: number[] = [];
+      let freed = 0;
+      for (const v of candidates) {
+        if (total <= budget) break;
+        drop.push(v.version);
+        total -= v.bytes;
+        freed += v.bytes;
+      }
+      if (drop.length) await x.run('DELETE FROM versions WHERE job_id = $1 AND version = ANY($2)', [jobId, drop]);
+      return { checkpoints: drop.length, bytes: freed };
+    }),
+    checkpointBytes: async (jobId) => (await c.one<{ n: number }>(`SELECT COALESCE(SUM(${VERSION_BYTES}), 0)::bigint AS n FROM versions WHERE job_id = $1`, [jobId]))!.n,
     commitRound: (jobId, next, taskIds, now) => c.atomic(async (x) => {
       // the conditional bump takes the job's row lock: another relay closing the same round waits here,
       // then finds the version moved and changes nothing
       const bumped = await x.run('UPDATE jobs SET version = $1, round_started_at = $2 WHERE job_id = $3 AND version = $4',
         [next.version, now, jobId, next.version - 1]);
       if (bumped !== 1) return false;
-      await x.run(`INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [jobId, next.version, next.hash, bytes(next.params), bytes(next.momentum), now,
-        next.delta ? bytes(next.delta.bytes) : null, next.delta?.sha256 ?? null, next.residual ? bytes(next.residual) : null]);
+      const { row, chunked, chunks } = splitParts({
+        params: bytes(next.params), momentum: bytes(next.momentum),
+        ...(next.delta ? { delta: next.delta.bytes } : {}), ...(next.residual ? { residual: bytes(next.residual) } : {}),
+      }, c.shared.chunkBytes);
+      await x.run(`INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual, external_parts)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [jobId, next.version, next.hash, row.params, row.momentum, now,
+        row.delta ?? null, next.delta?.sha256 ?? null, row.residual ?? null, chunked]);
+      await putChunks(x, jobId, next.version, chunks);
       await x.run('UPDATE updates SET applied_in = $1 WHERE task_id = ANY($2) AND job_id = $3 AND applied_in IS NULL AND discarded = 0',
         [next.version, taskIds, jobId]);
       await x.emit('round-committed', { jobId, version: next.version, hash: next.hash, taskIds, at: now });
       return true;
     }),
     async getDelta(jobId, version) {
-      const r = await c.one<{ delta: Buffer | null }>('SELECT delta FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
-      return r?.delta ? new Uint8Array(r.delta) : undefined;
+      const r = await c.one<{ delta: Buffer | null; chunked: string | null }>('SELECT delta, external_parts AS chunked FROM versions WHERE job_id = $1 AND version = $2', [jobId, version]);
+      if (!r?.delta) return undefined;
+      const d = await part(jobId, version, r.chunked, 'delta', r.delta);
+      return d ? new Uint8Array(d) : undefined;
     },
-    listDeltas: (jobId, from, to) => c.rows<DeltaInfo>(`SELECT v.version AS version, octet_length(v.delta) AS bytes,
+    listDeltas: (jobId, from, to) => c.rows<DeltaInfo>(`SELECT v.version AS version, COALESCE((v.external_parts::jsonb ->> 'delta')::bigint, octet_length(v.delta)) AS bytes,
         v.delta_sha256 AS sha256, b.hash AS "baseHash" FROM versions v JOIN versions b ON b.job_id = v.job_id AND b.version = v.version - 1
         WHERE v.job_id = $1 AND v.version > $2 AND v.version <= $3 AND v.delta IS NOT NULL ORDER BY v.version`, [jobId, from, to]),
 

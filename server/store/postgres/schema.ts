@@ -115,4 +115,16 @@ export const migrations: Migration[] = [
         bucket TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at BIGINT NOT NULL, ok BOOLEAN NOT NULL);
       CREATE UNLOGGED TABLE defence_seen_requests (signature TEXT PRIMARY KEY, until_at BIGINT NOT NULL);`,
   },
+  {
+    // large checkpoint parts as chunk rows (./chunks.ts): a bytea stops at 1 GB, and pg cannot read one
+    // past a few hundred MB; `external_parts` names a version's chunked parts and their sizes (JSON), as
+    // SQLite's column of the same name names its checkpoint files
+    name: 'checkpoint chunks',
+    sql: `
+      ALTER TABLE versions ADD COLUMN external_parts TEXT;
+      CREATE TABLE version_chunks (
+        job_id TEXT NOT NULL, version INTEGER NOT NULL, part TEXT NOT NULL, idx INTEGER NOT NULL, bytes BYTEA NOT NULL,
+        PRIMARY KEY (job_id, version, part, idx),
+        FOREIGN KEY (job_id, version) REFERENCES versions (job_id, version) ON DELETE CASCADE);`,
+  },
 ];

@@ -13,6 +13,7 @@ import { listenForEvents, type EventListener } from './notify.ts';
 import { createOpsStore } from './ops.ts';
 import { openPostgresPool, type PostgresPoolOptions } from './pool.ts';
 import { createRelayStore } from './relay.ts';
+import { CHUNK_BYTES } from './chunks.ts';
 
 export type PostgresStores = Stores & {
   readonly pool: pg.Pool;
@@ -38,7 +39,7 @@ function handle(shared: Shared, url: string, tx?: TxState): Stores {
 }
 
 /** Opens a pool on `url`, brings the schema up to date (./migrate.ts) and starts listening for other relays. */
-export async function openPostgresStores(url: string, o: PostgresPoolOptions & { warn?: Warn } = {}): Promise<PostgresStores> {
+export async function openPostgresStores(url: string, o: PostgresPoolOptions & { warn?: Warn; checkpointChunkBytes?: number } = {}): Promise<PostgresStores> {
   const pool = openPostgresPool(url, o);
   try {
     await migratePostgres(pool);
@@ -48,7 +49,8 @@ export async function openPostgresStores(url: string, o: PostgresPoolOptions & {
   }
   const warn: Warn = o.warn ?? (() => undefined);
   const origin = randomBytes(8).toString('hex');
-  const shared: Shared = { pool, origin, after: new Map(), committing: new Map(), warn, handleFor: (tx) => handle(shared, url, tx), open: new Set(), closed: false };
+  const shared: Shared = { pool, origin, after: new Map(), committing: new Map(), warn, handleFor: (tx) => handle(shared, url, tx), open: new Set(), closed: false,
+    chunkBytes: o.checkpointChunkBytes ?? CHUNK_BYTES };
   const root = handle(shared, url);
   const remote = listenForEvents(url, { origin, warn });
   return {
