@@ -24,7 +24,8 @@
 // behind (7.83 vs 7.24 nats, free-running), and with H=5 over 16 rounds the relay's per-version loss
 // oscillated between 8.0 and 8.7 (momentum overshooting), so the bench uses lr 1 and momentum 0.5 (the
 // asymptotic outer step is then twice the averaged Δ: two volunteers' work); 12 tasks each (15,360 tokens,
-// free-running) gave 7.64 vs 7.11 (1.075).
+// free-running) gave 7.64 vs 7.11 (1.075). Summing the two Δ instead (lr 2, momentum 0, synchronous)
+// overshot: the relay's loss went 9.80, 8.22, 8.52, 7.99, 7.88, 11.63, 8.09 over versions 1–7.
 // Knobs: BENCH_VOLUNTEERS (2), BENCH_TASKS (8), BENCH_STEPS (H, 10), BENCH_BATCH (4), BENCH_WIDTH (32),
 // BENCH_CONTEXT (16), BENCH_LAYERS (1), BENCH_EVAL_WINDOWS (64), BENCH_OUTER_LR (1), BENCH_OUTER_MOMENTUM (0.5),
 // BENCH_SYNC (1).
