@@ -13,14 +13,22 @@
 // would roll back an early outer step that overshoots, which is the optimizer this bench measures.
 // Defaults (2 volunteers × 8 tasks of 10 steps, batch 4 × 16 tokens: 8 rounds, 10,240 tokens; a 1-layer
 // width-32 GPT, 3.2M parameters, nearly all of them BPE embedding and head) take about 5 minutes of 2 idle
-// cores. Outer settings: DiLoCo's lr 0.7 with momentum 0.9 is tuned for H in the hundreds and many
-// rounds; over 8 rounds of H=10 it ended 8 % behind (7.83 vs 7.24 nats), and with H=5 over 16 rounds the
-// relay's per-version loss oscillated between 8.0 and 8.7 (momentum overshooting), so the bench uses
-// lr 1 and momentum 0.5 (the asymptotic outer step is then twice the averaged Δ: two volunteers' work):
-// 7.70 vs 7.24 nats (1.063) with the defaults, 3.5 minutes of swarm and 2.6 of single process here;
-// 12 tasks each (15,360 tokens) gave 7.64 vs 7.11 (1.075): the goal of 1.05 is not met at this scale.
+// cores. Rounds are synchronous (BENCH_SYNC=1, as DiLoCo measures): each volunteer runs one task, and leases
+// its next once the round it fed has closed. Left free-running (BENCH_SYNC=0) the real loop pipelines: it
+// leases its next task before its update lands, so every round here mixed one fresh update with one a
+// version stale (7 of the first 13 weighed 0.5) and the relay's held-out loss went 8.19, 8.60, 8.05, 8.66
+// over versions 3–6; that ended 7.70 vs 7.24 nats (1.063). Synchronous, with the same outer settings, it
+// fell every version (10.05, 8.72, 8.21, 8.10, 7.96, 7.87, 7.83) and ended 7.6106 vs 7.2439 (1.0506,
+// measured on a loaded machine: 1,570 s of swarm, 577 s of single process). Outer settings: DiLoCo's lr
+// 0.7 with momentum 0.9 is tuned for H in the hundreds and many rounds; over 8 rounds of H=10 it ended 8 %
+// behind (7.83 vs 7.24 nats, free-running), and with H=5 over 16 rounds the relay's per-version loss
+// oscillated between 8.0 and 8.7 (momentum overshooting), so the bench uses lr 1 and momentum 0.5 (the
+// asymptotic outer step is then twice the averaged Δ: two volunteers' work); 12 tasks each (15,360 tokens,
+// free-running) gave 7.64 vs 7.11 (1.075). Summing the two Δ instead (lr 2, momentum 0, synchronous)
+// overshot: the relay's loss went 9.80, 8.22, 8.52, 7.99, 7.88, 11.63, 8.09 over versions 1–7.
 // Knobs: BENCH_VOLUNTEERS (2), BENCH_TASKS (8), BENCH_STEPS (H, 10), BENCH_BATCH (4), BENCH_WIDTH (32),
-// BENCH_CONTEXT (16), BENCH_LAYERS (1), BENCH_EVAL_WINDOWS (64), BENCH_OUTER_LR (1), BENCH_OUTER_MOMENTUM (0.5).
+// BENCH_CONTEXT (16), BENCH_LAYERS (1), BENCH_EVAL_WINDOWS (64), BENCH_OUTER_LR (1), BENCH_OUTER_MOMENTUM (0.5),
+// BENCH_SYNC (1).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
