@@ -31,6 +31,7 @@ import { openSqliteStore } from './store/sqlite.ts';
 import { sqliteStores } from './store/async.ts';
 import { ConflictError } from './store/errors.ts';
 import type { Stores } from './store/types.ts';
+import type { GroupCommitOptions } from './store/group-commit.ts';
 import { sqliteProbe, type DatabaseProbe } from './store/database.ts';
 import { DATABASE_DOWN, isDatabaseUnavailable } from './store/unavailable.ts';
 import { openPostgresStores } from './store/postgres/index.ts';
@@ -49,6 +50,9 @@ export type RelayOptions = {
   dataDir: string;
   /** a postgres:// URL: run on that shared database instead of the embedded SQLite file (several relays may) */
   databaseUrl?: string;
+  /** uploads that arrive together share one store transaction (server/store/group-commit.ts; default on,
+   * batches of up to 64 gathered for the rest of one event-loop turn); false: one each */
+  groupCommit?: GroupCommitOptions | false;
   /** listen when given (0 = a random free port) */
   port?: number;
   host?: string;
@@ -108,9 +112,9 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   });
   const warn = (fields: Record<string, unknown>, message: string) => app.log.warn(fields, message);
   // Postgres when a database URL is given (several relays may share it), else the embedded SQLite file
-  const shared = opts.databaseUrl ? await openPostgresStores(opts.databaseUrl, { warn }) : undefined;
+  const shared = opts.databaseUrl ? await openPostgresStores(opts.databaseUrl, { warn, groupCommit: opts.groupCommit }) : undefined;
   const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn });
-  const stores: Stores = shared ?? sqliteStores(store!, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
+  const stores: Stores = shared ?? sqliteStores(store!, { groupCommit: opts.groupCommit, onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
   // one lease secret for every relay on a shared database: a lease from one is good on the others
   const secret = shared ? await shared.leaseSecret() : loadLeaseSecret(opts.dataDir);
   const metrics = createMetrics();

@@ -3,7 +3,8 @@
 // address and identity, reputation (spot checks), and every refusal counted by reason.
 import { createHmac } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
-import { canonicalSignature, identityId, taskRequestSigningBytes, verifyBytes, verifyUpdateDigest } from '../../shared/security/identity.ts';
+import { canonicalSignature, identityId } from '../../shared/security/identity.ts';
+import { verifyTaskRequestSignature, verifyUploadSignature } from './signatures.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
 import { RelayError, fail } from '../errors.ts';
@@ -104,7 +105,7 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
       return; // a key-less volunteer of an 'optional' relay
     }
     if (!signature) fail('TT_ERR_SIGNATURE', 'header "x-tabtrain-signature" is missing: sign the upload with your volunteer key');
-    const r = await verifyUpdateDigest(key, signature!, taskId, lease, bodySha256Hex);
+    const r = await verifyUploadSignature(key, signature!, taskId, lease, bodySha256Hex);
     if (!r.ok) fail('TT_ERR_SIGNATURE', `${r.code}: ${r.message}`);
   }
 
@@ -123,7 +124,7 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
     if (!Number.isSafeInteger(t) || Math.abs(now - t) > REQUEST_SKEW_MS) {
       fail('TT_ERR_REQUEST_TIME', `x-tabtrain-time ${JSON.stringify(at)} is not within ${REQUEST_SKEW_MS / 1000} s of the relay's clock (${now}, also in this answer's x-tabtrain-time); sign again with that time`);
     }
-    const r = await verifyBytes(key, signature!, taskRequestSigningBytes(jobId, volunteerId, t));
+    const r = await verifyTaskRequestSignature(key, signature!, jobId, volunteerId, t);
     if (!r.ok) fail('TT_ERR_REQUEST_SIGNATURE', `${r.code}: ${r.message}`);
     for (const [sig, until] of seenRequests) { if (until > now && seenRequests.size < MAX_SEEN_REQUESTS) break; seenRequests.delete(sig); }
     const seen = canonicalSignature(signature!) ?? signature!; // (r, n − s) is the same signature as (r, s)
