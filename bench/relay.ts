@@ -151,12 +151,20 @@ async function run(relays: RelayProcess[], who: { identity: Identity; volunteerI
   const b0 = await batches();
   const cpu0 = await Promise.all(relays.map((x) => x.cpuMs()));
   const start = performance.now();
-  let acked = 0;
+  let acked = 0, retried = 0;
   await pool(uploads, async (i) => {
     const t0 = performance.now();
-    const res = await fetch(`${at(i + 1).url}/api/tasks/${tasks[i].taskId}/update`, {
-      method: 'POST', body: frames[i] as BodyInit, headers: { 'content-type': 'application/octet-stream', 'x-tabtrain-signature': signatures[i] },
-    });
+    let res: Response;
+    // a relay short of database connections answers 503: a volunteer sends the same upload again (idempotent)
+    for (let attempt = 0; ; attempt++) {
+      res = await fetch(`${at(i + 1).url}/api/tasks/${tasks[i].taskId}/update`, {
+        method: 'POST', body: frames[i] as BodyInit, headers: { 'content-type': 'application/octet-stream', 'x-tabtrain-signature': signatures[i] },
+      });
+      if (res.status !== 503 || attempt === 5) break;
+      await res.arrayBuffer();
+      retried++;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     if (res.status !== 200) throw new Error(`upload ${i} answered ${res.status}: ${await res.text()}`);
     await res.arrayBuffer();
     acked++;
@@ -174,7 +182,7 @@ async function run(relays: RelayProcess[], who: { identity: Identity; volunteerI
   latencies.sort((a, b) => a - b);
   const p99 = latencies[Math.floor(latencies.length * 0.99)];
   const perSec = uploads / seconds;
-  console.log(`${c.kind} on ${relays.length} relay(s): ${uploads} uploads of ${payload.length} bytes (${(4 * N / payload.length).toFixed(1)}× under fp32) in ${seconds.toFixed(1)} s = ${perSec.toFixed(0)}/s, p50 ${latencies[latencies.length >> 1].toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, relay rss ${rss.map((x) => x.toFixed(0)).join(' → ')} MB; relay CPU ${cpuMs.toFixed(3)} ms/update, of it the event loop's thread ${mainMs.toFixed(3)} ms (${(1000 / cpuMs).toFixed(0)}/s per fully available core)${shared}`);
+  console.log(`${c.kind} on ${relays.length} relay(s): ${uploads} uploads of ${payload.length} bytes (${(4 * N / payload.length).toFixed(1)}× under fp32) in ${seconds.toFixed(1)} s = ${perSec.toFixed(0)}/s, p50 ${latencies[latencies.length >> 1].toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, relay rss ${rss.map((x) => x.toFixed(0)).join(' → ')} MB; relay CPU ${cpuMs.toFixed(3)} ms/update, of it the event loop's thread ${mainMs.toFixed(3)} ms (${(1000 / cpuMs).toFixed(0)}/s per fully available core)${shared}${retried ? `; ${retried} answers were 503 and sent again` : ''}`);
   return { perSec, p99, cpuMs, rss, taskIds: tasks.map((t) => t.taskId), acked };
 }
 
