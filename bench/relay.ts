@@ -24,9 +24,9 @@ import { rng } from '../shared/util/rng.ts';
 import { createIdentity, signTaskRequest, signUpdate, type Identity } from '../shared/security/identity.ts';
 import { solvePow } from '../shared/security/pow.ts';
 
-const TOPK_UPLOADS = Number(process.env.BENCH_TOPK_UPLOADS ?? 6000);
-const INT8_UPLOADS = Number(process.env.BENCH_INT8_UPLOADS ?? 400);
-const PG_UPLOADS = Number(process.env.BENCH_PG_UPLOADS ?? 3000);
+const TOPK_UPLOADS = Number(process.env.BENCH_TOPK_UPLOADS ?? 3000);
+const INT8_UPLOADS = Number(process.env.BENCH_INT8_UPLOADS ?? 200);
+const PG_UPLOADS = Number(process.env.BENCH_PG_UPLOADS ?? 1500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const model: MlpConfig = { kind: 'mlp', inputs: 784, hidden: [1260], classes: 10 }; // 1,001,710 parameters
@@ -87,12 +87,10 @@ async function startRelay(dir: string, databaseUrl?: string, makeJobs = true): P
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, RELAY_DIR: dir, RELAY_DATABASE_URL: databaseUrl ?? '', RELAY_MAKE_JOBS: makeJobs ? '1' : '' },
   });
-  const replies: ((r: Reply) => void)[] = [];
-  child.on('message', (r: Reply) => replies.shift()?.(r));
-  const next = () => new Promise<Reply>((resolve, reject) => {
-    replies.push(resolve);
-    child.once('exit', (c) => reject(new Error(`bench relay exited with ${c}`)));
-  });
+  const replies: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
+  child.on('message', (r: Reply) => replies.shift()?.resolve(r));
+  child.once('exit', (c) => { for (const w of replies.splice(0)) w.reject(new Error(`bench relay exited with ${c}`)); });
+  const next = () => new Promise<Reply>((resolve, reject) => { replies.push({ resolve, reject }); });
   const ask = (m: unknown) => { const r = next(); child.send(m as string); return r; };
   const { url } = await next();
   return {
@@ -109,6 +107,19 @@ async function pool<T>(count: number, work: (i: number) => Promise<T>): Promise<
   let next = 0;
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => { while (next < count) { const i = next++; out[i] = await work(i); } }));
   return out;
+}
+
+let retried = 0;
+/** A relay short of database connections (a busy machine) answers 503: a volunteer asks again, and so does
+ * this (an upload re-sent is idempotent). How often is reported. */
+async function again(send: () => Promise<Response>): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    const res = await send();
+    if (res.status !== 503 || attempt === 10) return res;
+    await res.arrayBuffer();
+    retried++;
+    await new Promise((r) => setTimeout(r, 300));
+  }
 }
 
 const post = async (url: string, body: BodyInit, type: string) => fetch(url, { method: 'POST', body, headers: { 'content-type': type } });
@@ -134,9 +145,12 @@ async function run(relays: RelayProcess[], who: { identity: Identity; volunteerI
   const payload = encodeUpdate(delta, c);
   const at = (i: number) => relays[i % relays.length];
   const tasks = await pool(uploads, async (i) => {
-    const t = Date.now(); // task requests are signed too (not timed here: this is the lease phase)
-    const headers = { 'content-type': 'application/json', 'x-tabtrain-time': String(t), 'x-tabtrain-signature': await signTaskRequest(identity, jobId, t) };
-    const res = await fetch(`${at(i).url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers, body: JSON.stringify({ volunteerId }) });
+    // task requests are signed too (not timed here: this is the lease phase)
+    const res = await again(async () => {
+      const t = Date.now(); // signed anew for each try: a signed task request is good once
+      const headers = { 'content-type': 'application/json', 'x-tabtrain-time': String(t), 'x-tabtrain-signature': await signTaskRequest(identity, jobId, t) };
+      return fetch(`${at(i).url}/api/jobs/${jobId}/tasks`, { method: 'POST', headers, body: JSON.stringify({ volunteerId }) });
+    });
     if (res.status !== 200) throw new Error(`lease ${i} answered ${res.status}: ${await res.text()}`);
     return (await res.json()) as Task;
   });
@@ -151,20 +165,13 @@ async function run(relays: RelayProcess[], who: { identity: Identity; volunteerI
   const b0 = await batches();
   const cpu0 = await Promise.all(relays.map((x) => x.cpuMs()));
   const start = performance.now();
-  let acked = 0, retried = 0;
+  let acked = 0;
+  const retried0 = retried;
   await pool(uploads, async (i) => {
     const t0 = performance.now();
-    let res: Response;
-    // a relay short of database connections answers 503: a volunteer sends the same upload again (idempotent)
-    for (let attempt = 0; ; attempt++) {
-      res = await fetch(`${at(i + 1).url}/api/tasks/${tasks[i].taskId}/update`, {
-        method: 'POST', body: frames[i] as BodyInit, headers: { 'content-type': 'application/octet-stream', 'x-tabtrain-signature': signatures[i] },
-      });
-      if (res.status !== 503 || attempt === 5) break;
-      await res.arrayBuffer();
-      retried++;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const res = await again(() => fetch(`${at(i + 1).url}/api/tasks/${tasks[i].taskId}/update`, {
+      method: 'POST', body: frames[i] as BodyInit, headers: { 'content-type': 'application/octet-stream', 'x-tabtrain-signature': signatures[i] },
+    }));
     if (res.status !== 200) throw new Error(`upload ${i} answered ${res.status}: ${await res.text()}`);
     await res.arrayBuffer();
     acked++;
@@ -182,7 +189,7 @@ async function run(relays: RelayProcess[], who: { identity: Identity; volunteerI
   latencies.sort((a, b) => a - b);
   const p99 = latencies[Math.floor(latencies.length * 0.99)];
   const perSec = uploads / seconds;
-  console.log(`${c.kind} on ${relays.length} relay(s): ${uploads} uploads of ${payload.length} bytes (${(4 * N / payload.length).toFixed(1)}× under fp32) in ${seconds.toFixed(1)} s = ${perSec.toFixed(0)}/s, p50 ${latencies[latencies.length >> 1].toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, relay rss ${rss.map((x) => x.toFixed(0)).join(' → ')} MB; relay CPU ${cpuMs.toFixed(3)} ms/update, of it the event loop's thread ${mainMs.toFixed(3)} ms (${(1000 / cpuMs).toFixed(0)}/s per fully available core)${shared}${retried ? `; ${retried} answers were 503 and sent again` : ''}`);
+  console.log(`${c.kind} on ${relays.length} relay(s): ${uploads} uploads of ${payload.length} bytes (${(4 * N / payload.length).toFixed(1)}× under fp32) in ${seconds.toFixed(1)} s = ${perSec.toFixed(0)}/s, p50 ${latencies[latencies.length >> 1].toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, relay rss ${rss.map((x) => x.toFixed(0)).join(' → ')} MB; relay CPU ${cpuMs.toFixed(3)} ms/update, of it the event loop's thread ${mainMs.toFixed(3)} ms (${(1000 / cpuMs).toFixed(0)}/s per fully available core)${shared}${retried > retried0 ? `; ${retried - retried0} answers were 503 and sent again` : ''}`);
   return { perSec, p99, cpuMs, rss, taskIds: tasks.map((t) => t.taskId), acked };
 }
 

@@ -55,6 +55,22 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
     ...defence,
     reputation: async (volunteerId: string): Promise<VolunteerRecord> => (await defence.reputation(volunteerId)) ?? newVolunteerRecord(),
   };
+  /** Registered keys, by volunteer id: an id is the hash of its key (shared/security/identity.ts), so the
+   * key stored for an id never changes and a cached one is never stale; every upload and task request
+   * reads one, a database round trip each on a shared store. Ids without a key are not cached (they may
+   * register later). Oldest out first. */
+  const keys = new Map<string, string>();
+  const KEYS_MAX = 65_536;
+  async function publicKey(volunteerId: string): Promise<string | undefined> {
+    const cached = keys.get(volunteerId);
+    if (cached !== undefined) return cached;
+    const key = await defence.publicKey(volunteerId);
+    if (key !== undefined) {
+      if (keys.size >= KEYS_MAX) keys.delete(keys.keys().next().value!);
+      keys.set(volunteerId, key);
+    }
+    return key;
+  }
   const required = (o.identity ?? 'required') === 'required';
   const difficulty = o.powDifficulty ?? defaultPowDifficulty;
   const policy: ReplicationPolicy = { ...defaultPolicy, ...o.replication };
@@ -99,7 +115,7 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
 
   /** Verifies the upload's signature against the volunteer's registered key. */
   async function verifyUpload(volunteerId: string, signature: string | undefined, taskId: string, lease: string, bodySha256Hex: string): Promise<void> {
-    const key = await store.publicKey(volunteerId);
+    const key = await publicKey(volunteerId);
     if (!key) {
       if (required) fail('TT_ERR_SIGNATURE', `volunteer ${volunteerId} has no registered key; register with a public key and sign uploads`);
       return; // a key-less volunteer of an 'optional' relay
@@ -117,7 +133,7 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
    * and not seen before. Volunteers without a key (an 'optional' relay, or unknown ids) are left to the
    * checks that follow. */
   async function verifyTaskRequest(volunteerId: string, jobId: string, signature: string | undefined, at: string | undefined, now: number): Promise<void> {
-    const key = await store.publicKey(volunteerId);
+    const key = await publicKey(volunteerId);
     if (!key) return;
     if (!signature || !at) fail('TT_ERR_REQUEST_SIGNATURE', 'headers "x-tabtrain-signature" and "x-tabtrain-time" are missing: sign the task request with your volunteer key');
     const t = Number(at);
