@@ -31,6 +31,7 @@ import { openSqliteStore } from './store/sqlite.ts';
 import { sqliteStores } from './store/async.ts';
 import { ConflictError } from './store/errors.ts';
 import type { Stores } from './store/types.ts';
+import type { GroupCommitOptions } from './store/group-commit.ts';
 import { sqliteProbe, type DatabaseProbe } from './store/database.ts';
 import { DATABASE_DOWN, isDatabaseUnavailable, whenAvailable } from './store/unavailable.ts';
 import { openPostgresStores } from './store/postgres/index.ts';
@@ -51,6 +52,9 @@ export type RelayOptions = {
   dataDir: string;
   /** a postgres:// URL: run on that shared database instead of the embedded SQLite file (several relays may) */
   databaseUrl?: string;
+  /** uploads that arrive together share one store transaction (server/store/group-commit.ts; default on,
+   * batches of up to 64 gathered for the rest of one event-loop turn); false: one each */
+  groupCommit?: GroupCommitOptions | false;
   /** listen when given (0 = a random free port) */
   port?: number;
   host?: string;
@@ -119,9 +123,9 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   // at start a database that does not answer yet is waited for (server/store/unavailable.ts whenAvailable)
   const starting = <T>(what: string, fn: () => Promise<T>) => whenAvailable(fn, { warn, what: `starting: ${what}` });
   const databaseUrl = opts.databaseUrl;
-  const shared = databaseUrl ? await starting('opening the database', () => openPostgresStores(databaseUrl, { warn, checkpointChunkBytes: opts.largeCheckpointBytes })) : undefined;
+  const shared = databaseUrl ? await starting('opening the database', () => openPostgresStores(databaseUrl, { warn, checkpointChunkBytes: opts.largeCheckpointBytes, groupCommit: opts.groupCommit })) : undefined;
   const store = shared ? undefined : openSqliteStore(join(opts.dataDir, 'tabtrain.sqlite'), { warn, checkpointFileBytes: opts.largeCheckpointBytes });
-  const stores: Stores = shared ?? sqliteStores(store!, { onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
+  const stores: Stores = shared ?? sqliteStores(store!, { groupCommit: opts.groupCommit, onListenerError: (err, event) => app.log.error({ err, event }, 'store event listener failed') });
   // one lease secret for every relay on a shared database: a lease from one is good on the others
   const secret = shared ? await starting('reading the lease secret', () => shared.leaseSecret()) : loadLeaseSecret(opts.dataDir);
   const metrics = createMetrics();

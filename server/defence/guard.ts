@@ -3,7 +3,8 @@
 // address and identity, reputation (spot checks), and every refusal counted by reason.
 import { createHmac } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
-import { canonicalSignature, identityId, taskRequestSigningBytes, verifyBytes, verifyUpdateDigest } from '../../shared/security/identity.ts';
+import { canonicalSignature, identityId } from '../../shared/security/identity.ts';
+import { verifyTaskRequestSignature, verifyUploadSignature } from './signatures.ts';
 import { fromBase64Url } from '../../shared/security/encoding.ts';
 import { defaultPowDifficulty, issuePowChallenge, verifyPowSolution } from '../../shared/security/pow.ts';
 import { RelayError, fail } from '../errors.ts';
@@ -55,6 +56,22 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
     ...defence,
     reputation: async (volunteerId: string): Promise<VolunteerRecord> => (await defence.reputation(volunteerId)) ?? newVolunteerRecord(),
   };
+  /** Registered keys, by volunteer id: an id is the hash of its key (shared/security/identity.ts), so the
+   * key stored for an id never changes and a cached one is never stale; every upload and task request
+   * reads one, a database round trip each on a shared store. Ids without a key are not cached (they may
+   * register later). Oldest out first. */
+  const keys = new Map<string, string>();
+  const KEYS_MAX = 65_536;
+  async function publicKey(volunteerId: string): Promise<string | undefined> {
+    const cached = keys.get(volunteerId);
+    if (cached !== undefined) return cached;
+    const key = await defence.publicKey(volunteerId);
+    if (key !== undefined) {
+      if (keys.size >= KEYS_MAX) keys.delete(keys.keys().next().value!);
+      keys.set(volunteerId, key);
+    }
+    return key;
+  }
   const required = (o.identity ?? 'required') === 'required';
   const difficulty = o.powDifficulty ?? defaultPowDifficulty;
   const policy: ReplicationPolicy = { ...defaultPolicy, ...o.replication };
@@ -112,13 +129,13 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
 
   /** Verifies the upload's signature against the volunteer's registered key. */
   async function verifyUpload(volunteerId: string, signature: string | undefined, taskId: string, lease: string, bodySha256Hex: string): Promise<void> {
-    const key = await store.publicKey(volunteerId);
+    const key = await publicKey(volunteerId);
     if (!key) {
       if (required) fail('TT_ERR_SIGNATURE', `volunteer ${volunteerId} has no registered key; register with a public key and sign uploads`);
       return; // a key-less volunteer of an 'optional' relay
     }
     if (!signature) fail('TT_ERR_SIGNATURE', 'header "x-tabtrain-signature" is missing: sign the upload with your volunteer key');
-    const r = await verifyUpdateDigest(key, signature!, taskId, lease, bodySha256Hex);
+    const r = await verifyUploadSignature(key, signature!, taskId, lease, bodySha256Hex);
     if (!r.ok) fail('TT_ERR_SIGNATURE', `${r.code}: ${r.message}`);
   }
 
@@ -127,14 +144,14 @@ export function createGuard(defence: DefenceStore, secret: Buffer, registry: Reg
    * and not seen before (by any relay of the network). Volunteers without a key (an 'optional' relay, or
    * unknown ids) are left to the checks that follow. */
   async function verifyTaskRequest(volunteerId: string, jobId: string, signature: string | undefined, at: string | undefined, now: number): Promise<void> {
-    const key = await store.publicKey(volunteerId);
+    const key = await publicKey(volunteerId);
     if (!key) return;
     if (!signature || !at) fail('TT_ERR_REQUEST_SIGNATURE', 'headers "x-tabtrain-signature" and "x-tabtrain-time" are missing: sign the task request with your volunteer key');
     const t = Number(at);
     if (!Number.isSafeInteger(t) || Math.abs(now - t) > REQUEST_SKEW_MS) {
       fail('TT_ERR_REQUEST_TIME', `x-tabtrain-time ${JSON.stringify(at)} is not within ${REQUEST_SKEW_MS / 1000} s of the relay's clock (${now}, also in this answer's x-tabtrain-time); sign again with that time`);
     }
-    const r = await verifyBytes(key, signature!, taskRequestSigningBytes(jobId, volunteerId, t));
+    const r = await verifyTaskRequestSignature(key, signature!, jobId, volunteerId, t);
     if (!r.ok) fail('TT_ERR_REQUEST_SIGNATURE', `${r.code}: ${r.message}`);
     const seen = canonicalSignature(signature!) ?? signature!; // (r, n − s) is the same signature as (r, s)
     // good once on the whole network: the window is in the store every relay shares

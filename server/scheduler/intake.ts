@@ -58,6 +58,9 @@ export function createIntake(o: IntakeOptions) {
   const normHistory = new Map<string, { version: number; recent: number[] }>();
   /** Each job's prior norm bound (./defence/validate.ts priorNormBound), per base version when it needs ‖θ‖. */
   const priorCache = new Map<string, { version: number; steps: number; thetaNorm?: number; bound: number }>();
+  /** ‖θ‖ of a job's version being read now: the uploads that arrive together after a round read it once,
+   * not one full copy of the parameters each. */
+  const thetaReads = new Map<string, Promise<number>>();
   /** Spot-check tie-breaks running in the background (tests and shutdown can wait for them). */
   const tieBreaks = new Set<Promise<void>>();
   /** Usefulness scores of uploads, on jobs that turn them on. */
@@ -196,19 +199,30 @@ export function createIntake(o: IntakeOptions) {
     // weight decay's share of Δ scales with ‖θ‖: only then is the prior per version (read once per version)
     const perVersion = h.adamw.weightDecay > 0;
     if (!prior || (perVersion && prior.version !== job.version) || prior.steps !== steps) {
-      let sq = 0;
-      if (perVersion && prior?.version === job.version && prior.thetaNorm !== undefined) sq = prior.thetaNorm ** 2;
-      else {
-        const v = perVersion ? await store.getParams(job.jobId, job.version) : undefined;
-        if (v) for (const x of v.params) sq += x * x;
-      }
-      prior = { version: job.version, steps, thetaNorm: Math.sqrt(sq), bound: priorNormBound(paramCount(job.model), { ...h, steps }, Math.sqrt(sq)) };
+      let theta = 0;
+      if (perVersion && prior?.version === job.version && prior.thetaNorm !== undefined) theta = prior.thetaNorm;
+      else if (perVersion) theta = await thetaNorm(job.jobId, job.version);
+      prior = { version: job.version, steps, thetaNorm: theta, bound: priorNormBound(paramCount(job.model), { ...h, steps }, theta) };
       priorCache.set(job.jobId, prior);
     }
     // the history is kept as for the nominal H (see rememberNorm): scaled to this task's H
     const scale = steps / h.steps;
     const b = jobNormBound(await recentNorms(job), prior.bound / scale, guard.normBound);
     return { bound: b.bound * scale, from: scale === 1 ? b.from : `${b.from}, scaled to this task's ${steps} steps` };
+  }
+
+  function thetaNorm(jobId: string, version: number): Promise<number> {
+    const key = `${jobId}@${version}`;
+    let p = thetaReads.get(key);
+    if (!p) {
+      p = store.getParams(jobId, version).then((v) => {
+        let sq = 0;
+        if (v) for (const x of v.params) sq += x * x;
+        return Math.sqrt(sq);
+      }).finally(() => thetaReads.delete(key));
+      thetaReads.set(key, p);
+    }
+    return p;
   }
 
   /** When both copies of a spot-checked task are in, compares them. Agreement is a clean result for both.

@@ -7,22 +7,30 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import type { Eval } from '../../shared/protocol/messages.ts';
 import { StoreUsageError } from './errors.ts';
+import { groupCommit, type GroupCommitOptions, type ItemOutcome } from './group-commit.ts';
 import type { DefenceStore } from './defence-types.ts';
 import type { OpsStore } from './ops-types.ts';
 import { migrateOpsTables, sqliteOps } from './sqlite-ops.ts';
 import { openDefenceStore } from './sqlite-defence.ts';
 import { memoryShortLived } from '../defence/rate-limit.ts';
 import { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite.ts';
-import { addListener, type Listener, type RelayStore, type StoreEventName, type StoreEvents, type Stores } from './types.ts';
+import { addListener, type Listener, type RelayStore, type StoreEventName, type StoreEvents, type Stores, type UpdateRow } from './types.ts';
 
 type Pending = { [E in StoreEventName]: { name: E; event: StoreEvents[E] } }[StoreEventName];
-/** One open transaction: the events its changes fired so far. */
-type Tx = { events: Pending[]; depth: number; open: boolean };
+/** One open transaction: the events its changes fired so far, and how many of them (from the first)
+ * already ran their onCommitting listeners. */
+type Tx = { events: Pending[]; ran: number; depth: number; open: boolean };
 
 export type AsyncStoreOptions = SqliteStoreOptions & {
   /** where a listener's failure is reported (it never undoes the change it heard about) */
   onListenerError?: (err: unknown, event: StoreEventName) => void;
+  /** accepted updates written outside a transaction share one with those that arrive together
+   * (./group-commit.ts); false: one transaction each */
+  groupCommit?: GroupCommitOptions | false;
 };
+
+const acceptedEvent = (u: UpdateRow): StoreEvents['update-accepted'] =>
+  ({ jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt });
 
 /** Opens the SQLite file as `Stores` (migrating the relay's, the operator plugin's and the defence's tables). */
 export function openSqliteStores(file: string, o: AsyncStoreOptions = {}): Stores & { core: SqliteStore } {
@@ -71,17 +79,13 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
     while (gate) await gate;
     let open!: () => void;
     gate = new Promise<void>((r) => { open = r; });
-    const tx: Tx = { events: [], depth: 0, open: true };
+    const tx: Tx = { events: [], ran: 0, depth: 0, open: true };
     db.exec('BEGIN IMMEDIATE');
     try {
       const result = await inTx.run(tx, async () => {
         const handle = facets(tx);
         const r = await fn(handle);
-        // listeners inside the transaction, until none of them fires anything new
-        for (let i = 0; i < tx.events.length; i++) {
-          const p = tx.events[i];
-          for (const l of committing.get(p.name) ?? []) await (l as Listener<StoreEventName, Stores>)(p.event, handle);
-        }
+        await runCommitting(tx, handle);
         return r;
       });
       db.exec('COMMIT');
@@ -99,6 +103,42 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
     }
   }
 
+  /** The onCommitting listeners of the events not yet heard, until none of them fires anything new. */
+  async function runCommitting(tx: Tx, handle: Stores): Promise<void> {
+    for (; tx.ran < tx.events.length; tx.ran++) {
+      const p = tx.events[tx.ran];
+      for (const l of committing.get(p.name) ?? []) await (l as Listener<StoreEventName, Stores>)(p.event, handle);
+    }
+  }
+
+  /** One transaction for a batch of accepted updates (./group-commit.ts): each item is its own savepoint
+   * (core.acceptUpdate is one, and so is an item whose onCommitting listeners run), so an item that fails
+   * is undone alone and answered with its own error; the others commit together. */
+  async function acceptBatch(items: { u: UpdateRow; ack: string }[]): Promise<ItemOutcome<void>[]> {
+    // a batch started from a request's continuation must not inherit that request's transaction context
+    return inTx.exit(() => topLevel(async () => {
+      const tx = inTx.getStore()!;
+      const listened = (committing.get('update-accepted')?.size ?? 0) > 0;
+      const out: ItemOutcome<void>[] = [];
+      for (const { u, ack } of items) {
+        try {
+          if (listened) {
+            await nested(tx, async (h) => { await h.relay.acceptUpdate(u, ack); await runCommitting(tx, h); });
+          } else {
+            core.acceptUpdate(u, ack);
+            tx.events.push({ name: 'update-accepted', event: acceptedEvent(u) });
+            tx.ran = tx.events.length; // no onCommitting listener for it
+          }
+          out.push({ ok: true, value: undefined });
+        } catch (error) {
+          out.push({ ok: false, error });
+        }
+      }
+      return out;
+    }));
+  }
+  const batched = o.groupCommit === false ? undefined : groupCommit(acceptBatch, o.groupCommit);
+
   /** A nested transaction: a savepoint of the open one; its events are dropped if it rolls back. */
   async function nested<T>(tx: Tx, fn: (tx: Stores) => Promise<T>): Promise<T> {
     const name = `sp${++tx.depth}`;
@@ -113,6 +153,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       db.exec(`ROLLBACK TO ${name}`);
       db.exec(`RELEASE ${name}`);
       tx.events.length = mark;
+      tx.ran = Math.min(tx.ran, mark);
       core.settleFiles(false, files); // the files of rows it dropped stay: the rows are back
       throw e;
     } finally {
@@ -207,10 +248,12 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
         return ended.length;
       }),
       nextShard: write((_fire, jobId, shards) => core.nextShard(jobId, shards)),
-      acceptUpdate: write((fire, u, ack) => {
-        core.acceptUpdate(u, ack);
-        fire({ name: 'update-accepted', event: { jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt } });
-      }),
+      acceptUpdate: !tx && batched
+        ? async (u, ack) => { outside(); return batched.submit({ u, ack }); }
+        : write((fire, u, ack) => {
+          core.acceptUpdate(u, ack);
+          fire({ name: 'update-accepted', event: acceptedEvent(u) });
+        }),
       pendingUpdates: read(core.pendingUpdates),
       pendingUpdateIds: read(core.pendingUpdateIds),
       // may discard an update whose payload file is gone: a write
@@ -281,6 +324,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       async close() {
         if (tx) throw new StoreUsageError('close the store outside its transactions');
         outside();
+        await batched?.drain();
         while (gate) await gate;
         closed = true;
         core.close();
@@ -288,5 +332,5 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
     };
   }
 
-  return { ...facets(undefined), core };
+  return { ...facets(undefined), core, groupCommitStats: batched?.stats };
 }

@@ -195,6 +195,9 @@ export interface Stores extends StoreEventSource<Stores> {
   defence: DefenceStore;
   transaction<T>(fn: (tx: Stores) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /** Group commit of accepted updates (./group-commit.ts), where the store does it: transactions made
+   * and the updates they carried, so far. */
+  groupCommitStats?(): { batches: number; items: number };
 }
 
 /** The relay's own state: jobs, versions, volunteers, tasks, updates, evaluations (see Stores). */

@@ -327,6 +327,49 @@ export function describeStoreContract(name: string, make: StoreFactory): void {
         expect(accepted).toEqual([{ jobId: 'j', taskId: 't1', volunteerId: 'v1', samples: 64, bytes: 4, at: 1_500 }]);
       });
 
+      it('group commit: concurrent accepts share transactions, and every one acknowledged is stored and announced', async () => {
+        const accepted = heard('update-accepted');
+        await job();
+        const ids = Array.from({ length: 40 }, (_, i) => `g${i}`);
+        for (const id of ids) await stores.relay.insertTask(task(id));
+        const before = stores.groupCommitStats!();
+        await Promise.all(ids.map((id) => stores.relay.acceptUpdate(update(id), `{"ack":"${id}"}`)));
+        const after = stores.groupCommitStats!();
+        expect(after.items - before.items).toBe(40);
+        expect(after.batches - before.batches).toBeLessThan(40);
+        expect((await stores.relay.listUpdates('j')).map((u) => u.taskId).sort()).toEqual([...ids].sort());
+        for (const id of ids) expect(await stores.relay.getTask(id)).toMatchObject({ state: 'accepted', ack: `{"ack":"${id}"}` });
+        expect(accepted.map((e) => e.taskId).sort()).toEqual([...ids].sort());
+        expect(await stores.relay.countPendingUpdates('j')).toBe(40);
+      });
+
+      it('group commit: an update that fails in a shared transaction is refused alone; the others are stored', async () => {
+        await job();
+        const ids = Array.from({ length: 12 }, (_, i) => `f${i}`);
+        for (const id of ids) await stores.relay.insertTask(task(id));
+        // f3 sent twice at once (a re-send racing itself): one copy is stored, the other refused
+        const sends = [...ids, 'f3'].map((id) => stores.relay.acceptUpdate(update(id), `{"ack":"${id}"}`));
+        const outcomes = await Promise.allSettled(sends);
+        expect(outcomes.filter((o) => o.status === 'rejected')).toHaveLength(1);
+        expect(outcomes.slice(0, 3).every((o) => o.status === 'fulfilled')).toBe(true);
+        expect(outcomes.slice(4, 12).every((o) => o.status === 'fulfilled')).toBe(true);
+        expect((await stores.relay.listUpdates('j')).map((u) => u.taskId).sort()).toEqual([...ids].sort());
+        expect(await stores.relay.countPendingUpdates('j')).toBe(12);
+      });
+
+      it('group commit: an update whose committing listener throws is refused and not stored; the rest of its batch is', async () => {
+        await job();
+        const ids = Array.from({ length: 10 }, (_, i) => `c${i}`);
+        for (const id of ids) await stores.relay.insertTask(task(id));
+        stores.onCommitting('update-accepted', (e) => { if (e.taskId === 'c4') throw new Error('listener refuses c4'); });
+        const outcomes = await Promise.allSettled(ids.map((id) => stores.relay.acceptUpdate(update(id), '{}')));
+        expect(outcomes.map((o) => o.status)).toEqual(ids.map((id) => (id === 'c4' ? 'rejected' : 'fulfilled')));
+        expect((outcomes[4] as PromiseRejectedResult).reason).toMatchObject({ message: 'listener refuses c4' });
+        expect((await stores.relay.listUpdates('j')).map((u) => u.taskId).sort()).toEqual(ids.filter((id) => id !== 'c4').sort());
+        expect(await stores.relay.getTask('c4')).toMatchObject({ state: 'issued', ack: null });
+        expect(await stores.relay.countPendingUpdates('j')).toBe(9);
+      });
+
       it('reads pending updates one at a time: their ids in arrival order, each with its payload, none once applied', async () => {
         await withPending('t1', 't2', 't3');
         expect(await stores.relay.pendingUpdateIds('j')).toEqual(['t1', 't2', 't3']);

@@ -62,6 +62,17 @@ export class Ctx {
     return this.shared.pool;
   }
 
+  /** Throws where a statement on this handle would (inside one of its transactions' functions, after
+   * close), and waits as one would for this process's open transactions. */
+  async ready(): Promise<void> {
+    await this.client();
+  }
+
+  /** Runs fn outside any transaction's async context: a batch one caller started serves others too. */
+  detached<T>(fn: () => T): T {
+    return inside.exit(fn);
+  }
+
   async rows<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<R[]> {
     return (await (await this.client()).query<R>(sql, args)).rows;
   }

@@ -20,6 +20,8 @@ import type {
 } from '../types.ts';
 import type { Ctx } from './context.ts';
 import { INSERT_CHUNK, readChunked, splitParts, streamChunked, type ChunkedParts, type Part, type Query } from './chunks.ts';
+import { groupCommit, type GroupCommit, type GroupCommitOptions, type ItemOutcome } from '../group-commit.ts';
+import { isDatabaseUnavailable } from '../unavailable.ts';
 
 /** A version's bytes, row and chunks: what retention by bytes adds up. */
 const VERSION_BYTES = `(octet_length(params) + octet_length(momentum) + COALESCE(octet_length(residual), 0) + COALESCE(octet_length(delta), 0)
@@ -60,8 +62,32 @@ const ended = (ts: TaskDb[]) => ts.map((t) => ({ taskId: t.task_id, jobId: t.job
 const TASK_COLS = 'task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of, payload_hash, ack';
 const UPDATE_META = 'task_id, job_id, volunteer_id, base_version, round, weight, payload_hash, losses, samples, compute_ms, accepted_at, norm';
 
+const ACCEPT_COLS = 'task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses, samples, compute_ms, accepted_at, norm';
+/** One accepted update's statement parameters, in ACCEPT_COLS order and then its ack. */
+const acceptArgs = (u: UpdateRow, ack: string): unknown[] => [u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, bytes(u.payload),
+  u.payload.byteLength, u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm, ack];
+const ACCEPT_TYPES = ['text', 'text', 'text', 'int', 'int', 'float8', 'bytea', 'bigint', 'text', 'text', 'bigint', 'float8', 'bigint', 'float8', 'text'];
+
+/** Several accepted updates in one statement (one commit): their tasks turn accepted and their rows are
+ * stored; answers the task ids it stored (a task that does not exist matches no row). */
+function acceptManySql(count: number): string {
+  const rows = Array.from({ length: count }, (_, r) => `(${ACCEPT_TYPES.map((t, i) => `$${r * ACCEPT_TYPES.length + i + 1}${r === 0 ? `::${t}` : ''}`).join(', ')})`);
+  return `WITH v (${ACCEPT_COLS}, ack) AS (VALUES ${rows.join(', ')}),
+    t AS (UPDATE tasks SET state = 'accepted', payload_hash = v.payload_hash, ack = v.ack FROM v WHERE tasks.task_id = v.task_id RETURNING tasks.task_id)
+    INSERT INTO updates (${ACCEPT_COLS}) SELECT ${ACCEPT_COLS.split(', ').map((col) => `v.${col}`).join(', ')} FROM v JOIN t ON t.task_id = v.task_id
+    RETURNING task_id`;
+}
+
+export type RelayStoreOptions = {
+  /** accepted updates written outside a transaction share a statement with those that arrive together
+   * (../group-commit.ts); false: one statement each */
+  groupCommit?: GroupCommitOptions | false;
+  /** the batcher, for close to wait for batches still committing, and for its stats */
+  onBatcher?: (b: GroupCommit<unknown, void>) => void;
+};
+
 /** `url`: where a pool worker reads params itself (server/pool/worker.ts). */
-export function createRelayStore(c: Ctx, url: string): RelayStore {
+export function createRelayStore(c: Ctx, url: string, o: RelayStoreOptions = {}): RelayStore {
   const query = (x: Ctx): Query => (sql, args) => x.rows<{ bytes: Buffer }>(sql, args);
   /** Inserts the version's chunk rows (after its row: they reference it). */
   const putChunks = async (x: Ctx, jobId: string, version: number, chunks: ReturnType<typeof splitParts>['chunks']): Promise<void> => {
@@ -74,6 +100,46 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
   };
   const lockedJob = async (x: Ctx, jobId: string): Promise<JobDb> =>
     (await x.one<JobDb>('SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE', [jobId])) ?? (() => { throw new NotFoundError('job', jobId); })();
+
+  // one statement: the task turns accepted and its update is stored together (a relay expiring the task
+  // at the same moment either finished first or waits for this row lock)
+  const acceptOne = async (x: Ctx, u: UpdateRow, ack: string): Promise<void> => {
+    if ((await x.run(acceptManySql(1), acceptArgs(u, ack))) !== 1) throw new NotFoundError('task', u.taskId);
+  };
+  const acceptedEvent = (u: UpdateRow) => ({ jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt });
+
+  /** A batch of accepted updates as one statement, committed on its own. When it fails as a whole for a
+   * reason of one row (the same task twice, a constraint), nothing of it was stored and each update is
+   * then written alone, so each gets its own answer; a database that is down fails them all. */
+  const acceptBatch = (items: { u: UpdateRow; ack: string }[]) => c.detached(() => acceptStatement(items));
+  async function acceptStatement(items: { u: UpdateRow; ack: string }[]): Promise<ItemOutcome<void>[]> {
+    let stored: Set<string>;
+    try {
+      const rows = await c.rows<{ task_id: string }>(acceptManySql(items.length), items.flatMap(({ u, ack }) => acceptArgs(u, ack)));
+      stored = new Set(rows.map((r) => r.task_id));
+    } catch (e) {
+      if (items.length === 1 || (e instanceof Error && isDatabaseUnavailable(e))) throw e;
+      return Promise.all(items.map(async ({ u, ack }): Promise<ItemOutcome<void>> => {
+        try {
+          await acceptOne(c, u, ack);
+          await c.raised('update-accepted', acceptedEvent(u));
+          return { ok: true, value: undefined };
+        } catch (error) {
+          return { ok: false, error };
+        }
+      }));
+    }
+    const out: ItemOutcome<void>[] = [];
+    for (const { u } of items) {
+      if (!stored.has(u.taskId)) { out.push({ ok: false, error: new NotFoundError('task', u.taskId) }); continue; }
+      await c.raised('update-accepted', acceptedEvent(u));
+      out.push({ ok: true, value: undefined });
+    }
+    return out;
+  }
+  // only the store itself batches: inside a transaction a write is part of that transaction
+  const batched = c.tx || o.groupCommit === false ? undefined : groupCommit(acceptBatch, { concurrency: 2, ...o.groupCommit });
+  if (batched) o.onBatcher?.(batched as GroupCommit<unknown, void>);
 
   const relay: RelayStore = {
     createJob: (jobId, spec, status, initial, now) => c.atomic(async (x) => {
@@ -279,20 +345,9 @@ export function createRelayStore(c: Ctx, url: string): RelayStore {
     },
 
     async acceptUpdate(u, ack) {
-      // one statement: the task turns accepted and its update is stored together (a relay expiring the task
-      // at the same moment either finished first or waits for this row lock)
-      const write = async (x: Ctx) => {
-        const n = await x.run(`WITH t AS (UPDATE tasks SET state = 'accepted', payload_hash = $9, ack = $15 WHERE task_id = $1 RETURNING task_id)
-          INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses,
-            samples, compute_ms, accepted_at, norm)
-          SELECT $1, $2::text, $3::text, $4::int, $5::int, $6::float8, $7::bytea, $8::bigint, $9::text, $10::text, $11::bigint, $12::float8, $13::bigint, $14::float8 FROM t`,
-        [u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight, bytes(u.payload), u.payload.byteLength, u.payloadHash,
-          JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm, ack]);
-        if (n !== 1) throw new NotFoundError('task', u.taskId);
-      };
-      const event = { jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt };
-      if (!c.needsTransaction('update-accepted')) { await write(c); return c.raised('update-accepted', event); }
-      await c.atomic(async (x) => { await write(x); await x.emit('update-accepted', event); });
+      if (batched && !c.needsTransaction('update-accepted')) { await c.ready(); return batched.submit({ u, ack }); }
+      if (!c.needsTransaction('update-accepted')) { await acceptOne(c, u, ack); return c.raised('update-accepted', acceptedEvent(u)); }
+      await c.atomic(async (x) => { await acceptOne(x, u, ack); await x.emit('update-accepted', acceptedEvent(u)); });
     },
     pendingUpdates: async (jobId) => (await c.rows<UpdateDb>(`SELECT ${UPDATE_META}, payload FROM updates
       WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0 ORDER BY accepted_at, task_id`, [jobId])).map(updateRow),

@@ -12,7 +12,7 @@ import { migratePostgres } from './migrate.ts';
 import { listenForEvents, type EventListener } from './notify.ts';
 import { createOpsStore } from './ops.ts';
 import { openPostgresPool, type PostgresPoolOptions } from './pool.ts';
-import { createRelayStore } from './relay.ts';
+import { createRelayStore, type RelayStoreOptions } from './relay.ts';
 import { CHUNK_BYTES } from './chunks.ts';
 
 export type PostgresStores = Stores & {
@@ -26,12 +26,12 @@ export type PostgresStores = Stores & {
 
 type Warn = (fields: Record<string, unknown>, message: string) => void;
 
-function handle(shared: Shared, url: string, tx?: TxState): Stores {
+function handle(shared: Shared, url: string, tx?: TxState, o: RelayStoreOptions = {}): Stores {
   const c = new Ctx(shared, tx);
   const on = ((name: StoreEventName, l: never) => addListener(shared.after, name, l)) as Stores['on'];
   const onCommitting = ((name: StoreEventName, l: never) => addListener(shared.committing, name, l)) as Stores['onCommitting'];
   return {
-    relay: createRelayStore(c, url), ops: createOpsStore(c), defence: createDefenceStore(c),
+    relay: createRelayStore(c, url, o), ops: createOpsStore(c), defence: createDefenceStore(c),
     on, onCommitting,
     transaction: (fn) => c.transaction(fn),
     close: async () => { throw new StoreUsageError('a transaction handle cannot close the store'); },
@@ -39,7 +39,7 @@ function handle(shared: Shared, url: string, tx?: TxState): Stores {
 }
 
 /** Opens a pool on `url`, brings the schema up to date (./migrate.ts) and starts listening for other relays. */
-export async function openPostgresStores(url: string, o: PostgresPoolOptions & { warn?: Warn; checkpointChunkBytes?: number } = {}): Promise<PostgresStores> {
+export async function openPostgresStores(url: string, o: PostgresPoolOptions & { warn?: Warn; checkpointChunkBytes?: number; groupCommit?: RelayStoreOptions['groupCommit'] } = {}): Promise<PostgresStores> {
   const pool = openPostgresPool(url, o);
   try {
     await migratePostgres(pool);
@@ -51,11 +51,14 @@ export async function openPostgresStores(url: string, o: PostgresPoolOptions & {
   const origin = randomBytes(8).toString('hex');
   const shared: Shared = { pool, origin, after: new Map(), committing: new Map(), warn, handleFor: (tx) => handle(shared, url, tx), open: new Set(), closed: false,
     chunkBytes: o.checkpointChunkBytes ?? CHUNK_BYTES };
-  const root = handle(shared, url);
+  const drains: (() => Promise<void>)[] = [];
+  let stats: (() => { batches: number; items: number }) | undefined;
+  const root = handle(shared, url, undefined, { groupCommit: o.groupCommit, onBatcher: (b) => { drains.push(b.drain); stats = b.stats; } });
   const remote = listenForEvents(url, { origin, warn });
   return {
     ...root,
     pool, remote,
+    groupCommitStats: () => stats?.() ?? { batches: 0, items: 0 },
     async leaseSecret() {
       await pool.query('INSERT INTO relay_meta VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', ['lease_secret', randomBytes(32)]);
       return (await pool.query<{ value: Buffer }>('SELECT value FROM relay_meta WHERE key = $1', ['lease_secret'])).rows[0].value;
@@ -63,6 +66,7 @@ export async function openPostgresStores(url: string, o: PostgresPoolOptions & {
     ping: async () => { await pool.query('SELECT 1'); },
     async close() {
       if (shared.closed) return;
+      await Promise.all(drains.map((d) => d()));
       await Promise.allSettled(shared.open);
       shared.closed = true;
       await remote.close();
