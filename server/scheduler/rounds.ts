@@ -13,7 +13,7 @@ import type { JobRow, RelayStore } from '../store/types.ts';
 import { defaultRetention, prunableUpTo, type Retention } from '../store/retention.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
 import { isSwarm, swarmSettings, type SwarmPolicy } from './swarm.ts';
-import { outerGain } from './outer-gain.ts';
+import { DILOCO_REPLICAS, outerGain } from './outer-gain.ts';
 import { outerStep } from './outer-step.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -74,7 +74,7 @@ export function createRounds(o: RoundsOptions) {
     if (pending.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
     const delta = acc.close(h.aggregator, { preAggregators: h.preAggregators });
     // a big swarm round's step grows with how much averaging cut its noise (./outer-gain.ts)
-    const gain = swarmJob ? outerGain(acc.spread(), h.updatesPerRound, swarmSettings(h).maxOuterGain) : 1;
+    const gain = swarmJob ? outerGain(acc.spread(), Math.max(h.updatesPerRound, DILOCO_REPLICAS), swarmSettings(h).maxOuterGain) : 1;
     if (gain !== 1) for (let i = 0; i < delta.length; i++) delta[i] *= gain;
     metrics.roundAccumulators.set({ job: jobId }, acc.live);
     const cur = (await store.getVersion(jobId, job.version))!;
