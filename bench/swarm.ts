@@ -16,6 +16,9 @@
 // - spot checks are off (their second copies would halve the work to simulate), and volunteers told
 //   "no work" (the baseline) ask again the moment work may have freed (an upload, a round, an expiry),
 //   which flatters the baseline: a real one polls every 250 ms–1 s.
+// - the swarm job sets maxOuterGain 8 (server/scheduler/outer-gain.ts). Measured at 1,000 volunteers
+//   (gain measured against K = 2): 35.0 % at 59,000 samples with no gain, 42.5 % at 70,000 with it,
+//   67.8 % at 334,000 (6 versions), where ten volunteers are at 89.6–90.3 % from 50,000 to 400,000;
 // Speeds: a median step takes 12 virtual seconds, so a median device's 60 s task is the job's H = 5.
 // Each task costs its volunteer 0.5 s to download and 0.5 s to upload, besides training.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -52,11 +55,11 @@ const base: Hyperparameters = {
   ...mnistHyperparameters, steps: 5, batchSize: 16, adamw: { ...mnistHyperparameters.adamw, weightDecay: 0 },
   quorum: 2, stalenessBound: 4, leaseMs: 120_000, roundTimeoutMs: 60_000, augment: undefined, until: undefined,
 };
-const swarmJob = (over: Partial<NonNullable<Hyperparameters['swarm']>> = {}): Hyperparameters => ({ ...base, updatesPerRound: 2, swarm: { targetTaskMs: 60_000, ...JSON.parse(process.env.SWARM_SETTINGS ?? '{}'), ...over } });
+export const swarmJob = (over: Partial<NonNullable<Hyperparameters['swarm']>> = {}): Hyperparameters => ({ ...base, updatesPerRound: 2, swarm: { targetTaskMs: 60_000, maxOuterGain: 8, ...JSON.parse(process.env.SWARM_SETTINGS ?? '{}'), ...over } });
 const baselineJob = (): Hyperparameters => ({ ...base, updatesPerRound: 16 });
 
-type Mode = { name: string; hyper: () => Hyperparameters };
-const SWARM: Mode = { name: 'swarm', hyper: () => swarmJob() };
+export type Mode = { name: string; hyper: () => Hyperparameters };
+export const SWARM: Mode = { name: 'swarm', hyper: () => swarmJob() };
 const BASELINE: Mode = { name: 'baseline (K + 1 leases, K = 16)', hyper: baselineJob };
 
 /** A min-heap of timed events; ties run in insertion order. */
@@ -101,12 +104,29 @@ type Volunteer = {
   residual?: Float32Array; residualBase?: number;
 };
 
+/** Who volunteers: speed, when they join, whether and when they leave and come back. */
+export type Person = { stepMs: number; joinMs: number; leaveFrac?: number; returnAfter: number };
+/** n volunteers drawn from the seed. A smaller swarm compared with this one is a slice of it (measure()),
+ * so a throughput ratio compares the same devices, not two draws of a 30×-wide speed distribution. */
+export function population(n: number, seed: number): Person[] {
+  const r = rng(seed ^ 0x2545f491);
+  return Array.from({ length: n }, () => {
+    const stepMs = MEDIAN_STEP_MS * Math.exp(SIGMA * r.normal());
+    const joinMs = r.next() * 30_000;
+    if (!(r.next() < 0.3)) return { stepMs, joinMs, returnAfter: Infinity };
+    const leaveFrac = r.next();
+    return { stepMs, joinMs, leaveFrac, returnAfter: r.next() < 2 / 3 ? 60_000 + r.next() * 4 * 60_000 : Infinity };
+  });
+}
+
 const scaledNoise = (x: Float32Array, k: number) => (k === 1 ? x : x.map((v) => v * k));
 
 type Result = {
   n: number; mode: string; utilisation: number; useful: number; samplesPerSec: number; p99Staleness: number; lost: number;
   accepted: number; refused: Record<string, number>; expired: number; versions: number; meanK: number; meanRoundS: number;
   accuracy?: number; samples: number; wallS: number;
+  /** held-out accuracy at the first version past each of o.marks' sample counts (real training) */
+  curve: { samples: number; version: number; accuracy: number }[];
 };
 
 const quantile = (xs: number[], q: number) => {
@@ -115,7 +135,7 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 };
 
-async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: number; durationMs?: number; seed?: number; hyper?: Hyperparameters }): Promise<Result> {
+export async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: number; marks?: number[]; people?: Person[]; durationMs?: number; seed?: number; hyper?: Hyperparameters }): Promise<Result> {
   const wall0 = performance.now();
   // the database in memory-backed storage where there is one: the disk is not what is measured
   const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'tabtrain-swarm-'));
@@ -224,25 +244,35 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
   };
 
   let lastVersion = 0;
+  const curve: Result['curve'] = [];
+  const marks = [...(o.marks ?? [])].sort((a, b) => a - b);
   const checkBudget = () => {
     if (o.budget === undefined) return;
     const job = store.getJob(JOB)!;
     if (job.version === lastVersion) return;
     lastVersion = job.version;
-    if (store.samplesApplied(JOB) >= o.budget) done = true;
+    const applied = store.samplesApplied(JOB);
+    while (marks.length && applied >= marks[0]) {
+      marks.shift();
+      const p = store.getParams(JOB, job.version)!;
+      curve.push({ samples: applied, version: job.version, accuracy: mlpEvaluate(model, p.params, data.heldOut!).accuracy });
+    }
+    if (applied >= o.budget) done = true;
   };
 
   // volunteers join over the first 30 s; 30 % leave once, mid-run, and a third of those never return
+  const people = o.people ?? population(n, o.seed ?? 1);
   for (let i = 0; i < n; i++) {
     const id = await scheduler.registerVolunteer(`sim-${i}`, 'sim');
-    const leaves = r.next() < 0.3;
+    const p = people[i];
+    const leaves = p.leaveFrac !== undefined;
     const v: Volunteer = {
-      id, stepMs: MEDIAN_STEP_MS * Math.exp(SIGMA * r.normal()), online: false, onlineSince: 0, onlineMs: 0, trainingMs: 0, waiting: false,
-      leaveAt: leaves ? start + 60_000 + r.next() * (o.durationMs ?? 20 * 60_000) * 0.6 : Infinity,
-      returnAfter: leaves && r.next() < 2 / 3 ? 60_000 + r.next() * 4 * 60_000 : Infinity,
+      id, stepMs: p.stepMs, online: false, onlineSince: 0, onlineMs: 0, trainingMs: 0, waiting: false,
+      leaveAt: leaves ? start + 60_000 + p.leaveFrac! * (o.durationMs ?? 20 * 60_000) * 0.6 : Infinity,
+      returnAfter: p.returnAfter,
     };
     vols.push(v);
-    const joinAt = start + r.next() * 30_000;
+    const joinAt = start + p.joinMs;
     events.push(joinAt, async () => { v.online = true; v.onlineSince = now; await ask(v); });
     if (leaves) {
       events.push(v.leaveAt, () => {
@@ -295,7 +325,7 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
     n, mode: mode.name, utilisation: trainingMs / Math.max(1, onlineMs), useful: usefulMs / Math.max(1, onlineMs),
     samplesPerSec: samples / spanS, p99Staleness: quantile(staleness, 0.99), lost: accepted - kept, accepted, refused, expired,
     versions, meanK: versions ? (accepted - (store.countPendingUpdates(JOB))) / versions : 0,
-    meanRoundS: versions ? spanS / versions : 0, accuracy, samples: o.real ? appliedSamples : samples, wallS: (performance.now() - wall0) / 1000,
+    meanRoundS: versions ? spanS / versions : 0, accuracy, curve, samples: o.real ? appliedSamples : samples, wallS: (performance.now() - wall0) / 1000,
   };
   scheduler.stop();
   store.close();
@@ -304,7 +334,7 @@ async function simulate(n: number, mode: Mode, o: { real?: boolean; budget?: num
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}`;
-function report(r: Result): void {
+export function report(r: Result): void {
   const refusals = Object.entries(r.refused).map(([k, v]) => `${k.replace('TT_ERR_', '')} ${v}`).join(', ') || 'none';
   console.log(`  ${r.mode.padEnd(32)} n=${String(r.n).padStart(5)}: training ${pct(r.utilisation)} % (accepted work ${pct(r.useful)} %), ${r.samplesPerSec.toFixed(1)} samples/s, `
     + `${r.versions} versions (mean K ${r.meanK.toFixed(1)}, a round every ${r.meanRoundS.toFixed(1)} s), p99 staleness ${r.p99Staleness}, `
@@ -314,32 +344,47 @@ function report(r: Result): void {
 
 const sizes = (process.env.SWARM_SIZES ?? '10,100,1000,10000').split(',').map(Number);
 const budget = Number(process.env.SWARM_BUDGET ?? 50_000);
+/** Sample counts the accuracy runs are evaluated at on the way to the budget. */
+const marks = [budget / 8, budget / 4, budget / 2].map(Math.round);
+/** The swarm whose slices are the smaller ones (measure()). */
+const REFERENCE = 1000;
 
 type Line = { u1000: number; u10000: number; x: number; q: number; s: number; l: number };
 async function measure(mode: Mode): Promise<Line> {
   console.log(`${mode.name}: ${THROUGHPUT_MS / 60_000} virtual minutes each, noise updates`);
   const runs = new Map<number, Result>();
   for (const n of sizes) {
-    // ten volunteers' speeds are ten draws: their throughput is averaged over ten swarms (seeds), so the
-    // scaling figure is not one lucky or unlucky draw
-    const seeds = n <= 10 ? 10 : 1;
+    // A swarm smaller than the reference 1,000 is each of its slices in turn (ten volunteers: all 100
+    // tens of the same 1,000 people), averaged: X then compares the same devices working in tens and
+    // all together. Ten volunteers drawn afresh are ten draws of a 30×-wide speed distribution: with ten
+    // such swarms averaged, X still swung between 74 and 105 from one draw to the next.
+    const reference = population(REFERENCE, REFERENCE);
+    const slices = n < REFERENCE && REFERENCE % n === 0 ? Math.min(REFERENCE / n, Number(process.env.SWARM_SLICES ?? Infinity)) : 1;
     const all: Result[] = [];
-    for (let k = 0; k < seeds; k++) all.push(await simulate(n, mode, { durationMs: THROUGHPUT_MS, seed: n + 7919 * k }));
+    for (let k = 0; k < slices; k++) {
+      const people = slices > 1 ? reference.slice(k * n, (k + 1) * n) : n === REFERENCE ? reference : undefined;
+      all.push(await simulate(n, mode, { durationMs: THROUGHPUT_MS, seed: n + 7919 * k, people }));
+    }
     const mean = (f: (r: Result) => number) => all.reduce((a, r) => a + f(r), 0) / all.length;
     const res: Result = {
       ...all[0], utilisation: mean((r) => r.utilisation), useful: mean((r) => r.useful), samplesPerSec: mean((r) => r.samplesPerSec),
       p99Staleness: Math.max(...all.map((r) => r.p99Staleness)), lost: all.reduce((a, r) => a + r.lost, 0),
       accepted: Math.round(mean((r) => r.accepted)), versions: Math.round(mean((r) => r.versions)), meanK: mean((r) => r.meanK),
-      mode: seeds > 1 ? `${mode.name} (mean of ${seeds})` : mode.name,
+      mode: slices > 1 ? `${mode.name} (mean of ${slices})` : mode.name,
     };
     report(res);
     runs.set(n, res);
   }
   console.log(`${mode.name}: real training (CPU reference) until ${budget} samples reached the model`);
-  const a10 = await simulate(10, mode, { real: true, budget, seed: 10 });
+  const a10 = await simulate(10, mode, { real: true, budget, seed: 10, marks });
   report(a10);
-  const a1000 = await simulate(1000, mode, { real: true, budget, seed: 1000 });
+  const a1000 = await simulate(1000, mode, { real: true, budget, seed: 1000, marks });
   report(a1000);
+  // the gap along the way: where the ten have plateaued, what is left is the thousand's few outer steps
+  console.log(`  accuracy by samples (10 → 1000 volunteers, versions): ${a10.curve.map((p, i) => {
+    const q = a1000.curve[i];
+    return q ? `${p.samples}: ${pct(p.accuracy)} % (v${p.version}) → ${pct(q.accuracy)} % (v${q.version})` : '';
+  }).filter(Boolean).join('; ')}`);
   // a size left out (SWARM_SIZES) prints NaN rather than another size's figure
   const none = { utilisation: NaN, samplesPerSec: NaN } as Result;
   const at = (n: number) => runs.get(n) ?? none;
@@ -354,6 +399,8 @@ async function measure(mode: Mode): Promise<Line> {
 const line = (l: Line) => `${pct(l.u1000)}% volunteer time training at 1000 volunteers (${pct(l.u10000)}% at 10000), ${l.x.toFixed(1)}x the samples/s of 10 volunteers, `
   + `${l.q >= 0 ? '+' : ''}${l.q.toFixed(1)} pts from 10 volunteers' accuracy at equal samples, p99 staleness ${l.s}, ${l.l} acknowledged updates lost`;
 
+const isMain = process.argv[1]?.endsWith('swarm.ts') ?? false;
+if (isMain) {
 // The round-size rule's evidence: the same 1,000 volunteers with the target round time halved and doubled
 // (the rule's default is 2 · targetTaskMs / stalenessBound = 30 s), and with a fixed K = 16.
 if (process.env.SWARM_SWEEP !== '0') {
@@ -369,3 +416,4 @@ const baseline = process.env.SWARM_BASELINE === '0' ? undefined : await measure(
 const swarm = await measure(SWARM);
 if (baseline) console.log(`baseline: ${line(baseline)}`);
 console.log(`swarm: ${line(swarm)}`);
+}

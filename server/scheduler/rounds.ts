@@ -12,7 +12,8 @@ import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore } from '../store/types.ts';
 import { defaultRetention, keepFromForBytes, prunableUpTo, type Retention } from '../store/retention.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
-import { isSwarm, type SwarmPolicy } from './swarm.ts';
+import { isSwarm, swarmSettings, type SwarmPolicy } from './swarm.ts';
+import { DILOCO_REPLICAS, outerGain } from './outer-gain.ts';
 import { outerStep } from './outer-step.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -72,6 +73,9 @@ export function createRounds(o: RoundsOptions) {
     if (acc.counted === 0) acc = await foldPending(job, [], true);
     if (pending.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
     const delta = acc.close(h.aggregator, { preAggregators: h.preAggregators });
+    // a big swarm round's step grows with how much averaging cut its noise (./outer-gain.ts)
+    const gain = swarmJob ? outerGain(acc.spread(), Math.max(h.updatesPerRound, DILOCO_REPLICAS), swarmSettings(h).maxOuterGain) : 1;
+    if (gain !== 1) for (let i = 0; i < delta.length; i++) delta[i] *= gain;
     metrics.roundAccumulators.set({ job: jobId }, acc.live);
     const cur = (await store.getVersion(jobId, job.version))!;
     const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
@@ -100,7 +104,7 @@ export function createRounds(o: RoundsOptions) {
     metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
     lastClose.set(jobId, t0);
     // the new version's evaluation and the stopping rules hear of it as the store's round-committed event
-    log.info({ job: jobId, version, updates: pending.length, trigger }, 'round closed');
+    log.info({ job: jobId, version, updates: pending.length, trigger, gain }, 'round closed');
     return true;
   }
 

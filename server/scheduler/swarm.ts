@@ -9,6 +9,8 @@ import { createPace, type PaceOptions, type TaskPlan } from './pace.ts';
 import { createArrivalRate, defaultTargetRoundMs, roundDue, roundSize, type ArrivalRate, type RoundSizeSettings } from './round-size.ts';
 
 export const DEFAULT_TARGET_TASK_MS = 60_000;
+/** See ./outer-gain.ts. */
+export const DEFAULT_MAX_OUTER_GAIN = 1;
 /** Live tasks one volunteer may hold on a job: the one it trains and the one it fetched ahead. */
 export const TASKS_PER_VOLUNTEER = 2;
 
@@ -28,6 +30,7 @@ export function swarmSettings(h: Hyperparameters): SwarmSettings {
     // 8 × H reached 57 % held-out accuracy, capped at H 88 %. Their long local runs, folded FedNova-style,
     // count for one nominal task; folded raw, they overshoot the outer step tuned for H.
     minSteps, maxSteps: Math.max(minSteps, s.maxSteps ?? h.steps), maxConcurrentTasks: s.maxConcurrentTasks,
+    maxOuterGain: s.maxOuterGain ?? DEFAULT_MAX_OUTER_GAIN,
   };
 }
 

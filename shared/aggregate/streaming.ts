@@ -29,7 +29,12 @@ export type RoundAccumulator = {
   readonly live: number;
   /** The round's aggregate by the rule; throws AggregationError when nothing counts. */
   close(name: AggregatorName, opts?: AggregateOptions): Float32Array;
+  /** How much the round's updates agree, for the outer step's gain (server/scheduler/outer-gain.ts):
+   * the weighted mean of their squared norms, the squared norm of their weighted mean, and the number
+   * of equal-weight updates their weights amount to, (Σw)² / Σw². Two scalars more per fold. */
+  spread(): RoundSpread;
 };
+export type RoundSpread = { meanSquare: number; squareOfMean: number; effective: number };
 
 export function createRoundAccumulator(length: number, o: { buckets?: number; seed?: number } = {}): RoundAccumulator {
   const buckets = o.buckets ?? DEFAULT_ROUND_BUCKETS;
@@ -43,6 +48,9 @@ export function createRoundAccumulator(length: number, o: { buckets?: number; se
   let totals: number[] = [];
   let block: number[] = [];
   let count = 0, counted = 0;
+  // Σ w·|x|², Σ w, Σ w² over every update folded with weight > 0 (spread())
+  let wSq = 0, wSum = 0, w2Sum = 0;
+  const normSq = (u: Update) => { let s = 0; for (const v of u.values) s += v * v; return s; };
 
   const addInto = (b: number, u: Update, w: number) => {
     const acc = sums[b];
@@ -63,7 +71,7 @@ export function createRoundAccumulator(length: number, o: { buckets?: number; se
       if (updateLength(u) !== length) throw new AggregationError(`update has ${updateLength(u)} values, the round has ${length}`);
       if (!(Number.isFinite(w) && w >= 0)) throw new AggregationError(`weight is ${w}; weights must be finite and ≥ 0`);
       count++;
-      if (w > 0) counted++;
+      if (w > 0) { counted++; wSq += w * normSq(u); wSum += w; w2Sum += w * w; }
       // a zero weight adds nothing to a sum: only whole-update mode needs to hold it
       if (kept && kept.length < buckets) { kept.push({ u, w }); return; }
       if (kept) {
@@ -77,6 +85,21 @@ export function createRoundAccumulator(length: number, o: { buckets?: number; se
     get count() { return count; },
     get counted() { return counted; },
     get live() { return kept ? kept.length : sums.length; },
+    spread() {
+      if (!(wSum > 0)) return { meanSquare: 0, squareOfMean: 0, effective: 0 };
+      // the weighted mean of everything folded: the kept updates, or the bucket sums together
+      const mean = new Float64Array(length);
+      if (kept) {
+        for (const k of kept) {
+          if (!(k.w > 0)) continue;
+          if (k.u.kind === 'dense') for (let i = 0; i < length; i++) mean[i] += k.w * k.u.values[i];
+          else for (let t = 0; t < k.u.indices.length; t++) mean[k.u.indices[t]] += k.w * k.u.values[t];
+        }
+      } else for (const acc of sums) for (let i = 0; i < length; i++) mean[i] += acc[i];
+      let sq = 0;
+      for (let i = 0; i < length; i++) { const m = mean[i] / wSum; sq += m * m; }
+      return { meanSquare: wSq / wSum, squareOfMean: sq, effective: (wSum * wSum) / w2Sum };
+    },
     close(name, opts = {}) {
       if (kept) return aggregate(name, kept.map((k) => k.u), kept.map((k) => k.w), { seed, ...opts });
       const means: Update[] = [], ws: number[] = [];

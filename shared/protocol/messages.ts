@@ -65,6 +65,7 @@ export const SwarmSchema = Type.Object({
   maxConcurrentTasks: Type.Optional(Type.Integer({ minimum: 1, description: 'most tasks leased at once (default: no limit)' })),
   minSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'fewest inner steps of a task (default 1)' })),
   maxSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'most inner steps of a task (default steps: a fast device runs more tasks, not longer ones)' })),
+  maxOuterGain: Type.Optional(Type.Number({ minimum: 1, maximum: 1_000, description: 'most a round bigger than updatesPerRound may multiply its outer step by, from the spread of its updates (1: never)' })),
 }, { additionalProperties: false });
 
 /** A job's training hyperparameters (inner and outer loop, rounds, staleness, compression). */

@@ -21,14 +21,15 @@ export async function inProcessRelay(h: Partial<Hyperparameters>) {
   const store = openSqliteStore(join(dir, 'db.sqlite'));
   const clock = { t: Date.UTC(2026, 0, 1) };
   const stores = sqliteStores(store);
+  const metrics = createMetrics();
   const scheduler = createScheduler({
-    stores, secret: Buffer.alloc(32, 3), log: pino({ level: 'silent' }), metrics: createMetrics(), evaluate: false, now: () => clock.t,
+    stores, secret: Buffer.alloc(32, 3), log: pino({ level: 'silent' }), metrics, evaluate: false, now: () => clock.t,
     defence: { identity: 'optional', replication: { baseRate: 0, minRate: 0, suspectRate: 0 } },
   });
   await scheduler.createJob(JOB, defaultJobSpec(h), 'running');
   let seed = 0;
   return {
-    store, scheduler, clock,
+    store, scheduler, clock, metrics,
     volunteer: (name: string) => scheduler.registerVolunteer(name, 'test'),
     lease: (v: string): Promise<Task | null> => scheduler.leaseTask(JOB, v),
     /** Uploads an honest-looking update for the task, claiming `computeMs`. */
