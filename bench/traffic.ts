@@ -32,7 +32,7 @@ import { memoryLoopStore } from '../shared/volunteer/store.ts';
 import type { Compression } from '../shared/codec/index.ts';
 
 const W = Number(process.env.BENCH_VOLUNTEERS ?? 4);
-const TASKS = Number(process.env.BENCH_TASKS ?? 25);
+const TASKS = Number(process.env.BENCH_TASKS ?? 20);
 /** H, and the codecs of updates and of published versions, as `topk:<fraction>:<bits>`, `int8:<block>` or `fp32` */
 const H = Number(process.env.BENCH_H ?? 200);
 const codec = (s: string): Compression => {
@@ -82,8 +82,9 @@ async function countingFetch(url: string, init?: RequestInit): Promise<Response>
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'tabtrain-traffic-'));
-// the job runs its TASKS × W updates: no stopping rule ends it first
-const job = { steps: H, compression: UPLOAD, versionCompression: VERSIONS, until: { versions: 100_000 } };
+// the job runs its TASKS × W updates: no stopping rule ends it first, and no lease runs out on a loaded
+// machine (a re-issue would train the same samples twice)
+const job = { steps: H, compression: UPLOAD, versionCompression: VERSIONS, until: { versions: 100_000 }, leaseMs: 1_800_000 };
 const relay = await buildApp({ dataDir, port: 0, host: '127.0.0.1', logger: false, defaultJob: job, defence: { powDifficulty: 8, replication: { baseRate: 0 } } });
 const url = relay.url!.replace('0.0.0.0', '127.0.0.1');
 // every byte on the relay's connections, both ways
