@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dataset } from '../../server/data/datasets.ts';
-import { pickEncoding } from '../../server/routes/shard-encoding.ts';
+import { encodedShard, pickEncoding } from '../../server/routes/shard-encoding.ts';
 import { createShardChoice, SLACK } from '../../server/scheduler/shard-choice.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
@@ -137,6 +137,20 @@ describe('shards on the wire', () => {
     // fetch decodes what it asked for: the volunteer's bytes are the shard's
     const fetched = Buffer.from(await (await fetch(url, { headers: { 'accept-encoding': 'br' } })).arrayBuffer());
     expect(fetched.equals(want)).toBe(true);
+  });
+
+  it('answers the first request with a quick compression and later ones with the best, both decoding to the shard', async () => {
+    const shard = dataset('mnist').shardBytes[2].slice(); // a copy: nothing cached for it yet
+    const quick = await encodedShard(shard, 'br');
+    expect(brotliDecompressSync(quick).equals(Buffer.from(shard))).toBe(true);
+    let later = quick;
+    for (let i = 0; i < 600 && later === quick; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      later = await encodedShard(shard, 'br');
+    }
+    expect(later).not.toBe(quick);
+    expect(later.length).toBeLessThan(quick.length);
+    expect(brotliDecompressSync(later).equals(Buffer.from(shard))).toBe(true);
   });
 
   it('picks the best encoding the header allows', () => {
