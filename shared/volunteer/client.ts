@@ -141,7 +141,7 @@ export class RelayClient {
 
   /** The published delta that makes `version` from version − 1 (shared/codec/version-delta.ts). */
   async delta(jobId: string, version: number): Promise<Uint8Array> {
-    const res = await this.send('delta', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/delta`, { method: 'GET' });
+    const res = await this.send('delta', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/delta`, { method: 'GET', headers: { 'accept-encoding': 'br, gzip' } });
     return new Uint8Array(await res.arrayBuffer());
   }
 

@@ -1,11 +1,11 @@
 // Sticky shards: a volunteer says which shards it keeps when it asks for work, and the relay gives it a
 // task on one of them while that keeps every shard's visits within a bound of the least-visited one
-// (server/scheduler/shard-choice.ts); shards travel brotli- or gzip-encoded (server/routes/shard-encoding.ts).
+// (server/scheduler/shard-choice.ts); shards travel brotli- or gzip-encoded (server/routes/wire-encoding.ts).
 import { request } from 'node:http';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dataset } from '../../server/data/datasets.ts';
-import { encodedShard, pickEncoding } from '../../server/routes/shard-encoding.ts';
+import { encodedBytes, pickEncoding } from '../../server/routes/wire-encoding.ts';
 import { createShardChoice, SLACK } from '../../server/scheduler/shard-choice.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
@@ -141,16 +141,25 @@ describe('shards on the wire', () => {
 
   it('answers the first request with a quick compression and later ones with the best, both decoding to the shard', async () => {
     const shard = dataset('mnist').shardBytes[2].slice(); // a copy: nothing cached for it yet
-    const quick = await encodedShard(shard, 'br');
+    const quick = await encodedBytes(shard, 'br');
     expect(brotliDecompressSync(quick).equals(Buffer.from(shard))).toBe(true);
     let later = quick;
     for (let i = 0; i < 600 && later === quick; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      later = await encodedShard(shard, 'br');
+      later = await encodedBytes(shard, 'br');
     }
     expect(later).not.toBe(quick);
     expect(later.length).toBeLessThan(quick.length);
     expect(brotliDecompressSync(later).equals(Buffer.from(shard))).toBe(true);
+  });
+
+  it('keeps bytes that arrive in a fresh array each time (deltas) by content hash, compressed once', async () => {
+    const delta = Uint8Array.from({ length: 50_000 }, (_, i) => (i * 7) % 13);
+    const a = await encodedBytes(delta.slice(), 'gzip', 'delta-hash-1');
+    const b = await encodedBytes(delta.slice(), 'gzip', 'delta-hash-1');
+    expect(b).toBe(a); // the same compressed buffer, not compressed again
+    expect(gunzipSync(a).equals(Buffer.from(delta))).toBe(true);
+    expect(a.length).toBeLessThan(delta.length / 10);
   });
 
   it('picks the best encoding the header allows', () => {

@@ -1,7 +1,9 @@
-// Shards on the wire: HTTP Content-Encoding, brotli or gzip as the volunteer accepts (fetch decodes
-// either before the volunteer sees a byte, so shard hashes, peers' pieces and spot checks are unchanged).
-// MNIST shards shrink about 5.6× with brotli at quality 11 (5.0× at quality 5, 4.8× with gzip). A shard never
-// changes, so each is compressed once per encoding, in zlib's thread pool, and kept while its dataset is.
+// Shards and version deltas on the wire: HTTP Content-Encoding, brotli or gzip as the volunteer accepts
+// (fetch decodes either before the volunteer sees a byte, so hashes, peers' pieces and spot checks are
+// unchanged). MNIST shards shrink about 5.6× with brotli at quality 11 (5.0× at quality 5, 4.8× with gzip);
+// deltas, already quantised, by what entropy coding finds in their codes. Neither changes once made, so each
+// is compressed once per encoding, in zlib's thread pool: shards kept while their dataset is, deltas (read
+// afresh from the store on each request) by content hash, the most recent few.
 import { brotliCompress, constants, gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 
@@ -13,6 +15,9 @@ const brotli = promisify(brotliCompress), gz = promisify(gzip);
  * must not wait for it, nor a short lease run out meanwhile). */
 type Versions = { quick: Promise<Buffer>; best?: Buffer };
 const cache = new WeakMap<Uint8Array, Map<ShardEncoding, Versions>>();
+const byHash = new Map<string, Map<ShardEncoding, Versions>>();
+/** Deltas kept compressed: those of the versions volunteers are fetching now. */
+const DELTAS_KEPT = 32;
 
 /** The best encoding an Accept-Encoding header allows: br, then gzip, else none (q=0 refuses a coding). */
 export function pickEncoding(accept: string | undefined): ShardEncoding {
@@ -29,19 +34,28 @@ const compress = (raw: Buffer, encoding: 'br' | 'gzip', best: boolean): Promise<
   ? brotli(raw, { params: { [constants.BROTLI_PARAM_QUALITY]: best ? 11 : 5, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: raw.byteLength } })
   : gz(raw, { level: best ? 9 : 6 });
 
-/** The shard's bytes in `encoding`: the best compression once it is done, the quick one until then. */
-export function encodedShard(bytes: Uint8Array, encoding: ShardEncoding): Promise<Buffer> {
+/** `bytes` in `encoding`: the best compression once it is done, the quick one until then. `hash`: the
+ * bytes' content hash, for bytes that arrive in a fresh array each time (deltas); shards are kept by array. */
+export function encodedBytes(bytes: Uint8Array, encoding: ShardEncoding, hash?: string): Promise<Buffer> {
   const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (encoding === 'identity') return Promise.resolve(raw);
-  let byEncoding = cache.get(bytes);
-  if (!byEncoding) cache.set(bytes, (byEncoding = new Map()));
-  let v = byEncoding.get(encoding);
+  let byEncoding = hash === undefined ? cache.get(bytes) : byHash.get(hash);
+  if (!byEncoding) {
+    byEncoding = new Map();
+    if (hash === undefined) cache.set(bytes, byEncoding);
+    else {
+      byHash.set(hash, byEncoding);
+      for (const k of byHash.keys()) if (byHash.size > DELTAS_KEPT) byHash.delete(k);
+    }
+  }
+  const entries = byEncoding;
+  let v = entries.get(encoding);
   if (v?.best) return Promise.resolve(v.best);
   if (!v) {
     const versions: Versions = { quick: compress(raw, encoding, false) };
-    byEncoding.set(encoding, (v = versions));
+    entries.set(encoding, (v = versions));
     // a failure is not kept: the next request tries again
-    versions.quick.catch(() => byEncoding.delete(encoding));
+    versions.quick.catch(() => entries.delete(encoding));
     compress(raw, encoding, true).then((b) => { versions.best = b; }, () => undefined);
   }
   return v.quick;
