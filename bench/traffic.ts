@@ -42,6 +42,9 @@ const codec = (s: string): Compression => {
 const UPLOAD = codec(process.env.BENCH_UPLOAD ?? 'topk:0.1:8');
 const VERSIONS = codec(process.env.BENCH_VERSIONS ?? 'topk:0.01:8');
 const TABS = Number(process.env.BENCH_TABS ?? 10);
+/** BENCH_NODE=0: the P2P part only (its figures need no Node swarm) */
+const NODE = process.env.BENCH_NODE !== '0';
+class Skip extends Error {}
 /** accepted updates per tab in each P2P run */
 const TAB_UPDATES = Number(process.env.BENCH_TAB_UPDATES ?? 6);
 
@@ -94,8 +97,9 @@ const wire = () => [...sockets].reduce((a, s) => ({ down: a.down + s.bytesWritte
 const spec = defaultJobSpec(job);
 const h = spec.hyperparameters;
 const P = paramCount(spec.model);
-let headline = '';
+let headline = 'traffic: Node swarm not run (BENCH_NODE=0)';
 try {
+  if (!NODE) throw new Skip();
   const t0 = Date.now();
   let uploaded = 0;
   await Promise.all(Array.from({ length: W }, (_, i) => runVolunteer({
@@ -144,6 +148,8 @@ try {
   console.log(`all bytes on the relay's sockets: ${total} (down ${down}, up ${up}; counted by request ${counted}); per-step ring all-reduce of fp32 gradients for the same samples and ${W} workers: ${allReduce.toExponential(3)}`);
   console.log(`held-out accuracy: swarm ${(100 * last.accuracy).toFixed(2)} % (loss ${last.loss.toFixed(4)}) at version ${last.version}; single process ${(100 * single.accuracy).toFixed(2)} % (loss ${single.loss.toFixed(4)})`);
   headline = `traffic: ${(allReduce / total).toFixed(0)}x fewer bytes than per-step all-reduce at ${(100 * (last.accuracy - single.accuracy)).toFixed(2)} pts from single-machine accuracy; down/up per task ${(down / up).toFixed(2)}`;
+} catch (e) {
+  if (!(e instanceof Skip)) throw e;
 } finally {
   await relay.close();
   rmSync(dataDir, { recursive: true, force: true });
