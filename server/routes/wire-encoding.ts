@@ -1,21 +1,19 @@
 // Shards and version deltas on the wire: HTTP Content-Encoding, brotli or gzip as the volunteer accepts
 // (fetch decodes either before the volunteer sees a byte, so hashes, peers' pieces and spot checks are
-// unchanged). MNIST shards shrink about 5.6× with brotli at quality 11 (5.0× at quality 5, 4.8× with gzip);
-// deltas, already quantised, by what entropy coding finds in their codes. Neither changes once made, so each
-// is compressed once per encoding, in zlib's thread pool: shards kept while their dataset is, deltas (read
-// afresh from the store on each request) by content hash, the most recent few.
+// unchanged). MNIST shards shrink about 5.0× with brotli at quality 5 (4.7× with gzip); deltas, already
+// quantised, by what entropy coding finds in their codes. Neither changes once made, so each is compressed
+// once per encoding, in zlib's thread pool: shards kept while their dataset is, deltas (read afresh from the
+// store on each request) by content hash, the most recent few. Quality 11 would make shards another 12 %
+// smaller but costs seconds of CPU per MNIST shard: on a loaded relay that delayed first downloads and
+// slowed training in the same process until short leases ran out.
 import { brotliCompress, constants, gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 
 export type ShardEncoding = 'br' | 'gzip' | 'identity';
 
 const brotli = promisify(brotliCompress), gz = promisify(gzip);
-/** Per shard and encoding: a quick compression for the first requests and the best one, which replaces
- * it once done (brotli quality 11 takes seconds per MNIST shard, more on a loaded relay: a first download
- * must not wait for it, nor a short lease run out meanwhile). */
-type Versions = { quick: Promise<Buffer>; best?: Buffer };
-const cache = new WeakMap<Uint8Array, Map<ShardEncoding, Versions>>();
-const byHash = new Map<string, Map<ShardEncoding, Versions>>();
+const cache = new WeakMap<Uint8Array, Map<ShardEncoding, Promise<Buffer>>>();
+const byHash = new Map<string, Map<ShardEncoding, Promise<Buffer>>>();
 /** Deltas kept compressed: those of the versions volunteers are fetching now. */
 const DELTAS_KEPT = 32;
 
@@ -30,11 +28,11 @@ export function pickEncoding(accept: string | undefined): ShardEncoding {
   return ok.has('br') ? 'br' : ok.has('gzip') ? 'gzip' : 'identity';
 }
 
-const compress = (raw: Buffer, encoding: 'br' | 'gzip', best: boolean): Promise<Buffer> => encoding === 'br'
-  ? brotli(raw, { params: { [constants.BROTLI_PARAM_QUALITY]: best ? 11 : 5, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: raw.byteLength } })
-  : gz(raw, { level: best ? 9 : 6 });
+const compress = (raw: Buffer, encoding: 'br' | 'gzip'): Promise<Buffer> => encoding === 'br'
+  ? brotli(raw, { params: { [constants.BROTLI_PARAM_QUALITY]: 5, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: raw.byteLength } })
+  : gz(raw, { level: 6 });
 
-/** `bytes` in `encoding`: the best compression once it is done, the quick one until then. `hash`: the
+/** `bytes` in `encoding`, compressed on first use. `hash`: the
  * bytes' content hash, for bytes that arrive in a fresh array each time (deltas); shards are kept by array. */
 export function encodedBytes(bytes: Uint8Array, encoding: ShardEncoding, hash?: string): Promise<Buffer> {
   const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -49,14 +47,12 @@ export function encodedBytes(bytes: Uint8Array, encoding: ShardEncoding, hash?: 
     }
   }
   const entries = byEncoding;
-  let v = entries.get(encoding);
-  if (v?.best) return Promise.resolve(v.best);
-  if (!v) {
-    const versions: Versions = { quick: compress(raw, encoding, false) };
-    entries.set(encoding, (v = versions));
+  let p = entries.get(encoding);
+  if (!p) {
+    p = compress(raw, encoding);
     // a failure is not kept: the next request tries again
-    versions.quick.catch(() => entries.delete(encoding));
-    compress(raw, encoding, true).then((b) => { versions.best = b; }, () => undefined);
+    p.catch(() => entries.delete(encoding));
+    entries.set(encoding, p);
   }
-  return v.quick;
+  return p;
 }

@@ -139,20 +139,6 @@ describe('shards on the wire', () => {
     expect(fetched.equals(want)).toBe(true);
   });
 
-  it('answers the first request with a quick compression and later ones with the best, both decoding to the shard', async () => {
-    const shard = dataset('mnist').shardBytes[2].slice(); // a copy: nothing cached for it yet
-    const quick = await encodedBytes(shard, 'br');
-    expect(brotliDecompressSync(quick).equals(Buffer.from(shard))).toBe(true);
-    let later = quick;
-    for (let i = 0; i < 600 && later === quick; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      later = await encodedBytes(shard, 'br');
-    }
-    expect(later).not.toBe(quick);
-    expect(later.length).toBeLessThan(quick.length);
-    expect(brotliDecompressSync(later).equals(Buffer.from(shard))).toBe(true);
-  });
-
   it('keeps bytes that arrive in a fresh array each time (deltas) by content hash, compressed once', async () => {
     const delta = Uint8Array.from({ length: 50_000 }, (_, i) => (i * 7) % 13);
     const a = await encodedBytes(delta.slice(), 'gzip', 'delta-hash-1');
