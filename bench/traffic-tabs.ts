@@ -50,7 +50,8 @@ export async function tabsTraffic(browser: Browser, tabs: number, share: boolean
       }, share);
       const page = await context.newPage();
       pages.push(page);
-      await page.goto(`${url}/?cpu=1`);
+      // a loaded machine can take a while to serve and start ten tabs
+      await page.goto(`${url}/?cpu=1`, { timeout: 180_000 });
     }
     const accepted = () => relay.app.db.prepare("SELECT count(*) AS n FROM tasks WHERE state = 'accepted'").get() as { n: number };
     while (accepted().n < updates) await new Promise((r) => setTimeout(r, 500));

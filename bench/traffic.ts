@@ -1,11 +1,15 @@
 // npm run bench:traffic — the field's headline question for this network: how many bytes does training
 // move, against a per-step data-parallel all-reduce of dense fp32 gradients, and at what accuracy
 // against one process training the same model on the same samples?
-// W simulated volunteers (the real volunteer loop, CPU reference trainer) train the default MNIST job on a
-// live relay on loopback until each has uploaded TASKS updates. Every request and answer is counted by
-// route, bodies and headers both (status and header lines as HTTP/1.1 would send them). The single-process
-// baseline trains the same model from the same initial parameters with the same AdamW on the same number
-// of samples, drawn the same way (shard round robin, batches by seed and step).
+// W simulated volunteers (the real volunteer loop, CPU reference trainer) train the MNIST job on a live
+// relay on loopback until each has uploaded TASKS updates. The job is the default MNIST job with the
+// bench's communication settings (BENCH_H inner steps, BENCH_UPLOAD codec for updates, BENCH_VERSIONS
+// codec for published versions; printed on the job line). The bytes in the headline are the relay's own
+// socket counters (every byte read and written on its connections: request and status lines, headers,
+// bodies as sent, compressed shards as compressed); requests are also counted by route from the
+// volunteers' side (bodies as sent, headers as HTTP/1.1 would send them) for the breakdown. The single-
+// process baseline trains the same model from the same initial parameters with the same AdamW on the same
+// number of samples, drawn the same way (every shard equally often, batches and augmentation by seed and step).
 // Then the peer-to-peer part (./traffic-tabs.ts): BENCH_TABS real tabs in headless Chromium (default 10)
 // train on a fresh relay with sharing off, then on; peers carried = bytes tabs took from each other over
 // WebRTC / (those + the relay's egress of params, deltas and shards) in the run with sharing on.
@@ -25,10 +29,22 @@ import { createCpuTrainer } from '../shared/train/cpu.ts';
 import { rng } from '../shared/util/rng.ts';
 import { runVolunteer } from '../shared/volunteer/loop.ts';
 import { memoryLoopStore } from '../shared/volunteer/store.ts';
+import type { Compression } from '../shared/codec/index.ts';
 
 const W = Number(process.env.BENCH_VOLUNTEERS ?? 4);
 const TASKS = Number(process.env.BENCH_TASKS ?? 20);
+/** H, and the codecs of updates and of published versions, as `topk:<fraction>:<bits>`, `int8:<block>` or `fp32` */
+const H = Number(process.env.BENCH_H ?? 200);
+const codec = (s: string): Compression => {
+  const [kind, a, b] = s.split(':');
+  return kind === 'topk' ? { kind, fraction: Number(a), bits: Number(b) as 4 | 8 } : kind === 'int8' ? { kind, block: Number(a ?? 256) } : { kind: 'fp32' };
+};
+const UPLOAD = codec(process.env.BENCH_UPLOAD ?? 'topk:0.1:8');
+const VERSIONS = codec(process.env.BENCH_VERSIONS ?? 'topk:0.01:8');
 const TABS = Number(process.env.BENCH_TABS ?? 10);
+/** BENCH_NODE=0: the P2P part only (its figures need no Node swarm) */
+const NODE = process.env.BENCH_NODE !== '0';
+class Skip extends Error {}
 /** accepted updates per tab in each P2P run */
 const TAB_UPDATES = Number(process.env.BENCH_TAB_UPDATES ?? 6);
 
@@ -61,19 +77,29 @@ async function countingFetch(url: string, init?: RequestInit): Promise<Response>
   const res = await fetch(url, init);
   const payload = new Uint8Array(await res.arrayBuffer());
   bytes[route].up += up;
-  bytes[route].down += 'HTTP/1.1 200 OK\r\n\r\n'.length + headerBytes(res.headers) + payload.byteLength;
+  // fetch has decoded a compressed body: what crossed the wire is its declared length
+  const sent = res.headers.get('content-encoding') ? Number(res.headers.get('content-length')) : payload.byteLength;
+  bytes[route].down += 'HTTP/1.1 200 OK\r\n\r\n'.length + headerBytes(res.headers) + sent;
   bytes[route].n += 1;
   return new Response(payload, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'tabtrain-traffic-'));
-const relay = await buildApp({ dataDir, port: 0, host: '127.0.0.1', logger: false, defence: { powDifficulty: 8, replication: { baseRate: 0 } } });
+// the job runs its TASKS × W updates: no stopping rule ends it first, and no lease runs out on a loaded
+// machine (a re-issue would train the same samples twice)
+const job = { steps: H, compression: UPLOAD, versionCompression: VERSIONS, until: { versions: 100_000 }, leaseMs: 1_800_000 };
+const relay = await buildApp({ dataDir, port: 0, host: '127.0.0.1', logger: false, defaultJob: job, defence: { powDifficulty: 8, replication: { baseRate: 0 } } });
 const url = relay.url!.replace('0.0.0.0', '127.0.0.1');
-const spec = defaultJobSpec();
+// every byte on the relay's connections, both ways
+const sockets = new Set<import('node:net').Socket>();
+relay.app.server.on('connection', (s) => sockets.add(s));
+const wire = () => [...sockets].reduce((a, s) => ({ down: a.down + s.bytesWritten, up: a.up + s.bytesRead }), { down: 0, up: 0 });
+const spec = defaultJobSpec(job);
 const h = spec.hyperparameters;
 const P = paramCount(spec.model);
-let headline = '';
+let headline = 'traffic: Node swarm not run (BENCH_NODE=0)';
 try {
+  if (!NODE) throw new Skip();
   const t0 = Date.now();
   let uploaded = 0;
   await Promise.all(Array.from({ length: W }, (_, i) => runVolunteer({
@@ -81,6 +107,7 @@ try {
     signal: new AbortController().signal, agent: `traffic-${i}`, maxTasks: TASKS,
     onEvent: (e) => { if (e.type === 'uploaded' && e.ack.accepted) uploaded++; },
   })));
+  const onWire = wire();
   // the last version's evaluation lands just after its round
   let evals: Eval[] = [];
   for (let k = 0; k < 100; k++) {
@@ -100,24 +127,29 @@ try {
   const r = rng(12345);
   for (let task = 0; task < uploaded; task++) {
     const shard = shards[task % shards.length], seed = r.int(2 ** 31);
-    for (let s = 0; s < h.steps; s++) await trainer.step(taskBatch(shard, spec.model, seed, s, h.batchSize));
+    for (let s = 0; s < h.steps; s++) await trainer.step(taskBatch(shard, spec.model, seed, s, h.batchSize, h.augment));
   }
   const d = await trainer.delta();
   const single = mlpEvaluate(spec.model as MlpConfig, Float32Array.from(init, (x, i) => x - d[i]), data.heldOut!);
 
-  const total = Object.values(bytes).reduce((a, b) => a + b.up + b.down, 0);
-  const down = Object.values(bytes).reduce((a, b) => a + b.down, 0), up = Object.values(bytes).reduce((a, b) => a + b.up, 0);
+  const counted = Object.values(bytes).reduce((a, b) => a + b.up + b.down, 0);
+  const { down, up } = onWire, total = down + up;
   const modelDown = bytes.params.down + bytes.delta.down + bytes.manifest.down;
   // ring all-reduce of dense fp32 gradients: per step each of W workers sends and receives 2(W−1)/W · 4P
   const steps = samples / (W * h.batchSize);
   const allReduce = steps * W * 2 * (2 * (W - 1) / W) * 4 * P;
-  console.log(`job: MNIST ${spec.model.kind} ${P} params, ${W} volunteers × ${TASKS} tasks (H=${h.steps}, batch ${h.batchSize}, ${h.compression.kind} uploads, K=${h.updatesPerRound}), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  const name = (c: Compression) => (c.kind === 'topk' ? `top-k ${100 * c.fraction}% ${c.bits}-bit` : c.kind === 'int8' ? `int8 blocks of ${c.block}` : 'fp32');
+  console.log(`job: MNIST ${spec.model.kind} ${P} params, ${W} volunteers × ${TASKS} tasks (H=${h.steps}, batch ${h.batchSize}, uploads ${name(UPLOAD)}, versions published ${name(VERSIONS)} (both with error feedback), K=${h.updatesPerRound}, ${relay.app.store.getJob('mnist-mlp')!.version} rounds), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   for (const [k, v] of Object.entries(bytes)) console.log(`  ${k.padEnd(8)} ${String(v.n).padStart(5)} requests  up ${String(v.up).padStart(10)} B  down ${String(v.down).padStart(10)} B`);
   console.log(`tasks uploaded ${uploaded}, samples in accepted updates ${samples}, versions ${relay.app.store.getJob('mnist-mlp')!.version}`);
   console.log(`model bytes down per task ${(modelDown / uploaded).toFixed(0)} (params ${bytes.params.n}×, deltas ${bytes.delta.n}×) vs update bytes up per task ${(bytes.update.up / uploaded).toFixed(0)}: ${(modelDown / bytes.update.up).toFixed(2)}`);
-  console.log(`all bytes: ${total} (down ${down}, up ${up}); per-step ring all-reduce of fp32 gradients for the same samples and ${W} workers: ${allReduce.toExponential(3)}`);
+  const visits = relay.app.scheduler.shardVisits('mnist-mlp');
+  console.log(`shard downloads ${bytes.shard.n} (${bytes.shard.down} B on the wire) for ${uploaded} tasks; fresh tasks per shard ${visits.join(' ')}`);
+  console.log(`all bytes on the relay's sockets: ${total} (down ${down}, up ${up}; counted by request ${counted}); per-step ring all-reduce of fp32 gradients for the same samples and ${W} workers: ${allReduce.toExponential(3)}`);
   console.log(`held-out accuracy: swarm ${(100 * last.accuracy).toFixed(2)} % (loss ${last.loss.toFixed(4)}) at version ${last.version}; single process ${(100 * single.accuracy).toFixed(2)} % (loss ${single.loss.toFixed(4)})`);
   headline = `traffic: ${(allReduce / total).toFixed(0)}x fewer bytes than per-step all-reduce at ${(100 * (last.accuracy - single.accuracy)).toFixed(2)} pts from single-machine accuracy; down/up per task ${(down / up).toFixed(2)}`;
+} catch (e) {
+  if (!(e instanceof Skip)) throw e;
 } finally {
   await relay.close();
   rmSync(dataDir, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import { RelaySendsShardList, type ShardList } from '../../shared/protocol/p2p.t
 import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import { errorResponses } from './common.ts';
+import { encodedBytes, pickEncoding } from './wire-encoding.ts';
 import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, RelaySendsManifest, ShardParams, VersionParams, type Static } from './schemas.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import { missingVersionMessage } from '../store/retention.ts';
@@ -82,8 +83,13 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     const bytes = (await app.stores.relay.getDelta(jobId, version)) ?? fail('TT_ERR_UNKNOWN_VERSION', version === 0
       ? `version 0 of job ${jobId} is the initial model and has no delta; fetch its params`
       : `${missingVersionMessage(jobId, version, job.version, (await app.stores.relay.listVersions(jobId)))}; the delta of a dropped version is gone too, fetch the params of a kept one`);
+    // entropy-coded on the wire when the volunteer accepts it (./wire-encoding.ts), as it is should that fail
+    let encoding = pickEncoding(req.headers['accept-encoding']);
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    const body = await encodedBytes(bytes, encoding, hash).catch(() => { encoding = 'identity'; return encodedBytes(bytes, 'identity'); });
+    if (encoding !== 'identity') reply.header('content-encoding', encoding);
     return reply.header('content-type', 'application/octet-stream').header('cache-control', 'public, max-age=31536000, immutable')
-      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      .header('vary', 'accept-encoding').send(body);
   });
 
   /** Every shard's SHA-256, so a tab can take a shard from another tab and check it. */
@@ -97,7 +103,12 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     const job = await app.scheduler.requireJob(req.params.jobId);
     const shards = dataset(job.dataset.name).shardBytes;
     const bytes = shards[req.params.shard] ?? fail('TT_ERR_UNKNOWN_SHARD', `job ${job.jobId} has shards 0..${shards.length - 1}, not ${req.params.shard}`);
+    // compressed on the wire when the volunteer accepts it (./wire-encoding.ts); should compressing
+    // fail, the shard goes as it is
+    let encoding = pickEncoding(req.headers['accept-encoding']);
+    const body = await encodedBytes(bytes, encoding).catch(() => { encoding = 'identity'; return encodedBytes(bytes, 'identity'); });
+    if (encoding !== 'identity') reply.header('content-encoding', encoding);
     return reply.header('content-type', 'application/octet-stream').header('cache-control', 'public, max-age=31536000, immutable')
-      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      .header('vary', 'accept-encoding').send(body);
   });
 };

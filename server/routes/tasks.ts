@@ -22,7 +22,7 @@ export const taskRoutes: FastifyPluginAsync = async (app) => {
     await app.scheduler.guard.verifyTaskRequest(req.body.volunteerId, req.params.jobId, header('x-tabtrain-signature'), header('x-tabtrain-time'), t);
     await app.scheduler.guard.limit('tasksPerIdentity', req.body.volunteerId, t);
     requireAdapterFit(job, req.body.adapter);
-    const task = await app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId, req.ip);
+    const task = await app.scheduler.leaseTask(req.params.jobId, req.body.volunteerId, req.ip, req.body.shards);
     if (!task) {
       const paused = (await app.stores.relay.getJob(req.params.jobId))?.status === 'paused';
       return reply.status(204).header('retry-after', paused ? '5' : '1').header('x-tabtrain-retry-ms', String(paused ? 5000 : NO_WORK_RETRY_MS))

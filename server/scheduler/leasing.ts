@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore, TaskRow } from '../store/types.ts';
 import type { Guard } from '../defence/guard.ts';
 import { signLease } from './leases.ts';
+import { createShardChoice } from './shard-choice.ts';
 import { isSwarm, type SwarmPolicy } from './swarm.ts';
 import { createWaitingList } from './waiting.ts';
 
@@ -32,10 +33,13 @@ export function createLeasing(o: LeasingOptions) {
   const { store, guard, secret, log, metrics, now, requireJob, swarm } = o;
   /** Volunteers recently told "no work", so a task ahead never goes past one of them. */
   const waiting = createWaitingList();
+  /** Fresh tasks go to shards their volunteer holds when that keeps the sample unbiased (./shard-choice.ts). */
+  const shardChoice = createShardChoice();
 
   /** A task for this volunteer, or null when the round has all the work it needs in flight.
-   * `address`: where the request came from; spot checks pair across networks (server/defence/network.ts). */
-  async function leaseTask(jobId: string, volunteerId: string, address?: string): Promise<Task | null> {
+   * `address`: where the request came from; spot checks pair across networks (server/defence/network.ts).
+   * `held`: the shards the volunteer says it keeps (only a preference: ./shard-choice.ts). */
+  async function leaseTask(jobId: string, volunteerId: string, address?: string, held: readonly number[] = []): Promise<Task | null> {
     const job = await requireJob(jobId);
     if (job.status === 'paused') return null;
     if (job.status !== 'running') fail('TT_ERR_JOB_NOT_RUNNING', `job ${jobId} is ${job.status}; only running jobs give tasks`);
@@ -78,7 +82,7 @@ export function createLeasing(o: LeasingOptions) {
     const plan = swarmJob && !replica ? swarm.plan(volunteerId, h) : { steps: h.steps, leaseMs: h.leaseMs };
     const task: TaskRow = {
       taskId, jobId, volunteerId, baseVersion: check ? check.baseVersion : job.version,
-      shard: check ? check.shard : again ? again.shard : await store.nextShard(jobId, shards),
+      shard: check ? check.shard : again ? again.shard : (await shardChoice.choose(jobId, shards, held, () => store.nextShard(jobId, shards))).shard,
       seed: check ? check.seed : again ? again.seed : randomInt(0, 2 ** 31),
       state: 'issued', issuedAt: t, expiresAt: t + plan.leaseMs, reissueOf: again?.taskId ?? null, payloadHash: null, ack: null,
     };
@@ -119,5 +123,5 @@ export function createLeasing(o: LeasingOptions) {
   /** Volunteers told "no work" in the last moments (the dashboard's "waiting"). */
   const waitingCount = (jobId: string, t: number): number => waiting.count(jobId, t);
 
-  return { leaseTask, expireLeases, waitingCount };
+  return { leaseTask, expireLeases, waitingCount, shardVisits: shardChoice.counts };
 }

@@ -83,7 +83,7 @@ export function createRounds(o: RoundsOptions) {
     // the new version is what its published delta gives (shared/codec/version-delta.ts): volunteers
     // download that delta instead of the whole model and rebuild these exact bits
     const residual = cur.residual ?? new Float32Array(n);
-    const published = publishVersion(cur.params, next.params, residual, deltaCompression(h.compression));
+    const published = publishVersion(cur.params, next.params, residual, deltaCompression(h.compression, h.versionCompression));
     const committed = await store.commitRound(jobId, {
       version, params: published.params, momentum: next.momentum, hash: paramHash(published.params),
       delta: { bytes: published.delta, sha256: sha256(published.delta) }, residual,

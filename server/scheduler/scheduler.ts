@@ -122,7 +122,7 @@ export function createScheduler(o: SchedulerOptions) {
   }
 
   return {
-    swarm, createJob, jobInfo, leaseTask: leasing.leaseTask, stopping: stopRules, intakeUpdate: intake.intakeUpdate,
+    swarm, createJob, jobInfo, leaseTask: leasing.leaseTask, shardVisits: leasing.shardVisits, stopping: stopRules, intakeUpdate: intake.intakeUpdate,
     closeRound: rounds.closeRound, sweep, recover, evaluate: evaluation.evaluate, registerVolunteer, requireJob, paramHash, guard,
     /** Resolves when the spot-check tie-breaks started so far are done. */
     settled: intake.settled,

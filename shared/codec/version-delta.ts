@@ -9,9 +9,12 @@ import { decodeUpdate, encodeUpdate, toDense, type Compression } from './index.t
 
 /** How a job's versions are published: int8 blocks (about 4× fewer bytes than fp32) unless the job
  * compresses nothing. Top-k jobs get int8 too: a version that moved only 1 % of its coordinates would
- * hold every volunteer back by what error feedback has not sent yet, round after round. */
-export const deltaCompression = (uploads: Compression): Compression =>
-  uploads.kind === 'fp32' ? uploads : { kind: 'int8', block: uploads.kind === 'int8' ? uploads.block : 256 };
+ * hold every volunteer back by what error feedback has not sent yet, round after round. A job may choose
+ * otherwise (hyperparameters.versionCompression): top-k with the relay's error feedback sends each version
+ * in about as many bytes as one update, as SparseLoCo does for its pseudo-gradients (arXiv 2508.15706),
+ * at the cost of volunteers training on a version that lags the outer step by what is not sent yet. */
+export const deltaCompression = (uploads: Compression, chosen?: Compression): Compression =>
+  chosen ?? (uploads.kind === 'fp32' ? uploads : { kind: 'int8', block: uploads.kind === 'int8' ? uploads.block : 256 });
 
 /** θ + decoded delta, as a new array (the base is not changed: it may be a cached copy). */
 export function applyVersionDelta(base: Float32Array, delta: Uint8Array): Float32Array {

@@ -142,8 +142,8 @@ export function checkSubmission(input: unknown): JobSubmission {
   checkTagged(Object.fromEntries(modelKindNames.map((k) => [k, modelKinds[k].submission])), 'kind', o.model, 'model');
   checkTagged({ text: TextDataset, labelled: LabelledDataset }, 'format', o.dataset, 'dataset');
   const h = o.hyperparameters as Record<string, unknown> | undefined;
-  if (h && typeof h === 'object' && h.compression !== undefined) {
-    checkTagged(Object.fromEntries(codecNames.map((n) => [n, codecs[n].schema])), 'kind', h.compression, 'hyperparameters.compression');
+  for (const f of ['compression', 'versionCompression'] as const) {
+    if (h && typeof h === 'object' && h[f] !== undefined) checkTagged(Object.fromEntries(codecNames.map((n) => [n, codecs[n].schema])), 'kind', h[f], `hyperparameters.${f}`);
   }
   if (h && typeof h === 'object' && h.aggregator !== undefined && !Value.Check(AggregatorSchema, h.aggregator)) {
     throw new SpecError('hyperparameters.aggregator', `must be one of ${AggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(h.aggregator)})`);

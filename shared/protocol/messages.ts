@@ -82,6 +82,7 @@ export const HyperparametersSchema = Type.Object({
   stalenessBound: Type.Integer({ minimum: 0, description: 'oldest base version accepted, as versions behind' }),
   leaseMs: Type.Integer({ minimum: 1 }),
   compression: CompressionSchema,
+  versionCompression: Type.Optional(Type.Union(CompressionSchema.anyOf, { description: 'how each new version is published as a delta from the one before (shared/codec/version-delta.ts); default int8 blocks (fp32 for fp32 jobs)' })),
   aggregator: AggregatorSchema,
   preAggregators: Type.Optional(Type.Array(PreAggregatorSchema, { maxItems: 4, description: 'applied in order before the aggregator, e.g. ["nnm"]' })),
   maxUpdateNorm: Type.Number({ exclusiveMinimum: 0, description: 'updates with a larger L2 norm are refused' }),
@@ -133,7 +134,15 @@ export const AdapterLimitsSchema = Type.Object({
   memoryBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'GPU memory the volunteer offers in all (WebGPU does not report it)' })),
 }, { additionalProperties: false });
 
-export const VolunteerSendsTaskRequest = Type.Object({ volunteerId: Id, adapter: Type.Optional(AdapterLimitsSchema) }, { additionalProperties: false });
+/** Most shards a task request may list as held (a longer list is refused, not cut). */
+export const MAX_HELD_SHARDS = 4096;
+
+export const VolunteerSendsTaskRequest = Type.Object({
+  volunteerId: Id, adapter: Type.Optional(AdapterLimitsSchema),
+  /** shards of this job the volunteer keeps: the relay prefers a task on one of them (server/scheduler/shard-choice.ts);
+   * indices the job does not have are ignored */
+  shards: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }), { maxItems: MAX_HELD_SHARDS })),
+}, { additionalProperties: false });
 
 export const RelaySendsTask = Type.Object({
   taskId: Id, jobId: Id, baseVersion: Type.Integer({ minimum: 0 }), versionHash: Type.String(),

@@ -8,7 +8,7 @@ import type { AdapterLimits } from '../engine/memory-plan.ts';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { RelaySendsShardList, type ShardList } from '../protocol/p2p.ts';
 import {
-  JobInfoSchema, RelaySendsError, RelaySendsJobs, RelaySendsManifest, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
+  JobInfoSchema, MAX_HELD_SHARDS, RelaySendsError, RelaySendsJobs, RelaySendsManifest, RelaySendsPowChallenge, RelaySendsTask, RelaySendsUpdateAck, RelaySendsVolunteer,
   type JobInfo, type JobSummary, type Manifest, type Task, type UpdateAck,
 } from '../protocol/messages.ts';
 import { isErrorCode, type AnyErrorCode } from '../protocol/errors.ts';
@@ -102,8 +102,10 @@ export class RelayClient {
   }
 
   /** A task, or how long to wait before asking again. With `sign`, the request is signed afresh for each
-   * attempt, and once more if the relay says our clock is off (its answer told us its clock). */
-  async lease(jobId: string, volunteerId: string, sign?: TaskRequestSigner, adapter?: AdapterLimits): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
+   * attempt, and once more if the relay says our clock is off (its answer told us its clock). `held`: the
+   * job's shards this volunteer keeps, so the relay can give it a task on one of them. */
+  async lease(jobId: string, volunteerId: string, sign?: TaskRequestSigner, adapter?: AdapterLimits, held?: readonly number[]): Promise<{ task: Task } | { retryMs: number; paused: boolean }> {
+    const body = JSON.stringify({ volunteerId, ...(adapter ? { adapter } : {}), ...(held?.length ? { shards: held.slice(0, MAX_HELD_SHARDS) } : {}) });
     const init = async (): Promise<RequestInit> => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (sign) {
@@ -111,7 +113,7 @@ export class RelayClient {
         headers['x-tabtrain-time'] = String(at);
         headers['x-tabtrain-signature'] = await sign(jobId, at);
       }
-      return { method: 'POST', headers, body: JSON.stringify(adapter ? { volunteerId, adapter } : { volunteerId }) };
+      return { method: 'POST', headers, body };
     };
     const path = `/api/jobs/${encodeURIComponent(jobId)}/tasks`;
     const res = await this.send('lease', path, init).catch((e: unknown) => {
@@ -139,12 +141,14 @@ export class RelayClient {
 
   /** The published delta that makes `version` from version − 1 (shared/codec/version-delta.ts). */
   async delta(jobId: string, version: number): Promise<Uint8Array> {
-    const res = await this.send('delta', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/delta`, { method: 'GET' });
+    const res = await this.send('delta', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/delta`, { method: 'GET', headers: { 'accept-encoding': 'br, gzip' } });
     return new Uint8Array(await res.arrayBuffer());
   }
 
   async shard(jobId: string, shard: number): Promise<Uint8Array> {
-    const res = await this.send('shard', `/api/jobs/${encodeURIComponent(jobId)}/shards/${shard}`, { method: 'GET' });
+    // brotli when the relay has it (Node's fetch asks for gzip only unless told; a browser decides for itself
+    // and ignores this header), decoded by fetch
+    const res = await this.send('shard', `/api/jobs/${encodeURIComponent(jobId)}/shards/${shard}`, { method: 'GET', headers: { 'accept-encoding': 'br, gzip' } });
     return new Uint8Array(await res.arrayBuffer());
   }
 

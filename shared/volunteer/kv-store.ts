@@ -59,7 +59,15 @@ export function kvLoopStore(db: VolunteerDb, slot: number): SlotLoopStore {
     getNewest: (jobId) => db.getRecord<{ version: number; hash: string }>(`newest:${jobId}`),
     putNewest: (jobId, v) => db.putRecord(`newest:${jobId}`, v),
     getShard: (jobId, shard) => db.getBlob(`shard:${jobId}:${shard}`),
-    putShard: async (jobId, shard, bytes) => { void db.putBlob(`shard:${jobId}:${shard}`, bytes.slice(), 'shard').catch(() => undefined); },
+    // the list of kept shards is written after the bytes, so it never names a shard that was not stored
+    // (tabs writing it at once may lose an entry: that shard is only not preferred for a while)
+    putShard: async (jobId, shard, bytes) => {
+      void db.putBlob(`shard:${jobId}:${shard}`, bytes.slice(), 'shard').then(async () => {
+        const kept = (await db.getRecord<number[]>(`shards:${jobId}`)) ?? [];
+        if (!kept.includes(shard)) await db.putRecord(`shards:${jobId}`, [...kept, shard]);
+      }).catch(() => undefined);
+    },
+    listShards: async (jobId) => (await db.getRecord<number[]>(`shards:${jobId}`)) ?? [],
     async getResidual(jobId) {
       // this slot's lock makes this tab the residual's only writer, so memory may serve it after the first read
       let r = residuals.get(jobId);

@@ -161,6 +161,13 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     return got.params;
   };
 
+  /** The job's shards this volunteer keeps: decoded in this run, or stored by an earlier one. */
+  const heldShards = async (jobId: string): Promise<number[]> => {
+    const held = new Set(await o.store.listShards?.(jobId).catch(() => []) ?? []);
+    for (const k of shards.keys()) if (k.startsWith(`${jobId}:`)) held.add(Number(k.slice(jobId.length + 1)));
+    return [...held];
+  };
+
   const shardFor = async (task: Task): Promise<TaskData> => {
     const key = `${task.jobId}:${task.shard}`;
     let s = shards.get(key);
@@ -210,7 +217,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     const t0 = Date.now();
     prefetching = (async () => {
       try {
-        const got = await client.lease(jobId, vid, signRequest, o.adapter);
+        const got = await client.lease(jobId, vid, signRequest, o.adapter, await heldShards(jobId));
         if (!('task' in got)) return; // the round has its work in flight: the relay decides
         if (!fitsHere(got.task)) return;
         const ready = await readyFor(got.task);
@@ -337,7 +344,7 @@ export async function runVolunteer(o: VolunteerOptions): Promise<void> {
     noJobMs = IDLE_MS;
     let got;
     try {
-      got = await client.lease(jobId, vid, signRequest, o.adapter);
+      got = await client.lease(jobId, vid, signRequest, o.adapter, await heldShards(jobId));
     } catch (e) {
       if (!(e instanceof RelayHttpError && e.code === 'TT_ERR_ADAPTER_TOO_SMALL')) throw e;
       markUnfit(jobId, e.message);

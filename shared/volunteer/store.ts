@@ -15,6 +15,10 @@ export interface LoopStore {
   putNewest?(jobId: string, v: { version: number; hash: string }): Promise<void>;
   getShard(jobId: string, shard: number): Promise<Uint8Array | undefined>;
   putShard(jobId: string, shard: number, bytes: Uint8Array): Promise<void>;
+  /** The job's shards kept (sent with task requests: the relay prefers a task on one of them). Optional:
+   * a store without it only reports the shards this run has downloaded. An entry whose bytes were lost
+   * since costs a download, nothing more. */
+  listShards?(jobId: string): Promise<number[]>;
   /** Error-feedback residual of a job: what compression has not sent yet. */
   getResidual(jobId: string): Promise<Float32Array | undefined>;
   putResidual(jobId: string, residual: Float32Array): Promise<void>;
@@ -54,6 +58,7 @@ export function memoryLoopStore(): LoopStore {
     putNewest: async (j, v) => { newest.set(j, v); },
     getShard: async (j, s) => shards.get(`${j}:${s}`),
     putShard: async (j, s, b) => { shards.set(`${j}:${s}`, b); },
+    listShards: async (j) => [...shards.keys()].flatMap((k) => (k.startsWith(`${j}:`) ? [Number(k.slice(j.length + 1))] : [])),
     getResidual: async (j) => residuals.get(j),
     putResidual: async (j, r) => { residuals.set(j, r); },
     getResidualBase: async (j) => residualBases.get(j),

@@ -13,7 +13,7 @@ import { startPageServer, type PageServer } from '../helpers/vite.ts';
 const hash = (p: Float32Array): string => createHash('sha256').update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength)).digest('hex');
 
 /** A relay's view of n versions: random outer steps, each published as a delta with error feedback. */
-function chain(n: number, length: number, c: Compression, seed: number) {
+function chain(n: number, length: number, c: Compression, seed: number, published?: Compression) {
   const r = rng(seed);
   const v0 = Float32Array.from({ length }, () => r.normal() * 0.1);
   const residual = new Float32Array(length);
@@ -23,7 +23,7 @@ function chain(n: number, length: number, c: Compression, seed: number) {
     // the outer step moves from the published version, as the relay's round does
     const target = Float32Array.from(relay, (x) => x + r.normal() * 0.01 * (1 + (v % 3)));
     ideal = Float32Array.from(ideal, (x, i) => x + (target[i] - relay[i]));
-    const out = publishVersion(relay, target, residual, deltaCompression(c));
+    const out = publishVersion(relay, target, residual, deltaCompression(c, published));
     deltas.push(out.delta);
     relay = out.params;
     hashes.push(hash(relay));
@@ -68,6 +68,18 @@ describe('version deltas', () => {
     // ... and the residual stays under half a quantisation step (a block's largest value / 127 / 2): it
     // does not pile up. Steps here are normal with sigma at most 0.03, so a block's largest is under 0.15
     expect(worstResidual).toBeLessThan(0.15 / 127 / 2);
+  });
+
+  it('follow a job\'s own choice of codec: top-k versions rebuild exactly, are about 1 % of fp32, and the residual keeps the rest', () => {
+    const topk: Compression = { kind: 'topk', fraction: 0.01, bits: 8 };
+    expect(deltaCompression({ kind: 'int8', block: 256 }, topk)).toEqual(topk);
+    const { v0, deltas, hashes, relay, residual, ideal } = chain(30, 20_000, { kind: 'topk', fraction: 0.01, bits: 8 }, 5, topk);
+    let p: Float32Array = v0;
+    deltas.forEach((d, i) => { p = applyVersionDelta(p, d); expect(hash(p)).toBe(hashes[i + 1]); });
+    for (const d of deltas) expect(d.length / (4 * 20_000)).toBeLessThan(0.02);
+    let drift = 0;
+    for (let i = 0; i < relay.length; i++) drift = Math.max(drift, Math.abs(relay[i] + residual[i] - ideal[i]));
+    expect(drift).toBeLessThan(1e-4);
   });
 
   it('are no more than a quarter of the fp32 parameters for int8 jobs', () => {

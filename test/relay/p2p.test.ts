@@ -122,10 +122,15 @@ describe('peer-to-peer on the relay', () => {
     const { shards } = (await (await fetch(`${relay.url}/api/jobs/mnist-mlp/shards`)).json()) as { shards: { shard: number; bytes: number; sha256: string }[] };
     expect(shards.length).toBeGreaterThan(1);
     const before = await metric(relay.url, 'tabtrain_relay_egress_bytes_total', 'kind="shard"');
-    const bytes = new Uint8Array(await (await fetch(`${relay.url}/api/jobs/mnist-mlp/shards/1`)).arrayBuffer());
+    const res = await fetch(`${relay.url}/api/jobs/mnist-mlp/shards/1`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(shards[1].sha256);
     expect(bytes.byteLength).toBe(shards[1].bytes);
-    expect(await metric(relay.url, 'tabtrain_relay_egress_bytes_total', 'kind="shard"')).toBe(before + bytes.byteLength);
+    // egress counts the shard as it went on the wire: compressed (fetch decoded it)
+    expect(res.headers.get('content-encoding')).toBe('gzip');
+    const sent = Number(res.headers.get('content-length'));
+    expect(sent).toBeLessThan(bytes.byteLength);
+    expect(await metric(relay.url, 'tabtrain_relay_egress_bytes_total', 'kind="shard"')).toBe(before + sent);
     const params = await (await fetch(`${relay.url}/api/jobs/mnist-mlp/versions/0/params`)).arrayBuffer();
     expect(await metric(relay.url, 'tabtrain_relay_egress_bytes_total', 'kind="model"')).toBeGreaterThanOrEqual(params.byteLength);
   });
