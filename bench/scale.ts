@@ -143,7 +143,7 @@ async function runSize(size: string): Promise<Result> {
     await poller;
     const rss = status(pid, 'VmHWM');
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
-    const stages = Object.fromEntries(['read', 'fold', 'rule', 'outer', 'publish', 'hash', 'commit'].map((s) => [s, metric(`tabtrain_round_stage_seconds\\{job="${JOB}",stage="${s}"\\}`)]));
+    const stages = Object.fromEntries(['read', 'fold', 'rule', 'outer', 'publish', 'hash', 'dispatch', 'commit'].map((s) => [s, metric(`tabtrain_round_stage_seconds\\{job="${JOB}",stage="${s}"\\}`)]));
     const during = (a: number, b: number) => polls.filter((p) => p.at + p.ms >= a && p.at <= b).map((p) => p.ms);
     return {
       size, params: n, intakeMs, closeS: (roundEnd - roundStart) / 1000, evalS: (evalEnd - roundEnd) / 1000, stages,

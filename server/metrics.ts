@@ -44,7 +44,7 @@ export function createMetrics() {
     }),
     roundStageSeconds: new Gauge({
       name: 'tabtrain_round_stage_seconds', labelNames: ['job', 'stage'], registers: r,
-      help: 'the last round close by stage: read, fold (decode + accumulate), rule, outer (step), publish (version delta), hash on the pool; commit (checkpoint write) on the event loop',
+      help: 'the last round close by stage: read, fold (decode + accumulate), rule, outer (step), publish (version delta), hash on the pool; dispatch (queueing, moving results); commit (checkpoint write) on the event loop',
     }),
     roundLoopDelay: new Gauge({
       name: 'tabtrain_round_loop_delay_seconds', labelNames: ['job', 'stat'], registers: r,

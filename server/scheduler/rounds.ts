@@ -103,11 +103,14 @@ export function createRounds(o: RoundsOptions) {
     const lag = monitorEventLoopDelay({ resolution: 10 });
     lag.enable();
     let r: RoundOutcome;
+    const p0 = performance.now();
     try {
       r = await compute(spec);
     } finally {
       lag.disable();
     }
+    // what the pool call took beyond the worker's own stages: queueing, a thread's start, moving the results
+    const dispatchMs = Math.max(0, performance.now() - p0 - Object.values(r.ms).reduce((a, b) => a + b, 0));
     metrics.roundLoopDelay.set({ job: jobId, stat: 'p99' }, lag.percentile(99) / 1e9);
     metrics.roundLoopDelay.set({ job: jobId, stat: 'max' }, lag.max / 1e9);
     // an update whose payload file is gone is discarded by the store as it reads it (and it says so)
@@ -127,7 +130,7 @@ export function createRounds(o: RoundsOptions) {
       log.info({ job: jobId, version }, 'round not committed: the job is no longer at its base version');
       return false;
     }
-    for (const [stage, ms] of Object.entries({ ...r.ms, commit: commitMs })) metrics.roundStageSeconds.set({ job: jobId, stage }, ms / 1000);
+    for (const [stage, ms] of Object.entries({ ...r.ms, dispatch: dispatchMs, commit: commitMs })) metrics.roundStageSeconds.set({ job: jobId, stage }, ms / 1000);
     await prune(jobId, version, h.stalenessBound);
     stop();
     const trigger = count >= k ? 'k' : 'timer';
@@ -138,7 +141,7 @@ export function createRounds(o: RoundsOptions) {
     metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
     lastClose.set(jobId, t0);
     // the new version's evaluation and the stopping rules hear of it as the store's round-committed event
-    log.info({ job: jobId, version, updates: r.applied.length, trigger, ms: { ...r.ms, commit: commitMs } }, 'round closed');
+    log.info({ job: jobId, version, updates: r.applied.length, trigger, ms: { ...r.ms, dispatch: dispatchMs, commit: commitMs } }, 'round closed');
     return true;
   }
 
