@@ -42,6 +42,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Result = {
   size: string; params: number; intakeMs: number[]; closeS: number; evalS: number; stages: Record<string, number>;
+  /** relay CPU seconds by phase: all threads, and the main thread (the event loop) */
+  cpu: { intake: Cpu; round: Cpu; eval: Cpu };
   healthP99: { intake: number; round: number; all: number }; healthMax: number; lagMs: { p99: number; max: number }; rssGb: number;
 };
 
@@ -69,6 +71,15 @@ process.stdout.write('URL ' + relay.url + '\\n');
   });
   return { child, url };
 }
+
+/** CPU seconds (user + system) of the relay process, or of one of its threads (the main thread's id is the pid). */
+const cpu = (pid: number, tid?: number): number => {
+  const f = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+type Cpu = { all: number; main: number };
+const cpuNow = (pid: number): Cpu => ({ all: cpu(pid), main: cpu(pid, pid) });
+const cpuSince = (pid: number, a: Cpu): Cpu => { const b = cpuNow(pid); return { all: b.all - a.all, main: b.main - a.main }; };
 
 const status = (pid: number, field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
@@ -119,6 +130,7 @@ async function runSize(size: string): Promise<Result> {
 
     const intakeMs: number[] = [];
     const r0 = rng(11);
+    const cpu0 = cpuNow(pid);
     for (const [i, t] of tasks.entries()) {
       // random Δ, not trained: the relay's work does not depend on what the numbers are
       const delta = new Float32Array(n);
@@ -132,13 +144,16 @@ async function runSize(size: string): Promise<Result> {
       if (res.status !== 200) throw new Error(`upload ${i} answered ${res.status}: ${text}`);
     }
     const roundStart = performance.now();
+    const cpuIntake = cpuSince(pid, cpu0), cpu1 = cpuNow(pid);
     await fetch(`${url}/metrics`).then((r) => r.text()); // the event-loop delay from here covers the round
     let version = 0;
     while (version < 1) { version = (await json<JobInfo>(`/api/jobs/${JOB}`)).version; if (version < 1) await sleep(10); }
     const roundEnd = performance.now();
+    const cpuRound = cpuSince(pid, cpu1), cpu2 = cpuNow(pid);
     const metrics = await fetch(`${url}/metrics`).then((r) => r.text());
     while (!(await json<{ evals: Eval[] }>(`/api/jobs/${JOB}/evals`)).evals.some((e) => e.version === 1)) await sleep(10);
     const evalEnd = performance.now();
+    const cpuEval = cpuSince(pid, cpu2);
     polling = false;
     await poller;
     const rss = status(pid, 'VmHWM');
@@ -147,6 +162,7 @@ async function runSize(size: string): Promise<Result> {
     const during = (a: number, b: number) => polls.filter((p) => p.at + p.ms >= a && p.at <= b).map((p) => p.ms);
     return {
       size, params: n, intakeMs, closeS: (roundEnd - roundStart) / 1000, evalS: (evalEnd - roundEnd) / 1000, stages,
+      cpu: { intake: cpuIntake, round: cpuRound, eval: cpuEval },
       healthP99: { intake: pct(during(0, roundStart), 0.99), round: pct(during(roundStart, roundEnd), 0.99), all: pct(polls.map((p) => p.ms), 0.99) },
       healthMax: Math.max(...during(roundStart, roundEnd)),
       lagMs: { p99: 1000 * metric('tabtrain_process_nodejs_eventloop_lag_p99_seconds'), max: 1000 * metric('tabtrain_process_nodejs_eventloop_lag_max_seconds') },
@@ -189,6 +205,8 @@ for (const size of sizes) {
   results.push(r);
   const st = Object.entries(r.stages).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
   console.log(`  intake ${r.intakeMs.map((m) => (m / 1000).toFixed(2)).join(' / ')} s per upload; round close ${r.closeS.toFixed(2)} s (relay stages, s: ${st}); evaluation lands ${r.evalS.toFixed(2)} s after`);
+  const c = (x: Cpu) => `${x.all.toFixed(2)} s (event loop ${x.main.toFixed(2)} s)`;
+  console.log(`  relay CPU: intake ${c(r.cpu.intake)}, round ${c(r.cpu.round)}, evaluation ${c(r.cpu.eval)}`);
   console.log(`  /healthz p99 ${r.healthP99.round.toFixed(1)} ms during the round (max ${r.healthMax.toFixed(1)}), ${r.healthP99.intake.toFixed(1)} ms during uploads; relay event-loop delay in the round p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms; relay peak RSS ${r.rssGb.toFixed(2)} GB`);
 }
 let engine = 'not run';
