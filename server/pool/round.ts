@@ -6,7 +6,7 @@
 // worker that dies mid-round leaves the round as it was, its updates pending.
 import { createHash } from 'node:crypto';
 import { decodeUpdate, type Compression } from '../../shared/codec/index.ts';
-import { publishVersion } from '../../shared/codec/version-delta.ts';
+import { publishVersionInPlace } from '../../shared/codec/version-delta.ts';
 import type { AggregatorName, PreAggregatorName } from '../../shared/aggregate/index.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
 import type { BaseCheckpoint, RoundInputs } from '../store/round-inputs.ts';
@@ -64,8 +64,9 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs): Promis
   // the outer step's result overwrites `delta` and the base momentum becomes the next (both are this round's own copies)
   const target = outerStepInPlace(cur.params, cur.momentum, delta, spec.outerLr, spec.outerMomentum);
   lap('outer');
-  // the new version is what its published delta gives: volunteers download that delta and rebuild these exact bits
-  const published = publishVersion(cur.params, target, residual, spec.publish);
+  // the new version is what its published delta gives: volunteers download that delta and rebuild these
+  // exact bits (the base's array becomes the new version's: nothing here reads the base again)
+  const published = publishVersionInPlace(cur.params, target, residual, spec.publish);
   lap('publish');
   const p = published.params;
   const out = {
