@@ -8,7 +8,8 @@
 // visible). /healthz is polled every 10 ms throughout; the relay's peak RSS (VmHWM, reset before the
 // uploads) and its own event-loop delay (prom-client's monitor, read from /metrics) are reported. Then one
 // engine training step at 124M through Node and Dawn, with the memory plan's bytes beside the measured.
-// Env: BENCH_SCALE_SIZES (default "1M,10M,124M"), BENCH_SCALE_ENGINE=0 skips the engine step,
+// Tasks are one step of batch 1 (the relay's work does not depend on H; a 124M task of the demo's H is over the
+// relay's task-size limit). Env: BENCH_SCALE_SIZES (default "1M,10M,124M"), BENCH_SCALE_ENGINE=0 skips the engine step,
 // BENCH_SCALE_AGGREGATOR (default centered-clip). Last line:
 //   scale: 124M round of 4 closes in <S> s, healthz p99 <H> ms meanwhile, relay rss <R> GB; engine 124M step <E> s
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -55,7 +56,7 @@ import { buildApp } from ${JSON.stringify(join(import.meta.dirname, '../server/a
 const relay = await buildApp({ dataDir: ${JSON.stringify(dataDir)}, port: 0, host: '127.0.0.1', defaultJob: false, demo: ${JSON.stringify(JOB)},
   demoOverrides: {
     model: ${JSON.stringify(model)},
-    hyperparameters: { ...${JSON.stringify(mobyDick.hyperparameters)}, updatesPerRound: ${K}, quorum: ${K}, roundTimeoutMs: 3_600_000, leaseMs: 3_600_000, until: undefined, aggregator: ${JSON.stringify(aggregator)} },
+    hyperparameters: { ...${JSON.stringify(mobyDick.hyperparameters)}, steps: 1, batchSize: 1, updatesPerRound: ${K}, quorum: ${K}, roundTimeoutMs: 3_600_000, leaseMs: 3_600_000, until: undefined, aggregator: ${JSON.stringify(aggregator)} },
     guardrail: { maxLossRise: 100 },
   },
   // one client stands in for many volunteers here, so the per-identity and per-address limits are lifted
