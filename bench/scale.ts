@@ -45,7 +45,7 @@ type Result = {
   size: string; params: number; intakeMs: number[]; closeS: number; evalS: number; stages: Record<string, number>;
   /** relay CPU seconds by phase: all threads, and the main thread (the event loop) */
   cpu: { intake: Cpu; round: Cpu; eval: Cpu };
-  healthP99: { intake: number; round: number; all: number }; healthMax: number; lagMs: { p99: number; max: number }; rssGb: number;
+  healthP99: { intake: number; round: number; all: number }; healthMax: number; healthFailed: number; healthPolls: number; lagMs: { p99: number; max: number }; rssGb: number;
 };
 
 async function startRelay(dataDir: string, model: Omit<GptConfig, 'vocab'>): Promise<{ child: ChildProcess; url: string }> {
@@ -117,13 +117,17 @@ async function runSize(size: string): Promise<Result> {
 
     // /healthz every 10 ms, from the first upload to the evaluation of the new version
     const polls: { at: number; ms: number }[] = [];
-    let polling = true;
+    let polling = true, failed = 0;
     const poller = (async () => {
       while (polling) {
         const t = performance.now();
-        const r = await fetch(`${url}/healthz`);
-        await r.arrayBuffer();
-        if (r.status !== 200) throw new Error(`/healthz answered ${r.status}`);
+        try {
+          const r = await fetch(`${url}/healthz`);
+          await r.arrayBuffer();
+          if (r.status !== 200) failed++;
+        } catch {
+          failed++; // a dropped connection counts as a failed answer, and polling goes on
+        }
         polls.push({ at: t, ms: performance.now() - t });
         await sleep(10);
       }
@@ -167,7 +171,7 @@ async function runSize(size: string): Promise<Result> {
       size, params: n, intakeMs, closeS: (roundEnd - roundStart) / 1000, evalS: (evalEnd - roundEnd) / 1000, stages,
       cpu: { intake: cpuIntake, round: cpuRound, eval: cpuEval },
       healthP99: { intake: pct(during(0, roundStart), 0.99), round: pct(during(roundStart, roundEnd), 0.99), all: pct(polls.map((p) => p.ms), 0.99) },
-      healthMax: Math.max(...during(roundStart, roundEnd)),
+      healthMax: Math.max(...during(roundStart, roundEnd)), healthFailed: failed, healthPolls: polls.length,
       lagMs: { p99: 1000 * metric('tabtrain_process_nodejs_eventloop_lag_p99_seconds'), max: 1000 * metric('tabtrain_process_nodejs_eventloop_lag_max_seconds') },
       rssGb: rss / 1e9,
     };
@@ -210,7 +214,7 @@ for (const size of sizes) {
   console.log(`  intake ${r.intakeMs.map((m) => (m / 1000).toFixed(2)).join(' / ')} s per upload; round close ${r.closeS.toFixed(2)} s (relay stages, s: ${st}); evaluation lands ${r.evalS.toFixed(2)} s after`);
   const c = (x: Cpu) => `${x.all.toFixed(2)} s (event loop ${x.main.toFixed(2)} s)`;
   console.log(`  relay CPU: intake ${c(r.cpu.intake)}, round ${c(r.cpu.round)}, evaluation ${c(r.cpu.eval)}`);
-  console.log(`  /healthz p99 ${r.healthP99.round.toFixed(1)} ms during the round (max ${r.healthMax.toFixed(1)}), ${r.healthP99.intake.toFixed(1)} ms during uploads; relay event-loop delay in the round p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms; relay peak RSS ${r.rssGb.toFixed(2)} GB`);
+  console.log(`  /healthz p99 ${r.healthP99.round.toFixed(1)} ms during the round (max ${r.healthMax.toFixed(1)}), ${r.healthP99.intake.toFixed(1)} ms during uploads, ${r.healthFailed} of ${r.healthPolls} polls failed; relay event-loop delay in the round p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms; relay peak RSS ${r.rssGb.toFixed(2)} GB`);
 }
 let engine = 'not run';
 if (engineOn) {

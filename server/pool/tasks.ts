@@ -20,7 +20,9 @@ export type PoolTask =
   | { kind: 'dataset'; job: JobSubmission; bytes: Uint8Array }
   | { kind: 'init'; model: ModelConfig; seed: number }
   /** a round's close (./round.ts): the worker reads its inputs from the database `db` names (the store's paramsSource) */
-  | { kind: 'round'; spec: RoundSpec; db: string };
+  | { kind: 'round'; spec: RoundSpec; db: string }
+  /** spot-check copies (encoded) compared pairwise, or each against a reference (../defence/compare.ts) */
+  | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update };
 
 export type PreparedUpload = {
   ok: true; kind: 'labelled' | 'text'; tokenizer: Tokenizer | null; model: ModelConfig;
@@ -36,6 +38,7 @@ export type PoolResult = {
   /** version 0: initial params and their hash, as the scheduler's createJob would make them */
   init: { params: Float32Array; hash: string };
   round: RoundOutcome;
+  compare: { agree: boolean; distance: number }[];
 };
 
 export type PoolKind = PoolTask['kind'];

@@ -17,6 +17,7 @@ import { evaluateTokens } from '../ops/eval-gpt.ts';
 import { readParams } from '../store/sqlite-params.ts';
 import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
 import { cachedRoundInputs } from '../store/round-inputs.ts';
+import { compareUpdates } from '../defence/replication.ts';
 import { computeRound } from './round.ts';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
@@ -53,6 +54,10 @@ export default async function run(task: PoolTask): Promise<unknown> {
       // the checkpoint's arrays go back moved, not copied (three model-sized arrays at 124M: 1.5 GB)
       const moved = [r.params.buffer, r.momentum.buffer, r.residual.buffer, r.delta.buffer].filter((b, i, all) => b.byteLength > 0 && all.indexOf(b) === i);
       return Piscina.move({ [Piscina.transferableSymbol]: moved, [Piscina.valueSymbol]: r } as never);
+    }
+    case 'compare': {
+      const copies = task.copies.map((c) => decodeUpdate(c, task.n));
+      return task.reference ? copies.map((c) => compareUpdates(c, task.reference!, task.tolerance)) : [compareUpdates(copies[0], copies[1], task.tolerance)];
     }
     case 'init': {
       const params = initParams(task.model, task.seed);

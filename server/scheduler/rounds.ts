@@ -55,19 +55,26 @@ export function createRounds(o: RoundsOptions) {
   let pool: WorkPool | undefined;
   /** Jobs whose round is being closed here: the sweep asks every second, and a round on the pool takes
    * longer than that at 124M; a second close of the same round would only lose the conditional commit. */
-  const closing = new Set<string>();
+  const closing = new Map<string, Promise<boolean>>();
   /** Jobs asked to close while a close ran: asked again once it ends. */
   const recheck = new Set<string>();
 
   /** Aggregates the pending updates into the next version when K are in, or the round timer fired with a quorum. */
   async function closeRound(jobId: string, byTimer: boolean): Promise<boolean> {
-    if (closing.has(jobId)) { recheck.add(jobId); return false; }
-    closing.add(jobId);
+    const running = closing.get(jobId);
+    if (running) {
+      // this round is being closed already: answered when that close ends (a caller that awaits a close
+      // sees its version), and asked again then, for updates that completed the next round meanwhile
+      recheck.add(jobId);
+      await running.catch(() => false);
+      return false;
+    }
+    const p = close(jobId, byTimer);
+    closing.set(jobId, p);
     try {
-      return await close(jobId, byTimer);
+      return await p;
     } finally {
       closing.delete(jobId);
-      // updates that completed the next round while this one closed: close that one now, not at the next sweep
       if (recheck.delete(jobId)) scheduleRound(jobId);
     }
   }
