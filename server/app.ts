@@ -43,6 +43,7 @@ import type { JobSubmission } from '../shared/jobs/spec.ts';
 import { openPool } from './pool/index.ts';
 import { Gauge } from 'prom-client';
 import { diskUseReader } from './store/disk-use.ts';
+import type { RoundFault } from './pool/round.ts';
 import { authenticateFirst } from './ops/auth.ts';
 import { countEgress } from './p2p/egress.ts';
 import { p2pRoutes, type P2pOptions } from './p2p/routes.ts';
@@ -107,6 +108,8 @@ export type RelayOptions = {
   peers?: string[];
   /** peer-to-peer sharing between volunteer tabs (server/p2p): on by default, no ICE servers */
   p2p?: P2pOptions;
+  /** tests only: a fault the round's pool worker injects mid-round, asked once per round close */
+  roundFault?: () => RoundFault | undefined;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -132,7 +135,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
   const now = opts.now ?? Date.now;
-  const scheduler = createScheduler({ stores, secret, log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention, now });
+  const scheduler = createScheduler({ stores, secret, log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention, now, roundFault: opts.roundFault });
   app.decorate('now', now);
   app.decorate('stores', stores);
   // the embedded store's synchronous core: tests and offline tools only (a shared database has none)

@@ -42,6 +42,14 @@ export function createMetrics() {
       name: 'tabtrain_task_steps', help: 'inner steps H of the tasks leased on swarm jobs (sized to each device)',
       labelNames: ['job'], registers: r, buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
     }),
+    roundStageSeconds: new Gauge({
+      name: 'tabtrain_round_stage_seconds', labelNames: ['job', 'stage'], registers: r,
+      help: 'the last round close by stage: read, fold (decode + accumulate), rule, outer (step), publish (version delta), hash on the pool; dispatch (queueing, moving results); commit (checkpoint write) on the event loop',
+    }),
+    roundLoopDelay: new Gauge({
+      name: 'tabtrain_round_loop_delay_seconds', labelNames: ['job', 'stat'], registers: r,
+      help: 'the event loop\'s delay (p99, max) while the last round\'s math ran on the pool: what of it still reaches the loop',
+    }),
     roundSeconds: new Histogram({ name: 'tabtrain_round_aggregate_seconds', help: 'time to aggregate and commit a round', registers: r, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5] }),
   };
 }

@@ -1,8 +1,10 @@
-// The relay's worker-thread pool (piscina): evaluations, ONNX exports, dataset preparation and spot-check
-// tie-breaks run here, never on the event loop, so one heavy submission or download cannot stall every
-// other request. One pool per process, shared by every relay in it (tests start several) and counted:
-// it ends with the last handle. Each handle counts its own tasks and, when closed, abandons its own
-// unfinished ones (their promises reject with PoolClosedError, which callers ignore).
+// The relay's worker-thread pool (piscina): round closes, evaluations, ONNX exports, dataset preparation
+// and spot-check tie-breaks run here, never on the event loop, so one heavy submission or download cannot
+// stall every other request. Round closes have a lane of their own (one thread): a round never waits
+// behind an evaluation or an export, and those never wait behind a round. One pool per process, shared by
+// every relay in it (tests start several) and counted: it ends with the last handle. Each handle counts
+// its own tasks and, when closed, abandons its own unfinished ones (their promises reject with
+// PoolClosedError, which callers ignore).
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import Piscina from 'piscina';
@@ -15,7 +17,8 @@ export class PoolClosedError extends Error {
 }
 
 export type WorkPool = {
-  run<K extends PoolKind>(task: Extract<PoolTask, { kind: K }>): Promise<PoolResult[K]>;
+  /** `transfer`: buffers of the task moved to the worker, not copied (the caller no longer uses them) */
+  run<K extends PoolKind>(task: Extract<PoolTask, { kind: K }>, transfer?: ArrayBuffer[]): Promise<PoolResult[K]>;
   /** tasks this handle started, by kind */
   readonly runs: Record<PoolKind, number>;
   /** tasks this handle has in flight (queued or running) */
@@ -24,10 +27,10 @@ export type WorkPool = {
 };
 
 const BOOT = fileURLToPath(new URL('./boot.cjs', import.meta.url));
-let shared: { piscina: Piscina; users: number } | undefined;
+let shared: { piscina: Piscina; rounds: Piscina; users: number } | undefined;
 
 /** Tasks run in this process, by kind, over every handle (a handle's own counts are its `runs`). */
-export const processRuns: Record<PoolKind, number> = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0 };
+export const processRuns: Record<PoolKind, number> = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0, round: 0, compare: 0 };
 
 /** Leaves one core to the event loop; at most 4 workers (each holds a model's params while it runs). */
 export const POOL_THREADS = Math.max(1, Math.min(4, availableParallelism() - 1));
@@ -36,23 +39,29 @@ export function openPool(): WorkPool {
   if (!shared) {
     // One worker starts at once (its TypeScript takes a moment to load: the first submission should not
     // wait for it), more on demand, leaving when idle; execArgv [] so a test runner's own flags stay out.
-    shared = { piscina: new Piscina({ filename: BOOT, minThreads: 1, maxThreads: POOL_THREADS, idleTimeout: 10_000, execArgv: [] }), users: 0 };
+    shared = {
+      piscina: new Piscina({ filename: BOOT, minThreads: 1, maxThreads: POOL_THREADS, idleTimeout: 10_000, execArgv: [] }),
+      // rounds of different jobs take turns on one thread: a round holds a few model-sized arrays while it runs
+      rounds: new Piscina({ filename: BOOT, minThreads: 1, maxThreads: 1, idleTimeout: 60_000, execArgv: [] }),
+      users: 0,
+    };
   }
   const mine = shared;
   mine.users++;
-  const runs = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0 } as Record<PoolKind, number>;
+  const runs = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0, round: 0, compare: 0 } as Record<PoolKind, number>;
   const abort = new AbortController();
   let live = 0, closed = false;
   return {
     runs,
     inFlight: () => live,
-    async run(task) {
+    async run(task, transfer) {
       if (closed) throw new PoolClosedError('the relay is closing');
       runs[task.kind]++;
       processRuns[task.kind]++;
       live++;
       try {
-        return await mine.piscina.run(task, { signal: abort.signal });
+        const lane = task.kind === 'round' ? mine.rounds : mine.piscina;
+        return await lane.run(task, { signal: abort.signal, ...(transfer?.length ? { transferList: transfer } : {}) });
       } catch (e) {
         if (closed) throw new PoolClosedError('the relay closed before this task finished');
         throw e;
@@ -66,7 +75,7 @@ export function openPool(): WorkPool {
       abort.abort();
       if (--mine.users === 0) {
         if (shared === mine) shared = undefined;
-        await mine.piscina.destroy();
+        await Promise.all([mine.piscina.destroy(), mine.rounds.destroy()]);
       }
     },
   };

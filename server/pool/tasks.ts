@@ -5,6 +5,7 @@ import type { JobSubmission } from '../../shared/jobs/spec.ts';
 import type { Tokenizer } from '../../shared/jobs/text.ts';
 import type { GptConfig, ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
+import type { RoundOutcome, RoundSpec } from './round.ts';
 
 /** A checkpoint's params, where the store says the worker finds them (RelayStore.paramsSource: for SQLite,
  * its file, so the event loop never reads or copies a 76 MB blob for it), or given inline. */
@@ -17,7 +18,11 @@ export type PoolTask =
   | { kind: 'onnx'; model: ModelConfig; params: ParamsSource; file: string }
   | { kind: 'recompute'; model: ModelConfig; h: Hyperparameters; base: Float32Array; shardBytes: Uint8Array; seed: number }
   | { kind: 'dataset'; job: JobSubmission; bytes: Uint8Array }
-  | { kind: 'init'; model: ModelConfig; seed: number };
+  | { kind: 'init'; model: ModelConfig; seed: number }
+  /** a round's close (./round.ts): the worker reads its inputs from the database `db` names (the store's paramsSource) */
+  | { kind: 'round'; spec: RoundSpec; db: string }
+  /** spot-check copies (encoded) compared pairwise, or each against a reference (../defence/compare.ts) */
+  | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update };
 
 export type PreparedUpload = {
   ok: true; kind: 'labelled' | 'text'; tokenizer: Tokenizer | null; model: ModelConfig;
@@ -32,6 +37,8 @@ export type PoolResult = {
   dataset: PreparedUpload | { ok: false; field: string; problem: string };
   /** version 0: initial params and their hash, as the scheduler's createJob would make them */
   init: { params: Float32Array; hash: string };
+  round: RoundOutcome;
+  compare: { agree: boolean; distance: number }[];
 };
 
 export type PoolKind = PoolTask['kind'];

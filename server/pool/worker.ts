@@ -1,6 +1,7 @@
 // What a pool worker runs: the relay's CPU-heavy work, each a pure function of its message (no relay
 // state; a checkpoint's params come from the store's params source, ../store/sqlite-params.ts), so the event loop only posts inputs and receives results.
 import { createHash } from 'node:crypto';
+import Piscina from 'piscina';
 import { writeFileSync, renameSync } from 'node:fs';
 import { decodeUpdate, encodeUpdate } from '../../shared/codec/index.ts';
 import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
@@ -15,6 +16,9 @@ import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { evaluateTokens } from '../ops/eval-gpt.ts';
 import { readParams } from '../store/sqlite-params.ts';
 import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
+import { cachedRoundInputs } from '../store/round-inputs.ts';
+import { compareUpdates } from '../defence/replication.ts';
+import { computeRound } from './round.ts';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
 const paramsOf = async (src: ParamsSource): Promise<Float32Array> =>
@@ -45,6 +49,16 @@ export default async function run(task: PoolTask): Promise<unknown> {
         t.destroy();
       }
     }
+    case 'round': {
+      const r = await computeRound(task.spec, cachedRoundInputs(task.db));
+      // the checkpoint's arrays go back moved, not copied (three model-sized arrays at 124M: 1.5 GB)
+      const moved = [r.params.buffer, r.momentum.buffer, r.residual.buffer, r.delta.buffer].filter((b, i, all) => b.byteLength > 0 && all.indexOf(b) === i);
+      return Piscina.move({ [Piscina.transferableSymbol]: moved, [Piscina.valueSymbol]: r } as never);
+    }
+    case 'compare': {
+      const copies = task.copies.map((c) => decodeUpdate(c, task.n));
+      return task.reference ? copies.map((c) => compareUpdates(c, task.reference!, task.tolerance)) : [compareUpdates(copies[0], copies[1], task.tolerance)];
+    }
     case 'init': {
       const params = initParams(task.model, task.seed);
       return { params, hash: createHash('sha256').update(new Uint8Array(params.buffer, params.byteOffset, params.byteLength)).digest('hex') };
@@ -65,3 +79,4 @@ export default async function run(task: PoolTask): Promise<unknown> {
     }
   }
 }
+

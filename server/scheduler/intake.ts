@@ -16,7 +16,7 @@ import type { JobRow, RelayStore } from '../store/types.ts';
 import type { Guard } from '../defence/guard.ts';
 import type { ReplicaRow } from '../defence/store.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
-import { compareUpdates } from '../defence/replication.ts';
+import { compareCopies } from '../defence/compare.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
 import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode } from '../defence/validate.ts';
 import { verifyLease } from './leases.ts';
@@ -233,8 +233,9 @@ export function createIntake(o: IntakeOptions) {
   async function spotCheck(mine: ReplicaRow, group: ReplicaRow[], taskId: string, payload: Uint8Array, n: number, t: number): Promise<void> {
     await guard.store.setReplicaPayload(taskId, payload);
     if (group.length < 2 || group.some((g) => g.taskId !== taskId && !g.payload)) return;
-    const copies = group.map((g) => decodeUpdate(g.taskId === taskId ? payload : g.payload!, n));
-    const { agree, distance } = compareUpdates(copies[0], copies[1], guard.tolerance);
+    // both copies are decoded and compared on the pool (../defence/compare.ts), not on the event loop
+    const copies = group.map((g) => (g.taskId === taskId ? payload : g.payload!));
+    const [{ agree, distance }] = await compareCopies(n, copies, guard.tolerance);
     guard.spotChecked(agree);
     log.info({ group: mine.groupId, agree, distance, volunteers: group.map((g) => g.volunteerId) }, 'spot check compared');
     if (agree) {
@@ -250,8 +251,9 @@ export function createIntake(o: IntakeOptions) {
     }
     const shard = dataset(job.dataset.name).shardBytes[mine.shard];
     const pending = referenceUpdate(job.model, job.hyperparameters, base.params, shard, mine.seed).then(async (ref) => {
+      const against = await compareCopies(n, copies, guard.tolerance, ref);
       for (const [i, g] of group.entries()) {
-        const r = compareUpdates(copies[i], ref, guard.tolerance);
+        const r = against[i];
         await guard.outcome(g.volunteerId, r.agree ? 'agree' : 'disagree', now());
         log.info({ group: mine.groupId, volunteer: g.volunteerId, agree: r.agree, distance: r.distance }, 'spot check tie-break against the relay\'s reference copy');
       }

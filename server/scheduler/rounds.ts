@@ -1,20 +1,25 @@
 // Rounds: when K updates are in (or the round timer fired with a quorum; swarm jobs: the round's target
-// time passed with a quorum, ./round-size.ts), the pending updates are
-// aggregated, the DiLoCo outer step makes the next version, published as a compressed delta, and
-// committed with the updates it applied (a conditional commit: only one closer of a round wins); then
-// retention prunes old checkpoints and payloads. Evaluation and stopping rules follow the commit's event.
-import { createHash } from 'node:crypto';
+// time passed with a quorum, ./round-size.ts), the pending updates are aggregated, the DiLoCo outer step
+// makes the next version, published as a compressed delta, and committed with the updates it applied (a
+// conditional commit: only one closer of a round wins); then retention prunes old checkpoints and
+// payloads. Evaluation and stopping rules follow the commit's event.
+// The math (decode, fold, robust rule, outer step, publishing, hashes) runs on the pool's round lane
+// (server/pool/round.ts), which reads the checkpoint and payloads from the store itself: this thread only
+// routes the task and writes the rows. A worker that fails mid-round wrote nothing: the round stays open,
+// its updates pending, and the next attempt (the sweep's, or the next upload's) closes it.
 import type { FastifyBaseLogger } from 'fastify';
-import { decodeUpdate } from '../../shared/codec/index.ts';
-import { deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
+import { deltaCompression } from '../../shared/codec/version-delta.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore } from '../store/types.ts';
 import { defaultRetention, keepFromForBytes, prunableUpTo, type Retention } from '../store/retention.ts';
-import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
+import type { WorkPool } from '../pool/index.ts';
+import { computeRound, type RoundFault, type RoundOutcome, type RoundSpec } from '../pool/round.ts';
+import type { RoundInputs } from '../store/round-inputs.ts';
 import { isSwarm, swarmSettings, type SwarmPolicy } from './swarm.ts';
-import { DILOCO_REPLICAS, outerGain } from './outer-gain.ts';
-import { outerStep } from './outer-step.ts';
+import { DILOCO_REPLICAS } from './outer-gain.ts';
+import { createHash } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 export const paramHash = (p: Float32Array): string => sha256(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
@@ -27,6 +32,8 @@ export type RoundsOptions = {
   later: (work: () => void) => void;
   /** swarm jobs' round rule (./swarm.ts) */
   swarm: SwarmPolicy;
+  /** tests only: a fault the round's worker injects mid-round (asked once per round close) */
+  roundFault?: () => RoundFault | undefined;
 };
 
 export function createRounds(o: RoundsOptions) {
@@ -45,8 +52,35 @@ export function createRounds(o: RoundsOptions) {
     });
   }
 
+  /** where rounds run (server/pool); without one (unit tests) inline */
+  let pool: WorkPool | undefined;
+  /** Jobs whose round is being closed here: the sweep asks every second, and a round on the pool takes
+   * longer than that at 124M; a second close of the same round would only lose the conditional commit. */
+  const closing = new Map<string, Promise<boolean>>();
+  /** Jobs asked to close while a close ran: asked again once it ends. */
+  const recheck = new Set<string>();
+
   /** Aggregates the pending updates into the next version when K are in, or the round timer fired with a quorum. */
   async function closeRound(jobId: string, byTimer: boolean): Promise<boolean> {
+    const running = closing.get(jobId);
+    if (running) {
+      // this round is being closed already: answered when that close ends (a caller that awaits a close
+      // sees its version), and asked again then, for updates that completed the next round meanwhile
+      recheck.add(jobId);
+      await running.catch(() => false);
+      return false;
+    }
+    const p = close(jobId, byTimer);
+    closing.set(jobId, p);
+    try {
+      return await p;
+    } finally {
+      closing.delete(jobId);
+      if (recheck.delete(jobId)) scheduleRound(jobId);
+    }
+  }
+
+  async function close(jobId: string, byTimer: boolean): Promise<boolean> {
     const job = await requireJob(jobId);
     if (job.status !== 'running') return false;
     const h = job.hyperparameters;
@@ -62,74 +96,71 @@ export function createRounds(o: RoundsOptions) {
       if (count < h.updatesPerRound && !timerDue) return false;
     }
     const stop = metrics.roundSeconds.startTimer();
-    const n = paramCount(job.model);
     // Streaming: the pending updates are read one at a time and folded into bucket sums, so the round
     // holds O(buckets × P) whatever K (shared/aggregate/streaming.ts). Folding at the close, from the
     // store, rather than on arrival keeps no round state in this process: a restart loses nothing, and
     // relays sharing one database close a round from what all of them accepted.
-    // Second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all.
-    const pending: string[] = [];
-    let acc = await foldPending(job, pending, false);
-    if (acc.counted === 0) acc = await foldPending(job, [], true);
-    if (pending.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
-    const delta = acc.close(h.aggregator, { preAggregators: h.preAggregators });
-    // a big swarm round's step grows with how much averaging cut its noise (./outer-gain.ts)
-    const gain = swarmJob ? outerGain(acc.spread(), Math.max(h.updatesPerRound, DILOCO_REPLICAS), swarmSettings(h).maxOuterGain) : 1;
-    if (gain !== 1) for (let i = 0; i < delta.length; i++) delta[i] *= gain;
-    metrics.roundAccumulators.set({ job: jobId }, acc.live);
-    const cur = (await store.getVersion(jobId, job.version))!;
-    const next = outerStep(cur.params, cur.momentum, delta, h.outerLr, h.outerMomentum);
+    const taskIds = await store.pendingUpdateIds(jobId);
+    if (taskIds.length === 0) { stop(); return false; }
+    const spec: RoundSpec = {
+      jobId, version: job.version, length: paramCount(job.model), taskIds,
+      aggregator: h.aggregator, preAggregators: h.preAggregators, outerLr: h.outerLr, outerMomentum: h.outerMomentum,
+      publish: deltaCompression(h.compression, h.versionCompression), nominalSamples: swarmJob ? h.steps * h.batchSize : undefined, fault: o.roundFault?.(),
+      // a big swarm round's step grows with how much averaging cut its noise (./outer-gain.ts)
+      gain: swarmJob ? { kRef: Math.max(h.updatesPerRound, DILOCO_REPLICAS), max: swarmSettings(h).maxOuterGain } : undefined,
+    };
+    // the loop's own delay while the pool computes: the round's math should leave it free
+    const lag = monitorEventLoopDelay({ resolution: 10 });
+    lag.enable();
+    let r: RoundOutcome;
+    const p0 = performance.now();
+    try {
+      r = await compute(spec);
+    } finally {
+      lag.disable();
+    }
+    // what the pool call took beyond the worker's own stages: queueing, a thread's start, moving the results
+    const dispatchMs = Math.max(0, performance.now() - p0 - Object.values(r.ms).reduce((a, b) => a + b, 0));
+    metrics.roundLoopDelay.set({ job: jobId, stat: 'p99' }, lag.percentile(99) / 1e9);
+    metrics.roundLoopDelay.set({ job: jobId, stat: 'max' }, lag.max / 1e9);
+    // an update whose payload file is gone is discarded by the store as it reads it (and it says so)
+    for (const id of r.lost) await store.pendingUpdate(id);
+    if (r.applied.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
+    metrics.roundAccumulators.set({ job: jobId }, r.live);
     const version = job.version + 1;
-    // the new version is what its published delta gives (shared/codec/version-delta.ts): volunteers
-    // download that delta instead of the whole model and rebuild these exact bits
-    const residual = cur.residual ?? new Float32Array(n);
-    const published = publishVersion(cur.params, next.params, residual, deltaCompression(h.compression, h.versionCompression));
+    const c0 = performance.now();
     const committed = await store.commitRound(jobId, {
-      version, params: published.params, momentum: next.momentum, hash: paramHash(published.params),
-      delta: { bytes: published.delta, sha256: sha256(published.delta) }, residual,
-    }, pending, now());
+      version, params: r.params, momentum: r.momentum, hash: r.hash,
+      delta: { bytes: r.delta, sha256: r.deltaSha256 }, residual: r.residual,
+    }, r.applied, now());
+    const commitMs = performance.now() - c0;
     if (!committed) {
       // the job moved meanwhile (a rollback; another relay closed this round): nothing was written
       stop();
       log.info({ job: jobId, version }, 'round not committed: the job is no longer at its base version');
       return false;
     }
+    for (const [stage, ms] of Object.entries({ ...r.ms, dispatch: dispatchMs, commit: commitMs })) metrics.roundStageSeconds.set({ job: jobId, stage }, ms / 1000);
     await prune(jobId, version, h.stalenessBound);
     stop();
     const trigger = count >= k ? 'k' : 'timer';
     metrics.rounds.inc({ job: jobId, trigger });
     metrics.version.set({ job: jobId }, version);
-    metrics.roundSize.set({ job: jobId }, swarmJob ? pending.length : k); // a swarm round's K is what it took
+    metrics.roundSize.set({ job: jobId }, swarmJob ? r.applied.length : k); // a swarm round's K is what it took
     const last = lastClose.get(jobId) ?? job.roundStartedAt;
     metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
     lastClose.set(jobId, t0);
     // the new version's evaluation and the stopping rules hear of it as the store's round-committed event
-    log.info({ job: jobId, version, updates: pending.length, trigger, gain }, 'round closed');
+    log.info({ job: jobId, version, updates: r.applied.length, trigger, gain: r.gain, ms: { ...r.ms, dispatch: dispatchMs, commit: commitMs } }, 'round closed');
     return true;
   }
 
-  /** The job's pending updates folded into a round accumulator, one payload at a time; `ids` collects
-   * their task ids. `all`: every update at weight 1 (a round of spot-check second copies only).
-   * Tasks of different H (swarm jobs) are folded as FedNova does (Wang et al., NeurIPS'20, arXiv
-   * 2007.07481): each Δ divided by its own steps and multiplied by the job's nominal H, weighted by its
-   * samples (and staleness). Averaged raw, a 40-step Δ is 8× a 5-step one and its weight 8× too: the round's
-   * step was then set by the fastest devices and the outer momentum carried it past the minimum (measured:
-   * 31 % held-out accuracy where fixed H reached 88 % at equal samples, bench/swarm.ts). */
-  async function foldPending(job: JobRow, ids: string[], all: boolean): Promise<RoundAccumulator> {
-    const h = job.hyperparameters, n = paramCount(job.model);
-    const nominal = h.steps * h.batchSize;
-    const acc = createRoundAccumulator(n, { seed: job.version });
-    for (const id of await store.pendingUpdateIds(job.jobId)) {
-      const u = await store.pendingUpdate(id);
-      if (!u) continue; // its payload was lost: discarded
-      ids.push(u.taskId);
-      if (!all && !(u.weight > 0)) continue;
-      const x = decodeUpdate(u.payload, n);
-      const k = isSwarm(h) && u.samples > 0 ? nominal / u.samples : 1;
-      if (k !== 1) for (let i = 0; i < x.values.length; i++) x.values[i] *= k;
-      acc.fold(x, all ? 1 : u.weight);
-    }
-    return acc;
+  /** The round's math: on the pool, which reads the store itself, or inline from the store (no pool). */
+  async function compute(spec: RoundSpec): Promise<RoundOutcome> {
+    const src = store.paramsSource(spec.jobId, spec.version);
+    if (pool && !(src instanceof Float32Array)) return pool.run({ kind: 'round', spec, db: src.db });
+    // inline a fault can only throw: an exit would end the relay
+    return computeRound({ ...spec, fault: spec.fault && 'throw' }, storeInputs(store));
   }
 
   /** Retention after a round (../store/retention.ts). A failure here costs disk, not the round. */
@@ -147,5 +178,21 @@ export function createRounds(o: RoundsOptions) {
     }
   }
 
-  return { scheduleRound, closeRound };
+  return {
+    scheduleRound, closeRound,
+    /** Closes rounds on this worker pool from now on. */
+    usePool: (p: WorkPool): void => { pool = p; },
+  };
 }
+
+/** A round's inputs through the store's own interface (rounds without a pool). */
+const storeInputs = (store: RelayStore): RoundInputs => ({
+  async checkpoint(jobId, version) {
+    const v = await store.getVersion(jobId, version);
+    if (!v) throw new Error(`version ${version} of job ${jobId} is no longer stored`);
+    return v;
+  },
+  // the store discards an update whose payload is gone as it reads it: here that is one not pending
+  pending: async (taskId) => { const u = await store.pendingUpdate(taskId); return u && { weight: u.weight, samples: u.samples, payload: u.payload }; },
+  close: () => undefined,
+});

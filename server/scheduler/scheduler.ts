@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics.ts';
 import type { JobRow, JobSpec, Stores } from '../store/types.ts';
 import { createGuard, type DefenceOptions } from '../defence/guard.ts';
 import type { WorkPool } from '../pool/index.ts';
+import type { RoundFault } from '../pool/round.ts';
 import type { Retention } from '../store/retention.ts';
 import { createEvaluation } from './evaluation.ts';
 import { createIntake } from './intake.ts';
@@ -28,6 +29,8 @@ export type SchedulerOptions = {
   defence?: DefenceOptions;
   /** which checkpoints and update payloads outlive their round (default: defaultRetention) */
   retention?: Retention;
+  /** tests only: a fault the round's worker injects mid-round (./rounds.ts) */
+  roundFault?: () => RoundFault | undefined;
 };
 
 export function createScheduler(o: SchedulerOptions) {
@@ -47,7 +50,7 @@ export function createScheduler(o: SchedulerOptions) {
   const evaluation = createEvaluation({ store, log, metrics, now, enabled: evaluateOn, later, isStopping: () => stopping });
   /** Swarm jobs' task sizing and round rule (./swarm.ts), shared by leasing, intake and rounds. */
   const swarm = createSwarm();
-  const rounds = createRounds({ store, log, metrics, now, requireJob, retention: o.retention, later, swarm });
+  const rounds = createRounds({ store, log, metrics, now, requireJob, retention: o.retention, later, swarm, roundFault: o.roundFault });
 
   // What follows a round and an evaluation, wherever in the relay (or in another relay on the same store)
   // it happened: a new version is evaluated; the stopping rules are checked in this one place, after a
@@ -128,8 +131,8 @@ export function createScheduler(o: SchedulerOptions) {
     settled: intake.settled,
     /** Stops deferred work (round closes, evaluations) before the store closes. */
     stop: (): void => { stopping = true; },
-    /** Runs evaluations on this worker pool from now on. */
-    usePool: evaluation.usePool,
+    /** Runs round closes and evaluations on this worker pool from now on. */
+    usePool: (p: WorkPool): void => { rounds.usePool(p); evaluation.usePool(p); },
     /** Where GPT jobs' held-out text is read from (the operator plugin's dataset tables). */
     useHeldOutText: evaluation.useHeldOutText,
   };

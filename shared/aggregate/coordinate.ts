@@ -2,6 +2,9 @@
 // Each column is sorted (O(n log n), stable: equal values keep input order) into scratch buffers, so a
 // round of many bucket means costs no more than n log n per coordinate (insertion was O(n²)).
 
+/** Columns up to this long are insertion-sorted. */
+const SMALL = 32;
+
 /** Calls f(i, vals, ws, n) with coordinate i's values sorted ascending and their weights alongside. */
 function eachSortedColumn(
   cols: Float32Array[], weights: number[], f: (vals: Float64Array, ws: Float64Array) => number,
@@ -13,7 +16,16 @@ function eachSortedColumn(
   const out = new Float32Array(d);
   for (let i = 0; i < d; i++) {
     for (let j = 0; j < n; j++) { raw[j] = cols[j][i]; order[j] = j; }
-    order.sort(byValue);
+    if (n <= SMALL) {
+      // insertion sort, stable like byValue's index tie-break: no comparator call per pair (the
+      // common round of a few updates or bucket means sorts millions of such short columns)
+      for (let j = 1; j < n; j++) {
+        const o = order[j], x = raw[o];
+        let k = j - 1;
+        while (k >= 0 && raw[order[k]] > x) { order[k + 1] = order[k]; k--; }
+        order[k + 1] = o;
+      }
+    } else order.sort(byValue);
     for (let j = 0; j < n; j++) { const k = order[j]; vals[j] = raw[k]; ws[j] = weights[k]; }
     out[i] = f(vals, ws);
   }

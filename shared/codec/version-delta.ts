@@ -37,3 +37,14 @@ export function publishVersion(base: Float32Array, target: Float32Array, residua
   // rounding of base + decoded is below any quantisation step and is not carried)
   return { delta, params: applyVersionDelta(base, delta) };
 }
+
+/** publishVersion for a caller that owns both arrays and needs neither afterwards (the relay's round, at
+ * 124M parameters three model-sized arrays fewer): `target` becomes the step, `base` becomes the published
+ * version (returned as params). The same operations in the same order, so the same bits. */
+export function publishVersionInPlace(base: Float32Array, target: Float32Array, residual: Float32Array, c: Compression): { delta: Uint8Array; params: Float32Array } {
+  for (let i = 0; i < target.length; i++) target[i] = target[i] - base[i];
+  const delta = encodeUpdate(target, c, residual);
+  const d = toDense(decodeUpdate(delta, base.length));
+  for (let i = 0; i < base.length; i++) base[i] = base[i] + d[i];
+  return { delta, params: base };
+}

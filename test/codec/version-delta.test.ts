@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Compression } from '../../shared/codec/index.ts';
-import { applyVersionDelta, deltaCompression, publishVersion } from '../../shared/codec/version-delta.ts';
+import { applyVersionDelta, deltaCompression, publishVersion, publishVersionInPlace } from '../../shared/codec/version-delta.ts';
 import { rng } from '../../shared/util/rng.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { startPageServer, type PageServer } from '../helpers/vite.ts';
@@ -35,6 +35,22 @@ const codecs: Compression[] = [{ kind: 'int8', block: 256 }, { kind: 'topk', fra
 
 describe('version deltas', () => {
   for (const c of codecs) {
+    it(`published in place (the relay's round) give the same delta, bits and residual as published from copies (${c.kind} job)`, () => {
+      const r = rng(3);
+      const base = Float32Array.from({ length: 5003 }, () => r.normal() * 0.1);
+      base[7] = -0; // a negative zero stays what the copying version makes of it
+      const target = Float32Array.from(base, (x) => x + r.normal() * 0.01);
+      const residual = Float32Array.from(base, () => r.normal() * 1e-4);
+      const copied = publishVersion(base, target, Float32Array.from(residual), deltaCompression(c));
+      const res2 = Float32Array.from(residual);
+      const inPlace = publishVersionInPlace(Float32Array.from(base), Float32Array.from(target), res2, deltaCompression(c));
+      expect(hash(inPlace.params)).toBe(hash(copied.params));
+      expect(Buffer.from(inPlace.delta).equals(Buffer.from(copied.delta))).toBe(true);
+      const res1 = Float32Array.from(residual);
+      publishVersion(base, target, res1, deltaCompression(c));
+      expect(hash(res2)).toBe(hash(res1));
+    });
+
     it(`rebuild the relay's exact bits over 40 versions from any version held (${c.kind} job)`, () => {
       const { v0, deltas, hashes } = chain(40, 3001, c, 7);
       let p: Float32Array = v0;

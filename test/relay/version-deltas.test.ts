@@ -10,7 +10,7 @@ import { RelayClient } from '../../shared/volunteer/client.ts';
 import { runVolunteer, type VolunteerEvent } from '../../shared/volunteer/loop.ts';
 import { paramsFor } from '../../shared/volunteer/params.ts';
 import { memoryLoopStore } from '../../shared/volunteer/store.ts';
-import { startRelay, type TestRelay } from '../helpers/relay.ts';
+import { startRelay, waitFor, type TestRelay } from '../helpers/relay.ts';
 
 const hash = (p: Float32Array): string => createHash('sha256').update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength)).digest('hex');
 const get = async (url: string) => { const r = await fetch(url); return { status: r.status, body: await r.json() as Manifest & { error: { code: string; message: string } } }; };
@@ -26,6 +26,9 @@ describe('version deltas on a live relay', () => {
       server: relay.url, fetch: (u, init) => fetch(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), jobId: 'mnist-mlp',
       signal: new AbortController().signal, agent: `delta-${i}`, maxTasks: 12, onEvent: (e) => ev.push(e),
     })));
+    // the last round closes on the pool after the last upload was answered: wait for it, so what the
+    // tests read (the newest version, the kept checkpoints) no longer moves
+    await waitFor(async () => relay.app.store.countPendingUpdates('mnist-mlp'), (n) => n < 2);
   });
   afterAll(async () => { await relay.stop(); });
 

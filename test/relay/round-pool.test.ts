@@ -1,0 +1,113 @@
+// Round closes on the worker pool (server/pool/round.ts): the event loop stays free while a large round
+// is aggregated (measured by the relay's own event-loop delay monitor, not by wall time), and a worker
+// that dies mid-round fails only that attempt: nothing is written, the updates stay pending, and the next
+// attempt applies every one of them. Real relay, real HTTP, real SQLite, real worker threads.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultJobSpec } from '../../server/default-job.ts';
+import type { RoundFault } from '../../server/pool/round.ts';
+import { paramCount, type MlpConfig } from '../../shared/models/config.ts';
+import type { Task } from '../../shared/protocol/messages.ts';
+import { registerSigned, type SignedVolunteer } from '../helpers/identity.ts';
+import { startRelay, testClock, waitFor, type TestRelay } from '../helpers/relay.ts';
+import { frame, lease, metric, payloadOf, small, upload } from '../security/helpers.ts';
+
+const lifted = { capacity: 1e9, refillPerSecond: 1e9 };
+const defence = { replication: { baseRate: 0 }, limits: { tasksPerAddress: lifted, tasksPerIdentity: lifted, uploadsPerAddress: lifted, uploadsPerIdentity: lifted } };
+
+/** Leases `k` tasks of the job and uploads a distinct small Δ for each; returns their task ids. */
+async function uploadRound(relay: TestRelay, v: SignedVolunteer, jobId: string, k: number, n: number): Promise<string[]> {
+  const tasks: Task[] = [];
+  for (let i = 0; i < k; i++) tasks.push(await lease(v, jobId));
+  for (const [i, t] of tasks.entries()) {
+    const r = await upload(relay, v, t, frame(t, v.volunteerId, payloadOf(t, small(n, i + 1))));
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+  }
+  return tasks.map((t) => t.taskId);
+}
+
+describe('a worker that dies mid-round', () => {
+  let relay: TestRelay;
+  const faults: RoundFault[] = [];
+  let healed = false;
+  beforeAll(async () => {
+    // the first close's worker exits after folding; later ones throw until the test lets them through
+    relay = await startRelay({
+      defaultJob: { updatesPerRound: 2, quorum: 2 }, evaluate: false, defence,
+      roundFault: () => { const f = healed ? undefined : faults.length === 0 ? 'exit' : 'throw'; if (f) faults.push(f); return f; },
+    });
+  });
+  afterAll(async () => { await relay.stop(); });
+
+  it('fails that round cleanly, and the next attempt applies every pending update', async () => {
+    const n = paramCount(relay.app.store.getJob('mnist-mlp')!.model);
+    const v = await registerSigned(relay.url);
+    const uploaded = await uploadRound(relay, v, 'mnist-mlp', 2, n);
+    // the K-th upload closed the round: its worker exited; the sweep's retries threw
+    await waitFor(async () => faults.length, (c) => c >= 3, 50);
+    expect(faults[0]).toBe('exit');
+    expect(relay.app.store.getJob('mnist-mlp')!.version).toBe(0);
+    expect(relay.app.store.listVersions('mnist-mlp')).toEqual([0]);
+    expect(relay.app.store.pendingUpdateIds('mnist-mlp').sort()).toEqual([...uploaded].sort());
+    expect(await metric(relay, 'tabtrain_rounds_total')).toBe(0);
+
+    healed = true;
+    await waitFor(async () => relay.app.store.getJob('mnist-mlp')!.version, (ver) => ver === 1, 50);
+    expect(relay.app.store.appliedUpdates('mnist-mlp', 1).map((u) => u.taskId).sort()).toEqual([...uploaded].sort());
+    expect(relay.app.store.countPendingUpdates('mnist-mlp')).toBe(0);
+    // the new version is a real step from version 0 and its hash is what it holds
+    const v1 = relay.app.store.getVersion('mnist-mlp', 1)!;
+    expect(relay.app.scheduler.paramHash(v1.params)).toBe(v1.hash);
+    expect(v1.hash).not.toBe(relay.app.store.versionHash('mnist-mlp', 0));
+  });
+});
+
+describe('a large round on the pool', () => {
+  // 1M parameters, 24 int8 updates, centered clipping: seconds of decode and rule, all on the pool
+  const model: MlpConfig = { kind: 'mlp', inputs: 784, hidden: [1260], classes: 10 };
+  const n = paramCount(model);
+  const k = 24;
+  let relay: TestRelay;
+  const clock = testClock();
+  beforeAll(async () => {
+    relay = await startRelay({ defaultJob: false, evaluate: false, defence, now: clock.now });
+    // the round closes by its timer, which the test moves once every update is in
+    const spec = defaultJobSpec({ updatesPerRound: 1000, quorum: k, roundTimeoutMs: 3_600_000, leaseMs: 24 * 3_600_000, aggregator: 'centered-clip' });
+    await relay.app.scheduler.createJob('big', { ...spec, model }, 'running');
+  });
+  afterAll(async () => { await relay.stop(); });
+
+  it('/healthz answers throughout, and the relay\'s event-loop delay while the pool computes stays far below the math', async () => {
+    const v = await registerSigned(relay.url);
+    await uploadRound(relay, v, 'big', k, n);
+    clock.advance(2 * 3_600_000);
+    let answered = 0;
+    const statuses = new Set<number>();
+    await waitFor(async () => {
+      const r = await fetch(`${relay.url}/healthz`);
+      statuses.add(r.status);
+      await r.arrayBuffer();
+      answered++;
+      return relay.app.store.getJob('big')!.version;
+    }, (ver) => ver === 1, 20);
+    expect([...statuses]).toEqual([200]);
+    expect(relay.app.pool.runs.round).toBe(1);
+    const text = await (await fetch(`${relay.url}/metrics`)).text();
+    const read = (name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)![1]);
+    const stage = (name: string) => read('tabtrain_round_stage_seconds', `job="big",stage="${name}"`);
+    const names = ['read', 'fold', 'rule', 'outer', 'publish', 'hash'];
+    const math = names.reduce((a, name) => a + stage(name), 0);
+    // the relay's own monitor of its event loop (monitorEventLoopDelay) over the time the pool computed
+    const p99 = read('tabtrain_round_loop_delay_seconds', 'job="big",stat="p99"');
+    const max = read('tabtrain_round_loop_delay_seconds', 'job="big",stat="max"');
+    console.log(`round of ${k} × ${n} on the pool: ${[...names, 'commit'].map((name) => `${name} ${stage(name).toFixed(2)} s`).join(', ')}; `
+      + `${answered} /healthz answers meanwhile; event-loop delay while the pool computed: p99 ${(p99 * 1000).toFixed(1)} ms, max ${(max * 1000).toFixed(1)} ms`);
+    expect(answered).toBeGreaterThan(0);
+    // On the loop, the rule alone held it for its whole time (seconds: its one synchronous call), so the
+    // loop's worst delay was at least that. On the pool what is left is the loop's own work and the OS
+    // scheduler's: a small fraction of the math on any machine. (The 50 ms goal is bench:scale's figure:
+    // on a 2-core machine at load 25, an idle Node process alone measures a p99 of 20+ ms.)
+    expect(max).toBeGreaterThan(0);
+    expect(max).toBeLessThan(math / 10);
+    expect(p99).toBeLessThanOrEqual(max);
+  });
+});
