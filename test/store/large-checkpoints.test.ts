@@ -14,6 +14,7 @@ import { checkpointPath } from '../../server/store/checkpoint-files.ts';
 import { openPostgresStores } from '../../server/store/postgres/index.ts';
 import { readPostgresParams } from '../../server/store/postgres/params.ts';
 import { readParams } from '../../server/store/sqlite-params.ts';
+import { roundInputs } from '../../server/store/round-inputs.ts';
 import type { NextVersion, ParamsRead, Stores } from '../../server/store/types.ts';
 import { postgresPerFile } from '../helpers/postgres.ts';
 
@@ -36,7 +37,7 @@ async function readAll(p: ParamsRead): Promise<Uint8Array> {
 }
 
 /** `split()`: the files (SQLite) or chunk rows (Postgres) holding split-off parts now */
-type Opened = { stores: Stores; split(): Promise<number>; worker(version: number): Promise<Float32Array>; close(): Promise<void> };
+type Opened = { stores: Stores; split(): Promise<number>; worker(version: number): Promise<Float32Array>; db: string; close(): Promise<void> };
 
 const kinds: [string, () => Promise<Opened>][] = [
   ['SQLite', async () => {
@@ -46,7 +47,7 @@ const kinds: [string, () => Promise<Opened>][] = [
     return {
       stores,
       split: async () => (existsSync(join(dir, 'checkpoints', 'j')) ? readdirSync(join(dir, 'checkpoints', 'j')).length : 0),
-      worker: async (version) => readParams({ db: file, jobId: 'j', version }),
+      worker: async (version) => readParams({ db: file, jobId: 'j', version }), db: file,
       async close() { await stores.close(); rmSync(dir, { recursive: true, force: true }); },
     };
   }],
@@ -65,7 +66,7 @@ const kinds: [string, () => Promise<Opened>][] = [
         await c.connect();
         try { return Number((await c.query('SELECT COUNT(*) AS n FROM version_chunks')).rows[0].n); } finally { await c.end(); }
       },
-      worker: (version) => readPostgresParams(pgdb.url, 'j', version),
+      worker: (version) => readPostgresParams(pgdb.url, 'j', version), db: pgdb.url,
       async close() { await stores.close(); },
     };
   }],
@@ -93,8 +94,15 @@ describe.each(kinds)('large checkpoints: %s', (kind, open) => {
     expect(await readAll(p)).toEqual(bytesOf(floats(1)));
     // version 0: momentum all zeros, never written out
     expect((await r.getVersion('j', 0))!.momentum).toEqual(new Float32Array(N));
-    // a pool worker finds the split params itself
+    // a pool worker finds the split params itself, and a round's worker the whole split checkpoint
     expect(await s.worker(1)).toEqual(floats(1));
+    const inputs = roundInputs(s.db);
+    try {
+      const base = await inputs.checkpoint('j', 1);
+      expect([base.params, base.momentum, base.residual]).toEqual([floats(1), floats(1.5), floats(1.75)]);
+    } finally {
+      inputs.close();
+    }
     expect(await r.checkpointBytes('j')).toBe(4 * N + (4 * N * 3 + 2800));
     // one file a part, or 1,000-byte chunks: versions 0 (params) and 1 (params, momentum, residual, delta)
     expect(await s.split()).toBe(kind === 'SQLite' ? 5 : 8 + 3 * 8 + 3);
