@@ -32,9 +32,10 @@ import { memoryLoopStore } from '../shared/volunteer/store.ts';
 import type { Compression } from '../shared/codec/index.ts';
 
 const W = Number(process.env.BENCH_VOLUNTEERS ?? 4);
-const TASKS = Number(process.env.BENCH_TASKS ?? 20);
+// defaults that finish in minutes on 2 busy cores (H = 200 × 20 tasks ran past 50 minutes under load)
+const TASKS = Number(process.env.BENCH_TASKS ?? 10);
 /** H, and the codecs of updates and of published versions, as `topk:<fraction>:<bits>`, `int8:<block>` or `fp32` */
-const H = Number(process.env.BENCH_H ?? 200);
+const H = Number(process.env.BENCH_H ?? 100);
 const codec = (s: string): Compression => {
   const [kind, a, b] = s.split(':');
   return kind === 'topk' ? { kind, fraction: Number(a), bits: Number(b) as 4 | 8 } : kind === 'int8' ? { kind, block: Number(a ?? 256) } : { kind: 'fp32' };
