@@ -148,7 +148,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   app.decorate('scheduler', scheduler);
   app.decorate('metrics', metrics);
   app.decorate('dataDir', opts.dataDir);
-  const diskUse = diskUseReader(opts.dataDir, shared && (async () => (await shared.pool.query<{ n: number }>('SELECT pg_database_size(current_database()) AS n')).rows[0].n));
+  const diskUse = diskUseReader(opts.dataDir, shared && (() => shared.databaseBytes()));
   app.decorate('diskUse', diskUse);
   new Gauge({
     name: 'tabtrain_disk_bytes', help: 'bytes the relay keeps on disk, by part (the data directory; shared_database: a Postgres database\'s size)', labelNames: ['part'], registers: [metrics.registry],

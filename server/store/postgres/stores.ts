@@ -22,6 +22,8 @@ export type PostgresStores = Stores & {
   /** the lease-signing secret, made by the first relay on this database and read by every other */
   leaseSecret(): Promise<Buffer>;
   ping(): Promise<void>;
+  /** the shared database's size on its server (the relay's disk use shows it beside its own files) */
+  databaseBytes(): Promise<number>;
 };
 
 type Warn = (fields: Record<string, unknown>, message: string) => void;
@@ -59,6 +61,7 @@ export async function openPostgresStores(url: string, o: PostgresPoolOptions & {
     ...root,
     pool, remote,
     groupCommitStats: () => stats?.() ?? { batches: 0, items: 0 },
+    databaseBytes: async () => Number((await pool.query<{ n: string }>('SELECT pg_database_size(current_database()) AS n')).rows[0].n),
     async leaseSecret() {
       await pool.query('INSERT INTO relay_meta VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', ['lease_secret', randomBytes(32)]);
       return (await pool.query<{ value: Buffer }>('SELECT value FROM relay_meta WHERE key = $1', ['lease_secret'])).rows[0].value;
