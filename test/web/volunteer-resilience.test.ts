@@ -170,6 +170,8 @@ describe('volunteer tabs lose nothing', () => {
         nodeAccepted() >= 1 && ((await tabState(tab!.page)).stats?.updatesAccepted ?? 0) >= 1, 280_000, 500);
       expect(out).toMatch(/device: WebGPU · .*swiftshader/i);
       expect((await tabState(tab.page)).device?.backend).toBe('webgpu');
+      // the round closes on the pool after the acknowledgements: its version may come a moment later
+      await waitFor('a version made from their updates', async () => (await jobVersion(relay.url)) >= 1, 60_000, 500);
       expect(await jobVersion(relay.url)).toBeGreaterThanOrEqual(1);
     } finally {
       node.kill('SIGINT');
