@@ -6,10 +6,8 @@ import { nodeGpu } from '../../server/gpu/dawn.ts';
 import { planMemory, planProblem, typicalAdapter } from '../../shared/engine/memory-plan.ts';
 import { createWebGpuTrainer } from '../../shared/engine/trainer.ts';
 import { initParams, paramCount, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
-import { gptLogits, gptLossAndGrad } from '../../shared/reference/gpt.ts';
-import type { Batch, TrainOptions } from '../../shared/train/trainer.ts';
-import { rng } from '../../shared/util/rng.ts';
-import { closeness, randn } from './oracle.ts';
+import type { TrainOptions } from '../../shared/train/trainer.ts';
+import { expectGptMatchesReference, gptBatch } from './gpt-check.ts';
 
 let gpu: GPU;
 beforeAll(async () => { gpu = await nodeGpu(); });
@@ -17,11 +15,6 @@ beforeAll(async () => { gpu = await nodeGpu(); });
 const gpt: GptConfig = { kind: 'gpt', vocab: 23, context: 7, layers: 2, heads: 2, width: 12 };
 const mlp: MlpConfig = { kind: 'mlp', inputs: 70, hidden: [33, 17], classes: 10 };
 const opts = (batchSize: number): TrainOptions => ({ batchSize, adamw: { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }, clipNorm: 1 });
-
-function gptBatch(seed: number, n: number): Batch & { kind: 'tokens' } {
-  const r = rng(seed);
-  return { kind: 'tokens', tokens: Int32Array.from({ length: n * (gpt.context + 1) }, () => r.int(gpt.vocab)), n };
-}
 
 describe('memory plan against what the engine allocates', () => {
   for (const [name, model, n, chunk] of [['GPT', gpt, 3, undefined], ['GPT with a 5-row logit chunk', gpt, 3, 5], ['MLP', mlp, 9, undefined]] as const) {
@@ -81,18 +74,8 @@ describe('GPT head in chunks of rows', () => {
     const params = initParams(gpt, 7);
     const tr = await createWebGpuTrainer(gpu, gpt, opts(3), { logitChunkRows: 5 });
     await tr.load(params);
-    const batch = gptBatch(8, 3);
-    const got = await tr.lossAndGrad(batch);
-    const want = gptLossAndGrad(gpt, params, batch.tokens, 3);
-    expect(got.loss).toBeCloseTo(want.loss, 5);
-    expect(closeness(got.grad, want.grad, 1e-5, 1e-3)).toBeLessThan(1);
-    const T = gpt.context;
-    const inputs = Int32Array.from({ length: 3 * T }, (_, i) => batch.tokens[Math.floor(i / T) * (T + 1) + (i % T)]);
-    const other = randn(params.length, 9, 0.02);
-    expect(closeness(await tr.logits(other, batch), gptLogits(gpt, other, inputs, 3), 1e-5, 1e-4)).toBeLessThan(1);
-    // Evaluating other parameters leaves θ as it was: the next step's loss is the one at `params`.
-    await tr.step(batch);
-    expect((await tr.losses())[0]).toBeCloseTo(want.loss, 5);
+    // evaluating other parameters leaves θ as it was
+    await expectGptMatchesReference(tr, gpt, params, gptBatch(gpt, 8, 3), 9);
     tr.destroy();
   });
 });

@@ -9,6 +9,7 @@ import { mlpLogits, mlpLossAndGrad } from '../../shared/reference/mlp.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import type { Batch, TrainOptions } from '../../shared/train/trainer.ts';
 import { rng } from '../../shared/util/rng.ts';
+import { gptBatch as tokenBatch } from './gpt-check.ts';
 import { closeness, randn } from './oracle.ts';
 
 let gpu: GPU;
@@ -22,10 +23,7 @@ function mlpBatch(seed: number, n = 9): Batch & { kind: 'labelled' } {
   const r = rng(seed);
   return { kind: 'labelled', x: randn(n * mlp.inputs, seed), y: Int32Array.from({ length: n }, () => r.int(mlp.classes)), n };
 }
-function gptBatch(seed: number, n = 3): Batch & { kind: 'tokens' } {
-  const r = rng(seed);
-  return { kind: 'tokens', tokens: Int32Array.from({ length: n * (gpt.context + 1) }, () => r.int(gpt.vocab)), n };
-}
+const gptBatch = (seed: number, n = 3) => tokenBatch(gpt, seed, n);
 
 /** The first `context` ids of each (context+1)-long sequence: what gptLogits takes. */
 function inputsOnly(tokens: Int32Array, n: number): Int32Array {

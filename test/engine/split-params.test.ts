@@ -13,10 +13,10 @@ import { planMemory, splitTensorsOf } from '../../shared/engine/memory-plan.ts';
 import { largestUnit, placeSegments, segmentFloats } from '../../shared/engine/param-segments.ts';
 import { createWebGpuTrainer } from '../../shared/engine/trainer.ts';
 import { initParams, paramLayout, type GptConfig, type MlpConfig } from '../../shared/models/config.ts';
-import { gptLogits, gptLossAndGrad } from '../../shared/reference/gpt.ts';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
-import type { Batch, TrainOptions } from '../../shared/train/trainer.ts';
+import type { TrainOptions } from '../../shared/train/trainer.ts';
 import { rng } from '../../shared/util/rng.ts';
+import { expectGptMatchesReference, gptBatch } from './gpt-check.ts';
 import { closeness, dot64, matmul64, randn } from './oracle.ts';
 
 let gpu: Gpu;
@@ -179,11 +179,6 @@ describe('kernels taking a matrix in row ranges across buffers', () => {
   }
 });
 
-function gptBatch(seed: number, n = 2): Batch & { kind: 'tokens' } {
-  const r = rng(seed);
-  return { kind: 'tokens', tokens: Int32Array.from({ length: n * (gpt.context + 1) }, () => r.int(gpt.vocab)), n };
-}
-
 describe(`a GPT trained with a ${limit}-byte binding limit (θ, the embedding and the head split)`, () => {
   const engine = { maxBindingBytes: limit, logitChunkRows: 3 };
 
@@ -195,18 +190,7 @@ describe(`a GPT trained with a ${limit}-byte binding limit (θ, the embedding an
     expect(tr.allocatedBytes).toBe(plan.total);
     expect(plan.buffers.filter((b) => b.name.startsWith('theta.')).length).toBe(3);
     await tr.load(params);
-    const batch = gptBatch(12);
-    const got = await tr.lossAndGrad(batch);
-    const want = gptLossAndGrad(gpt, params, batch.tokens, 2);
-    expect(got.loss).toBeCloseTo(want.loss, 5);
-    expect(closeness(got.grad, want.grad, 1e-5, 1e-3)).toBeLessThan(1);
-    const T = gpt.context;
-    const inputs = Int32Array.from({ length: 2 * T }, (_, i) => batch.tokens[Math.floor(i / T) * (T + 1) + (i % T)]);
-    const other = randn(params.length, 13, 0.02);
-    expect(closeness(await tr.logits(other, batch), gptLogits(gpt, other, inputs, 2), 1e-5, 1e-4)).toBeLessThan(1);
-    // θ came back from its parking place in the gradient buffers: the next step starts at `params`
-    await tr.step(batch);
-    expect((await tr.losses())[0]).toBeCloseTo(want.loss, 5);
+    await expectGptMatchesReference(tr, gpt, params, gptBatch(gpt, 12, 2), 13);
     tr.destroy();
   });
 
@@ -217,7 +201,7 @@ describe(`a GPT trained with a ${limit}-byte binding limit (θ, the embedding an
     await tr.load(params);
     await cpu.load(params);
     for (let s = 0; s < 20; s++) {
-      const batch = gptBatch(200 + (s % 4));
+      const batch = gptBatch(gpt, 200 + (s % 4), 2);
       await tr.step(batch);
       await cpu.step(batch);
     }
