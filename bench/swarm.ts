@@ -14,7 +14,7 @@
 //   task's H steps on its shard and seed; error feedback with each volunteer's residual) until a budget
 //   of samples has reached the model (1,500,000 by default: the thousand's run then has had some 25
 //   versions; see `budget` below), at 10 and at 1,000 volunteers, each run ending at its first version past
-//   the budget; Q compares the versions each would release (best held-out loss among those evaluated);
+//   the budget; Q compares those last versions (task seeds are random: Q moved by ±1 pt between runs);
 // - spot checks are off (their second copies would halve the work to simulate), and volunteers told
 //   "no work" (the baseline) ask again the moment work may have freed (an upload, a round, an expiry),
 //   which flatters the baseline: a real one polls every 250 ms–1 s.
@@ -410,10 +410,11 @@ async function measure(mode: Mode): Promise<Line> {
   const a1000 = await simulate(1000, mode, { real: true, budget, seed: 1000, marks });
   report(a1000);
   // the gap along the way: where the ten have plateaued, what is left is the thousand's few outer steps
-  console.log('  accuracy by samples, 10 volunteers → 1000 volunteers (version, held-out loss):');
-  for (let i = 0; i < Math.max(a10.curve.length, a1000.curve.length); i++) {
-    const row = (p?: Result['curve'][number]) => (p ? `${String(p.samples).padStart(8)}: ${pct(p.accuracy)} % (v${p.version}, ${p.loss.toFixed(3)})` : '-'.padStart(8));
-    console.log(`    ${row(a10.curve[i]).padEnd(40)} → ${row(a1000.curve[i])}`);
+  console.log('  accuracy by samples, 10 volunteers → 1000 volunteers (each at its first version past the mark: version, held-out loss):');
+  const row = (p?: Result['curve'][number]) => (p ? `${String(p.samples).padStart(8)}: ${pct(p.accuracy)} % (v${p.version}, ${p.loss.toFixed(3)})` : '-'.padStart(8));
+  for (const m of [...marks, budget]) {
+    const first = (r: Result) => r.curve.find((p) => p.samples >= m);
+    console.log(`    ${String(m).padStart(8)}: ${row(first(a10)).padEnd(40)} → ${row(first(a1000))}`);
   }
   const r10 = released(a10), r1000 = released(a1000);
   console.log(`  released (best held-out loss by ${budget} samples): 10 volunteers ${pct(r10.accuracy)} % (v${r10.version}), 1000 volunteers ${pct(r1000.accuracy)} % (v${r1000.version}); `
@@ -423,8 +424,10 @@ async function measure(mode: Mode): Promise<Line> {
   const at = (n: number) => runs.get(n) ?? none;
   return {
     u1000: at(1000).utilisation, u10000: at(10000).utilisation, x: at(1000).samplesPerSec / at(10).samplesPerSec,
-    // Q compares what each run would release by the budget (the best held-out loss so far, as a job does)
-    q: 100 * (r1000.accuracy - r10.accuracy),
+    // Q: the last versions, both at the budget. The release (best held-out loss) is printed, not used:
+    // held-out loss climbs while accuracy holds once 8,000 digits are memorised, and a loss tie picked
+    // the thousand's version of 1.03 M samples (85.2 %) over that of 1.52 M (89.1 %) in one run
+    q: 100 * (a1000.accuracy! - a10.accuracy!),
     s: Math.max(...[...runs.values()].map((r) => r.p99Staleness), a10.p99Staleness, a1000.p99Staleness),
     l: [...runs.values(), a10, a1000].reduce((a, r) => a + r.lost, 0),
   };
