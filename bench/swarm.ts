@@ -22,7 +22,7 @@
 //   (gain measured against K = 2): 35.0 % at 59,000 samples with no gain, 42.5 % at 70,000 with it,
 //   67.8 % at 334,000 (6 versions), where ten volunteers are at 89.6–90.3 % from 50,000 to 400,000;
 // - the round-size rule's evidence (the rule's T against T halved, doubled and a fixed K at 1,000
-//   volunteers) runs with SWARM_SWEEP=1: four more 1,000-volunteer runs the 25-minute bench leaves out.
+//   volunteers) runs with SWARM_SWEEP=1: four more 1,000-volunteer runs the default bench leaves out.
 // Speeds: a median step takes 12 virtual seconds, so a median device's 60 s task is the job's H = 5
 // (SWARM_STEP_MS sets the median step, H following it; the 30× spread stays). A 12.7k-parameter step is
 // milliseconds on a real device, so a real 60 s task is far longer; measured with SWARM_STEP_MS=1200
