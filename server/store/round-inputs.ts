@@ -17,7 +17,9 @@ export type BaseCheckpoint = { params: Float32Array; momentum: Float32Array; res
 export type PendingInput = { weight: number; samples: number; payload: Uint8Array } | 'lost' | undefined;
 
 export type RoundInputs = {
-  checkpoint(jobId: string, version: number): Promise<BaseCheckpoint>;
+  /** `spare`: model-sized arrays the caller no longer needs; a part read from a file is read into one of
+   * them (taken out of the list) rather than a new allocation. */
+  checkpoint(jobId: string, version: number, spare?: Float32Array[]): Promise<BaseCheckpoint>;
   pending(taskId: string): Promise<PendingInput>;
   close(): void;
 };
@@ -60,10 +62,14 @@ function sqliteInputs(file: string): RoundInputs {
   const update = db.prepare<[string], { weight: number; samples: number; payload: Buffer; payload_bytes: number }>(
     'SELECT weight, samples, payload, payload_bytes FROM updates WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
   return {
-    async checkpoint(jobId, v) {
+    async checkpoint(jobId, v, spare = []) {
       const r = version.get(jobId, v);
       if (!r) throw gone(jobId, v);
-      return withExternal(r, jobId, v, async (part, bytes) => readPart(checkpointPath(checkpoints, jobId, v, part), bytes));
+      return withExternal(r, jobId, v, async (part, bytes) => {
+        const at = spare.findIndex((x) => x.byteLength === bytes);
+        const into = at < 0 ? undefined : spare.splice(at, 1)[0];
+        return readPart(checkpointPath(checkpoints, jobId, v, part), bytes, into && new Uint8Array(into.buffer, into.byteOffset, into.byteLength));
+      });
     },
     async pending(taskId) {
       const r = update.get(taskId);
