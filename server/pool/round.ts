@@ -62,18 +62,24 @@ export type RoundOutcome = {
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-export async function computeRound(spec: RoundSpec, inputs: RoundInputs): Promise<RoundOutcome> {
+/** `collect`: frees dead arrays now (a pool worker's ./collect.ts), between the stages that leave many */
+export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect: () => void = () => undefined): Promise<RoundOutcome> {
   const ms = { read: 0, fold: 0, rule: 0, outer: 0, publish: 0, hash: 0, write: 0 };
   let t = performance.now();
   const lap = (stage: keyof typeof ms) => { const n = performance.now(); ms[stage] += n - t; t = n; };
   const applied: string[] = [], lost: string[] = [];
   // Second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all.
   let acc = await foldAll(spec, inputs, applied, lost, false, lap);
-  if (acc.counted === 0 && applied.length > 0) acc = await foldAll(spec, inputs, [], [], true, lap);
+  if (acc.counted === 0 && applied.length > 0) {
+    acc = undefined as unknown as RoundAccumulator;
+    collect();
+    acc = await foldAll(spec, inputs, [], [], true, lap);
+  }
   if (spec.fault === 'throw') throw new Error('round fault injected for a test: the worker failed mid-round');
   if (spec.fault === 'exit') process.exit(1); // a worker thread's exit ends that thread only
   if (spec.fault === 'exit-written' && !spec.output) throw new Error('round fault injected for a test: nothing to stage, the worker failed mid-round');
   if (applied.length === 0) return empty(applied, lost, ms);
+  collect(); // the payloads and their decoding's scratch, before the rule's arrays
   const delta = acc.close(spec.aggregator, { preAggregators: spec.preAggregators });
   const gain = spec.gain ? outerGain(acc.spread(), spec.gain.kRef, spec.gain.max) : 1;
   if (gain !== 1) for (let i = 0; i < delta.length; i++) delta[i] *= gain;
@@ -81,11 +87,12 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs): Promis
   // the kept updates' arrays become the checkpoint's as it is read (see the head of this file)
   const spare = acc.release([delta]);
   acc = undefined as unknown as RoundAccumulator;
+  collect(); // the payloads read, the rule's scratch
   lap('rule');
   const cur: BaseCheckpoint = await inputs.checkpoint(spec.jobId, spec.version, spare);
   lap('read');
   const residual = cur.residual ?? spare.pop()?.fill(0) ?? new Float32Array(spec.length);
-  spare.length = 0;
+  if (spare.length) { spare.length = 0; collect(); } // a kept update's array the checkpoint did not need
   // the outer step's result overwrites `delta` and the base momentum becomes the next (both are this round's own copies)
   const target = outerStepInPlace(cur.params, cur.momentum, delta, spec.outerLr, spec.outerMomentum);
   lap('outer');

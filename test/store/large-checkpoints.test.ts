@@ -101,6 +101,21 @@ describe.each(kinds)('large checkpoints: %s', (kind, open) => {
     try {
       const base = await inputs.checkpoint('j', 1);
       expect([base.params, base.momentum, base.residual]).toEqual([floats(1), floats(1.5), floats(1.75)]);
+      // given arrays it no longer needs (a round's kept updates), it reads into them: same values
+      const spare = [new Float32Array(N).fill(9), new Float32Array(N).fill(9), new Float32Array(7)];
+      const given = [...spare];
+      const again = await inputs.checkpoint('j', 1, spare);
+      expect([again.params, again.momentum, again.residual]).toEqual([floats(1), floats(1.5), floats(1.75)]);
+      if (kind === 'SQLite') {
+        expect(again.params.buffer).toBe(given[0].buffer);
+        expect(again.momentum.buffer).toBe(given[1].buffer);
+        expect(spare).toEqual([given[2]]); // the odd-sized one is left; the residual got an array of its own
+        // version 0's momentum (never written) comes zeroed, in a spare too
+        const zero = [new Float32Array(N).fill(9), new Float32Array(N).fill(9)];
+        const v0 = await inputs.checkpoint('j', 0, zero);
+        expect(v0.momentum).toEqual(new Float32Array(N));
+        expect(zero).toEqual([]);
+      }
     } finally {
       inputs.close();
     }
