@@ -80,14 +80,25 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect
   if (spec.fault === 'exit-written' && !spec.output) throw new Error('round fault injected for a test: nothing to stage, the worker failed mid-round');
   if (applied.length === 0) return empty(applied, lost, ms);
   collect(); // the payloads and their decoding's scratch, before the rule's arrays
+  const out = await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms });
+  acc = undefined as unknown as RoundAccumulator;
+  // what the round wrote and no longer needs (its files hold it now) goes before the result does: the
+  // version's evaluation starts reading as soon as the commit lands, and would add to it
+  collect();
+  return out;
+}
+
+/** The rule, the outer step, publishing, hashes and the staged files, from the folded accumulator. */
+async function closeFolded(spec: RoundSpec, inputs: RoundInputs, acc: RoundAccumulator, collect: () => void,
+  lap: (stage: keyof RoundOutcome['ms']) => void, o: Pick<RoundOutcome, 'applied' | 'lost' | 'ms'>): Promise<RoundOutcome> {
+  const { applied, lost, ms } = o;
   const delta = acc.close(spec.aggregator, { preAggregators: spec.preAggregators });
   const gain = spec.gain ? outerGain(acc.spread(), spec.gain.kRef, spec.gain.max) : 1;
   if (gain !== 1) for (let i = 0; i < delta.length; i++) delta[i] *= gain;
   const live = acc.live;
   // the kept updates' arrays become the checkpoint's as it is read (see the head of this file)
   const spare = acc.release([delta]);
-  acc = undefined as unknown as RoundAccumulator;
-  collect(); // the payloads read, the rule's scratch
+  collect(); // the rule's scratch
   lap('rule');
   const cur: BaseCheckpoint = await inputs.checkpoint(spec.jobId, spec.version, spare);
   lap('read');
