@@ -2,8 +2,8 @@
 // as its own process (so its RSS is its own) with the Moby-Dick demo's text and a GPT of that size; this
 // process uploads one round of K = 4 int8 updates made with the codec from random Δ (not trained) over
 // real HTTP on loopback, and times each stage: upload intake (each upload's answer), the round's stages
-// as the relay reports them (read, fold = decode + accumulate, rule, outer step, publish, hash on the
-// pool; commit = checkpoint write on the event loop), the round close as seen from outside (last
+// as the relay reports them (read, fold = decode + accumulate, rule, outer step, publish, hash and write =
+// the new version's files, on the pool; commit = the row, on the event loop), the round close as seen from outside (last
 // upload's answer → the new version visible), and the evaluation (version visible → its evaluation
 // visible). /healthz is polled every 10 ms throughout; the relay's peak RSS (VmHWM, reset before the
 // uploads) and its own event-loop delay (prom-client's monitor, read from /metrics) are reported. Then one
@@ -165,7 +165,7 @@ async function runSize(size: string): Promise<Result> {
     await poller;
     const rss = status(pid, 'VmHWM');
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
-    const stages = Object.fromEntries(['read', 'fold', 'rule', 'outer', 'publish', 'hash', 'dispatch', 'commit'].map((s) => [s, metric(`tabtrain_round_stage_seconds\\{job="${JOB}",stage="${s}"\\}`)]));
+    const stages = Object.fromEntries(['read', 'fold', 'rule', 'outer', 'publish', 'hash', 'write', 'dispatch', 'commit'].map((s) => [s, metric(`tabtrain_round_stage_seconds\\{job="${JOB}",stage="${s}"\\}`)]));
     const during = (a: number, b: number) => polls.filter((p) => p.at + p.ms >= a && p.at <= b).map((p) => p.ms);
     return {
       size, params: n, intakeMs, closeS: (roundEnd - roundStart) / 1000, evalS: (evalEnd - roundEnd) / 1000, stages,

@@ -1,5 +1,6 @@
 // Held-out evaluation of GPT versions (the relay evaluates MLPs itself): mean next-token cross-entropy
-// and next-token accuracy over the first non-overlapping windows of the held-out text, on the CPU reference.
+// and next-token accuracy over a sample of non-overlapping windows spread evenly across the held-out text
+// (the same windows for every version, so versions compare), on the CPU reference.
 // It runs on a worker thread of the relay's pool (server/pool), never on the event loop, and still has a
 // budget, so a worker is never held for long: larger models are evaluated on fewer windows, and a model
 // whose one full window is over budget on a shorter window (fewer positions; a causal model's first L
@@ -26,13 +27,24 @@ export function evalPlan(config: GptConfig, maxWindows = 32): { windows: number;
   return { windows: 1, length: Math.max(1, Math.min(config.context, Math.floor(EVAL_MULTIPLY_ADDS / perToken))) };
 }
 
-/** The held-out ids an evaluation reads (windows of length + 1), so only these travel to the worker. */
+/** Where the n windows of `span` ids start in a text of `total` ids: evenly spaced from its start to its
+ * end (the first at 0, the last ending at the text's end), so a few windows of a large model still sample
+ * the whole held-out text rather than its opening pages; never overlapping (n ≤ ⌊total / span⌋). */
+export function evalWindowStarts(total: number, span: number, n: number): number[] {
+  if (n <= 1) return n === 1 ? [0] : [];
+  const room = total - span;
+  return Array.from({ length: n }, (_, i) => Math.floor((i * room) / (n - 1)));
+}
+
+/** The held-out ids an evaluation reads (windows of length + 1, one after another), so only these travel to the worker. */
 export function evalTokens(config: GptConfig, heldOut: TokenShard, maxWindows = 32): { tokens: Int32Array; n: number; length: number } {
   const plan = evalPlan(config, maxWindows);
   const span = plan.length + 1;
   const n = Math.min(plan.windows, Math.floor(heldOut.tokens.length / span));
   if (n === 0) throw new Error(`held-out text has fewer than ${span} tokens`);
-  return { tokens: heldOut.tokens.slice(0, n * span), n, length: plan.length };
+  const tokens = new Int32Array(n * span);
+  evalWindowStarts(heldOut.tokens.length, span, n).forEach((at, w) => tokens.set(heldOut.tokens.subarray(at, at + span), w * span));
+  return { tokens, n, length: plan.length };
 }
 
 /** Mean cross-entropy and accuracy over n windows of length + 1 ids (inputs and next-token targets). */

@@ -39,10 +39,15 @@ export function openPool(): WorkPool {
   if (!shared) {
     // One worker starts at once (its TypeScript takes a moment to load: the first submission should not
     // wait for it), more on demand, leaving when idle; execArgv [] so a test runner's own flags stay out.
+    // atomics 'disabled': between tasks piscina would otherwise block a worker's event loop in
+    // Atomics.wait, so the TypeScript a worker starts loading when it starts only loaded once its first
+    // task came (measured: 1.6 s at 1M, 8 s at 124M of a first round spent waiting for it) and nothing
+    // asynchronous a task left behind could run until the next task.
+    const o = { filename: BOOT, execArgv: [], atomics: 'disabled' as const };
     shared = {
-      piscina: new Piscina({ filename: BOOT, minThreads: 1, maxThreads: POOL_THREADS, idleTimeout: 10_000, execArgv: [] }),
+      piscina: new Piscina({ ...o, minThreads: 1, maxThreads: POOL_THREADS, idleTimeout: 10_000 }),
       // rounds of different jobs take turns on one thread: a round holds a few model-sized arrays while it runs
-      rounds: new Piscina({ filename: BOOT, minThreads: 1, maxThreads: 1, idleTimeout: 60_000, execArgv: [] }),
+      rounds: new Piscina({ ...o, minThreads: 1, maxThreads: 1, idleTimeout: 60_000 }),
       users: 0,
     };
   }

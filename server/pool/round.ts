@@ -1,20 +1,29 @@
 // A round's heavy math, run on a pool worker (or inline without a pool): read the base checkpoint and the
 // pending updates, decode and fold them one at a time into the streaming accumulator
 // (shared/aggregate/streaming.ts), the robust rule, the DiLoCo outer step, publishing the version as a
-// compressed delta (shared/codec/version-delta.ts), and the hashes. The main thread only routes the
-// task and writes what comes back (server/scheduler/rounds.ts): nothing here writes to the store, so a
-// worker that dies mid-round leaves the round as it was, its updates pending.
+// compressed delta (shared/codec/version-delta.ts), the hashes, and (SQLite) writing the new version's
+// large parts to files under this attempt's own staged names (../store/checkpoint-files.ts). The main
+// thread only routes the task and inserts the row (server/scheduler/rounds.ts; the winning commit renames
+// the staged files): nothing here changes what the store holds, so a worker that dies mid-round leaves
+// the round as it was, its updates pending, and at most staged files that the closer removes.
+//
+// Memory at 124M (4 bytes a parameter per array, about 0.5 GB): the K kept updates, then the rule's own
+// arrays (centered clipping: one more, shared/aggregate/centered-clip.ts); after the rule the kept
+// updates' arrays are reused for the base params, momentum and residual as they are read (no three new
+// model-sized arrays while the old wait for the garbage collector).
 import { createHash } from 'node:crypto';
 import { decodeUpdate, type Compression } from '../../shared/codec/index.ts';
 import { publishVersionInPlace } from '../../shared/codec/version-delta.ts';
 import type { AggregatorName, PreAggregatorName } from '../../shared/aggregate/index.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
 import type { BaseCheckpoint, RoundInputs } from '../store/round-inputs.ts';
+import { stageParts, type FileParts, type StagedOutput } from '../store/checkpoint-files.ts';
 import { outerStepInPlace } from '../scheduler/outer-step.ts';
 import { outerGain } from '../scheduler/outer-gain.ts';
 
-/** A test-only fault: the worker throws, or its thread exits, after folding (mid-round). */
-export type RoundFault = 'throw' | 'exit';
+/** A test-only fault: the worker throws, or its thread exits, after folding (mid-round), or its thread
+ * exits after writing its staged files ('exit-written'). */
+export type RoundFault = 'throw' | 'exit' | 'exit-written';
 
 export type RoundSpec = {
   jobId: string; version: number; length: number;
@@ -29,11 +38,16 @@ export type RoundSpec = {
   /** swarm jobs: the outer step's gain from the round's own spread (../scheduler/outer-gain.ts) */
   gain?: { kRef: number; max: number };
   fault?: RoundFault;
+  /** where the worker writes the new version's large parts itself (RelayStore.roundOutput and the
+   * attempt's name); absent: they go back in the outcome for the commit to write */
+  output?: StagedOutput;
 };
 
 export type RoundOutcome = {
   params: Float32Array; momentum: Float32Array; residual: Float32Array;
   delta: Uint8Array; deltaSha256: string; hash: string;
+  /** parts written under the attempt's staged names (their arrays above are then empty) */
+  staged?: FileParts;
   /** updates the round applies (weight-0 ones too: they are spent), in order */
   applied: string[];
   /** updates whose payload file was gone: the store discards them */
@@ -43,31 +57,53 @@ export type RoundOutcome = {
   /** what the round's Δ was multiplied by (1 but for big swarm rounds) */
   gain: number;
   /** milliseconds per stage, on the thread that ran it */
-  ms: { read: number; fold: number; rule: number; outer: number; publish: number; hash: number };
+  ms: { read: number; fold: number; rule: number; outer: number; publish: number; hash: number; write: number };
 };
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-export async function computeRound(spec: RoundSpec, inputs: RoundInputs): Promise<RoundOutcome> {
-  const ms = { read: 0, fold: 0, rule: 0, outer: 0, publish: 0, hash: 0 };
+/** `collect`: frees dead arrays now (a pool worker's ./collect.ts), between the stages that leave many */
+export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect: () => void = () => undefined): Promise<RoundOutcome> {
+  const ms = { read: 0, fold: 0, rule: 0, outer: 0, publish: 0, hash: 0, write: 0 };
   let t = performance.now();
   const lap = (stage: keyof typeof ms) => { const n = performance.now(); ms[stage] += n - t; t = n; };
   const applied: string[] = [], lost: string[] = [];
   // Second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all.
   let acc = await foldAll(spec, inputs, applied, lost, false, lap);
-  if (acc.counted === 0 && applied.length > 0) acc = await foldAll(spec, inputs, [], [], true, lap);
+  if (acc.counted === 0 && applied.length > 0) {
+    acc = undefined as unknown as RoundAccumulator;
+    collect();
+    acc = await foldAll(spec, inputs, [], [], true, lap);
+  }
   if (spec.fault === 'throw') throw new Error('round fault injected for a test: the worker failed mid-round');
   if (spec.fault === 'exit') process.exit(1); // a worker thread's exit ends that thread only
+  if (spec.fault === 'exit-written' && !spec.output) throw new Error('round fault injected for a test: nothing to stage, the worker failed mid-round');
   if (applied.length === 0) return empty(applied, lost, ms);
+  collect(); // the payloads and their decoding's scratch, before the rule's arrays
+  const out = await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms });
+  acc = undefined as unknown as RoundAccumulator;
+  // what the round wrote and no longer needs (its files hold it now) goes before the result does: the
+  // version's evaluation starts reading as soon as the commit lands, and would add to it
+  collect();
+  return out;
+}
+
+/** The rule, the outer step, publishing, hashes and the staged files, from the folded accumulator. */
+async function closeFolded(spec: RoundSpec, inputs: RoundInputs, acc: RoundAccumulator, collect: () => void,
+  lap: (stage: keyof RoundOutcome['ms']) => void, o: Pick<RoundOutcome, 'applied' | 'lost' | 'ms'>): Promise<RoundOutcome> {
+  const { applied, lost, ms } = o;
   const delta = acc.close(spec.aggregator, { preAggregators: spec.preAggregators });
   const gain = spec.gain ? outerGain(acc.spread(), spec.gain.kRef, spec.gain.max) : 1;
   if (gain !== 1) for (let i = 0; i < delta.length; i++) delta[i] *= gain;
   const live = acc.live;
-  acc = undefined as unknown as RoundAccumulator; // the kept updates or bucket sums can go before the checkpoint is read
+  // the kept updates' arrays become the checkpoint's as it is read (see the head of this file)
+  const spare = acc.release([delta]);
+  collect(); // the rule's scratch
   lap('rule');
-  const cur: BaseCheckpoint = await inputs.checkpoint(spec.jobId, spec.version);
+  const cur: BaseCheckpoint = await inputs.checkpoint(spec.jobId, spec.version, spare);
   lap('read');
-  const residual = cur.residual ?? new Float32Array(spec.length);
+  const residual = cur.residual ?? spare.pop()?.fill(0) ?? new Float32Array(spec.length);
+  if (spare.length) { spare.length = 0; collect(); } // a kept update's array the checkpoint did not need
   // the outer step's result overwrites `delta` and the base momentum becomes the next (both are this round's own copies)
   const target = outerStepInPlace(cur.params, cur.momentum, delta, spec.outerLr, spec.outerMomentum);
   lap('outer');
@@ -76,13 +112,27 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs): Promis
   const published = publishVersionInPlace(cur.params, target, residual, spec.publish);
   lap('publish');
   const p = published.params;
-  const out = {
+  const out: RoundOutcome = {
     params: p, momentum: cur.momentum, residual, delta: published.delta, deltaSha256: sha256(published.delta),
     hash: sha256(new Uint8Array(p.buffer, p.byteOffset, p.byteLength)), applied, lost, live, gain, ms,
   };
   lap('hash');
+  if (spec.output) {
+    const parts = { params: bytesOf(p), momentum: bytesOf(cur.momentum), residual: bytesOf(residual), delta: published.delta };
+    const staged = stageParts(spec.output, spec.jobId, spec.version + 1, parts);
+    out.staged = staged;
+    const none = new Float32Array(0);
+    if (staged.params !== undefined) out.params = none;
+    if (staged.momentum !== undefined) out.momentum = none;
+    if (staged.residual !== undefined) out.residual = none;
+    if (staged.delta !== undefined) out.delta = new Uint8Array(0);
+    lap('write');
+    if (spec.fault === 'exit-written') process.exit(1);
+  }
   return out;
 }
+
+const bytesOf = (a: Float32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** Folds every pending update, one payload at a time. `all`: every update at weight 1 (a round of
  * spot-check second copies only). Tasks of different H (swarm jobs) are folded as FedNova does (Wang et

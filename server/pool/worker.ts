@@ -19,12 +19,23 @@ import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
 import { cachedRoundInputs } from '../store/round-inputs.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { computeRound } from './round.ts';
+import { collectGarbage } from './collect.ts';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
 const paramsOf = async (src: ParamsSource): Promise<Float32Array> =>
   (!(src instanceof Float32Array) && isPostgresUrl(src.db) ? readPostgresParams(src.db, src.jobId, src.version) : readParams(src));
 
 export default async function run(task: PoolTask): Promise<unknown> {
+  try {
+    return await runTask(task);
+  } finally {
+    // the task's dead arrays go now, before the result is posted: once it is, piscina blocks this thread
+    // in Atomics.wait until the next task, so a timer set for later would not run until then
+    collectGarbage();
+  }
+}
+
+async function runTask(task: PoolTask): Promise<unknown> {
   switch (task.kind) {
     case 'gpt-eval': return evaluateTokens(task.config, await paramsOf(task.params), task.tokens, task.n, task.length);
     case 'mlp-eval': return runtimeOf(task.config).evaluate(task.config, task.params, task.heldOut);
@@ -50,7 +61,7 @@ export default async function run(task: PoolTask): Promise<unknown> {
       }
     }
     case 'round': {
-      const r = await computeRound(task.spec, cachedRoundInputs(task.db));
+      const r = await computeRound(task.spec, cachedRoundInputs(task.db), collectGarbage);
       // the checkpoint's arrays go back moved, not copied (three model-sized arrays at 124M: 1.5 GB)
       const moved = [r.params.buffer, r.momentum.buffer, r.residual.buffer, r.delta.buffer].filter((b, i, all) => b.byteLength > 0 && all.indexOf(b) === i);
       return Piscina.move({ [Piscina.transferableSymbol]: moved, [Piscina.valueSymbol]: r } as never);

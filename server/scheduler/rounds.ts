@@ -5,8 +5,10 @@
 // payloads. Evaluation and stopping rules follow the commit's event.
 // The math (decode, fold, robust rule, outer step, publishing, hashes) runs on the pool's round lane
 // (server/pool/round.ts), which reads the checkpoint and payloads from the store itself: this thread only
-// routes the task and writes the rows. A worker that fails mid-round wrote nothing: the round stays open,
-// its updates pending, and the next attempt (the sweep's, or the next upload's) closes it.
+// routes the task and writes the rows; on SQLite the worker also writes the new version's large parts, under
+// names of this attempt's own, which only a winning commit renames (the event loop inserts the row only).
+// A worker that fails mid-round changed nothing stored: what it staged is removed here, the round stays
+// open, its updates pending, and the next attempt (the sweep's, or the next upload's) closes it.
 import type { FastifyBaseLogger } from 'fastify';
 import { deltaCompression } from '../../shared/codec/version-delta.ts';
 import { paramCount } from '../../shared/models/config.ts';
@@ -18,7 +20,7 @@ import { computeRound, type RoundFault, type RoundOutcome, type RoundSpec } from
 import type { RoundInputs } from '../store/round-inputs.ts';
 import { isSwarm, swarmSettings, type SwarmPolicy } from './swarm.ts';
 import { DILOCO_REPLICAS } from './outer-gain.ts';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -114,8 +116,15 @@ export function createRounds(o: RoundsOptions) {
     lag.enable();
     let r: RoundOutcome;
     const p0 = performance.now();
+    // this attempt's name for the files its worker stages: no other closer's files are ever at its paths
+    const attempt = randomBytes(8).toString('hex');
+    const version = job.version + 1;
+    const discard = () => { try { store.discardStaged(jobId, version, attempt); } catch (e) { log.warn({ err: e, job: jobId, version }, 'a failed round attempt\'s staged files stay until the next start'); } };
     try {
-      r = await compute(spec);
+      r = await compute(spec, attempt);
+    } catch (e) {
+      discard();
+      throw e;
     } finally {
       lag.disable();
     }
@@ -125,14 +134,19 @@ export function createRounds(o: RoundsOptions) {
     metrics.roundLoopDelay.set({ job: jobId, stat: 'max' }, lag.max / 1e9);
     // an update whose payload file is gone is discarded by the store as it reads it (and it says so)
     for (const id of r.lost) await store.pendingUpdate(id);
-    if (r.applied.length === 0) { stop(); return false; } // their payloads were lost: nothing to apply
+    if (r.applied.length === 0) { discard(); stop(); return false; } // their payloads were lost: nothing to apply
     metrics.roundAccumulators.set({ job: jobId }, r.live);
-    const version = job.version + 1;
     const c0 = performance.now();
-    const committed = await store.commitRound(jobId, {
-      version, params: r.params, momentum: r.momentum, hash: r.hash,
-      delta: { bytes: r.delta, sha256: r.deltaSha256 }, residual: r.residual,
-    }, r.applied, now());
+    let committed = false;
+    try {
+      committed = await store.commitRound(jobId, {
+        version, params: r.params, momentum: r.momentum, hash: r.hash,
+        delta: { bytes: r.delta, sha256: r.deltaSha256 }, residual: r.residual,
+        ...(r.staged && Object.keys(r.staged).length ? { staged: { attempt, parts: r.staged } } : {}),
+      }, r.applied, now());
+    } finally {
+      if (!committed) discard();
+    }
     const commitMs = performance.now() - c0;
     if (!committed) {
       // the job moved meanwhile (a rollback; another relay closed this round): nothing was written
@@ -156,9 +170,10 @@ export function createRounds(o: RoundsOptions) {
   }
 
   /** The round's math: on the pool, which reads the store itself, or inline from the store (no pool). */
-  async function compute(spec: RoundSpec): Promise<RoundOutcome> {
+  async function compute(spec: RoundSpec, attempt: string): Promise<RoundOutcome> {
     const src = store.paramsSource(spec.jobId, spec.version);
-    if (pool && !(src instanceof Float32Array)) return pool.run({ kind: 'round', spec, db: src.db });
+    const output = store.roundOutput();
+    if (pool && !(src instanceof Float32Array)) return pool.run({ kind: 'round', spec: output ? { ...spec, output: { ...output, attempt } } : spec, db: src.db });
     // inline a fault can only throw: an exit would end the relay
     return computeRound({ ...spec, fault: spec.fault && 'throw' }, storeInputs(store));
   }

@@ -207,6 +207,8 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       listVersions: read(core.listVersions),
       listCheckpoints: read(core.listCheckpoints),
       paramsSource: (jobId, version) => ({ db: db.name, jobId, version }),
+      roundOutput: () => core.roundOutput(),
+      discardStaged: (jobId, version, attempt) => core.discardStaged(jobId, version, attempt),
       paramsRead: read(core.paramsRead),
       pruneHistory: write((_fire, jobId, upTo, every) => core.pruneHistory(jobId, upTo, every)),
       pruneBytes: write((_fire, jobId, budget, keepFrom) => core.pruneBytes(jobId, budget, keepFrom)),

@@ -5,8 +5,13 @@
 // download streams the params file and never touches momentum (./sqlite.ts keeps small parts in the row).
 // A part's file is written (and fsynced, at full durability) before the row that names it commits; a crash
 // in between leaves an orphan, removed on the next open, as ./payloads.ts does for update payloads.
+// A round's new version is written by the round's pool worker (server/pool/round.ts), not the event loop:
+// under names of its own attempt (`v<version>.<part>.<attempt>.staged`), renamed to the version's names
+// only by the commit that wins the round (RelayStore.commitRound, after its conditional check), so a
+// losing or crashed attempt never overwrites a winner's files; its staged files are removed by the closer
+// (RelayStore.discardStaged), or on the next open.
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync, type ReadStream } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 
 export type CheckpointPart = 'params' | 'momentum' | 'residual' | 'delta';
@@ -23,9 +28,47 @@ const fileName = (version: number, part: CheckpointPart): string => `v${version}
 export const checkpointPath = (dir: string, jobId: string, version: number, part: CheckpointPart): string =>
   join(dir, jobDirName(jobId), fileName(version, part));
 
+/** A round attempt's staged name for a part (see the head of this file). */
+export const stagedPath = (dir: string, jobId: string, version: number, part: CheckpointPart, attempt: string): string =>
+  join(dir, jobDirName(jobId), `${fileName(version, part)}.${checkAttempt(attempt)}.staged`);
+/** Attempt names go into file names: short, lowercase letters and digits only. */
+const checkAttempt = (attempt: string): string => {
+  if (!/^[a-z0-9]{1,40}$/.test(attempt)) throw new Error(`a round attempt's name must be 1–40 lowercase letters or digits, got ${JSON.stringify(attempt)}`);
+  return attempt;
+};
+
+/** Writes `bytes` to `file` (created or truncated) in pieces of at most 1 GiB; `sync` flushes it to disk. */
+export function writePart(file: string, bytes: Uint8Array, sync: boolean): void {
+  const fd = openSync(file, 'w');
+  try {
+    for (let at = 0; at < bytes.byteLength;) at += writeSync(fd, bytes, at, Math.min(bytes.byteLength - at, 1 << 30));
+    if (sync) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Where a round's worker writes the new version's large parts: the store's checkpoint directory, its
+ * durability, its size threshold, and the attempt's name (RelayStore.roundOutput, plus the closer's name). */
+export type StagedOutput = { dir: string; sync: boolean; threshold: number; attempt: string };
+
+/** Writes the parts over the threshold under the attempt's staged names (a pool worker calls this);
+ * answers which it wrote, with their sizes. The others are left for the row. */
+export function stageParts(o: StagedOutput, jobId: string, version: number, parts: Partial<Record<CheckpointPart, Uint8Array>>): FileParts {
+  const written: FileParts = {};
+  for (const [part, bytes] of Object.entries(parts) as [CheckpointPart, Uint8Array][]) {
+    if (bytes.byteLength <= o.threshold) continue;
+    mkdirSync(join(o.dir, jobDirName(jobId)), { recursive: true });
+    writePart(stagedPath(o.dir, jobId, version, part, o.attempt), bytes, o.sync);
+    written[part] = bytes.byteLength;
+  }
+  return written;
+}
+
 /** A part's bytes in an ArrayBuffer of their own (aligned for a Float32Array view, no copy), read in
- * pieces: readFileSync stops at 2 GiB. Undefined when the file is gone or not `byteLength` bytes. */
-export function readPart(file: string, byteLength: number): Uint8Array | undefined {
+ * pieces: readFileSync stops at 2 GiB. Undefined when the file is gone or not `byteLength` bytes.
+ * `into`: read into this array instead (a buffer the caller reuses) when it is exactly that size. */
+export function readPart(file: string, byteLength: number, into?: Uint8Array): Uint8Array | undefined {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -35,7 +78,7 @@ export function readPart(file: string, byteLength: number): Uint8Array | undefin
   }
   try {
     if (fstatSync(fd).size !== byteLength) return undefined;
-    const out = new Uint8Array(new ArrayBuffer(byteLength));
+    const out = into?.byteLength === byteLength ? into : new Uint8Array(new ArrayBuffer(byteLength));
     for (let at = 0; at < byteLength;) {
       const n = readSync(fd, out, at, Math.min(byteLength - at, 1 << 30), at);
       if (n === 0) return undefined;
@@ -56,6 +99,10 @@ export type CheckpointDir = {
   /** The part as a stream (a download), its file open already, or undefined when the file is gone or not
    * the recorded size; the caller must read it (it closes the file at its end). */
   stream(jobId: string, version: number, part: CheckpointPart, byteLength: number): ReadStream | undefined;
+  /** Gives a round attempt's staged parts the version's own names (the winning commit, after its check). */
+  promote(jobId: string, version: number, attempt: string, parts: readonly CheckpointPart[]): void;
+  /** Removes whatever a round attempt staged (it lost, failed or crashed); absent files are fine. */
+  discard(jobId: string, version: number, attempt: string): void;
   /** Removes a version's files (retention, rollback: after the row is gone); absent ones are fine. */
   remove(jobId: string, version: number): void;
   /** Removes files no stored row names (`stored(dirName, version, part)`): what a crash leaves. */
@@ -68,13 +115,18 @@ export function openCheckpointDir(dir: string, sync: boolean): CheckpointDir {
     dir,
     put(jobId, version, part, bytes) {
       mkdirSync(join(dir, jobDirName(jobId)), { recursive: true });
-      const fd = openSync(checkpointPath(dir, jobId, version, part), 'w');
-      try {
-        for (let at = 0; at < bytes.byteLength;) at += writeSync(fd, bytes, at, Math.min(bytes.byteLength - at, 1 << 30));
-        if (sync) fsyncSync(fd);
-      } finally {
-        closeSync(fd);
+      writePart(checkpointPath(dir, jobId, version, part), bytes, sync);
+    },
+    promote(jobId, version, attempt, parts) {
+      for (const part of parts) renameSync(stagedPath(dir, jobId, version, part, attempt), checkpointPath(dir, jobId, version, part));
+      if (sync && parts.length) {
+        // the renames reach the disk before the row naming the files commits
+        const fd = openSync(join(dir, jobDirName(jobId)), 'r');
+        try { fsyncSync(fd); } finally { closeSync(fd); }
       }
+    },
+    discard(jobId, version, attempt) {
+      for (const part of CHECKPOINT_PARTS) rmSync(stagedPath(dir, jobId, version, part, attempt), { force: true });
     },
     get: (jobId, version, part, byteLength) => readPart(checkpointPath(dir, jobId, version, part), byteLength),
     stream(jobId, version, part, byteLength) {

@@ -17,7 +17,9 @@ export type BaseCheckpoint = { params: Float32Array; momentum: Float32Array; res
 export type PendingInput = { weight: number; samples: number; payload: Uint8Array } | 'lost' | undefined;
 
 export type RoundInputs = {
-  checkpoint(jobId: string, version: number): Promise<BaseCheckpoint>;
+  /** `spare`: model-sized arrays the caller no longer needs; a part read from a file is read into one of
+   * them (taken out of the list) rather than a new allocation. */
+  checkpoint(jobId: string, version: number, spare?: Float32Array[]): Promise<BaseCheckpoint>;
   pending(taskId: string): Promise<PendingInput>;
   close(): void;
 };
@@ -25,16 +27,17 @@ export type RoundInputs = {
 /** Copies when the bytes are not 4-aligned (a Float32Array view needs them to be). */
 const floats = (b: Buffer): Float32Array =>
   b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(new Uint8Array(b).buffer);
-const base = (params: Buffer, momentum: Buffer, residual: Buffer | null): BaseCheckpoint => {
+/** `zeros`: a zeroed array of n values (a spare one when the caller has it) for version 0's momentum. */
+const base = (params: Buffer, momentum: Buffer, residual: Buffer | null, zeros: (n: number) => Float32Array = (n) => new Float32Array(n)): BaseCheckpoint => {
   const p = floats(params);
-  return { params: p, momentum: momentum.byteLength === 0 ? new Float32Array(p.length) : floats(momentum), ...(residual ? { residual: floats(residual) } : {}) };
+  return { params: p, momentum: momentum.byteLength === 0 ? zeros(p.length) : floats(momentum), ...(residual ? { residual: floats(residual) } : {}) };
 };
 const gone = (jobId: string, version: number) => new Error(`version ${version} of job ${jobId} is no longer stored`);
 type Row = { params: Buffer; momentum: Buffer; residual: Buffer | null; external: string | null };
 /** A large version's parts live outside its row (files beside SQLite, chunk rows on Postgres): the row's
  * column is then empty, so each named part is read from where it lives, or the round fails (never zeros). */
-async function withExternal(row: Row, jobId: string, v: number, read: (part: CheckpointPart, bytes: number) => Promise<Uint8Array | undefined>): Promise<BaseCheckpoint> {
-  if (row.external === null) return base(row.params, row.momentum, row.residual);
+async function withExternal(row: Row, jobId: string, v: number, read: (part: CheckpointPart, bytes: number) => Promise<Uint8Array | undefined>, zeros?: (n: number) => Float32Array): Promise<BaseCheckpoint> {
+  if (row.external === null) return base(row.params, row.momentum, row.residual, zeros);
   const sizes = JSON.parse(row.external) as FileParts & ChunkedParts;
   const part = async (name: 'params' | 'momentum' | 'residual', inRow: Buffer | null): Promise<Buffer | null> => {
     const size = sizes[name];
@@ -43,7 +46,7 @@ async function withExternal(row: Row, jobId: string, v: number, read: (part: Che
     if (!b) throw new Error(`the ${name} of version ${v} of job ${jobId} are missing or truncated`);
     return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   };
-  return base((await part('params', row.params))!, (await part('momentum', row.momentum))!, await part('residual', row.residual));
+  return base((await part('params', row.params))!, (await part('momentum', row.momentum))!, await part('residual', row.residual), zeros);
 }
 
 /** Readers over the database `db` names: a postgres:// URL or a SQLite file. */
@@ -60,10 +63,14 @@ function sqliteInputs(file: string): RoundInputs {
   const update = db.prepare<[string], { weight: number; samples: number; payload: Buffer; payload_bytes: number }>(
     'SELECT weight, samples, payload, payload_bytes FROM updates WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
   return {
-    async checkpoint(jobId, v) {
+    async checkpoint(jobId, v, spare = []) {
       const r = version.get(jobId, v);
       if (!r) throw gone(jobId, v);
-      return withExternal(r, jobId, v, async (part, bytes) => readPart(checkpointPath(checkpoints, jobId, v, part), bytes));
+      const take = (bytes: number): Float32Array | undefined => { const at = spare.findIndex((x) => x.byteLength === bytes); return at < 0 ? undefined : spare.splice(at, 1)[0]; };
+      return withExternal(r, jobId, v, async (part, bytes) => {
+        const into = take(bytes);
+        return readPart(checkpointPath(checkpoints, jobId, v, part), bytes, into && new Uint8Array(into.buffer, into.byteOffset, into.byteLength));
+      }, (n) => take(4 * n)?.fill(0) ?? new Float32Array(n));
     },
     async pending(taskId) {
       const r = update.get(taskId);

@@ -11,7 +11,7 @@ import { canTransition } from '../../shared/protocol/job-states.ts';
 import { IllegalTransitionError, NotFoundError } from './errors.ts';
 import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
-import { jobDirName, openCheckpointDir, type CheckpointPart, type FileParts } from './checkpoint-files.ts';
+import { jobDirName, openCheckpointDir, type CheckpointPart, type FileParts, type StagedOutput } from './checkpoint-files.ts';
 import type { AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, ParamsRead, Seq, Store, TaskRow, TaskState, UpdateRow, VersionRow } from './types.ts';
 import { missingVersionMessage } from './retention.ts';
 
@@ -147,6 +147,9 @@ export type SqliteStore = Store & {
   settleFiles(committed: boolean, mark?: number): void;
   /** Where a savepoint starts in that list: one rolled back settles from its mark, uncommitted. */
   filesMark(): number;
+  /** See RelayStore.roundOutput and discardStaged. */
+  roundOutput(): Omit<StagedOutput, 'attempt'>;
+  discardStaged(jobId: string, version: number, attempt: string): void;
 };
 
 export type SqliteStoreOptions = {
@@ -220,7 +223,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     if (withFiles.length) removeAfterCommit(() => { for (const r of withFiles) if (!namesFiles.get(r.job_id, r.version)) checkpoints.remove(r.job_id, r.version); });
   };
   /** Writes the parts over the threshold as files (before their row commits); answers the row's values. */
-  const storeParts = (jobId: string, version: number, parts: Partial<Record<CheckpointPart, Uint8Array>>): { row: Partial<Record<CheckpointPart, Buffer>>; files: string | null } => {
+  const storeParts = (jobId: string, version: number, parts: Partial<Record<CheckpointPart, Uint8Array>>): { row: Partial<Record<CheckpointPart, Buffer>>; files: FileParts } => {
     const row: Partial<Record<CheckpointPart, Buffer>> = {};
     const files: FileParts = {};
     for (const [part, bytes] of Object.entries(parts) as [CheckpointPart, Uint8Array][]) {
@@ -230,8 +233,9 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         row[part] = EMPTY;
       } else row[part] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     }
-    return { row, files: Object.keys(files).length ? JSON.stringify(files) : null };
+    return { row, files };
   };
+  const filesColumn = (files: FileParts): string | null => (Object.keys(files).length ? JSON.stringify(files) : null);
   const lostFile = (jobId: string, version: number, name: CheckpointPart): undefined => {
     o.warn?.({ job: jobId, version, part: name }, 'a checkpoint file is missing or truncated (a power loss?); that version reads as not stored');
     return undefined;
@@ -291,7 +295,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         // version 0's momentum is all zeros: stored empty (read back as zeros), not as params-sized zeros on disk
         const { row, files } = storeParts(jobId, 0, { params: blob(initial.params) });
         stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, external_parts) VALUES (?, 0, ?, ?, ?, ?, ?)')
-          .run(jobId, initial.hash, row.params, EMPTY, now, files);
+          .run(jobId, initial.hash, row.params, EMPTY, now, filesColumn(files));
       })();
       return store.getJob(jobId)!;
     },
@@ -403,14 +407,23 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       return db.transaction(() => {
         const cur = q.job.get(jobId) ?? unknownJob(jobId);
         if (cur.version + 1 !== next.version) return false; // another closer won, or a rollback moved the job
-        // checked first, then the files written, then the row: in this one synchronous call nothing else
-        // can commit this version between the check and the insert, so no winner's files are overwritten
-        const { row, files } = storeParts(jobId, next.version, {
+        // checked first, then the files written (or the worker's staged ones renamed), then the row: in this
+        // one synchronous call nothing else can commit this version between the check and the insert, so
+        // no winner's files are overwritten
+        const staged = next.staged?.parts ?? {};
+        const inline: Partial<Record<CheckpointPart, Uint8Array>> = {
           params: blob(next.params), momentum: blob(next.momentum),
           ...(next.delta ? { delta: next.delta.bytes } : {}), ...(next.residual ? { residual: blob(next.residual) } : {}),
-        });
+        };
+        for (const p of Object.keys(staged) as CheckpointPart[]) delete inline[p];
+        const { row, files } = storeParts(jobId, next.version, inline);
+        if (next.staged) {
+          const names = Object.keys(staged) as CheckpointPart[];
+          checkpoints.promote(jobId, next.version, next.staged.attempt, names);
+          for (const p of names) { row[p] = EMPTY; files[p] = staged[p]; }
+        }
         stmt('INSERT INTO versions (job_id, version, hash, params, momentum, created_at, delta, delta_sha256, residual, external_parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-          .run(jobId, next.version, next.hash, row.params, row.momentum, now, row.delta ?? null, next.delta?.sha256 ?? null, row.residual ?? null, files);
+          .run(jobId, next.version, next.hash, row.params, row.momentum, now, row.delta ?? null, next.delta?.sha256 ?? null, row.residual ?? null, filesColumn(files));
         const mark = stmt('UPDATE updates SET applied_in = ? WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
         let applied = 0;
         for (const t of taskIds) applied += mark.run(next.version, t).changes;
@@ -418,6 +431,8 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
         return true;
       })();
     },
+    roundOutput: () => ({ dir: checkpoints.dir, sync: durability === 'full', threshold: fileThreshold }),
+    discardStaged: (jobId, version, attempt) => checkpoints.discard(jobId, version, attempt),
     getDelta(jobId, version) {
       const r = stmt<[string, number], { delta: Buffer | null; files: string | null }>('SELECT delta, external_parts AS files FROM versions WHERE job_id = ? AND version = ?').get(jobId, version);
       if (!r?.delta) return undefined;

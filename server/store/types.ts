@@ -10,6 +10,7 @@ import type { Dataset, Eval, Finish, Hyperparameters, JobStatus } from '../../sh
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { DefenceStore } from './defence-types.ts';
 import type { OpsStore } from './ops-types.ts';
+import type { FileParts, StagedOutput } from './checkpoint-files.ts';
 
 export type JobSpec = {
   name: string; researcher: string; description: string;
@@ -34,6 +35,10 @@ export type NextVersion = {
   version: number; params: Float32Array; momentum: Float32Array; hash: string;
   /** the compressed delta from the current version, its SHA-256, and the residual after publishing it */
   delta?: { bytes: Uint8Array; sha256: string }; residual?: Float32Array;
+  /** Parts the round's worker wrote already under its attempt's staged names (RelayStore.roundOutput):
+   * their sizes; the commit renames them to the version's own names if it wins. Their arrays above are
+   * then empty and not read (the delta's SHA-256 still is). */
+  staged?: { attempt: string; parts: FileParts };
 };
 
 export type TaskState = 'issued' | 'accepted' | 'rejected' | 'expired';
@@ -227,6 +232,12 @@ export interface RelayStore {
   listCheckpoints(jobId: string): Promise<CheckpointInfo[]>;
   /** Where a pool worker reads this version's params (see ParamsSource). */
   paramsSource(jobId: string, version: number): ParamsSource;
+  /** Where a round's pool worker writes the new version's large parts itself (staged, see
+   * NextVersion.staged), so the event loop never writes them; undefined where the commit writes them
+   * (Postgres: chunk rows, async I/O in the commit's own transaction). */
+  roundOutput(): Omit<StagedOutput, 'attempt'> | undefined;
+  /** Removes what a round attempt staged that did not commit (it lost, failed or its worker died). */
+  discardStaged(jobId: string, version: number, attempt: string): void;
   /** A version's params to stream to a download (see ParamsRead), undefined when not stored. */
   paramsRead(jobId: string, version: number): Promise<ParamsRead | undefined>;
   /** Retention: see Store.pruneHistory. */

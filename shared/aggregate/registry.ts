@@ -25,7 +25,13 @@ const dense = (xs: Float32Array[]) => xs.map((values) => ({ kind: 'dense' as con
 const median = (v: number[]) => { const s = [...v].sort((a, b) => a - b), m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 export const rules = {
-  'centered-clip': (xs, ws, c) => centeredClip(xs, ws, c.opts.center ?? coordinateMedian(xs, ws), { tau: c.opts.tau, iterations: c.opts.iterations ?? 3 }),
+  // from the median, the result overwrites it (its own array: one model-sized array fewer)
+  'centered-clip': (xs, ws, c) => {
+    const o = { tau: c.opts.tau, iterations: c.opts.iterations ?? 3 };
+    if (c.opts.center) return centeredClip(xs, ws, c.opts.center, o);
+    const start = coordinateMedian(xs, ws);
+    return centeredClip(xs, ws, start, o, start);
+  },
   'trimmed-mean': (xs, ws, c) => trimmedMean(xs, ws, Math.min(Math.floor((c.opts.trim ?? c.delta) * xs.length), Math.floor((xs.length - 1) / 2))),
   median: (xs, ws) => coordinateMedian(xs, ws),
   mean: (xs, ws) => weightedMean(dense(xs), ws, xs[0].length),

@@ -33,6 +33,11 @@ export type RoundAccumulator = {
    * the weighted mean of their squared norms, the squared norm of their weighted mean, and the number
    * of equal-weight updates their weights amount to, (Σw)² / Σw². Two scalars more per fold. */
   spread(): RoundSpread;
+  /** Ends the accumulator (nothing may be asked of it after) and hands over the P-length float32 arrays of
+   * its kept dense updates for the caller to reuse (a round reads its checkpoint into them, rather than
+   * allocating three model-sized arrays while these wait for the garbage collector). `exclude`: arrays
+   * not to hand over (the rule's result, in case it is one of them). */
+  release(exclude?: Float32Array[]): Float32Array[];
 };
 export type RoundSpread = { meanSquare: number; squareOfMean: number; effective: number };
 
@@ -50,7 +55,8 @@ export function createRoundAccumulator(length: number, o: { buckets?: number; se
   let count = 0, counted = 0;
   // Σ w·|x|², Σ w, Σ w² over every update folded with weight > 0 (spread())
   let wSq = 0, wSum = 0, w2Sum = 0;
-  const normSq = (u: Update) => { let s = 0; for (const v of u.values) s += v * v; return s; };
+  // indexed, not for…of: the iterator cost 10× the multiply-adds (0.14 s a fold at 10M parameters)
+  const normSq = (u: Update) => { const x = u.values; let s = 0; for (let i = 0; i < x.length; i++) s += x[i] * x[i]; return s; };
 
   const addInto = (b: number, u: Update, w: number) => {
     const acc = sums[b];
@@ -99,6 +105,13 @@ export function createRoundAccumulator(length: number, o: { buckets?: number; se
       let sq = 0;
       for (let i = 0; i < length; i++) { const m = mean[i] / wSum; sq += m * m; }
       return { meanSquare: wSq / wSum, squareOfMean: sq, effective: (wSum * wSum) / w2Sum };
+    },
+    release(exclude = []) {
+      const own = (x: Float32Array) => x.length === length && x.byteOffset === 0 && x.buffer.byteLength === 4 * length
+        && !exclude.some((e) => e.buffer === x.buffer);
+      const out = (kept ?? []).flatMap((k) => (k.u.kind === 'dense' && own(k.u.values) ? [k.u.values] : []));
+      kept = undefined; sums = []; totals = [];
+      return out.filter((x, i) => out.findIndex((y) => y.buffer === x.buffer) === i);
     },
     close(name, opts = {}) {
       if (kept) return aggregate(name, kept.map((k) => k.u), kept.map((k) => k.w), { seed, ...opts });

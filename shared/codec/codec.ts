@@ -16,7 +16,9 @@ export interface Codec<S extends TObject = TObject> {
   /** Encodes x (Δ plus the residual, already added); with `residual`, stores x − x̂ into it. */
   encode(x: Float32Array, c: Static<S>, residual?: Float32Array): Uint8Array;
   /** Decodes and fully checks a frame whose header names this codec. */
-  decode(bytes: Uint8Array, dv: DataView, h: FrameHeader): Update;
+  /** `into` (h.length values, the caller's to overwrite): a dense codec may write the values there rather
+   * than into a new array (int8 does); its contents are undefined after a CodecError. */
+  decode(bytes: Uint8Array, dv: DataView, h: FrameHeader, into?: Float32Array): Update;
   /** ‖x̂‖₂ from the bytes, after the same checks as decode. */
   norm(bytes: Uint8Array, dv: DataView, h: FrameHeader): number;
   /** Frame bytes for `length` values: exact, or an upper bound where the size depends on the data. */

@@ -32,9 +32,9 @@ export const int8 = defineCodec({
     }
     return out;
   },
-  decode(bytes, dv, h) {
+  decode(bytes, dv, h, into) {
     const { n, block, scales, q } = int8Parts(bytes, dv, h);
-    const values = new Float32Array(n);
+    const values = into ?? new Float32Array(n);
     for (let b = 0, s0 = 0; b < scales.length; b++, s0 += block) {
       const s = scales[b], s1 = Math.min(s0 + block, n);
       for (let i = s0; i < s1; i++) {

@@ -5,7 +5,7 @@
 // checked against the version hash. Applying is plain fp32 arithmetic in JavaScript: a product or sum of
 // two fp32 values computed in float64 and stored into a Float32Array is the correctly rounded fp32 result
 // (float64 has more than 2·24 + 2 bits), so every browser and Node get the same bits.
-import { decodeUpdate, encodeUpdate, toDense, type Compression } from './index.ts';
+import { decodeUpdate, encodeUpdate, encodeUpdateFedBack, toDense, type Compression } from './index.ts';
 
 /** How a job's versions are published: int8 blocks (about 4× fewer bytes than fp32) unless the job
  * compresses nothing. Top-k jobs get int8 too: a version that moved only 1 % of its coordinates would
@@ -39,12 +39,16 @@ export function publishVersion(base: Float32Array, target: Float32Array, residua
 }
 
 /** publishVersion for a caller that owns both arrays and needs neither afterwards (the relay's round, at
- * 124M parameters three model-sized arrays fewer): `target` becomes the step, `base` becomes the published
+ * 124M parameters five model-sized arrays fewer): `target` becomes the step, `base` becomes the published
  * version (returned as params). The same operations in the same order, so the same bits. */
 export function publishVersionInPlace(base: Float32Array, target: Float32Array, residual: Float32Array, c: Compression): { delta: Uint8Array; params: Float32Array } {
+  // the step plus the residual, in `target` (the fp32 sums encodeUpdate would make in a copy of its own)
   for (let i = 0; i < target.length; i++) target[i] = target[i] - base[i];
-  const delta = encodeUpdate(target, c, residual);
-  const d = toDense(decodeUpdate(delta, base.length));
+  for (let i = 0; i < target.length; i++) target[i] = target[i] + residual[i];
+  const delta = encodeUpdateFedBack(target, c, residual);
+  // decoded into `target` (needed no more) where the codec can: no new model-sized array
+  const u = decodeUpdate(delta, base.length, target);
+  const d = u.kind === 'dense' ? u.values : toDense(u);
   for (let i = 0; i < base.length; i++) base[i] = base[i] + d[i];
   return { delta, params: base };
 }

@@ -55,4 +55,23 @@ describe('streaming round aggregation', () => {
     const m = acc.close('median');
     for (const x of m) expect(Math.abs(x - 1)).toBeLessThan(0.1);
   });
+
+  it('hands over its kept dense arrays after the close for reuse, never the result, and nothing once it holds bucket sums', () => {
+    const us = updates(4, 3);
+    const acc = createRoundAccumulator(P, { buckets: 32, seed: 1 });
+    for (const u of us) acc.fold(u, 1);
+    const result = acc.close('centered-clip');
+    expect(result).toEqual(aggregate('centered-clip', us, [1, 1, 1, 1], { seed: 1 }));
+    const spare = acc.release([result]);
+    expect(spare.map((x) => x.buffer)).toEqual(us.map((u) => (u.kind === 'dense' ? u.values.buffer : undefined)));
+    expect(acc.live).toBe(0);
+    // krum's result is a copy of one input: excluded by buffer when it is one of them
+    const acc2 = createRoundAccumulator(P, { buckets: 32, seed: 1 });
+    for (const u of us) acc2.fold(u, 1);
+    expect(acc2.release([us[1].kind === 'dense' ? us[1].values : new Float32Array(0)])).toHaveLength(3);
+    const big = createRoundAccumulator(P, { buckets: 2, seed: 1 });
+    for (const u of updates(5, 4)) big.fold(u, 1);
+    big.close('mean');
+    expect(big.release()).toEqual([]);
+  });
 });

@@ -285,4 +285,17 @@ describe('update codec: refuses bad frames with a CodecError that says what is w
       }
     }
   });
+
+  it('decodes int8 into a given array of the right length (the same values), and into a new one otherwise', () => {
+    const x = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i));
+    const bytes = encodeUpdate(x, { kind: 'int8', block: 64 });
+    const plain = decodeUpdate(bytes, 1000);
+    const into = new Float32Array(1000).fill(7);
+    const given = decodeUpdate(bytes, 1000, into);
+    expect(given.kind === 'dense' && given.values).toBe(into);
+    expect(into).toEqual(plain.kind === 'dense' ? plain.values : undefined);
+    const short = new Float32Array(10);
+    const other = decodeUpdate(bytes, 1000, short);
+    expect(other.kind === 'dense' && other.values).not.toBe(short);
+  });
 });

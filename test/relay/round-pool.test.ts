@@ -1,7 +1,11 @@
 // Round closes on the worker pool (server/pool/round.ts): the event loop stays free while a large round
 // is aggregated (measured by the relay's own event-loop delay monitor, not by wall time), and a worker
 // that dies mid-round fails only that attempt: nothing is written, the updates stay pending, and the next
-// attempt applies every one of them. Real relay, real HTTP, real SQLite, real worker threads.
+// attempt applies every one of them; one that dies after writing the new version's files (the worker
+// writes them, under its attempt's own names) leaves none behind. Real relay, real HTTP, real SQLite,
+// real worker threads.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import type { RoundFault } from '../../server/pool/round.ts';
@@ -30,10 +34,12 @@ describe('a worker that dies mid-round', () => {
   const faults: RoundFault[] = [];
   let healed = false;
   beforeAll(async () => {
-    // the first close's worker exits after folding; later ones throw until the test lets them through
+    // the first close's worker exits after folding, the second after writing its files; later ones throw
+    // until the test lets them through. Checkpoint parts over 1,000 bytes are files (the worker writes them).
+    const order: RoundFault[] = ['exit', 'exit-written'];
     relay = await startRelay({
-      defaultJob: { updatesPerRound: 2, quorum: 2 }, evaluate: false, defence,
-      roundFault: () => { const f = healed ? undefined : faults.length === 0 ? 'exit' : 'throw'; if (f) faults.push(f); return f; },
+      defaultJob: { updatesPerRound: 2, quorum: 2 }, evaluate: false, defence, largeCheckpointBytes: 1000,
+      roundFault: () => { const f = healed ? undefined : order[faults.length] ?? 'throw'; if (f) faults.push(f); return f; },
     });
   });
   afterAll(async () => { await relay.stop(); });
@@ -43,8 +49,11 @@ describe('a worker that dies mid-round', () => {
     const v = await registerSigned(relay.url);
     const uploaded = await uploadRound(relay, v, 'mnist-mlp', 2, n);
     // the K-th upload closed the round: its worker exited; the sweep's retries threw
-    await waitFor(async () => faults.length, (c) => c >= 3, 50);
-    expect(faults[0]).toBe('exit');
+    await waitFor(async () => faults.length, (c) => c >= 4, 50);
+    expect(faults.slice(0, 3)).toEqual(['exit', 'exit-written', 'throw']);
+    // the attempt that died after writing its files left none: the closer removed what it staged
+    const files = join(relay.dataDir, 'checkpoints', 'mnist-mlp');
+    expect(readdirSync(files).filter((f) => !f.startsWith('v0.'))).toEqual([]);
     expect(relay.app.store.getJob('mnist-mlp')!.version).toBe(0);
     expect(relay.app.store.listVersions('mnist-mlp')).toEqual([0]);
     expect(relay.app.store.pendingUpdateIds('mnist-mlp').sort()).toEqual([...uploaded].sort());
@@ -58,6 +67,10 @@ describe('a worker that dies mid-round', () => {
     const v1 = relay.app.store.getVersion('mnist-mlp', 1)!;
     expect(relay.app.scheduler.paramHash(v1.params)).toBe(v1.hash);
     expect(v1.hash).not.toBe(relay.app.store.versionHash('mnist-mlp', 0));
+    // written by the worker, renamed by the commit: the version's own files, nothing staged left over
+    expect(readdirSync(files).filter((f) => f.startsWith('v1.')).sort()).toEqual(['v1.delta', 'v1.momentum', 'v1.params', 'v1.residual']);
+    expect(readdirSync(files).filter((f) => f.endsWith('.staged'))).toEqual([]);
+    expect(existsSync(join(files, 'v0.params'))).toBe(true);
   });
 });
 

@@ -2,7 +2,8 @@
 // params, momentum, residual and delta split off their row (files beside the SQLite file, chunk rows on
 // Postgres) read back exactly; a params download streams without momentum; rollback and retention take
 // the split parts with their rows; retention by bytes keeps the staleness window and the rollback target;
-// a crash between writing a file and committing its row leaves an orphan that the next open removes.
+// a crash between writing a file and committing its row leaves an orphan that the next open removes; a
+// round's parts staged by its worker become the version's files only through the commit that wins.
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { openSqliteStores } from '../../server/store/async.ts';
-import { checkpointPath } from '../../server/store/checkpoint-files.ts';
+import { checkpointPath, stageParts, stagedPath } from '../../server/store/checkpoint-files.ts';
 import { openPostgresStores } from '../../server/store/postgres/index.ts';
 import { readPostgresParams } from '../../server/store/postgres/params.ts';
 import { readParams } from '../../server/store/sqlite-params.ts';
@@ -100,6 +101,21 @@ describe.each(kinds)('large checkpoints: %s', (kind, open) => {
     try {
       const base = await inputs.checkpoint('j', 1);
       expect([base.params, base.momentum, base.residual]).toEqual([floats(1), floats(1.5), floats(1.75)]);
+      // given arrays it no longer needs (a round's kept updates), it reads into them: same values
+      const spare = [new Float32Array(N).fill(9), new Float32Array(N).fill(9), new Float32Array(7)];
+      const given = [...spare];
+      const again = await inputs.checkpoint('j', 1, spare);
+      expect([again.params, again.momentum, again.residual]).toEqual([floats(1), floats(1.5), floats(1.75)]);
+      if (kind === 'SQLite') {
+        expect(again.params.buffer).toBe(given[0].buffer);
+        expect(again.momentum.buffer).toBe(given[1].buffer);
+        expect(spare).toEqual([given[2]]); // the odd-sized one is left; the residual got an array of its own
+        // version 0's momentum (never written) comes zeroed, in a spare too
+        const zero = [new Float32Array(N).fill(9), new Float32Array(N).fill(9)];
+        const v0 = await inputs.checkpoint('j', 0, zero);
+        expect(v0.momentum).toEqual(new Float32Array(N));
+        expect(zero).toEqual([]);
+      }
     } finally {
       inputs.close();
     }
@@ -201,6 +217,60 @@ describe('large checkpoints: SQLite files', () => {
       stores = openSqliteStores(file, { checkpointWorker: false, checkpointFileBytes: THRESHOLD });
       expect(readdirSync(join(cp, 'j')).sort()).toEqual(['v0.params', ...['delta', 'momentum', 'params', 'residual'].flatMap((p) => [`v1.${p}`, `v2.${p}`]).sort()]);
       expect((await stores.relay.getVersion('j', 2))!.residual).toEqual(floats(2.75));
+    } finally {
+      await stores.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('a round\'s staged parts become the version\'s files only through the winning commit; a loser\'s never overwrite them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tt-large-'));
+    const file = join(dir, 'tabtrain.sqlite');
+    const cp = join(dir, 'checkpoints');
+    let stores = openSqliteStores(file, { checkpointWorker: false, checkpointFileBytes: THRESHOLD, durability: 'full' });
+    try {
+      const r = stores.relay;
+      await r.createJob('j', spec, 'running', { params: floats(0), hash: 'h0' }, 1);
+      const out = r.roundOutput()!;
+      expect(out).toEqual({ dir: cp, sync: true, threshold: THRESHOLD });
+      // two closers of round 1 stage their own parts (as their pool workers do), each under its attempt's names
+      const stage = (attempt: string, n: NextVersion) => stageParts({ ...out, attempt }, 'j', 1, {
+        params: bytesOf(n.params), momentum: bytesOf(n.momentum), residual: bytesOf(n.residual!), delta: n.delta!.bytes,
+      });
+      const a = next(1), b = { ...next(1), params: floats(11), hash: 'h1b' };
+      const stagedA = stage('aaaa', a), stagedB = stage('bbbb', b);
+      expect(stagedA).toEqual({ params: 4 * N, momentum: 4 * N, residual: 4 * N, delta: 4 * 700 });
+      // nothing is a version's file yet
+      expect(existsSync(checkpointPath(cp, 'j', 1, 'params'))).toBe(false);
+      const none = new Float32Array(0);
+      const staged = (n: NextVersion, attempt: string, parts: typeof stagedA): NextVersion =>
+        ({ ...n, params: none, momentum: none, residual: none, delta: { bytes: new Uint8Array(0), sha256: n.delta!.sha256 }, staged: { attempt, parts } });
+      expect(await r.commitRound('j', staged(a, 'aaaa', stagedA), [], 2)).toBe(true);
+      // the loser's commit changes nothing: its staged files stay where they were, for its closer to discard
+      expect(await r.commitRound('j', staged(b, 'bbbb', stagedB), [], 3)).toBe(false);
+      expect(existsSync(stagedPath(cp, 'j', 1, 'params', 'bbbb'))).toBe(true);
+      r.discardStaged('j', 1, 'bbbb');
+      expect(readdirSync(join(cp, 'j')).sort()).toEqual(['v0.params', 'v1.delta', 'v1.momentum', 'v1.params', 'v1.residual']);
+      const v1 = (await r.getVersion('j', 1))!;
+      expect(v1.params).toEqual(floats(1));
+      expect(v1.momentum).toEqual(floats(1.5));
+      expect(v1.residual).toEqual(floats(1.75));
+      expect(v1.hash).toBe('h1');
+      expect(await r.getDelta('j', 1)).toEqual(bytesOf(floats(1.25, 700)));
+      expect((await r.listDeltas('j', 0, 1)).map((d) => [d.version, d.bytes, d.sha256])).toEqual([[1, 4 * 700, 'd1']]);
+      // a part at or under the threshold stays in the row, staged or not
+      const small = { ...next(2), delta: { bytes: new Uint8Array(10).fill(7), sha256: 'd2' } };
+      const stagedSmall = stageParts({ ...out, attempt: 'cccc' }, 'j', 2, { params: bytesOf(small.params), momentum: bytesOf(small.momentum), residual: bytesOf(small.residual!), delta: small.delta.bytes });
+      expect(stagedSmall.delta).toBeUndefined();
+      expect(await r.commitRound('j', { ...staged(small, 'cccc', stagedSmall), delta: small.delta }, [], 4)).toBe(true);
+      expect(new Uint8Array((await r.getDelta('j', 2))!)).toEqual(new Uint8Array(10).fill(7));
+      expect((await r.getVersion('j', 2))!.params).toEqual(floats(2));
+      // a worker that died after staging, before any commit: its files go on the next open
+      stage('dddd', next(3));
+      await stores.close();
+      stores = openSqliteStores(file, { checkpointWorker: false, checkpointFileBytes: THRESHOLD });
+      expect(readdirSync(join(cp, 'j')).filter((f) => f.endsWith('.staged'))).toEqual([]);
+      expect((await stores.relay.getVersion('j', 1))!.params).toEqual(floats(1));
+      expect(() => stagedPath(cp, 'j', 1, 'params', '../x')).toThrow(/attempt/);
     } finally {
       await stores.close();
       rmSync(dir, { recursive: true, force: true });

@@ -226,6 +226,9 @@ export function createRelayStore(c: Ctx, url: string, o: RelayStoreOptions = {})
     listCheckpoints: (jobId) => c.rows<CheckpointInfo>('SELECT version, hash, created_at AS at FROM versions WHERE job_id = $1 ORDER BY version', [jobId]),
     // the worker connects to the same database and reads the checkpoint itself
     paramsSource: (jobId, version) => ({ db: url, jobId, version }),
+    // chunk rows are written by the commit itself (async I/O, in its transaction): nothing is staged here
+    roundOutput: () => undefined,
+    discardStaged: () => undefined,
     pruneHistory: async (jobId, upTo, every) => {
       if (upTo < 1) return { checkpoints: 0, payloads: 0 };
       return c.atomic(async (x) => {
@@ -261,6 +264,7 @@ export function createRelayStore(c: Ctx, url: string, o: RelayStoreOptions = {})
       const bumped = await x.run('UPDATE jobs SET version = $1, round_started_at = $2 WHERE job_id = $3 AND version = $4',
         [next.version, now, jobId, next.version - 1]);
       if (bumped !== 1) return false;
+      if (next.staged) throw new Error('the Postgres store writes a version\'s parts itself: nothing can be staged for it');
       const { row, chunked, chunks } = splitParts({
         params: bytes(next.params), momentum: bytes(next.momentum),
         ...(next.delta ? { delta: next.delta.bytes } : {}), ...(next.residual ? { residual: bytes(next.residual) } : {}),
