@@ -124,10 +124,10 @@ export function createUsefulness(o: { store: RelayStore; defence: DefenceStore; 
     return params;
   }
 
-  /** Scores an update (its codec payload, already validated) and stores the score; in enforce mode refuses one
+  /** Scores an update (its codec payload, already validated, or how to read it) and stores the score; in enforce mode refuses one
    * whose drop is below the job's minDrop (the task is rejected, 422 TT_ERR_NOT_USEFUL). Undefined when the
    * job has it off: then nothing is decoded or computed. */
-  async function check(job: JobRow, task: TaskRow, volunteerId: string, payload: Uint8Array, now: number): Promise<UsefulnessScore | undefined> {
+  async function check(job: JobRow, task: TaskRow, volunteerId: string, payload: Uint8Array | (() => Promise<Uint8Array>), now: number): Promise<UsefulnessScore | undefined> {
     const setting = usefulnessOf(job.hyperparameters);
     if (setting.mode === 'off') return undefined;
     const stop = metrics.usefulnessSeconds.startTimer({ job: job.jobId });
@@ -137,7 +137,9 @@ export function createUsefulness(o: { store: RelayStore; defence: DefenceStore; 
       return fail('TT_ERR_TOO_STALE', `base version ${task.baseVersion} of job ${job.jobId} is gone (rolled back); lease a new task`);
     }
     const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment);
-    const score = usefulnessScore(job.model, params, decodeUpdate(payload, params.length), batch);
+    // a spooled upload's payload is read from its file only here, for a job that scores (still on the loop)
+    const bytes = payload instanceof Uint8Array ? payload : await payload();
+    const score = usefulnessScore(job.model, params, decodeUpdate(bytes, params.length), batch);
     stop();
     const why = refusal(setting, score, setting.mode === 'enforce' && setting.relativeShare ? await defence.recentRelativeDrops(job.jobId, RELATIVE_WINDOW) : []);
     const refused = why !== undefined;

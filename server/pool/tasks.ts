@@ -6,6 +6,7 @@ import type { Tokenizer } from '../../shared/jobs/text.ts';
 import type { GptConfig, ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 import type { RoundOutcome, RoundSpec } from './round.ts';
+import type { ValidationContext, ValidationResult } from '../defence/validate.ts';
 
 /** A checkpoint's params, where the store says the worker finds them (RelayStore.paramsSource: for SQLite,
  * its file, so the event loop never reads or copies a 76 MB blob for it), or given inline. */
@@ -22,7 +23,11 @@ export type PoolTask =
   /** a round's close (./round.ts): the worker reads its inputs from the database `db` names (the store's paramsSource) */
   | { kind: 'round'; spec: RoundSpec; db: string }
   /** spot-check copies (encoded) compared pairwise, or each against a reference (../defence/compare.ts) */
-  | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update };
+  | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update }
+  /** an uploaded payload spooled to `file` checked as intake would on the loop (../defence/validate-file.ts) */
+  | { kind: 'validate'; file: string; ctx: ValidationContext }
+  /** ‖θ‖ of a stored version (intake's norm bound under weight decay) */
+  | { kind: 'params-norm'; params: ParamsSource };
 
 export type PreparedUpload = {
   ok: true; kind: 'labelled' | 'text'; tokenizer: Tokenizer | null; model: ModelConfig;
@@ -39,6 +44,9 @@ export type PoolResult = {
   init: { params: Float32Array; hash: string };
   round: RoundOutcome;
   compare: { agree: boolean; distance: number }[];
+  /** `ms`: the worker's time reading and checking the file */
+  validate: ValidationResult & { ms: number };
+  'params-norm': number;
 };
 
 export type PoolKind = PoolTask['kind'];

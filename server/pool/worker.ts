@@ -19,6 +19,7 @@ import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
 import { cachedRoundInputs } from '../store/round-inputs.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { computeRound } from './round.ts';
+import { validateFile } from '../defence/validate-file.ts';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
 const paramsOf = async (src: ParamsSource): Promise<Float32Array> =>
@@ -58,6 +59,13 @@ export default async function run(task: PoolTask): Promise<unknown> {
     case 'compare': {
       const copies = task.copies.map((c) => decodeUpdate(c, task.n));
       return task.reference ? copies.map((c) => compareUpdates(c, task.reference!, task.tolerance)) : [compareUpdates(copies[0], copies[1], task.tolerance)];
+    }
+    case 'validate': return validateFile(task.file, task.ctx);
+    case 'params-norm': {
+      const p = await paramsOf(task.params);
+      let sq = 0;
+      for (let i = 0; i < p.length; i++) sq += p[i] * p[i];
+      return Math.sqrt(sq);
     }
     case 'init': {
       const params = initParams(task.model, task.seed);
