@@ -26,6 +26,8 @@ export type PoolTask =
   | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update }
   /** an uploaded payload spooled to `file` checked as intake would on the loop (../defence/validate-file.ts) */
   | { kind: 'validate'; file: string; ctx: ValidationContext }
+  /** SHA-256 (hex) of a spooled upload: its head (in memory) and then its file, as the body arrived */
+  | { kind: 'hash-upload'; head: Uint8Array; file: string }
   /** ‖θ‖ of a stored version (intake's norm bound under weight decay) */
   | { kind: 'params-norm'; params: ParamsSource };
 
@@ -47,6 +49,7 @@ export type PoolResult = {
   /** `ms`: the worker's time reading and checking the file */
   validate: ValidationResult & { ms: number };
   'params-norm': number;
+  'hash-upload': string;
 };
 
 export type PoolKind = PoolTask['kind'];

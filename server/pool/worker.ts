@@ -19,7 +19,7 @@ import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
 import { cachedRoundInputs } from '../store/round-inputs.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { computeRound } from './round.ts';
-import { validateFile } from '../defence/validate-file.ts';
+import { hashUpload, validateFile } from '../defence/validate-file.ts';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
 const paramsOf = async (src: ParamsSource): Promise<Float32Array> =>
@@ -61,6 +61,7 @@ export default async function run(task: PoolTask): Promise<unknown> {
       return task.reference ? copies.map((c) => compareUpdates(c, task.reference!, task.tolerance)) : [compareUpdates(copies[0], copies[1], task.tolerance)];
     }
     case 'validate': return validateFile(task.file, task.ctx);
+    case 'hash-upload': return hashUpload(task.head, task.file);
     case 'params-norm': {
       const p = await paramsOf(task.params);
       let sq = 0;

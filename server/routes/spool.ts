@@ -1,4 +1,4 @@
-// An upload body as it arrives, not buffered whole: hashed (SHA-256) and counted on the way, kept in memory
+// An upload body as it arrives, not buffered whole: counted on the way, kept in memory (and hashed, SHA-256)
 // while small, and once past `memoryBytes` its codec payload written to a temporary file in the data
 // directory (the frame's small JSON header stays in memory), which intake validates on the worker pool
 // and the store takes over by renaming it (../scheduler/intake.ts), with the
@@ -19,9 +19,10 @@ import { RelayError } from '../errors.ts';
 export const SPOOL_MEMORY_BYTES = 1 << 20;
 
 export type UploadBody = {
-  /** the whole body's length and SHA-256 (hex), computed as it arrived */
+  /** the whole body's length; its SHA-256 (hex) when it stayed in memory, computed as it arrived (a spooled
+   * body's is computed from its file on the pool: ./updates.ts) */
   readonly byteLength: number;
-  readonly sha256: string;
+  readonly sha256?: string;
   /** The body's first bytes, in memory: all of it when it was not spooled; when it was, the update frame's
    * magic, length and JSON header (or, for a body that is no frame, its first 8 bytes), so the file holds
    * exactly the codec payload and the store can take it over as it is. */
@@ -52,7 +53,7 @@ export async function spoolBody(body: Readable, dir: string, memoryBytes = SPOOL
   const discard = () => { if (file) rmSync(file, { force: true }); };
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
-      hash.update(chunk);
+      if (!fh) hash.update(chunk); // a spooled body is hashed from its file, off the loop
       byteLength += chunk.length;
       if (!fh) {
         held.push(chunk);
@@ -82,14 +83,13 @@ export async function spoolBody(body: Readable, dir: string, memoryBytes = SPOOL
     throw e;
   }
   await fh?.close();
-  const sha256 = hash.digest('hex');
   if (!file) {
     const all = held.length === 1 ? held[0] : Buffer.concat(held, byteLength);
     const bytes = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
-    return { byteLength, sha256, head: bytes, bytes: () => bytes, discard: () => undefined };
+    return { byteLength, sha256: hash.digest('hex'), head: bytes, bytes: () => bytes, discard: () => undefined };
   }
   const path = file, front = head!;
-  return { byteLength, sha256, head: front, file: path, bytes: () => readWhole(path, front, byteLength), discard };
+  return { byteLength, head: front, file: path, bytes: () => readWhole(path, front, byteLength), discard };
 }
 
 /** A spooled body read back, its head first, in pieces into one ArrayBuffer (readFileSync stops at 2 GiB). */

@@ -14,6 +14,7 @@ import { InFlightUploads, type InFlightOptions, type InFlightTicket } from '../d
 import { RelayError, fail } from '../errors.ts';
 import { capBody } from './body-cap.ts';
 import { openSpoolDir, spoolBody, SPOOL_MEMORY_BYTES, type UploadBody } from './spool.ts';
+import { hashOnPool } from '../defence/validate-file.ts';
 import { countRefusals, errorResponses } from './common.ts';
 import { RelaySendsUpdateAck, TaskParams, type Static } from './schemas.ts';
 
@@ -86,7 +87,10 @@ export const updateRoutes: FastifyPluginAsync<UpdateRouteOptions> = async (app, 
     try {
       // a spooled body is never read back here: intake checks its file on the pool and the store takes it over
       const upload = body.file ? { head: body.head, file: body.file, byteLength: body.byteLength } : body.head;
-      return await app.scheduler.intakeUpdate(req.params.taskId, upload, typeof sig === 'string' ? sig : undefined, body.sha256);
+      // nor hashed here: its SHA-256 (what the signature covers) is computed from its file on the pool, once
+      // intake has checked what costs nothing (the task, the frame's header, the lease)
+      const sha256 = body.sha256 ?? (() => hashOnPool(body.head, body.file!));
+      return await app.scheduler.intakeUpdate(req.params.taskId, upload, typeof sig === 'string' ? sig : undefined, sha256);
     } finally {
       if (state) state.checking = false;
       body.discard(); // refused, or failed: its file goes now (an accepted one's was renamed into the store)

@@ -79,9 +79,9 @@ export function createIntake(o: IntakeOptions) {
 
   /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task.
    * `bodySha256`: the body's hash when the route computed it as the body arrived (server/routes/spool.ts),
-   * which a spooled body must come with: its payload is checked on the pool and stored by renaming its
-   * file, never read back here. */
-  async function intakeUpdate(taskId: string, body: Uint8Array | SpooledUpload, signature?: string, bodySha256?: string): Promise<UpdateAck> {
+   * or how to compute it (a spooled body's, from its file on the pool), which a spooled body must come with:
+   * its payload is hashed and checked on the pool and stored by renaming its file, never read back here. */
+  async function intakeUpdate(taskId: string, body: Uint8Array | SpooledUpload, signature?: string, bodySha256?: string | (() => Promise<string>)): Promise<UpdateAck> {
     const spooled = body instanceof Uint8Array ? undefined : body;
     if (spooled && bodySha256 === undefined) throw new Error('a spooled upload comes with the hash computed as it arrived');
     const byteLength = body.byteLength;
@@ -104,7 +104,7 @@ export function createIntake(o: IntakeOptions) {
 
     if (task.state === 'expired' || (task.state === 'issued' && claims.expiresAt <= now())) fail('TT_ERR_LEASE_EXPIRED', taskId);
     // the volunteer's key signs task, lease and the exact body: a tampered body or a stolen lease fails here
-    const hash = bodySha256 ?? sha256(body as Uint8Array); // one hash serves the signature check and idempotent re-sends
+    const hash = typeof bodySha256 === 'function' ? await bodySha256() : bodySha256 ?? sha256(body as Uint8Array); // one hash serves the signature check and idempotent re-sends
     await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, hash);
     // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
     await guard.limit('uploadsPerIdentity', header.volunteerId, now());
@@ -197,7 +197,8 @@ export function createIntake(o: IntakeOptions) {
       metrics.intakeValidateSeconds.observe({ job: jobId, where: 'loop' }, (performance.now() - t0) / 1000);
       return r;
     }
-    const lag = monitorEventLoopDelay({ resolution: 10 });
+    // sampled every millisecond: a check takes tens of milliseconds, so a 10 ms sampling would hide what matters
+    const lag = monitorEventLoopDelay({ resolution: 1 });
     lag.enable();
     let r: Awaited<ReturnType<typeof validateOnPool>>;
     try {
