@@ -16,6 +16,7 @@ import { encodeUpdate } from '../../shared/codec/index.ts';
 import { defaultMlp, paramCount, type MlpConfig } from '../../shared/models/config.ts';
 import type { Task } from '../../shared/protocol/messages.ts';
 import { registerSigned } from '../helpers/identity.ts';
+import { postgresPerFile } from '../helpers/postgres.ts';
 import { startRelay, type TestRelay } from '../helpers/relay.ts';
 import { frame, lease, payloadOf, small, upload, type Answer } from '../security/helpers.ts';
 
@@ -34,8 +35,8 @@ async function metrics(relay: TestRelay): Promise<(name: string, labels: string)
 }
 
 describe('large uploads checked on the pool', () => {
-  // 12.7M parameters: each update a 51 MB fp32 body (the codec's most expensive check: every value's finiteness)
-  const model: MlpConfig = { kind: 'mlp', inputs: 784, hidden: [16_000], classes: 10 };
+  // 19M parameters: each update a 76 MB fp32 body (the codec's most expensive check: every value's finiteness)
+  const model: MlpConfig = { kind: 'mlp', inputs: 784, hidden: [24_000], classes: 10 };
   const n = paramCount(model);
   const k = 4;
   let relay: TestRelay;
@@ -77,9 +78,9 @@ describe('large uploads checked on the pool', () => {
     expect(read('tabtrain_intake_validate_seconds_count', 'job="big",where="loop"')).toBeNaN(); // none checked on the loop
     // On the loop, each check held it for its whole time, so the monitor's worst reading (and, with a few
     // readings per check, its p99) was at least one check's time. On the pool what reaches the loop is its
-    // own small work and the OS scheduler's: at load 11 on 2 cores an idle loop alone read up to 46 ms here
-    // against checks of about 350 ms, so the bounds are a quarter and a fifth of a check, not the round
-    // test's tenth (a tenth of 2 s of math)
+    // own small work and the OS scheduler's: at load 11–12 on 2 cores it read up to 46 ms here, against
+    // checks of 0.2–0.4 s, so the bounds are a quarter and a fifth of a check, not the round test's tenth
+    // (a tenth of 2 s of math)
     expect(max).toBeGreaterThan(0);
     expect(max).toBeLessThan(checkS / 4);
     expect(p99).toBeLessThan(checkS / 5);
@@ -172,4 +173,32 @@ describe('a spooled upload is answered as the same body in memory', () => {
     expect(fromFile('tabtrain_intake_validate_seconds_count', 'job="mnist-mlp",where="pool"')).toBe(8);
     expect(fromMemory('tabtrain_intake_validate_seconds_count', 'job="mnist-mlp",where="loop"')).toBe(8);
   }, 120_000);
+});
+
+describe('a spooled upload on a relay whose store is Postgres', () => {
+  // payloads live in the database there: the spooled file is read in once checked, and removed
+  const pgdb = postgresPerFile();
+  let relay: TestRelay;
+  beforeAll(async () => {
+    relay = await startRelay({ databaseUrl: pgdb.url, evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000 }, defence, uploadSpoolBytes: 0 });
+  });
+  afterAll(async () => { await relay.stop(); });
+
+  it('is checked on the pool and stored byte for byte, and a refused one leaves nothing', async () => {
+    const N = paramCount(defaultMlp);
+    const v = await registerSigned(relay.url);
+    const t = await lease(v);
+    const payload = payloadOf(t, small(N, 5));
+    const validations = processRuns.validate;
+    const r = await upload(relay, v, t, frame(t, v.volunteerId, payload));
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(processRuns.validate - validations).toBe(1);
+    const stored = await relay.app.stores.relay.pendingUpdate(t.taskId);
+    expect(sha(stored!.payload)).toBe(sha(payload));
+    const bad = await lease(v);
+    const refused = await upload(relay, v, bad, frame(bad, v.volunteerId, payloadOf(bad, new Float32Array(N))));
+    expect(refused.body.error.code).toBe('TT_ERR_EMPTY_UPDATE');
+    expect(await relay.app.stores.relay.pendingUpdate(bad.taskId)).toBeUndefined();
+    expect(readdirSync(uploadsDir(relay))).toEqual([]);
+  }, 60_000);
 });
