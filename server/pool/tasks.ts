@@ -7,6 +7,9 @@ import type { GptConfig, ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 import type { RoundOutcome, RoundSpec } from './round.ts';
 import type { ValidationContext, ValidationResult } from '../defence/validate.ts';
+import type { UsefulnessScore } from '../defence/usefulness-score.ts';
+import type { LabelledBatch } from '../../shared/reference/mlp.ts';
+import type { Batch } from '../../shared/train/trainer.ts';
 
 /** A checkpoint's params, where the store says the worker finds them (RelayStore.paramsSource: for SQLite,
  * its file, so the event loop never reads or copies a 76 MB blob for it), or given inline. */
@@ -29,7 +32,9 @@ export type PoolTask =
   /** SHA-256 (hex) of a spooled upload: its head (in memory) and then its file, as the body arrived */
   | { kind: 'hash-upload'; head: Uint8Array; file: string }
   /** ‖θ‖ of a stored version (intake's norm bound under weight decay) */
-  | { kind: 'params-norm'; params: ParamsSource };
+  | { kind: 'params-norm'; params: ParamsSource }
+  /** an upload's usefulness score (../defence/usefulness-score.ts): its payload given or in its spooled file */
+  | { kind: 'usefulness'; model: ModelConfig; params: ParamsSource; payload: Uint8Array | { file: string }; batch: Batch | LabelledBatch };
 
 export type PreparedUpload = {
   ok: true; kind: 'labelled' | 'text'; tokenizer: Tokenizer | null; model: ModelConfig;
@@ -50,6 +55,7 @@ export type PoolResult = {
   validate: ValidationResult & { ms: number };
   'params-norm': number;
   'hash-upload': string;
+  usefulness: UsefulnessScore;
 };
 
 export type PoolKind = PoolTask['kind'];

@@ -147,8 +147,8 @@ export function createIntake(o: IntakeOptions) {
       fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
     }
     // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
-    // (a spooled payload is read from its file only for a job that scores updates)
-    await usefulness.check(job, task, header.volunteerId, spooled ? () => readPayload(spooled) : frame.payload, t);
+    // on the pool, which reads a spooled payload from its file
+    await usefulness.check(job, task, header.volunteerId, spooled ? { file: spooled.file } : frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
     // credit is what the relay leased (the lease's H, signed, of the job's batch), never the header's claim
     const samples = taskSteps * h.batchSize;

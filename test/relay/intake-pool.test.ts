@@ -1,6 +1,6 @@
 // Large uploads are checked off the event loop: a spooled body's payload is hashed, decoded, checked for
-// finite values and held to the norm bound in a pool worker reading its file, and the store takes the file
-// over by renaming it, so the relay's own event-loop delay while the checks run stays far below their
+// finite values, held to the norm bound (and scored for usefulness, on jobs that do) in a pool worker
+// reading its file, and the store takes the file over by renaming it, so the relay's own event-loop delay while the checks run stays far below their
 // time. A spooled body is refused with exactly the code and message of the same body held in memory, a
 // refused one leaves no file, and an accepted one is stored byte for byte. Real relays, real HTTP, real
 // SQLite, real worker threads.
@@ -173,6 +173,28 @@ describe('a spooled upload is answered as the same body in memory', () => {
     expect(fromFile('tabtrain_intake_validate_seconds_count', 'job="mnist-mlp",where="pool"')).toBe(8);
     expect(fromMemory('tabtrain_intake_validate_seconds_count', 'job="mnist-mlp",where="loop"')).toBe(8);
   }, 120_000);
+});
+
+describe('a spooled upload to a job that scores usefulness', () => {
+  let relay: TestRelay;
+  beforeAll(async () => {
+    relay = await startRelay({ evaluate: false, defaultJob: { updatesPerRound: 1000, quorum: 1000, usefulness: { mode: 'score', minDrop: 0 } }, defence, uploadSpoolBytes: 0 });
+  });
+  afterAll(async () => { await relay.stop(); });
+
+  it('is scored on the pool from its file, and the score is stored and counted', async () => {
+    const N = paramCount(defaultMlp);
+    const v = await registerSigned(relay.url);
+    const t = await lease(v);
+    const scored = processRuns.usefulness;
+    const r = await upload(relay, v, t, frame(t, v.volunteerId, payloadOf(t, small(N, 2))));
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(processRuns.usefulness - scored).toBe(1);
+    const read = await metrics(relay);
+    expect(read('tabtrain_update_usefulness_seconds_count', 'job="mnist-mlp"')).toBe(1);
+    expect(read('tabtrain_update_usefulness_drop_count', 'job="mnist-mlp"')).toBe(1);
+    expect(readdirSync(uploadsDir(relay))).toEqual([]);
+  }, 60_000);
 });
 
 describe('a spooled upload on a relay whose store is Postgres', () => {
