@@ -2,12 +2,13 @@
 // its own process with the Moby-Dick demo's text and a GPT of that size (no round closes, no evaluation:
 // only intake runs); this process uploads K int8 updates made with the codec from random Δ, one after
 // another over real HTTP on loopback, and reads the relay's main-thread CPU time (the event loop's, from
-// /proc) and all its threads' over the uploads; then K more while /healthz is polled every 10 ms. Then, in this
+// /proc) and all its threads' over the uploads, with the relay's own event-loop delay (its /metrics);
+// then K more while /healthz is polled every 10 ms (from this process, which is sending the bodies too). Then, in this
 // process, the pool's dispatch cost against checking a small body on the loop, which sets the size above
 // which intake sends a body's checks to the pool (skip with BENCH_INTAKE_DISPATCH=0: the part that needs
 // this version's modules). Env: BENCH_INTAKE_SIZES (default "1M,10M"; also "31M", "124M"), BENCH_INTAKE_K
 // (default 4). Last line:
-//   intake: <size> upload costs the event loop <X> ms CPU (all threads <Y> ms), /healthz p99 <H> ms during uploads; pool dispatch <D> ms of loop CPU vs <V> ms to check a 1 MiB body on the loop
+//   intake: <size> upload costs the event loop <X> ms CPU (all threads <Y> ms), loop delay max <L> ms, /healthz p99 <H> ms during uploads; pool dispatch <D> ms of loop CPU vs <V> ms to check a 1 MiB body on the loop
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -67,7 +68,7 @@ process.stdout.write('URL ' + relay.url + '\\n');
   return { child, url };
 }
 
-type Result = { size: string; params: number; bytes: number; loopMs: number[]; allMs: number; wallMs: number[]; healthP99: number; healthMax: number };
+type Result = { size: string; params: number; bytes: number; loopMs: number[]; allMs: number; wallMs: number[]; lagMs: { p99: number; max: number }; healthP99: number; healthMax: number };
 
 async function runSize(size: string): Promise<Result> {
   const model = shapes[size];
@@ -109,6 +110,8 @@ async function runSize(size: string): Promise<Result> {
     // the first K uploads alone, for their CPU (the answer comes once the update is stored: the relay's
     // main thread has done its part); the next K with /healthz polled, for its delay
     const loopMs: number[] = [], wallMs: number[] = [];
+    const scrape = () => fetch(`${url}/metrics`).then((r) => r.text());
+    await scrape(); // resets the relay's own event-loop delay histogram (prom-client's, sampled every 10 ms)
     const all0 = cpuMs(pid);
     for (let i = 0; i < K; i++) {
       const c0 = cpuMs(pid, pid), t0 = performance.now();
@@ -117,6 +120,9 @@ async function runSize(size: string): Promise<Result> {
       loopMs.push(cpuMs(pid, pid) - c0);
     }
     const allMs = cpuMs(pid) - all0;
+    const text = await scrape();
+    const lag = (stat: string) => 1000 * Number(new RegExp(`^tabtrain_process_nodejs_eventloop_lag_${stat}_seconds (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const lagMs = { p99: lag('p99'), max: lag('max') };
     const polls: number[] = [];
     let polling = true;
     const poller = (async () => {
@@ -131,7 +137,7 @@ async function runSize(size: string): Promise<Result> {
     for (let i = K; i < 2 * K; i++) await send(i);
     polling = false;
     await poller;
-    return { size, params: n, bytes: uploads[0].frame.byteLength, loopMs, allMs, wallMs, healthP99: pct(polls, 0.99), healthMax: Math.max(...polls) };
+    return { size, params: n, bytes: uploads[0].frame.byteLength, loopMs, allMs, wallMs, lagMs, healthP99: pct(polls, 0.99), healthMax: Math.max(...polls) };
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
@@ -179,12 +185,13 @@ for (const size of sizes) {
   results.push(r);
   const mean = r.loopMs.reduce((a, b) => a + b, 0) / r.loopMs.length;
   console.log(`${size} (${r.params} parameters, ${(r.bytes / 1e6).toFixed(1)} MB int8 frame): event-loop CPU per upload ${r.loopMs.map((m) => m.toFixed(0)).join(' / ')} ms (mean ${mean.toFixed(0)}), `
-    + `all threads ${(r.allMs / K).toFixed(0)} ms per upload; answered in ${r.wallMs.map((m) => (m / 1000).toFixed(2)).join(' / ')} s; /healthz p99 ${r.healthP99.toFixed(1)} ms, max ${r.healthMax.toFixed(1)} ms during uploads`);
+    + `all threads ${(r.allMs / K).toFixed(0)} ms per upload; answered in ${r.wallMs.map((m) => (m / 1000).toFixed(2)).join(' / ')} s; `
+    + `the relay's own event-loop delay over them p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms; /healthz p99 ${r.healthP99.toFixed(1)} ms, max ${r.healthMax.toFixed(1)} ms during uploads`);
 }
 const dispatch = process.env.BENCH_INTAKE_DISPATCH === '0' ? undefined : await dispatchCost();
 const last = results[results.length - 1];
 const lastMean = last.loopMs.reduce((a, b) => a + b, 0) / last.loopMs.length;
 const mib = dispatch?.find((d) => d.bytes > 1000 * 1024 && d.bytes < 1100 * 1024);
-console.log(`intake: ${last.size} upload costs the event loop ${lastMean.toFixed(0)} ms CPU (all threads ${(last.allMs / K).toFixed(0)} ms), /healthz p99 ${last.healthP99.toFixed(1)} ms during uploads`
+console.log(`intake: ${last.size} upload costs the event loop ${lastMean.toFixed(0)} ms CPU (all threads ${(last.allMs / K).toFixed(0)} ms), loop delay max ${last.lagMs.max.toFixed(1)} ms, /healthz p99 ${last.healthP99.toFixed(1)} ms during uploads`
   + (mib ? `; pool dispatch ${mib.poolMs.toFixed(3)} ms of loop CPU vs ${mib.loopMs.toFixed(3)} ms to check a 1 MiB body on the loop` : ''));
 process.exit(0);

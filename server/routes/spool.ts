@@ -18,6 +18,9 @@ import { RelayError } from '../errors.ts';
  * 16 KiB–1 MiB; 1.04× at 64 MiB), and holding 1 MiB per upload is what the in-flight caps allow for. */
 export const SPOOL_MEMORY_BYTES = 1 << 20;
 
+/** A spooled body is written in pieces of about this size (four socket chunks): fewer writes, little held. */
+const WRITE_BYTES = 256 * 1024;
+
 export type UploadBody = {
   /** the whole body's length; its SHA-256 (hex) when it stayed in memory, computed as it arrived (a spooled
    * body's is computed from its file on the pool: ./updates.ts) */
@@ -50,6 +53,8 @@ export async function spoolBody(body: Readable, dir: string, memoryBytes = SPOOL
   let file: string | undefined;
   let fh: FileHandle | undefined;
   let head: Uint8Array | undefined;
+  const pending: Buffer[] = [];
+  let pendingBytes = 0;
   const discard = () => { if (file) rmSync(file, { force: true }); };
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -69,10 +74,14 @@ export async function spoolBody(body: Readable, dir: string, memoryBytes = SPOOL
         fh = await open(file, 'wx');
         await fh.write(all.subarray(split));
       } else {
-        // the loop takes the next chunk only once this one is written: a slow disk pauses the socket
-        await fh.write(chunk);
+        // a few chunks a write (each write is a round trip to libuv's threads and a promise: CPU on the
+        // loop); the loop takes the next chunk only once they are written, so a slow disk pauses the socket
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes >= WRITE_BYTES) { await fh.writev(pending.splice(0)); pendingBytes = 0; }
       }
     }
+    if (pending.length) await fh!.writev(pending.splice(0));
   } catch (e) {
     await fh?.close().catch(() => undefined);
     discard();
