@@ -58,8 +58,9 @@ const relay = await buildApp({ dataDir: ${JSON.stringify(dataDir)}, port: 0, hos
 process.once('SIGTERM', () => { void relay.close().then(() => process.exit(0)); });
 process.stdout.write('URL ' + relay.url + '\\n');
 `);
-  const prof = process.env.BENCH_INTAKE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_INTAKE_PROF] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // BENCH_INTAKE_NODE_FLAGS: flags for the relay's node (e.g. --cpu-prof, --trace-gc) to see where its loop goes
+  const flags = (process.env.BENCH_INTAKE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, '--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (c) => { out += c; const m = /URL (\S+)\n/.exec(out); if (m) resolve(m[1]); });

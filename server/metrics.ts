@@ -18,7 +18,7 @@ export function createMetrics() {
     }),
     intakeLoopDelay: new Gauge({
       name: 'tabtrain_intake_loop_delay_seconds', labelNames: ['job', 'stat'], registers: r,
-      help: 'the event loop\'s worst delay (p99, max) since start while spooled uploads were checked on the pool: what of their checks still reaches the loop (sampled every 1 ms: an idle loop reads about 1 ms)',
+      help: 'the event loop\'s worst delay (p99, max) since start while each job\'s spooled uploads were checked on the pool: what of their checks still reaches the loop (sampled every 1 ms: an idle loop reads about 1 ms)',
     }),
     rounds: new Counter({ name: 'tabtrain_rounds_total', help: 'rounds aggregated (versions published)', labelNames: ['job', 'trigger'], registers: r }),
     version: new Gauge({ name: 'tabtrain_job_version', help: 'current version of each job', labelNames: ['job'], registers: r }),

@@ -74,8 +74,8 @@ export function createIntake(o: IntakeOptions) {
   /** Usefulness scores of uploads, on jobs that turn them on. */
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
 
-  /** The relay's worst event-loop delay while spooled uploads were checked on the pool (all jobs' together). */
-  const loopDelay = { p99: 0, max: 0 };
+  /** Each job's worst event-loop delay (p99, max) while its spooled uploads were checked on the pool. */
+  const loopDelays = new Map<string, { p99: number; max: number }>();
 
   /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task.
    * `bodySha256`: the body's hash when the route computed it as the body arrived (server/routes/spool.ts),
@@ -83,7 +83,7 @@ export function createIntake(o: IntakeOptions) {
    * its payload is hashed and checked on the pool and stored by renaming its file, never read back here. */
   async function intakeUpdate(taskId: string, body: Uint8Array | SpooledUpload, signature?: string, bodySha256?: string | (() => Promise<string>)): Promise<UpdateAck> {
     const spooled = body instanceof Uint8Array ? undefined : body;
-    if (spooled && bodySha256 === undefined) throw new Error('a spooled upload comes with the hash computed as it arrived');
+    if (spooled && bodySha256 === undefined) throw new Error('a spooled upload comes with its hash, or how to compute it from its file');
     const byteLength = body.byteLength;
     let task = (await store.getTask(taskId)) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
     if (task.state !== 'accepted' && (await store.getJob(task.jobId))?.status === 'done') fail('TT_ERR_JOB_NOT_RUNNING', `job ${task.jobId} is done (${(await stopRules.finishOf(task.jobId))?.reason ?? 'ended by an operator'}); its updates are not taken. Lease a task of a running job (GET /api/jobs)`);
@@ -206,10 +206,12 @@ export function createIntake(o: IntakeOptions) {
     } finally {
       lag.disable();
     }
-    loopDelay.p99 = Math.max(loopDelay.p99, lag.percentile(99) / 1e9);
-    loopDelay.max = Math.max(loopDelay.max, lag.max / 1e9);
-    metrics.intakeLoopDelay.set({ job: jobId, stat: 'p99' }, loopDelay.p99);
-    metrics.intakeLoopDelay.set({ job: jobId, stat: 'max' }, loopDelay.max);
+    const worst = loopDelays.get(jobId) ?? { p99: 0, max: 0 };
+    worst.p99 = Math.max(worst.p99, lag.percentile(99) / 1e9);
+    worst.max = Math.max(worst.max, lag.max / 1e9);
+    loopDelays.set(jobId, worst);
+    metrics.intakeLoopDelay.set({ job: jobId, stat: 'p99' }, worst.p99);
+    metrics.intakeLoopDelay.set({ job: jobId, stat: 'max' }, worst.max);
     metrics.intakeValidateSeconds.observe({ job: jobId, where: 'pool' }, r.ms / 1000);
     const { ms: _ms, ...verdict } = r;
     return verdict;
