@@ -69,7 +69,7 @@ process.stdout.write('URL ' + relay.url + '\\n');
   return { child, url };
 }
 
-type Result = { size: string; params: number; bytes: number; loopMs: number[]; allMs: number; wallMs: number[]; lagMs: { p99: number; max: number }; healthP99: number; healthMax: number };
+type Result = { size: string; params: number; bytes: number; loopMs: number[]; allMs: number; wallMs: number[]; lagMs: { p99: number; max: number }; gcPerUpload: number; healthP99: number; healthMax: number };
 
 async function runSize(size: string): Promise<Result> {
   const model = shapes[size];
@@ -112,7 +112,9 @@ async function runSize(size: string): Promise<Result> {
     // main thread has done its part); the next K with /healthz polled, for its delay
     const loopMs: number[] = [], wallMs: number[] = [];
     const scrape = () => fetch(`${url}/metrics`).then((r) => r.text());
-    await scrape(); // resets the relay's own event-loop delay histogram (prom-client's, sampled every 10 ms)
+    // resets the relay's own event-loop delay histogram (prom-client's, sampled every 10 ms)
+    const gcMs = (text: string) => 1000 * [...text.matchAll(/^tabtrain_process_nodejs_gc_duration_seconds_sum\{kind="[^"]+"\} (\S+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    const gc0 = gcMs(await scrape());
     const all0 = cpuMs(pid);
     for (let i = 0; i < K; i++) {
       const c0 = cpuMs(pid, pid), t0 = performance.now();
@@ -124,6 +126,7 @@ async function runSize(size: string): Promise<Result> {
     const text = await scrape();
     const lag = (stat: string) => 1000 * Number(new RegExp(`^tabtrain_process_nodejs_eventloop_lag_${stat}_seconds (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
     const lagMs = { p99: lag('p99'), max: lag('max') };
+    const gcPerUpload = (gcMs(text) - gc0) / K;
     const polls: number[] = [];
     let polling = true;
     const poller = (async () => {
@@ -138,7 +141,7 @@ async function runSize(size: string): Promise<Result> {
     for (let i = K; i < 2 * K; i++) await send(i);
     polling = false;
     await poller;
-    return { size, params: n, bytes: uploads[0].frame.byteLength, loopMs, allMs, wallMs, lagMs, healthP99: pct(polls, 0.99), healthMax: Math.max(...polls) };
+    return { size, params: n, bytes: uploads[0].frame.byteLength, loopMs, allMs, wallMs, lagMs, gcPerUpload, healthP99: pct(polls, 0.99), healthMax: Math.max(...polls) };
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
@@ -185,7 +188,7 @@ for (const size of sizes) {
   const r = await runSize(size);
   results.push(r);
   const mean = r.loopMs.reduce((a, b) => a + b, 0) / r.loopMs.length;
-  console.log(`${size} (${r.params} parameters, ${(r.bytes / 1e6).toFixed(1)} MB int8 frame): event-loop CPU per upload ${r.loopMs.map((m) => m.toFixed(0)).join(' / ')} ms (mean ${mean.toFixed(0)}), `
+  console.log(`${size} (${r.params} parameters, ${(r.bytes / 1e6).toFixed(1)} MB int8 frame): event-loop CPU per upload ${r.loopMs.map((m) => m.toFixed(0)).join(' / ')} ms (mean ${mean.toFixed(0)}, of it garbage collection ${r.gcPerUpload.toFixed(0)}), `
     + `all threads ${(r.allMs / K).toFixed(0)} ms per upload; answered in ${r.wallMs.map((m) => (m / 1000).toFixed(2)).join(' / ')} s; `
     + `the relay's own event-loop delay over them p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms; /healthz p99 ${r.healthP99.toFixed(1)} ms, max ${r.healthMax.toFixed(1)} ms during uploads`);
 }
