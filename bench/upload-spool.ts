@@ -1,6 +1,7 @@
 // npm run bench:spool — what spooling an upload body costs (server/routes/spool.ts), in memory vs to a file,
-// at several body sizes: the body arrives as 64 KiB chunks (what a socket hands over), is hashed on the way,
-// and is read back whole as intake does. CPU time (user + system) per body, over REPS bodies each, and the
+// at several body sizes: the body arrives as 64 KiB chunks (what a socket hands over), is hashed on the way
+// while in memory (a spooled one is hashed on the pool, not here), and is read back whole (intake no longer
+// reads a spooled body back: its pool worker reads the file). CPU time (user + system) per body, over REPS bodies each, and the
 // relay's memory held while the body arrives (heap + ArrayBuffers after a full GC, the last chunk in).
 // One line per size, then the last line:
 //   spool: <size> bodies cost <r>× the CPU in a file as in memory; a <big> body held <m> MB in memory vs <f> MB spooled

@@ -12,6 +12,14 @@ export function createMetrics() {
     updatesAccepted: new Counter({ name: 'tabtrain_updates_accepted_total', help: 'updates checked and stored', labelNames: ['job'], registers: r }),
     updatesRefused: new Counter({ name: 'tabtrain_updates_refused_total', help: 'updates refused, by error code', labelNames: ['code'], registers: r }),
     updateBytes: new Counter({ name: 'tabtrain_update_bytes_total', help: 'bytes of accepted update frames', labelNames: ['job'], registers: r }),
+    intakeValidateSeconds: new Histogram({
+      name: 'tabtrain_intake_validate_seconds', labelNames: ['job', 'where'], registers: r, buckets: [0.0005, 0.002, 0.01, 0.05, 0.2, 1, 5],
+      help: 'time to check one upload (decode structure, finite values, norm): where="loop" for bodies held in memory, "pool" for spooled ones (the worker\'s own time)',
+    }),
+    intakeLoopDelay: new Gauge({
+      name: 'tabtrain_intake_loop_delay_seconds', labelNames: ['job', 'stat'], registers: r,
+      help: 'the event loop\'s worst delay (p99, max) since start while each job\'s spooled uploads were checked on the pool: what of their checks still reaches the loop (sampled every 1 ms: an idle loop reads about 1 ms)',
+    }),
     rounds: new Counter({ name: 'tabtrain_rounds_total', help: 'rounds aggregated (versions published)', labelNames: ['job', 'trigger'], registers: r }),
     version: new Gauge({ name: 'tabtrain_job_version', help: 'current version of each job', labelNames: ['job'], registers: r }),
     accuracy: new Gauge({ name: 'tabtrain_job_heldout_accuracy', help: 'held-out accuracy of the latest evaluated version', labelNames: ['job'], registers: r }),

@@ -5,48 +5,20 @@
 // Per job (hyperparameters.usefulness, docs/jobs.md): off, score (stored and shown), or enforce (an update
 // whose drop is below minDrop, or with relativeShare below that share of the job's recent median relative
 // drop, is refused with 422 TT_ERR_NOT_USEFUL before it is stored).
-import { decodeUpdate, toDense, type Update } from '../../shared/codec/index.ts';
 import { taskBatchEncoded } from '../../shared/data/task-data.ts';
 import { usefulnessOf } from '../../shared/jobs/spec.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { Augment, Usefulness as UsefulnessSetting } from '../../shared/protocol/messages.ts';
-import { runtimeOf } from '../../shared/models/runtimes.ts';
-import type { LabelledBatch } from '../../shared/reference/mlp.ts';
 import type { Batch } from '../../shared/train/trainer.ts';
 import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore, TaskRow } from '../store/types.ts';
 import type { DefenceStore } from '../store/defence-types.ts';
+import { openPool } from '../pool/index.ts';
+import type { UsefulnessScore } from './usefulness-score.ts';
 
-export type UsefulnessScore = {
-  /** Loss on the assigned batch at θ_v and at θ_v − Δ (the update applied as the volunteer ended). */
-  before: number;
-  after: number;
-  /** before − after: > 0 means the update helps on its own data. */
-  drop: number;
-  /** The same drop on a control batch, when one is given. */
-  controlDrop?: number;
-};
-
-/** Mean cross-entropy of a batch (rows of an MLP, token windows of a GPT), forward only. */
-export function batchLoss(config: ModelConfig, params: Float32Array, batch: Batch | LabelledBatch): number {
-  return runtimeOf(config).evaluate(config, params, batch).loss;
-}
-
-export function usefulnessScore(
-  config: ModelConfig, base: Float32Array, update: Update, batch: Batch | LabelledBatch, control?: Batch | LabelledBatch,
-): UsefulnessScore {
-  const delta = toDense(update);
-  if (delta.length !== base.length) throw new Error(`update has ${delta.length} values but the model has ${base.length}`);
-  const applied = new Float32Array(base.length);
-  for (let i = 0; i < base.length; i++) applied[i] = base[i] - delta[i];
-  const before = batchLoss(config, base, batch);
-  const after = batchLoss(config, applied, batch);
-  const score: UsefulnessScore = { before, after, drop: before - after };
-  if (control) score.controlDrop = batchLoss(config, base, control) - batchLoss(config, applied, control);
-  return score;
-}
+export { batchLoss, usefulnessScore, type UsefulnessScore } from './usefulness-score.ts';
 
 /** How many of a job's latest accepted scores the relative floor is taken from. */
 export const RELATIVE_WINDOW = 64;
@@ -83,7 +55,7 @@ export function relativeFloor(recentRatios: readonly number[], share: number, mi
  * volunteer took at θ_v itself (so `before` is the loss it reported first), and the H − 1 steps after it
  * train on the same distribution, so an honest Δ lowers it reliably; a sign flip or noise raises it.
  * More batches would cut the noise of one batch in proportion to their cost, which is paid on every upload
- * on the relay's event loop (two forward passes of one batch; bounded by LIMITS.usefulnessMultiplyAdds). */
+ * (two forward passes of one batch, on the pool; bounded by LIMITS.usefulnessMultiplyAdds). */
 export const SCORED_STEP = 0;
 
 /** The update's own seeded batch, exactly as the volunteer's trainer drew it (shared/volunteer/loop.ts:
@@ -92,52 +64,38 @@ export function ownBatch(model: ModelConfig, shardBytes: Uint8Array, seed: numbe
   return taskBatchEncoded(shardBytes, model, seed, SCORED_STEP, batchSize, augment);
 }
 
-/** Most bytes of base-version params kept for scoring (all jobs together); the newest stay. */
-const PARAMS_CACHE_BYTES = 256 * 1024 * 1024;
-
-/** Scoring at intake: the base version's params are cached per (job, version), checked against the
- * version's hash so a rollback that re-made a version number is never scored on the old params; the batch
- * is read from the served shard bytes (already in memory), so an upload costs two forward passes. */
+/** Scoring at intake, on the worker pool: the worker reads the base version's params from where the store
+ * keeps them (always the version stored now, so a rollback that re-made a version number is never scored
+ * on the old params) and the payload (given, or from its spooled file), and runs the two forward passes;
+ * the batch is read here from the served shard bytes (already in memory, one batch). Nothing model-sized
+ * crosses the event loop. */
 export function createUsefulness(o: { store: RelayStore; defence: DefenceStore; metrics: Metrics }) {
   const { store, defence, metrics } = o;
-  const cache = new Map<string, { hash: string; params: Float32Array }>(); // insertion order = least recently used first
-  let cachedBytes = 0;
 
-  async function baseParams(jobId: string, version: number): Promise<Float32Array | undefined> {
-    const hash = await store.versionHash(jobId, version);
-    if (hash === undefined) return undefined;
-    const key = `${jobId}\u0000${version}`;
-    const hit = cache.get(key);
-    if (hit) {
-      cache.delete(key);
-      cachedBytes -= hit.params.byteLength;
-    }
-    const params = hit?.hash === hash ? hit.params : (await store.getParams(jobId, version))?.params;
-    if (!params) return undefined;
-    cache.set(key, { hash, params });
-    cachedBytes += params.byteLength;
-    for (const [k, v] of cache) {
-      if (cachedBytes <= PARAMS_CACHE_BYTES || k === key) break;
-      cache.delete(k);
-      cachedBytes -= v.params.byteLength;
-    }
-    return params;
-  }
-
-  /** Scores an update (its codec payload, already validated) and stores the score; in enforce mode refuses one
-   * whose drop is below the job's minDrop (the task is rejected, 422 TT_ERR_NOT_USEFUL). Undefined when the
-   * job has it off: then nothing is decoded or computed. */
-  async function check(job: JobRow, task: TaskRow, volunteerId: string, payload: Uint8Array, now: number): Promise<UsefulnessScore | undefined> {
+  /** Scores an update (its codec payload, already validated, or the file it was spooled to) and stores the
+   * score; in enforce mode refuses one whose drop is below the job's minDrop (the task is rejected, 422
+   * TT_ERR_NOT_USEFUL). Undefined when the job has it off: then nothing is decoded or computed. */
+  async function check(job: JobRow, task: TaskRow, volunteerId: string, payload: Uint8Array | { file: string }, now: number): Promise<UsefulnessScore | undefined> {
     const setting = usefulnessOf(job.hyperparameters);
     if (setting.mode === 'off') return undefined;
     const stop = metrics.usefulnessSeconds.startTimer({ job: job.jobId });
-    const params = await baseParams(job.jobId, task.baseVersion);
-    if (!params) {
+    const gone = async () => {
       await store.rejectTask(task.taskId);
       return fail('TT_ERR_TOO_STALE', `base version ${task.baseVersion} of job ${job.jobId} is gone (rolled back); lease a new task`);
-    }
+    };
+    if ((await store.versionHash(job.jobId, task.baseVersion)) === undefined) return gone();
     const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment);
-    const score = usefulnessScore(job.model, params, decodeUpdate(payload, params.length), batch);
+    let score: UsefulnessScore;
+    const pool = openPool();
+    try {
+      score = await pool.run({ kind: 'usefulness', model: job.model, params: store.paramsSource(job.jobId, task.baseVersion), payload, batch });
+    } catch (e) {
+      // the version went between the check above and the worker's read (retention, a rollback)
+      if ((await store.versionHash(job.jobId, task.baseVersion)) === undefined) return gone();
+      throw e;
+    } finally {
+      await pool.close();
+    }
     stop();
     const why = refusal(setting, score, setting.mode === 'enforce' && setting.relativeShare ? await defence.recentRelativeDrops(job.jobId, RELATIVE_WINDOW) : []);
     const refused = why !== undefined;

@@ -6,6 +6,10 @@ import type { Tokenizer } from '../../shared/jobs/text.ts';
 import type { GptConfig, ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
 import type { RoundOutcome, RoundSpec } from './round.ts';
+import type { ValidationContext, ValidationResult } from '../defence/validate.ts';
+import type { UsefulnessScore } from '../defence/usefulness-score.ts';
+import type { LabelledBatch } from '../../shared/reference/mlp.ts';
+import type { Batch } from '../../shared/train/trainer.ts';
 
 /** A checkpoint's params, where the store says the worker finds them (RelayStore.paramsSource: for SQLite,
  * its file, so the event loop never reads or copies a 76 MB blob for it), or given inline. */
@@ -22,7 +26,15 @@ export type PoolTask =
   /** a round's close (./round.ts): the worker reads its inputs from the database `db` names (the store's paramsSource) */
   | { kind: 'round'; spec: RoundSpec; db: string }
   /** spot-check copies (encoded) compared pairwise, or each against a reference (../defence/compare.ts) */
-  | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update };
+  | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update }
+  /** an uploaded payload spooled to `file` checked as intake would on the loop (../defence/validate-file.ts) */
+  | { kind: 'validate'; file: string; ctx: ValidationContext }
+  /** SHA-256 (hex) of a spooled upload: its head (in memory) and then its file, as the body arrived */
+  | { kind: 'hash-upload'; head: Uint8Array; file: string }
+  /** ‖θ‖ of a stored version (intake's norm bound under weight decay) */
+  | { kind: 'params-norm'; params: ParamsSource }
+  /** an upload's usefulness score (../defence/usefulness-score.ts): its payload given or in its spooled file */
+  | { kind: 'usefulness'; model: ModelConfig; params: ParamsSource; payload: Uint8Array | { file: string }; batch: Batch | LabelledBatch };
 
 export type PreparedUpload = {
   ok: true; kind: 'labelled' | 'text'; tokenizer: Tokenizer | null; model: ModelConfig;
@@ -39,6 +51,11 @@ export type PoolResult = {
   init: { params: Float32Array; hash: string };
   round: RoundOutcome;
   compare: { agree: boolean; distance: number }[];
+  /** `ms`: the worker's time reading and checking the file */
+  validate: ValidationResult & { ms: number };
+  'params-norm': number;
+  'hash-upload': string;
+  usefulness: UsefulnessScore;
 };
 
 export type PoolKind = PoolTask['kind'];

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import Piscina from 'piscina';
 import { writeFileSync, renameSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { decodeUpdate, encodeUpdate } from '../../shared/codec/index.ts';
 import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 import { encodeShard } from '../../shared/data/shard.ts';
@@ -20,6 +21,8 @@ import { cachedRoundInputs } from '../store/round-inputs.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { computeRound } from './round.ts';
 import { collectGarbage } from './collect.ts';
+import { hashUpload, validateFile } from '../defence/validate-file.ts';
+import { usefulnessScore } from '../defence/usefulness-score.ts';
 import type { ParamsSource, PoolTask } from './tasks.ts';
 
 const paramsOf = async (src: ParamsSource): Promise<Float32Array> =>
@@ -69,6 +72,19 @@ async function runTask(task: PoolTask): Promise<unknown> {
     case 'compare': {
       const copies = task.copies.map((c) => decodeUpdate(c, task.n));
       return task.reference ? copies.map((c) => compareUpdates(c, task.reference!, task.tolerance)) : [compareUpdates(copies[0], copies[1], task.tolerance)];
+    }
+    case 'validate': return validateFile(task.file, task.ctx);
+    case 'hash-upload': return hashUpload(task.head, task.file);
+    case 'usefulness': {
+      const params = await paramsOf(task.params);
+      const bytes = task.payload instanceof Uint8Array ? task.payload : new Uint8Array(await readFile(task.payload.file));
+      return usefulnessScore(task.model, params, decodeUpdate(bytes, params.length), task.batch);
+    }
+    case 'params-norm': {
+      const p = await paramsOf(task.params);
+      let sq = 0;
+      for (let i = 0; i < p.length; i++) sq += p[i] * p[i];
+      return Math.sqrt(sq);
     }
     case 'init': {
       const params = initParams(task.model, task.seed);

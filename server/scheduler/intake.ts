@@ -2,6 +2,8 @@
 // encoding and norm bound, scored for usefulness, stored, and (for spot-checked tasks) compared with
 // its other copy. Idempotent per task: a re-send of the same bytes gets the same answer.
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyBaseLogger } from 'fastify';
 import { decodeUpdate } from '../../shared/codec/index.ts';
@@ -18,7 +20,9 @@ import type { ReplicaRow } from '../defence/store.ts';
 import { referenceUpdate } from '../defence/recompute.ts';
 import { compareCopies } from '../defence/compare.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
-import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode } from '../defence/validate.ts';
+import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode, type ValidationContext, type ValidationResult } from '../defence/validate.ts';
+import { validateOnPool } from '../defence/validate-file.ts';
+import { openPool } from '../pool/index.ts';
 import { verifyLease } from './leases.ts';
 import { stalenessWeight } from './outer-step.ts';
 import type { Stopping } from './stopping.ts';
@@ -40,6 +44,10 @@ const validationRefusal: Record<ValidationCode, { code: 'TT_ERR_BAD_UPDATE' | 'T
 /** Compiled once: the frame header is checked on every upload. */
 const headerCheck = TypeCompiler.Compile(VolunteerSendsUpdateHeader);
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** A large upload as the route spooled it (../routes/spool.ts): the frame's magic, length and JSON header in
+ * memory (`head`), its codec payload alone in `file`, `byteLength` the whole body's. */
+export type SpooledUpload = { head: Uint8Array; file: string; byteLength: number };
 
 export type IntakeOptions = {
   store: RelayStore; guard: Guard; secret: Buffer; log: FastifyBaseLogger; metrics: Metrics; now: () => number;
@@ -66,14 +74,22 @@ export function createIntake(o: IntakeOptions) {
   /** Usefulness scores of uploads, on jobs that turn them on. */
   const usefulness = createUsefulness({ store, defence: guard.store, metrics });
 
+  /** Each job's worst event-loop delay (p99, max) while its spooled uploads were checked on the pool. */
+  const loopDelays = new Map<string, { p99: number; max: number }>();
+
   /** Checks an update frame against its task and lease, stores it, and answers; idempotent per task.
-   * `bodySha256`: the body's hash when the route computed it as the body arrived (server/routes/spool.ts). */
-  async function intakeUpdate(taskId: string, body: Uint8Array, signature?: string, bodySha256?: string): Promise<UpdateAck> {
+   * `bodySha256`: the body's hash when the route computed it as the body arrived (server/routes/spool.ts),
+   * or how to compute it (a spooled body's, from its file on the pool), which a spooled body must come with:
+   * its payload is hashed and checked on the pool and stored by renaming its file, never read back here. */
+  async function intakeUpdate(taskId: string, body: Uint8Array | SpooledUpload, signature?: string, bodySha256?: string | (() => Promise<string>)): Promise<UpdateAck> {
+    const spooled = body instanceof Uint8Array ? undefined : body;
+    if (spooled && bodySha256 === undefined) throw new Error('a spooled upload comes with its hash, or how to compute it from its file');
+    const byteLength = body.byteLength;
     let task = (await store.getTask(taskId)) ?? fail('TT_ERR_UNKNOWN_TASK', taskId);
     if (task.state !== 'accepted' && (await store.getJob(task.jobId))?.status === 'done') fail('TT_ERR_JOB_NOT_RUNNING', `job ${task.jobId} is done (${(await stopRules.finishOf(task.jobId))?.reason ?? 'ended by an operator'}); its updates are not taken. Lease a task of a running job (GET /api/jobs)`);
     let frame: ReturnType<typeof decodeUpdateFrame>;
     try {
-      frame = decodeUpdateFrame(body);
+      frame = decodeUpdateFrame(spooled ? spooled.head : body as Uint8Array);
     } catch (e) {
       throw e instanceof FrameError ? new RelayError('TT_ERR_BAD_FRAME', e.message) : e;
     }
@@ -88,7 +104,7 @@ export function createIntake(o: IntakeOptions) {
 
     if (task.state === 'expired' || (task.state === 'issued' && claims.expiresAt <= now())) fail('TT_ERR_LEASE_EXPIRED', taskId);
     // the volunteer's key signs task, lease and the exact body: a tampered body or a stolen lease fails here
-    const hash = bodySha256 ?? sha256(body); // one hash serves the signature check and idempotent re-sends
+    const hash = typeof bodySha256 === 'function' ? await bodySha256() : bodySha256 ?? sha256(body as Uint8Array); // one hash serves the signature check and idempotent re-sends
     await guard.verifyUpload(header.volunteerId, signature, taskId, header.lease, hash);
     // counted per identity only once the signature proves who sent it, so nobody can spend another's budget
     await guard.limit('uploadsPerIdentity', header.volunteerId, now());
@@ -114,7 +130,7 @@ export function createIntake(o: IntakeOptions) {
     // a swarm task's H is its own: its norm is held to a bound for that many steps (normBoundFor)
     const taskSteps = claims.steps ?? h.steps;
     const bound = await normBoundFor(job, taskSteps);
-    const checked = validateEncodedSafe(frame.payload, { paramCount: n, normBound: bound.bound, boundFrom: bound.from });
+    const checked = await validate(job.jobId, spooled, frame.payload, { paramCount: n, normBound: bound.bound, boundFrom: bound.from });
     if (!checked.ok) {
       // final either way: the lease cannot be retried with another frame, and its round slot is free at once
       await reject(taskId);
@@ -131,7 +147,8 @@ export function createIntake(o: IntakeOptions) {
       fail('TT_ERR_UPDATE_NORM', `update L2 norm ${norm.toPrecision(4)} exceeds the job's bound ${h.maxUpdateNorm}`);
     }
     // scored and stored when the job turns it on; in enforce mode a loss drop below minDrop is refused here
-    await usefulness.check(job, task, header.volunteerId, frame.payload, t);
+    // on the pool, which reads a spooled payload from its file
+    await usefulness.check(job, task, header.volunteerId, spooled ? { file: spooled.file } : frame.payload, t);
     const ack: UpdateAck = { accepted: true, duplicate: false, round: job.version, weight: stalenessWeight(staleness) };
     // credit is what the relay leased (the lease's H, signed, of the job's batch), never the header's claim
     const samples = taskSteps * h.batchSize;
@@ -143,20 +160,24 @@ export function createIntake(o: IntakeOptions) {
     const mine = await guard.store.getReplica(taskId);
     const group = mine ? await guard.store.group(mine.groupId) : [];
     const secondCopy = group.some((g) => g.taskId !== taskId && g.payload !== null);
+    // a spot check keeps its copy in the defence store: a spooled one is read before the store takes its file
+    const replicaPayload = mine ? (spooled ? await readPayload(spooled) : frame.payload) : undefined;
+    const payloadBytes = spooled ? byteLength - spooled.head.byteLength : frame.payload.byteLength;
     await store.acceptUpdate({
       // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
       // volunteer is told the usual weight, so an unflagged check stays unseen.
       taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : weight,
       // credit is what the relay leased (H steps of its batch), never the header's claim; the measured
       // compute time is informative only, and no longer than the lease has been out
-      payload: frame.payload, payloadHash: hash, losses: header.losses, samples, computeMs, acceptedAt: t, norm,
+      ...(spooled ? { payloadFile: { path: spooled.file, byteLength: payloadBytes } } : { payload: frame.payload }),
+      payloadHash: hash, losses: header.losses, samples, computeMs, acceptedAt: t, norm,
     }, JSON.stringify(ack));
     // remembered as for the job's nominal H, so tasks of any size share one history (linear in steps:
     // AdamW moves each parameter at most about lr per step, so that is the upper envelope)
     await rememberNorm(job, norm * (h.steps / taskSteps));
-    if (mine) await spotCheck(mine, group, taskId, frame.payload, n, t);
+    if (mine) await spotCheck(mine, group, taskId, replicaPayload!, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });
-    metrics.updateBytes.inc({ job: job.jobId }, body.length);
+    metrics.updateBytes.inc({ job: job.jobId }, byteLength);
     metrics.updateStaleness.observe({ job: job.jobId }, staleness);
     const pending = await store.countPendingUpdates(job.jobId);
     if (swarmJob) {
@@ -165,6 +186,38 @@ export function createIntake(o: IntakeOptions) {
     } else if (pending >= h.updatesPerRound) o.roundReady(job.jobId);
     return ack;
   }
+
+  /** An upload's checks (./defence/validate.ts): a body held in memory on the loop (small: the pool's dispatch
+   * would cost more than the check), a spooled one on the pool, reading its file there; the loop's delay
+   * meanwhile is recorded, so what of a large upload still reaches the loop is measured, not assumed. */
+  async function validate(jobId: string, spooled: SpooledUpload | undefined, payload: Uint8Array, ctx: ValidationContext): Promise<ValidationResult> {
+    if (!spooled) {
+      const t0 = performance.now();
+      const r = validateEncodedSafe(payload, ctx);
+      metrics.intakeValidateSeconds.observe({ job: jobId, where: 'loop' }, (performance.now() - t0) / 1000);
+      return r;
+    }
+    // sampled every millisecond: a check takes tens of milliseconds, so a 10 ms sampling would hide what matters
+    const lag = monitorEventLoopDelay({ resolution: 1 });
+    lag.enable();
+    let r: Awaited<ReturnType<typeof validateOnPool>>;
+    try {
+      r = await validateOnPool(spooled.file, ctx);
+    } finally {
+      lag.disable();
+    }
+    const worst = loopDelays.get(jobId) ?? { p99: 0, max: 0 };
+    worst.p99 = Math.max(worst.p99, lag.percentile(99) / 1e9);
+    worst.max = Math.max(worst.max, lag.max / 1e9);
+    loopDelays.set(jobId, worst);
+    metrics.intakeLoopDelay.set({ job: jobId, stat: 'p99' }, worst.p99);
+    metrics.intakeLoopDelay.set({ job: jobId, stat: 'max' }, worst.max);
+    metrics.intakeValidateSeconds.observe({ job: jobId, where: 'pool' }, r.ms / 1000);
+    const { ms: _ms, ...verdict } = r;
+    return verdict;
+  }
+
+  const readPayload = async (u: SpooledUpload): Promise<Uint8Array> => new Uint8Array(await readFile(u.file));
 
   /** A refused update: final for its task. */
   async function reject(taskId: string): Promise<void> {
@@ -211,15 +264,28 @@ export function createIntake(o: IntakeOptions) {
     return { bound: b.bound * scale, from: scale === 1 ? b.from : `${b.from}, scaled to this task's ${steps} steps` };
   }
 
+  /** ‖θ‖ of a version, computed on the pool from where the store keeps it (a model's worth of floats never
+   * crosses the loop); 0 when the version is gone, as before. */
   function thetaNorm(jobId: string, version: number): Promise<number> {
     const key = `${jobId}@${version}`;
     let p = thetaReads.get(key);
     if (!p) {
-      p = store.getParams(jobId, version).then((v) => {
-        let sq = 0;
-        if (v) for (const x of v.params) sq += x * x;
-        return Math.sqrt(sq);
-      }).finally(() => thetaReads.delete(key));
+      p = (async () => {
+        if ((await store.versionHash(jobId, version)) === undefined) return 0;
+        const pool = openPool();
+        try {
+          return await pool.run({ kind: 'params-norm', params: store.paramsSource(jobId, version) });
+        } catch (e) {
+          // a store a worker cannot open (an in-memory database): read here, as before the pool
+          log.debug({ err: e, job: jobId, version }, 'params norm on the pool failed; computing it on the loop');
+          const v = await store.getParams(jobId, version);
+          let sq = 0;
+          if (v) for (const x of v.params) sq += x * x;
+          return Math.sqrt(sq);
+        } finally {
+          await pool.close();
+        }
+      })().finally(() => thetaReads.delete(key));
       thetaReads.set(key, p);
     }
     return p;

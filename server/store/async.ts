@@ -14,7 +14,7 @@ import { migrateOpsTables, sqliteOps } from './sqlite-ops.ts';
 import { openDefenceStore } from './sqlite-defence.ts';
 import { memoryShortLived } from '../defence/rate-limit.ts';
 import { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite.ts';
-import { addListener, type Listener, type RelayStore, type StoreEventName, type StoreEvents, type Stores, type UpdateRow } from './types.ts';
+import { addListener, type Listener, type RelayStore, type StoreEventName, type StoreEvents, type Stores, type NewUpdate, newPayloadBytes } from './types.ts';
 
 type Pending = { [E in StoreEventName]: { name: E; event: StoreEvents[E] } }[StoreEventName];
 /** One open transaction: the events its changes fired so far, and how many of them (from the first)
@@ -29,8 +29,8 @@ export type AsyncStoreOptions = SqliteStoreOptions & {
   groupCommit?: GroupCommitOptions | false;
 };
 
-const acceptedEvent = (u: UpdateRow): StoreEvents['update-accepted'] =>
-  ({ jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: u.payload.byteLength, at: u.acceptedAt });
+const acceptedEvent = (u: NewUpdate): StoreEvents['update-accepted'] =>
+  ({ jobId: u.jobId, taskId: u.taskId, volunteerId: u.volunteerId, samples: u.samples, bytes: newPayloadBytes(u), at: u.acceptedAt });
 
 /** Opens the SQLite file as `Stores` (migrating the relay's, the operator plugin's and the defence's tables). */
 export function openSqliteStores(file: string, o: AsyncStoreOptions = {}): Stores & { core: SqliteStore } {
@@ -114,7 +114,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
   /** One transaction for a batch of accepted updates (./group-commit.ts): each item is its own savepoint
    * (core.acceptUpdate is one, and so is an item whose onCommitting listeners run), so an item that fails
    * is undone alone and answered with its own error; the others commit together. */
-  async function acceptBatch(items: { u: UpdateRow; ack: string }[]): Promise<ItemOutcome<void>[]> {
+  async function acceptBatch(items: { u: NewUpdate; ack: string }[]): Promise<ItemOutcome<void>[]> {
     // a batch started from a request's continuation must not inherit that request's transaction context
     return inTx.exit(() => topLevel(async () => {
       const tx = inTx.getStore()!;

@@ -13,6 +13,7 @@ import { startCheckpointer } from './checkpointer.ts';
 import { openPayloadDir } from './payloads.ts';
 import { jobDirName, openCheckpointDir, type CheckpointPart, type FileParts, type StagedOutput } from './checkpoint-files.ts';
 import type { AcceptedUpdateEntry, CheckpointInfo, DeltaInfo, IssuedTaskEntry, JobRow, JobSpec, ParamsRead, Seq, Store, TaskRow, TaskState, UpdateRow, VersionRow } from './types.ts';
+import { newPayloadBytes } from './types.ts';
 import { missingVersionMessage } from './retention.ts';
 
 const migrations: string[] = [
@@ -277,6 +278,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     countPending: db.prepare<[string], { n: number }>('SELECT pending_updates AS n FROM jobs WHERE job_id = ?'),
     insertUpdate: db.prepare(`INSERT INTO updates (task_id, job_id, volunteer_id, base_version, round, weight, payload, payload_bytes, payload_hash, losses, samples, compute_ms, accepted_at, norm)
                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    updateExists: db.prepare<[string], { n: number }>('SELECT 1 AS n FROM updates WHERE task_id = ?'),
     discardLost: db.prepare<[string]>('UPDATE updates SET discarded = 1 WHERE task_id = ? AND applied_in IS NULL AND discarded = 0'),
     pendingNorms: db.prepare<[string], { norm: number }>('SELECT norm FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0'),
     acceptTask: db.prepare('UPDATE tasks SET state = \'accepted\', payload_hash = ?, ack = ? WHERE task_id = ?'),
@@ -495,17 +497,29 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
       })();
     },
     acceptUpdate(u, ack) {
-      const inline = u.payload.byteLength <= INLINE_PAYLOAD_BYTES;
-      if (!inline) payloads.put(u.taskId, u.payload); // before the row: a committed row always has its file
-      db.transaction(() => {
-        q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight,
-            inline ? Buffer.from(u.payload.buffer, u.payload.byteOffset, u.payload.byteLength) : EMPTY, u.payload.byteLength,
-            u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm);
-        const was = q.task.get(u.taskId)!.state;
-        q.acceptTask.run(u.payloadHash, ack, u.taskId);
-        q.pendingInc.run(1, u.jobId);
-        if (was === 'issued') q.issuedDelta.run(-1, u.jobId);
-      })();
+      const byteLength = newPayloadBytes(u);
+      const inline = byteLength <= INLINE_PAYLOAD_BYTES;
+      // a small spooled payload goes into its row like any small one; a large one's file is taken over
+      const payload = u.payload ?? (inline ? payloads.read(u.payloadFile.path, byteLength) : undefined);
+      // never over the file of an update already stored for this task: that insert fails below anyway
+      const writes = !inline && q.updateExists.get(u.taskId) === undefined;
+      if (writes) { // before the row: a committed row always has its file
+        if (u.payloadFile) payloads.adopt(u.taskId, u.payloadFile.path, byteLength); else payloads.put(u.taskId, u.payload);
+      }
+      try {
+        db.transaction(() => {
+          q.insertUpdate.run(u.taskId, u.jobId, u.volunteerId, u.baseVersion, u.round, u.weight,
+              inline ? Buffer.from(payload!.buffer, payload!.byteOffset, payload!.byteLength) : EMPTY, byteLength,
+              u.payloadHash, JSON.stringify(u.losses), u.samples, u.computeMs, u.acceptedAt, u.norm);
+          const was = q.task.get(u.taskId)!.state;
+          q.acceptTask.run(u.payloadHash, ack, u.taskId);
+          q.pendingInc.run(1, u.jobId);
+          if (was === 'issued') q.issuedDelta.run(-1, u.jobId);
+        })();
+      } catch (e) {
+        if (writes) payloads.remove(u.taskId); // its row was not stored: no orphan left until the next open
+        throw e;
+      }
     },
     pendingUpdates(jobId) {
       const out: UpdateRow[] = [];

@@ -63,6 +63,13 @@ export type UpdateRow = {
   norm: number;
 };
 
+/** An accepted update as intake hands it to the store: its payload in memory, or (a large upload) in the
+ * file it was spooled to, which the store takes over by renaming it (never read back on the event loop). */
+export type NewUpdate = Omit<UpdateRow, 'payload'> & (
+  | { payload: Uint8Array; payloadFile?: undefined }
+  | { payload?: undefined; payloadFile: { path: string; byteLength: number } });
+export const newPayloadBytes = (u: NewUpdate): number => u.payload ? u.payload.byteLength : u.payloadFile.byteLength;
+
 export interface Store {
   /** Creates the job with its version-0 checkpoint (momentum zero). */
   createJob(jobId: string, spec: JobSpec, status: JobStatus, initial: { params: Float32Array; hash: string }, now: number): JobRow;
@@ -110,7 +117,7 @@ export interface Store {
   /** False when the task was not issued. */
   rejectTask(taskId: string): boolean;
   /** Stores the update and marks its task accepted with the answer given, atomically. */
-  acceptUpdate(update: UpdateRow, ack: string): void;
+  acceptUpdate(update: NewUpdate, ack: string): void;
   /** Accepted updates not yet applied by a round. */
   pendingUpdates(jobId: string): UpdateRow[];
   /** The same updates, read one at a time as the caller iterates (a round folds them into bucket sums
@@ -288,7 +295,7 @@ export interface RelayStore {
   nextShard(jobId: string, shards: number): Promise<number>;
 
   /** Stores the update and marks its task accepted with the answer given, atomically. Fires update-accepted. */
-  acceptUpdate(update: UpdateRow, ack: string): Promise<void>;
+  acceptUpdate(update: NewUpdate, ack: string): Promise<void>;
   /** Accepted updates not yet applied by a round, oldest first. */
   pendingUpdates(jobId: string): Promise<UpdateRow[]>;
   /** Streaming reads of the same (a round folds them one at a time: shared/aggregate/streaming.ts): the

@@ -21,6 +21,17 @@ export function encodeUpdateFrame(header: UpdateHeader, payload: Uint8Array): Ui
   return out;
 }
 
+/** How many leading bytes of a frame hold its magic, length and JSON header (the payload starts there), from
+ * at least its first 8 bytes; 8 when those are no frame's start (decodeUpdateFrame of those 8 alone then
+ * refuses it with the same message as of the whole body). Lets an upload's header be kept apart from its
+ * payload while the body arrives. */
+export function frameHeadLength(start: Uint8Array): number {
+  if (start.length < 8) throw new RangeError('frameHeadLength needs the first 8 bytes of the frame');
+  for (let i = 0; i < 4; i++) if (start[i] !== MAGIC[i]) return 8;
+  const len = new DataView(start.buffer, start.byteOffset, 8).getUint32(4, true);
+  return len > MAX_FRAME_HEADER_BYTES ? 8 : 8 + len;
+}
+
 /** Splits a frame; the header is parsed JSON but not yet schema-checked (the caller does that). */
 export function decodeUpdateFrame(bytes: Uint8Array): { header: unknown; payload: Uint8Array } {
   if (bytes.length < 8) throw new FrameError(`update frame is ${bytes.length} bytes; it needs at least 8 (magic TTU1 + header length)`);

@@ -10,6 +10,7 @@
 // - every multi-row change is one transaction: a relay killed mid-way leaves nothing half-done.
 // Binary payloads (checkpoints, deltas, residuals, update payloads) live in their rows as bytea; a large
 // checkpoint part as chunk rows beside its version (./chunks.ts).
+import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Eval, Finish, JobStatus } from '../../../shared/protocol/messages.ts';
 import { canTransition } from '../../../shared/protocol/job-states.ts';
@@ -348,7 +349,9 @@ export function createRelayStore(c: Ctx, url: string, o: RelayStoreOptions = {})
       return r.cursor % shards;
     },
 
-    async acceptUpdate(u, ack) {
+    async acceptUpdate(given, ack) {
+      // payloads live in the database here: a spooled one is read in (off the loop), then stored as any other
+      const u: UpdateRow = given.payload ? given as UpdateRow : { ...given, payload: new Uint8Array(await readFile(given.payloadFile.path)) };
       if (batched && !c.needsTransaction('update-accepted')) { await c.ready(); return batched.submit({ u, ack }); }
       if (!c.needsTransaction('update-accepted')) { await acceptOne(c, u, ack); return c.raised('update-accepted', acceptedEvent(u)); }
       await c.atomic(async (x) => { await acceptOne(x, u, ack); await x.emit('update-accepted', acceptedEvent(u)); });
