@@ -134,9 +134,10 @@ export class RelayClient {
     return { params: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4), hash: res.headers.get('x-tabtrain-hash') ?? '' };
   }
 
-  /** How a version can be fetched: its hash, size, and the published deltas that end at it. */
-  async manifest(jobId: string, version: number): Promise<Manifest> {
-    return this.json('GET', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/manifest`, undefined, RelaySendsManifest);
+  /** How a version can be fetched: its hash, size, and the published deltas that end at it (with `from`,
+   * only those after version `from`, the one the volunteer holds). */
+  async manifest(jobId: string, version: number, from?: number): Promise<Manifest> {
+    return this.json('GET', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/manifest${from === undefined ? '' : `?from=${from}`}`, undefined, RelaySendsManifest);
   }
 
   /** The published delta that makes `version` from version − 1 (shared/codec/version-delta.ts). */
