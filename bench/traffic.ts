@@ -12,7 +12,8 @@
 // number of samples, drawn the same way (every shard equally often, batches and augmentation by seed and step).
 // Then the peer-to-peer part (./traffic-tabs.ts): BENCH_TABS real tabs in headless Chromium (default 10)
 // train on a fresh relay with sharing off, then on; peers carried = bytes tabs took from each other over
-// WebRTC / (those + the relay's egress of params, deltas and shards) in the run with sharing on.
+// WebRTC / (those + the relay's egress of params, deltas and shards) in the run with sharing on, both as sent
+// (the relay's compressed, the tabs' gzipped where that is smaller).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,6 +171,8 @@ if (TABS > 0) {
     const [off, on] = runs;
     const perUpdate = (r: typeof on) => (r.model + r.shard) / r.accepted;
     console.log(`relay egress of model and shards per accepted update: ${perUpdate(off).toFixed(0)} B with sharing off, ${perUpdate(on).toFixed(0)} B on (${(100 * (1 - perUpdate(on) / perUpdate(off))).toFixed(0)} % less)`);
+    // like for like: tabs send each other shards and deltas gzipped, as the relay sends them compressed,
+    // and count the bytes on their channels
     peersCarried = `peers carried ${(100 * on.peers / (on.peers + on.model + on.shard)).toFixed(0)}% of downloads with ${TABS} tabs`;
   } finally {
     await browser.close();
