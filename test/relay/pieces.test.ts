@@ -1,7 +1,6 @@
-// The volunteer loop's source chain (shared/volunteer/pieces.ts) on a real relay: pieces (shards here: version 0
-// is made from its seed by each volunteer) one volunteer
-// holds serve another before the relay, checked by SHA-256; corrupted bytes from a peer are reported and
-// the relay's used instead. The "peer" here is an in-process PeerSource over the pieces the first
+// The volunteer loop's source chain (shared/volunteer/pieces.ts) on a real relay: pieces one volunteer
+// holds (shards here: each volunteer makes version 0 from its seed) serve another before the relay,
+// checked by SHA-256; corrupted bytes from a peer are reported and the relay's used instead. The "peer" here is an in-process PeerSource over the pieces the first
 // volunteer offered (the tabs' WebRTC source is tested in test/web/peer-sharing.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCpuTrainer } from '../../shared/train/cpu.ts';
