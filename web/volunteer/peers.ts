@@ -12,6 +12,7 @@
 import { Peer, type DataConnection } from 'peerjs';
 import type { P2pConfig } from '../../shared/protocol/p2p.ts';
 import { sha256Hex } from '../../shared/volunteer/pieces.ts';
+import { gunzipped, gzipped } from './piece-gzip.ts';
 
 export type ShareLimits = {
   /** bytes per second this tab sends to all peers together */
@@ -50,30 +51,6 @@ type Link = { conn: DataConnection; pending?: Pending; queue: Promise<unknown>; 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The piece gzipped, or undefined when that saves under an eighth (fp32 params barely shrink). */
-async function gzipped(b: Uint8Array): Promise<Uint8Array | undefined> {
-  const z = new Uint8Array(await new Response(new Blob([b as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new CompressionStream('gzip'))).arrayBuffer());
-  return z.byteLength < b.byteLength * 7 / 8 ? z : undefined;
-}
-
-/** Gunzipped bytes, or undefined when they are not gzip or come to more than `max` (a peer cannot make
- * this tab inflate more than the piece's size). */
-async function gunzipped(z: Uint8Array, max: number): Promise<Uint8Array | undefined> {
-  try {
-    const reader = new Blob([z as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream('gzip')).getReader();
-    const out = new Uint8Array(max);
-    let at = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return at === max ? out : undefined;
-      if (at + value.byteLength > max) { await reader.cancel(); return undefined; }
-      out.set(value, at);
-      at += value.byteLength;
-    }
-  } catch {
-    return undefined;
-  }
-}
 const randomId = () => `tab-${crypto.randomUUID()}`;
 
 export class PeerShare {
