@@ -2,9 +2,12 @@
 // move, against a per-step data-parallel all-reduce of dense fp32 gradients, and at what accuracy
 // against one process training the same model on the same samples?
 // W simulated volunteers (the real volunteer loop, CPU reference trainer) train the MNIST job on a live
-// relay on loopback until each has uploaded TASKS updates. The job is the default MNIST job with the
-// bench's communication settings (BENCH_H inner steps, BENCH_UPLOAD codec for updates, BENCH_VERSIONS
-// codec for published versions; printed on the job line). The bytes in the headline are the relay's own
+// relay on loopback until they have uploaded W × TASKS accepted updates between them. The job is the
+// default MNIST job with the bench's communication settings (BENCH_H inner steps, BENCH_UPLOAD codec for
+// updates, BENCH_VERSIONS codec for published versions, BENCH_OUTER outer lr and momentum; printed on the
+// job line). Defaults: H = 1000 (DiLoCo's order of inner steps), int8 uploads, versions published top-k
+// 10 % with the relay's error feedback (a version delta about a fifth of an upload, so downloads, shards
+// included, stay under uploads), plain averaging as the outer step. The bytes in the headline are the relay's own
 // socket counters (every byte read and written on its connections: request and status lines, headers,
 // bodies as sent, compressed shards as compressed); requests are also counted by route from the
 // volunteers' side (bodies as sent, headers as HTTP/1.1 would send them) for the breakdown. The single-
@@ -12,7 +15,8 @@
 // number of samples, drawn the same way (every shard equally often, batches and augmentation by seed and step).
 // Then the peer-to-peer part (./traffic-tabs.ts): BENCH_TABS real tabs in headless Chromium (default 10)
 // train on a fresh relay with sharing off, then on; peers carried = bytes tabs took from each other over
-// WebRTC / (those + the relay's egress of params, deltas and shards) in the run with sharing on.
+// WebRTC / (those + the relay's egress of params, deltas and shards) in the run with sharing on, both as sent
+// (the relay's compressed, the tabs' gzipped where that is smaller).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,15 +37,17 @@ import type { Compression } from '../shared/codec/index.ts';
 
 const W = Number(process.env.BENCH_VOLUNTEERS ?? 4);
 // defaults that finish in minutes on 2 busy cores (H = 200 × 20 tasks ran past 50 minutes under load)
-const TASKS = Number(process.env.BENCH_TASKS ?? 10);
+const TASKS = Number(process.env.BENCH_TASKS ?? 5);
 /** H, and the codecs of updates and of published versions, as `topk:<fraction>:<bits>`, `int8:<block>` or `fp32` */
-const H = Number(process.env.BENCH_H ?? 100);
+const H = Number(process.env.BENCH_H ?? 1000);
 const codec = (s: string): Compression => {
   const [kind, a, b] = s.split(':');
   return kind === 'topk' ? { kind, fraction: Number(a), bits: Number(b) as 4 | 8 } : kind === 'int8' ? { kind, block: Number(a ?? 256) } : { kind: 'fp32' };
 };
-const UPLOAD = codec(process.env.BENCH_UPLOAD ?? 'topk:0.1:8');
-const VERSIONS = codec(process.env.BENCH_VERSIONS ?? 'topk:0.01:8');
+const UPLOAD = codec(process.env.BENCH_UPLOAD ?? 'int8:256');
+const VERSIONS = codec(process.env.BENCH_VERSIONS ?? 'topk:0.1:8');
+/** outer step `lr:momentum`: plain averaging (1:0) by default; few long rounds overshoot with Nesterov 0.9 */
+const [OUTER_LR, OUTER_MOMENTUM] = (process.env.BENCH_OUTER ?? '1:0').split(':').map(Number);
 const TABS = Number(process.env.BENCH_TABS ?? 10);
 /** BENCH_NODE=0: the P2P part only (its figures need no Node swarm) */
 const NODE = process.env.BENCH_NODE !== '0';
@@ -88,7 +94,7 @@ async function countingFetch(url: string, init?: RequestInit): Promise<Response>
 const dataDir = mkdtempSync(join(tmpdir(), 'tabtrain-traffic-'));
 // the job runs its TASKS × W updates: no stopping rule ends it first, and no lease runs out on a loaded
 // machine (a re-issue would train the same samples twice)
-const job = { steps: H, compression: UPLOAD, versionCompression: VERSIONS, until: { versions: 100_000 }, leaseMs: 1_800_000 };
+const job = { steps: H, compression: UPLOAD, outerLr: OUTER_LR, outerMomentum: OUTER_MOMENTUM, versionCompression: VERSIONS, until: { versions: 100_000 }, leaseMs: 1_800_000 };
 const relay = await buildApp({ dataDir, port: 0, host: '127.0.0.1', logger: false, defaultJob: job, defence: { powDifficulty: 8, replication: { baseRate: 0 } } });
 const url = relay.url!.replace('0.0.0.0', '127.0.0.1');
 // every byte on the relay's connections, both ways
@@ -103,10 +109,13 @@ try {
   if (!NODE) throw new Skip();
   const t0 = Date.now();
   let uploaded = 0;
+  // the swarm stops at W × TASKS accepted updates between them, not TASKS each: a volunteer that finished
+  // its own would leave the last rounds short of K, each then waiting out the round timer
+  const stop = new AbortController();
   await Promise.all(Array.from({ length: W }, (_, i) => runVolunteer({
     server: url, fetch: countingFetch, createTrainer: createCpuTrainer, store: memoryLoopStore(), jobId: 'mnist-mlp',
-    signal: new AbortController().signal, agent: `traffic-${i}`, maxTasks: TASKS,
-    onEvent: (e) => { if (e.type === 'uploaded' && e.ack.accepted) uploaded++; },
+    signal: stop.signal, agent: `traffic-${i}`,
+    onEvent: (e) => { if (e.type === 'uploaded' && e.ack.accepted && ++uploaded >= W * TASKS) stop.abort(); },
   })));
   const onWire = wire();
   // the last version's evaluation lands just after its round
@@ -140,7 +149,7 @@ try {
   const steps = samples / (W * h.batchSize);
   const allReduce = steps * W * 2 * (2 * (W - 1) / W) * 4 * P;
   const name = (c: Compression) => (c.kind === 'topk' ? `top-k ${100 * c.fraction}% ${c.bits}-bit` : c.kind === 'int8' ? `int8 blocks of ${c.block}` : 'fp32');
-  console.log(`job: MNIST ${spec.model.kind} ${P} params, ${W} volunteers × ${TASKS} tasks (H=${h.steps}, batch ${h.batchSize}, uploads ${name(UPLOAD)}, versions published ${name(VERSIONS)} (both with error feedback), K=${h.updatesPerRound}, ${relay.app.store.getJob('mnist-mlp')!.version} rounds), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  console.log(`job: MNIST ${spec.model.kind} ${P} params, ${W} volunteers × ${TASKS} tasks (H=${h.steps}, batch ${h.batchSize}, uploads ${name(UPLOAD)}, versions published ${name(VERSIONS)} (both with error feedback), K=${h.updatesPerRound}, outer lr ${h.outerLr} momentum ${h.outerMomentum}, ${relay.app.store.getJob('mnist-mlp')!.version} rounds), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   for (const [k, v] of Object.entries(bytes)) console.log(`  ${k.padEnd(8)} ${String(v.n).padStart(5)} requests  up ${String(v.up).padStart(10)} B  down ${String(v.down).padStart(10)} B`);
   console.log(`tasks uploaded ${uploaded}, samples in accepted updates ${samples}, versions ${relay.app.store.getJob('mnist-mlp')!.version}`);
   console.log(`model bytes down per task ${(modelDown / uploaded).toFixed(0)} (params ${bytes.params.n}×, deltas ${bytes.delta.n}×) vs update bytes up per task ${(bytes.update.up / uploaded).toFixed(0)}: ${(modelDown / bytes.update.up).toFixed(2)}`);
@@ -170,6 +179,8 @@ if (TABS > 0) {
     const [off, on] = runs;
     const perUpdate = (r: typeof on) => (r.model + r.shard) / r.accepted;
     console.log(`relay egress of model and shards per accepted update: ${perUpdate(off).toFixed(0)} B with sharing off, ${perUpdate(on).toFixed(0)} B on (${(100 * (1 - perUpdate(on) / perUpdate(off))).toFixed(0)} % less)`);
+    // like for like: tabs send each other shards and deltas gzipped, as the relay sends them compressed,
+    // and count the bytes on their channels
     peersCarried = `peers carried ${(100 * on.peers / (on.peers + on.model + on.shard)).toFixed(0)}% of downloads with ${TABS} tabs`;
   } finally {
     await browser.close();

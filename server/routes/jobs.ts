@@ -7,7 +7,7 @@ import { dataset } from '../data/datasets.ts';
 import { fail } from '../errors.ts';
 import { errorResponses } from './common.ts';
 import { encodedBytes, pickEncoding } from './wire-encoding.ts';
-import { JobInfoSchema, JobParams, RelaySendsEvals, RelaySendsJobs, RelaySendsManifest, ShardParams, VersionParams, type Static } from './schemas.ts';
+import { JobInfoSchema, JobParams, ManifestQuery, RelaySendsEvals, RelaySendsJobs, RelaySendsManifest, ShardParams, VersionParams, type Static } from './schemas.ts';
 import { paramCount } from '../../shared/models/config.ts';
 import { missingVersionMessage } from '../store/retention.ts';
 
@@ -61,13 +61,15 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
   });
 
   /** The deltas a volunteer may chain instead of downloading params: the newest MANIFEST_DELTAS, unbroken. */
-  app.get<{ Params: Static<typeof VersionParams> }>('/api/jobs/:jobId/versions/:version/manifest', {
-    schema: { params: VersionParams, response: { 200: RelaySendsManifest, ...errorResponses } },
+  /** `?from=u`: only the deltas after version u (a volunteer holding u needs no more; the full list grows
+   * to 64 entries, about 13 KB, on every task otherwise). */
+  app.get<{ Params: Static<typeof VersionParams>; Querystring: Static<typeof ManifestQuery> }>('/api/jobs/:jobId/versions/:version/manifest', {
+    schema: { params: VersionParams, querystring: ManifestQuery, response: { 200: RelaySendsManifest, ...errorResponses } },
   }, async (req) => {
     const { jobId, version } = req.params;
     const job = await app.scheduler.requireJob(jobId);
     const hash = (await app.stores.relay.versionHash(jobId, version)) ?? fail('TT_ERR_UNKNOWN_VERSION', missingVersionMessage(jobId, version, job.version, (await app.stores.relay.listVersions(jobId))));
-    const listed = (await app.stores.relay.listDeltas(jobId, Math.max(0, version - MANIFEST_DELTAS), version));
+    const listed = (await app.stores.relay.listDeltas(jobId, Math.max(0, version - MANIFEST_DELTAS, req.query.from ?? 0), version));
     // only the unbroken run that ends at this version can be chained
     let from = listed.length;
     while (from > 0 && listed[from - 1].version === version - (listed.length - from)) from--;

@@ -134,9 +134,10 @@ export class RelayClient {
     return { params: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4), hash: res.headers.get('x-tabtrain-hash') ?? '' };
   }
 
-  /** How a version can be fetched: its hash, size, and the published deltas that end at it. */
-  async manifest(jobId: string, version: number): Promise<Manifest> {
-    return this.json('GET', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/manifest`, undefined, RelaySendsManifest);
+  /** How a version can be fetched: its hash, size, and the published deltas that end at it (with `from`,
+   * only those after version `from`, the one the volunteer holds). */
+  async manifest(jobId: string, version: number, from?: number): Promise<Manifest> {
+    return this.json('GET', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/manifest${from === undefined ? '' : `?from=${from}`}`, undefined, RelaySendsManifest);
   }
 
   /** The published delta that makes `version` from version − 1 (shared/codec/version-delta.ts). */
@@ -226,16 +227,17 @@ export class RelayClient {
         const relayTime = Number(res.headers.get('x-tabtrain-time'));
         if (relayTime > 0) this.clockOffsetMs = relayTime - (this.o.now ?? Date.now)();
         if (res.ok) return res;
-        if (res.status < 500 && res.status !== 429) {
+        // 408: the relay's own deadline ran out on a request it was too busy to finish (a loaded relay): sent again
+        if (res.status < 500 && res.status !== 429 && res.status !== 408) {
           const body: unknown = await res.json().catch(() => undefined);
           if (!Value.Check(RelaySendsError, body)) throw new RelayHttpError(res.status, 'TT_CLIENT_UNKNOWN_ERROR', `${what} failed with HTTP ${res.status}`);
           const { code, message } = body.error;
           throw isErrorCode(code) ? new RelayHttpError(res.status, code, message) : new RelayHttpError(res.status, 'TT_CLIENT_UNKNOWN_ERROR', `${code}: ${message}`, code);
         }
         reason = `HTTP ${res.status} from ${this.relay}`;
-        // a 429 is a relay that answers and asks us to slow down: stay with it
+        // a 429 is a relay that answers and asks us to slow down, a 408 one that answers but was slow: stay with it
         if (res.status === 429) atLeastMs = Math.min(p.maxMs * 8, 1000 * (Number(res.headers.get('retry-after')) || 0));
-        else relayDown = true;
+        else if (res.status !== 408) relayDown = true;
         await res.body?.cancel().catch(() => undefined);
       } catch (e) {
         if (e instanceof RelayHttpError || signal?.aborted) throw e;

@@ -14,7 +14,7 @@ export type VolunteerEvent =
   /** a task saved before a reload is being trained again (its lease still runs) */
   | { type: 'resumed'; taskId: string }
   /** a task's base parameters were downloaded whole, or rebuilt from this many published deltas */
-  | { type: 'params'; taskId: string; version: number; source: 'deltas' | 'params'; deltas: number }
+  | { type: 'params'; taskId: string; version: number; source: 'seed' | 'deltas' | 'params'; deltas: number }
   | { type: 'step'; taskId: string; step: number; steps: number; ms: number }
   | { type: 'trained'; taskId: string; losses: number[]; computeMs: number }
   /** bytes: frame sent; denseBytes: what the same update costs as dense fp32 */

@@ -4,7 +4,11 @@
 // taken from peers when they have them, from the relay otherwise. Every delta is checked against the
 // manifest's SHA-256 and the result against the task's version hash, and any mismatch falls back to the
 // parameters, so a broken chain costs a download, never a wrong model.
+// A volunteer that holds nothing of the job starts from version 0 made here: every relay makes a job's
+// version 0 as initParams(model, seed 1) unless it was given one, so that is tried (and checked against
+// version 0's hash, which the manifest gives as the first delta's base) before the model is downloaded.
 import { applyVersionDelta } from '../codec/version-delta.ts';
+import { initParams } from '../models/config.ts';
 import type { Task } from '../protocol/messages.ts';
 import type { RelayClient } from './client.ts';
 import { pieceFetcher, sha256Hex, type PieceFetcher } from './pieces.ts';
@@ -13,7 +17,7 @@ import type { LoopStore } from './store.ts';
 export { sha256Hex } from './pieces.ts';
 
 /** Where a task's parameters came from, for the meter and the benchmarks. */
-export type ParamsSource = { source: 'cache' | 'deltas' | 'params'; deltas: number };
+export type ParamsSource = { source: 'cache' | 'seed' | 'deltas' | 'params'; deltas: number };
 
 const asBytes = (p: Float32Array) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
 /** fp32 values of a piece (copied when its bytes do not start on a 4-byte boundary). */
@@ -25,7 +29,7 @@ export async function paramsFor(client: RelayClient, store: LoopStore, task: Tas
     pieces.offer(task.versionHash, cached);
     return { params: cached, source: 'cache', deltas: 0 };
   }
-  const chained = await viaDeltas(client, store, task, pieces);
+  const chained = task.baseVersion === 0 ? await seeded(task, task.versionHash) : await viaDeltas(client, store, task, pieces);
   let got: { params: Float32Array } & ParamsSource;
   if (chained) {
     got = chained;
@@ -44,15 +48,38 @@ export async function paramsFor(client: RelayClient, store: LoopStore, task: Tas
   return got;
 }
 
+/** The seed every relay makes version 0 with when it is given none (server/scheduler/scheduler.ts). */
+const INIT_SEED = 1;
+
+/** Version 0 made here, when it hashes to `hash`. */
+async function seeded(task: Task, hash: string): Promise<({ params: Float32Array } & ParamsSource) | undefined> {
+  if (!globalThis.crypto?.subtle) return undefined;
+  const params = initParams(task.model, INIT_SEED);
+  return params.length === task.paramCount && (await sha256Hex(params)) === hash ? { params, source: 'seed', deltas: 0 } : undefined;
+}
+
 async function viaDeltas(client: RelayClient, store: LoopStore, task: Task, pieces: PieceFetcher): Promise<({ params: Float32Array } & ParamsSource) | undefined> {
-  const have = await store.getNewest?.(task.jobId);
-  if (!have || have.version >= task.baseVersion || !globalThis.crypto?.subtle) return undefined;
-  const base = await store.getParams(have.hash);
-  if (!base) return undefined;
-  const m = await client.manifest(task.jobId, task.baseVersion);
-  const chain = m.deltas.filter((d) => d.version > have.version);
+  if (!globalThis.crypto?.subtle) return undefined;
+  const newest = await store.getNewest?.(task.jobId);
+  const held = newest && await store.getParams(newest.hash);
+  let have = held ? newest : undefined;
+  let base = held;
+  if (have && have.version >= task.baseVersion) return undefined;
+  const m = await client.manifest(task.jobId, task.baseVersion, have?.version ?? 0);
+  const from = have?.version ?? 0;
+  const chain = m.deltas.filter((d) => d.version > from);
   const bytes = chain.reduce((a, d) => a + d.bytes, 0);
-  if (m.hash !== task.versionHash || chain.length !== task.baseVersion - have.version || chain[0].baseHash !== have.hash) return undefined;
+  if (m.hash !== task.versionHash || chain.length !== task.baseVersion - from) return undefined;
+  if (!have) {
+    // nothing held: version 0 made here, when the chain from it is worth taking (its first delta's base
+    // is version 0's hash)
+    if (bytes >= m.paramsBytes && !pieces.withPeers) return undefined;
+    const v0 = await seeded(task, chain[0].baseHash);
+    if (!v0) return undefined;
+    have = { version: 0, hash: chain[0].baseHash };
+    base = v0.params;
+  }
+  if (!base || chain[0].baseHash !== have.hash) return undefined;
   if (bytes >= m.paramsBytes) {
     // the params are fewer bytes; but with peers, a chain costs the relay only the deltas no peer holds
     // (a new version's params are held by nobody until someone has built them): params from a peer if

@@ -6,6 +6,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Compression } from '../../shared/codec/index.ts';
 import { applyVersionDelta, deltaCompression, publishVersion, publishVersionInPlace } from '../../shared/codec/version-delta.ts';
+import { defaultMlp, initParams, type GptConfig } from '../../shared/models/config.ts';
 import { rng } from '../../shared/util/rng.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { startPageServer, type PageServer } from '../helpers/vite.ts';
@@ -125,4 +126,12 @@ describe('version deltas in Chromium', () => {
       expect(got).toBe(hashes[12]);
     });
   }
+
+  it('make version 0 from the seed with the same hash as Node (the MNIST MLP and a small GPT)', async () => {
+    for (const model of [defaultMlp, { kind: 'gpt', vocab: 64, context: 32, layers: 2, heads: 2, width: 48 } satisfies GptConfig]) {
+      const p = initParams(model, 1);
+      const node = createHash('sha256').update(new Uint8Array(p.buffer)).digest('hex');
+      expect(await page.evaluate(([m]) => window.seeded(m, 1), [model] as const)).toBe(node);
+    }
+  });
 });

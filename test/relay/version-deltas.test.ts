@@ -86,6 +86,29 @@ describe('version deltas on a live relay', () => {
     expect(hash(far.params)).toBe(relay.app.store.versionHash('mnist-mlp', v));
   });
 
+  it('a manifest asked from the version a volunteer holds lists only the deltas after it', async () => {
+    const v = relay.app.store.getJob('mnist-mlp')!.version;
+    const { status, body } = await get(`${relay.url}/api/jobs/mnist-mlp/versions/${v}/manifest?from=${v - 2}`);
+    expect(status).toBe(200);
+    expect(body.deltas.map((d) => d.version)).toEqual([v - 1, v]);
+    const bad = await get(`${relay.url}/api/jobs/mnist-mlp/versions/${v}/manifest?from=-1`);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/from/);
+  });
+
+  it('a volunteer holding nothing makes version 0 itself, and takes the params of a version whose chain from 0 is dropped', async () => {
+    const client = new RelayClient(relay.url, (u, i) => fetch(u, i));
+    const v = relay.app.store.getJob('mnist-mlp')!.version;
+    const at = (version: number) => ({ jobId: 'mnist-mlp', taskId: 't', baseVersion: version, versionHash: relay.app.store.versionHash('mnist-mlp', version)!, paramCount: relay.app.store.getVersion('mnist-mlp', 0)!.params.length, model: relay.app.store.getJob('mnist-mlp')!.model }) as Task;
+    const zero = await paramsFor(client, memoryLoopStore(), at(0));
+    expect(zero).toMatchObject({ source: 'seed', deltas: 0 });
+    expect(hash(zero.params)).toBe(relay.app.store.versionHash('mnist-mlp', 0));
+    // only the newest 8 versions are kept: no chain from version 0 to the newest
+    const far = await paramsFor(client, memoryLoopStore(), at(v));
+    expect(far).toMatchObject({ source: 'params', deltas: 0 });
+    expect(hash(far.params)).toBe(relay.app.store.versionHash('mnist-mlp', v));
+  });
+
   it('a base that is not the relay\'s (a rolled-back version) falls back to whole params', async () => {
     const client = new RelayClient(relay.url, (u, i) => fetch(u, i));
     const v = relay.app.store.getJob('mnist-mlp')!.version;
@@ -113,5 +136,27 @@ describe('version deltas on a live relay', () => {
     expect(zero.status).toBe(404);
     expect(zero.body.error.message).toMatch(/initial model and has no delta/);
     expect((await get(`${relay.url}/api/jobs/nope/versions/1/manifest`)).status).toBe(404);
+  });
+});
+
+describe('a newcomer on a relay that keeps every version', () => {
+  let relay: TestRelay;
+  beforeAll(async () => {
+    relay = await startRelay({ defaultJob: { updatesPerRound: 2, quorum: 2, steps: 5 }, defence: { replication: { baseRate: 0 } } });
+    await Promise.all([0, 1].map((i) => runVolunteer({
+      server: relay.url, fetch: (u, init) => fetch(u, init), createTrainer: createCpuTrainer, store: memoryLoopStore(), jobId: 'mnist-mlp',
+      signal: new AbortController().signal, agent: `newcomer-${i}`, maxTasks: 3,
+    })));
+    await waitFor(async () => relay.app.store.countPendingUpdates('mnist-mlp'), (n) => n < 2);
+  });
+  afterAll(async () => { await relay.stop(); });
+
+  it('rebuilds the newest version from its own version 0 and the deltas, bit for bit', async () => {
+    const v = relay.app.store.getJob('mnist-mlp')!.version;
+    expect(v).toBeGreaterThanOrEqual(2);
+    const task = { jobId: 'mnist-mlp', taskId: 't', baseVersion: v, versionHash: relay.app.store.versionHash('mnist-mlp', v)!, paramCount: relay.app.store.getVersion('mnist-mlp', 0)!.params.length, model: relay.app.store.getJob('mnist-mlp')!.model } as Task;
+    const got = await paramsFor(new RelayClient(relay.url, (u, i) => fetch(u, i)), memoryLoopStore(), task);
+    expect(got).toMatchObject({ source: 'deltas', deltas: v });
+    expect(hash(got.params)).toBe(relay.app.store.versionHash('mnist-mlp', v));
   });
 });

@@ -11,11 +11,25 @@ import { createCpuTrainer } from '../../shared/train/cpu.ts';
 import { openFileStore } from '../../server/volunteer/file-store.ts';
 import { Meter, readUpdateFrame } from '../../shared/volunteer/meter.ts';
 import { pickBackend } from '../../web/volunteer/backend.ts';
+import { gunzipped, gzipped } from '../../web/volunteer/piece-gzip.ts';
 import { checksum } from '../../shared/volunteer/kv.ts';
 import { kvLoopStore } from '../../shared/volunteer/kv-store.ts';
 import { Throttle } from '../../shared/volunteer/throttle.ts';
 
 describe('volunteer parts', () => {
+  it('pieces between tabs go gzipped when that pays, and inflate to no more than the piece\'s size', async () => {
+    const shardLike = Uint8Array.from({ length: 50_000 }, (_, i) => (i % 784 < 300 ? 0 : (i * 37) % 256));
+    const z = await gzipped(shardLike);
+    expect(z).toBeDefined();
+    expect(z!.byteLength).toBeLessThan(shardLike.byteLength / 2);
+    expect(await gunzipped(z!, shardLike.byteLength)).toEqual(shardLike);
+    // a peer claiming a smaller piece than its gzip inflates to is cut off, and garbage is not a piece
+    expect(await gunzipped(z!, shardLike.byteLength - 1)).toBeUndefined();
+    expect(await gunzipped(Uint8Array.from([1, 2, 3, 4]), 10)).toBeUndefined();
+    // fp32 params barely shrink: they go raw
+    expect(await gzipped(new Uint8Array(initParams(defaultMlp, 1).buffer))).toBeUndefined();
+  });
+
   it('falls back to the CPU, saying which browsers have WebGPU, when navigator.gpu is missing', async () => {
     expect((globalThis.navigator as { gpu?: unknown } | undefined)?.gpu).toBeUndefined();
     const b = await pickBackend();

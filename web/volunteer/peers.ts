@@ -5,10 +5,14 @@
 // name drop the peer that sent them, and after every holder fails the worker fetches from the relay.
 // Serving is capped (bytes per second, peers at once) and stops while training is paused.
 //   on a data channel (ordered, reliable; strings are control, binary is piece bytes):
-//   → {t:'get', hash}   ← {t:'piece', hash, bytes} then the bytes in CHUNK-sized messages | {t:'miss', hash}
+//   → {t:'get', hash}   ← {t:'piece', hash, bytes[, gzip]} then the bytes in CHUNK-sized messages | {t:'miss', hash}
+// A piece goes gzipped (`gzip`: the compressed length; `bytes` stays the piece's own) when that is smaller,
+// as the relay sends shards and deltas compressed: peers then carry what the relay would have, and the
+// bytes counted (`received`, `sent`, the upload cap) are the bytes on the channel.
 import { Peer, type DataConnection } from 'peerjs';
 import type { P2pConfig } from '../../shared/protocol/p2p.ts';
 import { sha256Hex } from '../../shared/volunteer/pieces.ts';
+import { gunzipped, gzipped } from './piece-gzip.ts';
 
 export type ShareLimits = {
   /** bytes per second this tab sends to all peers together */
@@ -40,16 +44,20 @@ const MIN_BYTES_PER_SEC = 128 * 1024;
 /** Longest wait for another tab to fetch a piece from the relay before fetching it too. */
 const MAX_WAIT_MS = 6_000;
 
-type Pending = { hash: string; expect: number; size?: number; parts: Uint8Array[]; got: number; done(b: Uint8Array | undefined): void };
+/** size: bytes to come on the channel; gzip: they are the piece gzipped */
+type Pending = { hash: string; expect: number; size?: number; gzip?: boolean; parts: Uint8Array[]; got: number; done(b: Uint8Array | undefined): void };
 /** missed: the last answer was a clean miss (the channel is in step and can be asked again) */
 type Link = { conn: DataConnection; pending?: Pending; queue: Promise<unknown>; missed?: boolean };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 const randomId = () => `tab-${crypto.randomUUID()}`;
 
 export class PeerShare {
   readonly stats: ShareStats;
   private readonly held = new Map<string, Uint8Array>(); // insertion order: oldest first
+  /** the gzipped form of held pieces, made on first serve */
+  private readonly packed = new Map<string, Promise<Uint8Array | undefined>>();
   private heldBytes = 0;
   private readonly links = new Map<string, Link>(); // peers this tab asked
   private readonly dropped = new Set<string>();
@@ -112,14 +120,15 @@ export class PeerShare {
     // a random few of the holders, so the newest holder is not asked by everyone
     const holders = peers.filter((p) => !this.dropped.has(p)).map((p) => [Math.random(), p] as const).sort((a, b) => a[0] - b[0]).map(([, p]) => p);
     for (const from of holders.slice(0, HOLDERS_TRIED)) {
-      const got = await this.ask(from, hash, size).catch(() => undefined);
-      if (!got) { this.stats.missed++; continue; }
-      if ((await sha256Hex(got)) !== hash) {
-        this.stats.rejected += got.byteLength;
+      const wire = await this.ask(from, hash, size).catch(() => undefined);
+      if (!wire) { this.stats.missed++; continue; }
+      const got = wire.gzip ? await gunzipped(wire.bytes, size) : wire.bytes;
+      if (!got || (await sha256Hex(got)) !== hash) {
+        this.stats.rejected += wire.bytes.byteLength;
         this.drop(from);
         continue;
       }
-      this.stats.received += got.byteLength;
+      this.stats.received += wire.bytes.byteLength;
       this.lastFrom.set(hash, from);
       this.have(hash, got);
       return got;
@@ -166,11 +175,12 @@ export class PeerShare {
   }
 
   /** One piece from one peer (one request at a time on a channel). */
-  private async ask(to: string, hash: string, size: number): Promise<Uint8Array | undefined> {
+  private async ask(to: string, hash: string, size: number): Promise<{ bytes: Uint8Array; gzip: boolean } | undefined> {
     const l = await this.link(to);
+    let gzip = false;
     const run = l.queue.then(() => new Promise<Uint8Array | undefined>((resolve) => {
       const t = setTimeout(() => finish(undefined), 10_000 + (1000 * size) / MIN_BYTES_PER_SEC);
-      const finish = (b: Uint8Array | undefined) => { clearTimeout(t); if (l.pending === p) l.pending = undefined; resolve(b); };
+      const finish = (b: Uint8Array | undefined) => { clearTimeout(t); gzip = p.gzip === true; if (l.pending === p) l.pending = undefined; resolve(b); };
       const p: Pending = { hash, expect: size, parts: [], got: 0, done: finish };
       l.pending = p;
       l.missed = false;
@@ -180,17 +190,22 @@ export class PeerShare {
     const got = await run;
     // a timeout or a wrong size: the next ask opens a fresh channel (none left mid-piece)
     if (!got && !l.missed) { l.conn.close(); if (this.links.get(to) === l) this.links.delete(to); }
-    return got;
+    return got && { bytes: got, gzip };
   }
 
   private receive(l: Link, d: unknown): void {
     const p = l.pending;
     if (typeof d === 'string') {
-      let m: { t?: string; hash?: string; bytes?: number };
+      let m: { t?: string; hash?: string; bytes?: number; gzip?: number };
       try { m = JSON.parse(d) as typeof m; } catch { return; }
       if (!p || m.hash !== p.hash) return;
-      // only the size the relay gave is taken: a peer cannot make this tab buffer more than that
-      if (m.t === 'piece' && m.bytes === p.expect) { p.size = m.bytes; if (m.bytes === 0) p.done(new Uint8Array(0)); }
+      // only the size the relay gave is taken (gzipped: less than it): a peer cannot make this tab buffer more
+      const gzip = typeof m.gzip === 'number' && Number.isInteger(m.gzip) && m.gzip > 0 && m.gzip < p.expect;
+      if (m.t === 'piece' && m.bytes === p.expect && (m.gzip === undefined || gzip)) {
+        p.size = gzip ? m.gzip : m.bytes;
+        p.gzip = gzip;
+        if (p.size === 0) p.done(new Uint8Array(0));
+      }
       else { l.missed = m.t === 'miss'; p.done(undefined); }
       return;
     }
@@ -215,6 +230,7 @@ export class PeerShare {
     for (const [h, b] of this.held) {
       if (this.heldBytes <= this.limits.maxHeldBytes) break;
       this.held.delete(h);
+      this.packed.delete(h);
       this.heldBytes -= b.byteLength;
     }
     this.stats.held = this.held.size;
@@ -253,9 +269,16 @@ export class PeerShare {
   }
 
   private async stream(conn: DataConnection, hash: string, piece: Uint8Array): Promise<void> {
-    await conn.send(JSON.stringify({ t: 'piece', hash, bytes: piece.byteLength }));
-    for (let at = 0; at < piece.byteLength && conn.open; at += CHUNK) {
-      const chunk = piece.slice(at, at + CHUNK);
+    let packed = this.packed.get(hash);
+    if (!packed) {
+      packed = gzipped(piece).catch(() => undefined);
+      if (this.held.has(hash)) this.packed.set(hash, packed);
+    }
+    const z = await packed;
+    await conn.send(JSON.stringify({ t: 'piece', hash, bytes: piece.byteLength, ...(z ? { gzip: z.byteLength } : {}) }));
+    const body = z ?? piece;
+    for (let at = 0; at < body.byteLength && conn.open; at += CHUNK) {
+      const chunk = body.slice(at, at + CHUNK);
       // the cap is for the whole tab: each chunk waits for its slot
       const now = Date.now();
       const slot = Math.max(now, this.nextFree);
