@@ -32,8 +32,8 @@ export default async function run(task: PoolTask): Promise<unknown> {
   try {
     return await runTask(task);
   } finally {
-    // the task's dead arrays go now, before the result is posted: once it is, piscina blocks this thread
-    // in Atomics.wait until the next task, so a timer set for later would not run until then
+    // the task's dead arrays go now, before the result is posted: an idle worker's isolate otherwise kept a
+    // finished round's model-sized arrays resident until a later task happened to trigger a collection
     collectGarbage();
   }
 }
