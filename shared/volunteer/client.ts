@@ -129,7 +129,7 @@ export class RelayClient {
 
   async params(jobId: string, version: number): Promise<{ params: Float32Array; hash: string }> {
     const res = await this.send('params', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/params`, { method: 'GET' });
-    const bytes = new Uint8Array(await res.arrayBuffer());
+    const bytes = await this.bytesOf(res, 'params');
     if (bytes.length % 4 !== 0) throw new RelayHttpError(res.status, 'TT_CLIENT_BAD_PARAMS', `params of version ${version} are ${bytes.length} bytes, not a whole number of fp32 values`);
     return { params: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4), hash: res.headers.get('x-tabtrain-hash') ?? '' };
   }
@@ -143,14 +143,14 @@ export class RelayClient {
   /** The published delta that makes `version` from version − 1 (shared/codec/version-delta.ts). */
   async delta(jobId: string, version: number): Promise<Uint8Array> {
     const res = await this.send('delta', `/api/jobs/${encodeURIComponent(jobId)}/versions/${version}/delta`, { method: 'GET', headers: { 'accept-encoding': 'br, gzip' } });
-    return new Uint8Array(await res.arrayBuffer());
+    return this.bytesOf(res, 'delta');
   }
 
   async shard(jobId: string, shard: number): Promise<Uint8Array> {
     // brotli when the relay has it (Node's fetch asks for gzip only unless told; a browser decides for itself
     // and ignores this header), decoded by fetch
     const res = await this.send('shard', `/api/jobs/${encodeURIComponent(jobId)}/shards/${shard}`, { method: 'GET', headers: { 'accept-encoding': 'br, gzip' } });
-    return new Uint8Array(await res.arrayBuffer());
+    return this.bytesOf(res, 'shard');
   }
 
   /** Every shard's size and SHA-256 (for shards taken from peers). */
@@ -173,8 +173,20 @@ export class RelayClient {
     return this.checked(await this.send(path, path, init), schema);
   }
 
+  /** A body cut off on the way (the relay killed mid-answer: fetch throws 'terminated') is the relay being
+   * unreachable, which the loop waits out, not a fault that ends it. */
+  private async bytesOf(res: Response, what: string): Promise<Uint8Array> {
+    try {
+      return new Uint8Array(await res.arrayBuffer());
+    } catch (e) {
+      throw new RelayHttpError(0, 'TT_CLIENT_UNREACHABLE', `${what}: the answer from ${this.relay} was cut off (${(e as Error).message})`);
+    }
+  }
+
   private async checked<S extends TSchema>(res: Response, schema: S): Promise<Static<S>> {
-    const body: unknown = await res.json().catch(() => undefined);
+    const text = await this.bytesOf(res, res.url);
+    let body: unknown;
+    try { body = JSON.parse(new TextDecoder().decode(text)); } catch { body = undefined; }
     if (!Value.Check(schema, body)) {
       const first = Value.Errors(schema, body).First();
       throw new RelayHttpError(res.status, 'TT_CLIENT_BAD_ANSWER', `relay answer to ${res.url} does not match the protocol at ${first?.path || '/'}: ${first?.message ?? 'not JSON'}`);

@@ -78,12 +78,12 @@ describe('large uploads checked on the pool', () => {
     expect(read('tabtrain_intake_validate_seconds_count', 'job="big",where="loop"')).toBeNaN(); // none checked on the loop
     // On the loop, each check held it for its whole time, so the monitor's worst reading (and, with a few
     // readings per check, its p99) was at least one check's time. On the pool what reaches the loop is its
-    // own small work and the OS scheduler's: at load 11–12 on 2 cores it read up to 46 ms here, against
-    // checks of 0.2–0.4 s, so the bounds are a quarter and a fifth of a check, not the round test's tenth
-    // (a tenth of 2 s of math)
+    // own small work and the OS scheduler's: on 2 busy cores it read up to 98 ms (a whole-suite run) against
+    // checks of 0.2–0.4 s, so the bounds are half and a quarter of a check, not the round test's tenth
+    // (a tenth of 2 s of math); that none ran on the loop at all is asserted above
     expect(max).toBeGreaterThan(0);
-    expect(max).toBeLessThan(checkS / 4);
-    expect(p99).toBeLessThan(checkS / 5);
+    expect(max).toBeLessThan(checkS / 2);
+    expect(p99).toBeLessThan(checkS / 4);
     expect(p99).toBeLessThanOrEqual(max);
 
     // each payload is the file it was spooled to, renamed into the store: byte for byte what was sent
