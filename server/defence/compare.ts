@@ -2,18 +2,12 @@
 // decoded and compared there, not on the event loop (two model-sized decodes: 1.3 s at 31M parameters);
 // with the relay's reference copy (a tie-break), each copy against it.
 import type { Update } from '../../shared/codec/index.ts';
-import { openPool } from '../pool/index.ts';
+import { runOnPool } from '../pool/index.ts';
 import { defaultTolerance } from './replication.ts';
 
 export type Comparison = { agree: boolean; distance: number };
 
 /** Without `reference`: one comparison, copy 0 against copy 1; with it: each copy against the reference. */
 export async function compareCopies(n: number, copies: Uint8Array[], tolerance = defaultTolerance, reference?: Update): Promise<Comparison[]> {
-  // a handle of its own on the process's pool (the relay's keeps the workers alive while it runs)
-  const pool = openPool();
-  try {
-    return await pool.run({ kind: 'compare', n, copies, tolerance, reference });
-  } finally {
-    await pool.close();
-  }
+  return runOnPool({ kind: 'compare', n, copies, tolerance, reference });
 }

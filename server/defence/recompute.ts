@@ -6,14 +6,8 @@
 import type { Update } from '../../shared/codec/index.ts';
 import type { ModelConfig } from '../../shared/models/config.ts';
 import type { Hyperparameters } from '../../shared/protocol/messages.ts';
-import { openPool } from '../pool/index.ts';
+import { runOnPool } from '../pool/index.ts';
 
 export async function referenceUpdate(model: ModelConfig, h: Hyperparameters, base: Float32Array, shardBytes: Uint8Array, seed: number): Promise<Update> {
-  // a handle of its own on the process's pool (the relay's keeps the workers alive while it runs)
-  const pool = openPool();
-  try {
-    return await pool.run({ kind: 'recompute', model, h, base, shardBytes, seed });
-  } finally {
-    await pool.close();
-  }
+  return runOnPool({ kind: 'recompute', model, h, base, shardBytes, seed });
 }

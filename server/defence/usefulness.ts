@@ -15,7 +15,7 @@ import { fail } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore, TaskRow } from '../store/types.ts';
 import type { DefenceStore } from '../store/defence-types.ts';
-import { openPool } from '../pool/index.ts';
+import { runOnPool } from '../pool/index.ts';
 import type { UsefulnessScore } from './usefulness-score.ts';
 
 export { batchLoss, usefulnessScore, type UsefulnessScore } from './usefulness-score.ts';
@@ -86,15 +86,12 @@ export function createUsefulness(o: { store: RelayStore; defence: DefenceStore; 
     if ((await store.versionHash(job.jobId, task.baseVersion)) === undefined) return gone();
     const batch = ownBatch(job.model, dataset(job.dataset.name).shardBytes[task.shard], task.seed, job.hyperparameters.batchSize, job.hyperparameters.augment);
     let score: UsefulnessScore;
-    const pool = openPool();
     try {
-      score = await pool.run({ kind: 'usefulness', model: job.model, params: store.paramsSource(job.jobId, task.baseVersion), payload, batch });
+      score = await runOnPool({ kind: 'usefulness', model: job.model, params: store.paramsSource(job.jobId, task.baseVersion), payload, batch });
     } catch (e) {
       // the version went between the check above and the worker's read (retention, a rollback)
       if ((await store.versionHash(job.jobId, task.baseVersion)) === undefined) return gone();
       throw e;
-    } finally {
-      await pool.close();
     }
     stop();
     const why = refusal(setting, score, setting.mode === 'enforce' && setting.relativeShare ? await defence.recentRelativeDrops(job.jobId, RELATIVE_WINDOW) : []);

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { openPool } from '../pool/index.ts';
+import { runOnPool } from '../pool/index.ts';
 import { validateEncodedSafe, type ValidationContext, type ValidationResult } from './validate.ts';
 
 export type FileValidation = ValidationResult & { /** the worker's time reading and checking the file */ ms: number };
@@ -39,21 +39,7 @@ export async function hashUpload(head: Uint8Array, file: string): Promise<string
 }
 
 /** hashUpload on the process's worker pool. */
-export async function hashOnPool(head: Uint8Array, file: string): Promise<string> {
-  const pool = openPool();
-  try {
-    return await pool.run({ kind: 'hash-upload', head, file });
-  } finally {
-    await pool.close();
-  }
-}
+export const hashOnPool = (head: Uint8Array, file: string): Promise<string> => runOnPool({ kind: 'hash-upload', head, file });
 
-/** validateFile on the process's worker pool (a handle of its own, as ./compare.ts takes). */
-export async function validateOnPool(file: string, ctx: ValidationContext): Promise<FileValidation> {
-  const pool = openPool();
-  try {
-    return await pool.run({ kind: 'validate', file, ctx });
-  } finally {
-    await pool.close();
-  }
-}
+/** validateFile on the process's worker pool. */
+export const validateOnPool = (file: string, ctx: ValidationContext): Promise<FileValidation> => runOnPool({ kind: 'validate', file, ctx });

@@ -26,6 +26,16 @@ export type WorkPool = {
   close(): Promise<void>;
 };
 
+/** One task on a handle of its own on the process's pool (the relay's handle keeps the workers alive). */
+export async function runOnPool<K extends PoolKind>(task: Extract<PoolTask, { kind: K }>): Promise<PoolResult[K]> {
+  const pool = openPool();
+  try {
+    return await pool.run(task);
+  } finally {
+    await pool.close();
+  }
+}
+
 const BOOT = fileURLToPath(new URL('./boot.cjs', import.meta.url));
 let shared: { piscina: Piscina; rounds: Piscina; users: number } | undefined;
 

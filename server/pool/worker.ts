@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import Piscina from 'piscina';
 import { writeFileSync, renameSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { l2 } from '../../shared/aggregate/distances.ts';
 import { decodeUpdate, encodeUpdate } from '../../shared/codec/index.ts';
 import { decodeTaskData, taskBatch } from '../../shared/data/task-data.ts';
 import { encodeShard } from '../../shared/data/shard.ts';
@@ -81,10 +82,7 @@ async function runTask(task: PoolTask): Promise<unknown> {
       return usefulnessScore(task.model, params, decodeUpdate(bytes, params.length), task.batch);
     }
     case 'params-norm': {
-      const p = await paramsOf(task.params);
-      let sq = 0;
-      for (let i = 0; i < p.length; i++) sq += p[i] * p[i];
-      return Math.sqrt(sq);
+      return l2(await paramsOf(task.params));
     }
     case 'init': {
       const params = initParams(task.model, task.seed);

@@ -22,7 +22,8 @@ import { compareCopies } from '../defence/compare.ts';
 import { createUsefulness } from '../defence/usefulness.ts';
 import { jobNormBound, priorNormBound, validateEncodedSafe, type ValidationCode, type ValidationContext, type ValidationResult } from '../defence/validate.ts';
 import { validateOnPool } from '../defence/validate-file.ts';
-import { openPool } from '../pool/index.ts';
+import { l2 } from '../../shared/aggregate/distances.ts';
+import { runOnPool } from '../pool/index.ts';
 import { verifyLease } from './leases.ts';
 import { stalenessWeight } from './outer-step.ts';
 import type { Stopping } from './stopping.ts';
@@ -272,18 +273,13 @@ export function createIntake(o: IntakeOptions) {
     if (!p) {
       p = (async () => {
         if ((await store.versionHash(jobId, version)) === undefined) return 0;
-        const pool = openPool();
         try {
-          return await pool.run({ kind: 'params-norm', params: store.paramsSource(jobId, version) });
+          return await runOnPool({ kind: 'params-norm', params: store.paramsSource(jobId, version) });
         } catch (e) {
           // a store a worker cannot open (an in-memory database): read here, as before the pool
           log.debug({ err: e, job: jobId, version }, 'params norm on the pool failed; computing it on the loop');
           const v = await store.getParams(jobId, version);
-          let sq = 0;
-          if (v) for (const x of v.params) sq += x * x;
-          return Math.sqrt(sq);
-        } finally {
-          await pool.close();
+          return v ? l2(v.params) : 0;
         }
       })().finally(() => thetaReads.delete(key));
       thetaReads.set(key, p);
