@@ -5,6 +5,7 @@
 // every relay in it (tests start several) and counted: it ends with the last handle. Each handle counts
 // its own tasks and, when closed, abandons its own unfinished ones (their promises reject with
 // PoolClosedError, which callers ignore).
+import { access } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import Piscina from 'piscina';
@@ -54,6 +55,10 @@ export function openPool(): WorkPool {
     // task came (measured: 1.6 s at 1M, 8 s at 124M of a first round spent waiting for it) and nothing
     // asynchronous a task left behind could run until the next task.
     const o = { filename: BOOT, execArgv: [], atomics: 'disabled' as const };
+    // Workers lower their own thread's priority (boot.cjs), and threads inherit it from the thread that
+    // starts them: libuv's thread pool (file I/O, signature checks) must be started from this thread first,
+    // or a worker's first file read would start it, and every request's I/O would run at the workers' priority.
+    access(BOOT, () => undefined);
     shared = {
       piscina: new Piscina({ ...o, minThreads: 1, maxThreads: POOL_THREADS, idleTimeout: 10_000 }),
       // rounds of different jobs take turns on one thread: a round holds a few model-sized arrays while it runs

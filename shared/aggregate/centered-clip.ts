@@ -9,8 +9,17 @@
 // coordinates at a time (128 KB, in cache) and sums the distances to it, rather than holding v (8 bytes a
 // parameter in float64: 1 GB at 124M) and a step vector; the same arithmetic in float64, grouped
 // differently (so last-place differences from the iterated form).
+//
+// With few inputs (n ≤ GRAM_MAX: rounds of a few updates, the large models' case) the distances need no
+// pass over the model at all after one: every ‖xⱼ − v‖² is a quadratic form in (a, b) over the Gram matrix
+// of start and the inputs, summed once in float64 (one pass reading each vector once, where each
+// iteration's pass read them twice and built v). Cancellation costs about 1e-16 · ‖x‖² / ‖x − v‖² relative
+// error in a distance: nothing, unless the inputs all but coincide (then τ is tiny and the result is the
+// start to within float32's last place either way). Beyond GRAM_MAX the matrix's (n+1)(n+2)/2 products a
+// coordinate outgrow the passes' 2n + 1 per iteration.
 
 const CHUNK = 1 << 14;
+const GRAM_MAX = 8;
 
 export type CenteredClipOptions = {
   /** Starting point, e.g. the previous round's aggregate; default the coordinate-wise median. */
@@ -40,8 +49,10 @@ export function centeredClip(
       for (let i = 0; i < len; i++) v[i] += bj * x[c0 + i];
     }
   };
+  const gram = n <= GRAM_MAX ? gramMatrix([start, ...xs]) : undefined;
   /** Each input's distance to the current v. */
   const distances = (): number[] => {
+    if (gram) return gramDistances(gram, a, b);
     const sq = new Float64Array(n);
     for (let c0 = 0; c0 < d; c0 += CHUNK) {
       const len = Math.min(d, c0 + CHUNK) - c0;
@@ -79,4 +90,36 @@ export function centeredClip(
     for (let i = 0; i < len; i++) out[c0 + i] = v[i];
   }
   return out;
+}
+
+/** Gram matrix of the vectors (m × m, row-major, float64 sums of exact float64 products), one pass over
+ * the coordinates a chunk at a time. */
+function gramMatrix(ys: Float32Array[]): Float64Array {
+  const m = ys.length, d = ys[0].length, g = new Float64Array(m * m);
+  for (let c0 = 0; c0 < d; c0 += CHUNK) {
+    const c1 = Math.min(d, c0 + CHUNK);
+    for (let p = 0; p < m; p++) {
+      const yp = ys[p];
+      for (let q = p; q < m; q++) {
+        const yq = ys[q];
+        let acc = 0;
+        for (let i = c0; i < c1; i++) acc += yp[i] * yq[i];
+        g[p * m + q] += acc;
+      }
+    }
+  }
+  for (let p = 0; p < m; p++) for (let q = 0; q < p; q++) g[p * m + q] = g[q * m + p];
+  return g;
+}
+
+/** ‖xⱼ − v‖ for v = a·start + Σ bₖ·xₖ, from the Gram matrix of [start, ...xs]. */
+function gramDistances(g: Float64Array, a: number, b: Float64Array): number[] {
+  const n = b.length, m = n + 1;
+  const c = [a, ...b];
+  // gv[p] = ⟨y_p, v⟩, vv = ‖v‖²
+  const gv = new Float64Array(m);
+  for (let p = 0; p < m; p++) { let acc = 0; for (let q = 0; q < m; q++) acc += g[p * m + q] * c[q]; gv[p] = acc; }
+  let vv = 0;
+  for (let p = 0; p < m; p++) vv += c[p] * gv[p];
+  return Array.from({ length: n }, (_, j) => Math.sqrt(Math.max(0, g[(j + 1) * m + j + 1] - 2 * gv[j + 1] + vv)));
 }
