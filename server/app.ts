@@ -110,6 +110,9 @@ export type RelayOptions = {
   p2p?: P2pOptions;
   /** tests only: a fault the round's pool worker injects mid-round, asked once per round close */
   roundFault?: () => RoundFault | undefined;
+  /** decode large models' updates on arrival, ahead of their round (server/pool/prefold.ts); default on
+   * (tests compare against a relay with it off) */
+  prefold?: boolean;
 };
 
 export type Relay = { app: FastifyInstance; url?: string; close(): Promise<void> };
@@ -135,7 +138,7 @@ export async function buildApp(opts: RelayOptions): Promise<Relay> {
   const pool = openPool(); // CPU-heavy work off the event loop (server/pool)
   capConnections(app, metrics.registry, opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, opts.trustProxy);
   const now = opts.now ?? Date.now;
-  const scheduler = createScheduler({ stores, secret, log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention, now, roundFault: opts.roundFault });
+  const scheduler = createScheduler({ stores, secret, log: app.log, metrics, evaluate: opts.evaluate, defence: opts.defence, retention: opts.retention, now, roundFault: opts.roundFault, prefold: opts.prefold });
   app.decorate('now', now);
   app.decorate('stores', stores);
   // the embedded store's synchronous core: tests and offline tools only (a shared database has none)

@@ -45,6 +45,7 @@ export function createMetrics() {
     }),
     roundSize: new Gauge({ name: 'tabtrain_round_size', help: 'K: updates the current round closes at', labelNames: ['job'], registers: r }),
     roundAccumulators: new Gauge({ name: 'tabtrain_round_accumulators', help: 'P-length vectors the last round held while folding its updates (at most its bucket count, whatever K)', labelNames: ['job'], registers: r }),
+    roundPrefolded: new Gauge({ name: 'tabtrain_round_prefolded_updates', help: 'updates the last round found decoded on arrival (large models; the rest it read and decoded at the close)', labelNames: ['job'], registers: r }),
     roundTime: new Gauge({ name: 'tabtrain_round_time_seconds', help: 'wall time between the last two round closes', labelNames: ['job'], registers: r }),
     taskSteps: new Histogram({
       name: 'tabtrain_task_steps', help: 'inner steps H of the tasks leased on swarm jobs (sized to each device)',

@@ -41,7 +41,7 @@ const BOOT = fileURLToPath(new URL('./boot.cjs', import.meta.url));
 let shared: { piscina: Piscina; rounds: Piscina; users: number } | undefined;
 
 /** Tasks run in this process, by kind, over every handle (a handle's own counts are its `runs`). */
-export const processRuns: Record<PoolKind, number> = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0, round: 0, compare: 0, validate: 0, 'params-norm': 0, 'hash-upload': 0, usefulness: 0 };
+export const processRuns: Record<PoolKind, number> = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0, round: 0, prefold: 0, compare: 0, validate: 0, 'params-norm': 0, 'hash-upload': 0, usefulness: 0 };
 
 /** Leaves one core to the event loop; at most 4 workers (each holds a model's params while it runs). */
 export const POOL_THREADS = Math.max(1, Math.min(4, availableParallelism() - 1));
@@ -68,7 +68,7 @@ export function openPool(): WorkPool {
   }
   const mine = shared;
   mine.users++;
-  const runs = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0, round: 0, compare: 0, validate: 0, 'params-norm': 0, 'hash-upload': 0, usefulness: 0 } as Record<PoolKind, number>;
+  const runs = { 'gpt-eval': 0, 'mlp-eval': 0, onnx: 0, recompute: 0, dataset: 0, init: 0, round: 0, prefold: 0, compare: 0, validate: 0, 'params-norm': 0, 'hash-upload': 0, usefulness: 0 } as Record<PoolKind, number>;
   const abort = new AbortController();
   let live = 0, closed = false;
   return {
@@ -80,7 +80,7 @@ export function openPool(): WorkPool {
       processRuns[task.kind]++;
       live++;
       try {
-        const lane = task.kind === 'round' ? mine.rounds : mine.piscina;
+        const lane = task.kind === 'round' || task.kind === 'prefold' ? mine.rounds : mine.piscina;
         return await lane.run(task, { signal: abort.signal, ...(transfer?.length ? { transferList: transfer } : {}) });
       } catch (e) {
         if (closed) throw new PoolClosedError('the relay closed before this task finished');

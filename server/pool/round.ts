@@ -12,7 +12,7 @@
 // updates' arrays are reused for the base params, momentum and residual as they are read (no three new
 // model-sized arrays while the old wait for the garbage collector).
 import { createHash } from 'node:crypto';
-import { decodeUpdate, type Compression } from '../../shared/codec/index.ts';
+import { decodeUpdate, type Compression, type Update } from '../../shared/codec/index.ts';
 import { publishVersionInPlace } from '../../shared/codec/version-delta.ts';
 import type { AggregatorName, PreAggregatorName } from '../../shared/aggregate/index.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
@@ -54,6 +54,8 @@ export type RoundOutcome = {
   lost: string[];
   /** P-length vectors the accumulator held at the close */
   live: number;
+  /** updates found decoded already (./prefold.ts) */
+  prefolded: number;
   /** what the round's Δ was multiplied by (1 but for big swarm rounds) */
   gain: number;
   /** milliseconds per stage, on the thread that ran it */
@@ -62,25 +64,30 @@ export type RoundOutcome = {
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
+/** Updates decoded before the close (./prefold.ts): a task id's values, taken from wherever they were held. */
+export type Prefolded = (taskId: string) => Float32Array | undefined;
+
 /** `collect`: frees dead arrays now (a pool worker's ./collect.ts), between the stages that leave many */
-export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect: () => void = () => undefined): Promise<RoundOutcome> {
+export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect: () => void = () => undefined, prefolded: Prefolded = () => undefined): Promise<RoundOutcome> {
   const ms = { read: 0, fold: 0, rule: 0, outer: 0, publish: 0, hash: 0, write: 0 };
   let t = performance.now();
   const lap = (stage: keyof typeof ms) => { const n = performance.now(); ms[stage] += n - t; t = n; };
   const applied: string[] = [], lost: string[] = [];
+  let found = 0;
+  const take: Prefolded = (id) => { const x = prefolded(id); if (x) found++; return x; };
   // Second copies of spot checks weigh 0 (see intakeUpdate); a round made of nothing else counts them after all.
-  let acc = await foldAll(spec, inputs, applied, lost, false, lap);
+  let acc = await foldAll(spec, inputs, take, applied, lost, false, lap);
   if (acc.counted === 0 && applied.length > 0) {
     acc = undefined as unknown as RoundAccumulator;
     collect();
-    acc = await foldAll(spec, inputs, [], [], true, lap);
+    acc = await foldAll(spec, inputs, take, [], [], true, lap);
   }
   if (spec.fault === 'throw') throw new Error('round fault injected for a test: the worker failed mid-round');
   if (spec.fault === 'exit') process.exit(1); // a worker thread's exit ends that thread only
   if (spec.fault === 'exit-written' && !spec.output) throw new Error('round fault injected for a test: nothing to stage, the worker failed mid-round');
   if (applied.length === 0) return empty(applied, lost, ms);
   collect(); // the payloads and their decoding's scratch, before the rule's arrays
-  const out = await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms });
+  const out = await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms, prefolded: found });
   acc = undefined as unknown as RoundAccumulator;
   // what the round wrote and no longer needs (its files hold it now) goes before the result does: the
   // version's evaluation starts reading as soon as the commit lands, and would add to it
@@ -90,8 +97,8 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect
 
 /** The rule, the outer step, publishing, hashes and the staged files, from the folded accumulator. */
 async function closeFolded(spec: RoundSpec, inputs: RoundInputs, acc: RoundAccumulator, collect: () => void,
-  lap: (stage: keyof RoundOutcome['ms']) => void, o: Pick<RoundOutcome, 'applied' | 'lost' | 'ms'>): Promise<RoundOutcome> {
-  const { applied, lost, ms } = o;
+  lap: (stage: keyof RoundOutcome['ms']) => void, o: Pick<RoundOutcome, 'applied' | 'lost' | 'ms' | 'prefolded'>): Promise<RoundOutcome> {
+  const { applied, lost, ms, prefolded } = o;
   const delta = acc.close(spec.aggregator, { preAggregators: spec.preAggregators });
   const gain = spec.gain ? outerGain(acc.spread(), spec.gain.kRef, spec.gain.max) : 1;
   if (gain !== 1) for (let i = 0; i < delta.length; i++) delta[i] *= gain;
@@ -114,7 +121,7 @@ async function closeFolded(spec: RoundSpec, inputs: RoundInputs, acc: RoundAccum
   const p = published.params;
   const out: RoundOutcome = {
     params: p, momentum: cur.momentum, residual, delta: published.delta, deltaSha256: sha256(published.delta),
-    hash: sha256(new Uint8Array(p.buffer, p.byteOffset, p.byteLength)), applied, lost, live, gain, ms,
+    hash: sha256(new Uint8Array(p.buffer, p.byteOffset, p.byteLength)), applied, lost, live, gain, ms, prefolded,
   };
   lap('hash');
   if (spec.output) {
@@ -140,16 +147,18 @@ const bytesOf = (a: Float32Array): Uint8Array => new Uint8Array(a.buffer, a.byte
  * weighted by its samples (and staleness). Averaged raw, a 40-step Δ is 8× a 5-step one and its weight 8×
  * too: the round's step was then set by the fastest devices and the outer momentum carried it past the
  * minimum (measured: 31 % held-out accuracy where fixed H reached 88 % at equal samples, bench/swarm.ts). */
-async function foldAll(spec: RoundSpec, inputs: RoundInputs, applied: string[], lost: string[], all: boolean, lap: (s: 'read' | 'fold') => void): Promise<RoundAccumulator> {
+async function foldAll(spec: RoundSpec, inputs: RoundInputs, prefolded: Prefolded, applied: string[], lost: string[], all: boolean, lap: (s: 'read' | 'fold') => void): Promise<RoundAccumulator> {
   const acc = createRoundAccumulator(spec.length, { seed: spec.version });
   for (const id of spec.taskIds) {
-    const u = await inputs.pending(id);
+    // decoded when it arrived (./prefold.ts): only its weight and samples are read now
+    const held = prefolded(id);
+    const u = held ? await inputs.pendingMeta(id) : await inputs.pending(id);
     lap('read');
     if (u === 'lost') { lost.push(id); continue; }
     if (!u) continue; // applied meanwhile (another relay's round): this round will not commit
     applied.push(id);
     if (!all && !(u.weight > 0)) continue;
-    const x = decodeUpdate(u.payload, spec.length);
+    const x: Update = held ? { kind: 'dense', values: held } : decodeUpdate(u.payload!, spec.length);
     const k = spec.nominalSamples !== undefined && u.samples > 0 ? spec.nominalSamples / u.samples : 1;
     if (k !== 1) for (let i = 0; i < x.values.length; i++) x.values[i] *= k;
     acc.fold(x, all ? 1 : u.weight);
@@ -160,5 +169,5 @@ async function foldAll(spec: RoundSpec, inputs: RoundInputs, applied: string[], 
 
 function empty(applied: string[], lost: string[], ms: RoundOutcome['ms']): RoundOutcome {
   const none = new Float32Array(0);
-  return { params: none, momentum: none, residual: none, delta: new Uint8Array(0), deltaSha256: '', hash: '', applied, lost, live: 0, gain: 1, ms };
+  return { params: none, momentum: none, residual: none, delta: new Uint8Array(0), deltaSha256: '', hash: '', applied, lost, live: 0, gain: 1, ms, prefolded: 0 };
 }

@@ -25,6 +25,8 @@ export type PoolTask =
   | { kind: 'init'; model: ModelConfig; seed: number }
   /** a round's close (./round.ts): the worker reads its inputs from the database `db` names (the store's paramsSource) */
   | { kind: 'round'; spec: RoundSpec; db: string }
+  /** an accepted update decoded now on the round lane, held for its round's close (./prefold.ts) */
+  | { kind: 'prefold'; db: string; taskId: string; length: number }
   /** spot-check copies (encoded) compared pairwise, or each against a reference (../defence/compare.ts) */
   | { kind: 'compare'; n: number; copies: Uint8Array[]; tolerance?: number; reference?: Update }
   /** an uploaded payload spooled to `file` checked as intake would on the loop (../defence/validate-file.ts) */
@@ -50,6 +52,7 @@ export type PoolResult = {
   /** version 0: initial params and their hash, as the scheduler's createJob would make them */
   init: { params: Float32Array; hash: string };
   round: RoundOutcome;
+  prefold: boolean;
   compare: { agree: boolean; distance: number }[];
   /** `ms`: the worker's time reading and checking the file */
   validate: ValidationResult & { ms: number };

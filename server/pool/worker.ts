@@ -21,6 +21,7 @@ import { isPostgresUrl, readPostgresParams } from '../store/postgres/params.ts';
 import { cachedRoundInputs } from '../store/round-inputs.ts';
 import { compareUpdates } from '../defence/replication.ts';
 import { computeRound } from './round.ts';
+import { prefold, takePrefolded } from './prefold.ts';
 import { collectGarbage } from './collect.ts';
 import { hashUpload, validateFile } from '../defence/validate-file.ts';
 import { usefulnessScore } from '../defence/usefulness-score.ts';
@@ -65,11 +66,12 @@ async function runTask(task: PoolTask): Promise<unknown> {
       }
     }
     case 'round': {
-      const r = await computeRound(task.spec, cachedRoundInputs(task.db), collectGarbage);
+      const r = await computeRound(task.spec, cachedRoundInputs(task.db), collectGarbage, (id) => takePrefolded(task.db, id, task.spec.length));
       // the checkpoint's arrays go back moved, not copied (three model-sized arrays at 124M: 1.5 GB)
       const moved = [r.params.buffer, r.momentum.buffer, r.residual.buffer, r.delta.buffer].filter((b, i, all) => b.byteLength > 0 && all.indexOf(b) === i);
       return Piscina.move({ [Piscina.transferableSymbol]: moved, [Piscina.valueSymbol]: r } as never);
     }
+    case 'prefold': return prefold(task.db, task.taskId, task.length, cachedRoundInputs(task.db));
     case 'compare': {
       const copies = task.copies.map((c) => decodeUpdate(c, task.n));
       return task.reference ? copies.map((c) => compareUpdates(c, task.reference!, task.tolerance)) : [compareUpdates(copies[0], copies[1], task.tolerance)];

@@ -56,6 +56,8 @@ export type IntakeOptions = {
   stopRules: Stopping;
   /** called when an accepted update made the round's K: the round closes outside this request */
   roundReady: (jobId: string) => void;
+  /** called for each stored update that counts (weight > 0): large models' are decoded ahead of the close */
+  accepted: (jobId: string, taskId: string, length: number) => void;
   /** swarm jobs' paces and round rule (./swarm.ts) */
   swarm: SwarmPolicy;
 };
@@ -175,6 +177,7 @@ export function createIntake(o: IntakeOptions) {
     }, JSON.stringify(ack));
     // remembered as for the job's nominal H, so tasks of any size share one history (linear in steps:
     // AdamW moves each parameter at most about lr per step, so that is the upper envelope)
+    if (!secondCopy) o.accepted(job.jobId, taskId, n);
     await rememberNorm(job, norm * (h.steps / taskSteps));
     if (mine) await spotCheck(mine, group, taskId, replicaPayload!, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });

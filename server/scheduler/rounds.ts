@@ -15,7 +15,8 @@ import { paramCount } from '../../shared/models/config.ts';
 import type { Metrics } from '../metrics.ts';
 import type { JobRow, RelayStore } from '../store/types.ts';
 import { defaultRetention, keepFromForBytes, prunableUpTo, type Retention } from '../store/retention.ts';
-import type { WorkPool } from '../pool/index.ts';
+import { PoolClosedError, type WorkPool } from '../pool/index.ts';
+import { PREFOLD_MIN_PARAMS } from '../pool/prefold.ts';
 import { computeRound, type RoundFault, type RoundOutcome, type RoundSpec } from '../pool/round.ts';
 import type { RoundInputs } from '../store/round-inputs.ts';
 import { isSwarm, swarmSettings, type SwarmPolicy } from './swarm.ts';
@@ -36,6 +37,8 @@ export type RoundsOptions = {
   swarm: SwarmPolicy;
   /** tests only: a fault the round's worker injects mid-round (asked once per round close) */
   roundFault?: () => RoundFault | undefined;
+  /** large models' updates decoded on arrival (prefold below); default on */
+  prefold?: boolean;
 };
 
 export function createRounds(o: RoundsOptions) {
@@ -136,6 +139,7 @@ export function createRounds(o: RoundsOptions) {
     for (const id of r.lost) await store.pendingUpdate(id);
     if (r.applied.length === 0) { discard(); stop(); return false; } // their payloads were lost: nothing to apply
     metrics.roundAccumulators.set({ job: jobId }, r.live);
+    metrics.roundPrefolded.set({ job: jobId }, r.prefolded);
     const c0 = performance.now();
     let committed = false;
     try {
@@ -165,8 +169,21 @@ export function createRounds(o: RoundsOptions) {
     metrics.roundTime.set({ job: jobId }, Math.max(0, t0 - last) / 1000);
     lastClose.set(jobId, t0);
     // the new version's evaluation and the stopping rules hear of it as the store's round-committed event
-    log.info({ job: jobId, version, updates: r.applied.length, trigger, gain: r.gain, ms: { ...r.ms, dispatch: dispatchMs, commit: commitMs } }, 'round closed');
+    log.info({ job: jobId, version, updates: r.applied.length, prefolded: r.prefolded, trigger, gain: r.gain, ms: { ...r.ms, dispatch: dispatchMs, commit: commitMs } }, 'round closed');
     return true;
+  }
+
+  /** An accepted update of a large model is decoded now on the round lane, where its round's close will
+   * find it (../pool/prefold.ts): the close is then mostly the robust rule and the outer step. Queued
+   * before the close its upload may trigger, on the same one-thread lane. */
+  function prefold(jobId: string, taskId: string, length: number): void {
+    if (!pool || o.prefold === false || length < PREFOLD_MIN_PARAMS) return;
+    const src = store.paramsSource(jobId, 0);
+    if (src instanceof Float32Array) return;
+    pool.run({ kind: 'prefold', db: src.db, taskId, length }).catch((e: unknown) => {
+      // the close reads and decodes it itself
+      if (!(e instanceof PoolClosedError)) log.warn({ err: e, job: jobId, task: taskId }, 'decoding an update ahead of its round failed');
+    });
   }
 
   /** The round's math: on the pool, which reads the store itself, or inline from the store (no pool). */
@@ -194,7 +211,7 @@ export function createRounds(o: RoundsOptions) {
   }
 
   return {
-    scheduleRound, closeRound,
+    scheduleRound, closeRound, prefold,
     /** Closes rounds on this worker pool from now on. */
     usePool: (p: WorkPool): void => { pool = p; },
   };
@@ -209,5 +226,6 @@ const storeInputs = (store: RelayStore): RoundInputs => ({
   },
   // the store discards an update whose payload is gone as it reads it: here that is one not pending
   pending: async (taskId) => { const u = await store.pendingUpdate(taskId); return u && { weight: u.weight, samples: u.samples, payload: u.payload }; },
+  pendingMeta: async (taskId) => { const u = await store.pendingUpdate(taskId); return u && { weight: u.weight, samples: u.samples }; },
   close: () => undefined,
 });

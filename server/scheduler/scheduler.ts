@@ -31,6 +31,8 @@ export type SchedulerOptions = {
   retention?: Retention;
   /** tests only: a fault the round's worker injects mid-round (./rounds.ts) */
   roundFault?: () => RoundFault | undefined;
+  /** large models' updates decoded on arrival (./rounds.ts); default on */
+  prefold?: boolean;
 };
 
 export function createScheduler(o: SchedulerOptions) {
@@ -50,7 +52,7 @@ export function createScheduler(o: SchedulerOptions) {
   const evaluation = createEvaluation({ store, log, metrics, now, enabled: evaluateOn, later, isStopping: () => stopping });
   /** Swarm jobs' task sizing and round rule (./swarm.ts), shared by leasing, intake and rounds. */
   const swarm = createSwarm();
-  const rounds = createRounds({ store, log, metrics, now, requireJob, retention: o.retention, later, swarm, roundFault: o.roundFault });
+  const rounds = createRounds({ store, log, metrics, now, requireJob, retention: o.retention, later, swarm, roundFault: o.roundFault, prefold: o.prefold });
 
   // What follows a round and an evaluation, wherever in the relay (or in another relay on the same store)
   // it happened: a new version is evaluated; the stopping rules are checked in this one place, after a
@@ -62,7 +64,7 @@ export function createScheduler(o: SchedulerOptions) {
   });
   stores.on('eval-stored', (e) => later(() => void stopRules.check(e.jobId, { needEval: true })));
   const leasing = createLeasing({ store, guard, secret, log, metrics, now, requireJob, swarm });
-  const intake = createIntake({ store, guard, secret, log, metrics, now, requireJob, stopRules, roundReady: rounds.scheduleRound, swarm });
+  const intake = createIntake({ store, guard, secret, log, metrics, now, requireJob, stopRules, roundReady: rounds.scheduleRound, accepted: rounds.prefold, swarm });
 
   /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool). */
   /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool).

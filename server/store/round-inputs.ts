@@ -21,6 +21,8 @@ export type RoundInputs = {
    * them (taken out of the list) rather than a new allocation. */
   checkpoint(jobId: string, version: number, spare?: Float32Array[]): Promise<BaseCheckpoint>;
   pending(taskId: string): Promise<PendingInput>;
+  /** A pending update's weight and samples only (a close that holds it decoded already, ../pool/prefold.ts). */
+  pendingMeta(taskId: string): Promise<{ weight: number; samples: number; payload?: undefined } | undefined>;
   close(): void;
 };
 
@@ -62,6 +64,8 @@ function sqliteInputs(file: string): RoundInputs {
     'SELECT params, momentum, residual, external_parts AS external FROM versions WHERE job_id = ? AND version = ?');
   const update = db.prepare<[string], { weight: number; samples: number; payload: Buffer; payload_bytes: number }>(
     'SELECT weight, samples, payload, payload_bytes FROM updates WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
+  const meta = db.prepare<[string], { weight: number; samples: number }>(
+    'SELECT weight, samples FROM updates WHERE task_id = ? AND applied_in IS NULL AND discarded = 0');
   return {
     async checkpoint(jobId, v, spare = []) {
       const r = version.get(jobId, v);
@@ -79,6 +83,7 @@ function sqliteInputs(file: string): RoundInputs {
       const payload = r.payload.byteLength > 0 ? new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) : payloads.get(taskId, r.payload_bytes);
       return payload ? { weight: r.weight, samples: r.samples, payload } : 'lost';
     },
+    pendingMeta: async (taskId) => meta.get(taskId),
     close: () => db.close(),
   };
 }
@@ -106,6 +111,11 @@ function postgresInputs(url: string): RoundInputs {
       const r = (await p.query<{ weight: number; samples: number; payload: Buffer }>(
         'SELECT weight, samples, payload FROM updates WHERE task_id = $1 AND applied_in IS NULL AND discarded = 0', [taskId])).rows[0];
       return r && { weight: Number(r.weight), samples: Number(r.samples), payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) };
+    },
+    async pendingMeta(taskId) {
+      const r = (await p.query<{ weight: number; samples: number }>(
+        'SELECT weight, samples FROM updates WHERE task_id = $1 AND applied_in IS NULL AND discarded = 0', [taskId])).rows[0];
+      return r && { weight: Number(r.weight), samples: Number(r.samples) };
     },
     close: () => undefined, // the pool is shared by every round on this database
   };

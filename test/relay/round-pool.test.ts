@@ -124,3 +124,53 @@ describe('a large round on the pool', () => {
     expect(p99).toBeLessThanOrEqual(max);
   });
 });
+
+describe('a large model\'s updates decoded as they arrive (server/pool/prefold.ts)', () => {
+  // just over the 1M parameters where prefolding starts; four int8 updates a round
+  const model: MlpConfig = { kind: 'mlp', inputs: 784, hidden: [1260], classes: 10 };
+  const n = paramCount(model);
+  const k = 4;
+  const relays: TestRelay[] = [];
+  const faults: RoundFault[] = [];
+  /** a relay with the big job; `prefold` off for the reference, `fault` injected into its first close */
+  async function start(o: { prefold?: boolean; fault?: RoundFault }): Promise<TestRelay> {
+    const r = await startRelay({
+      defaultJob: false, evaluate: false, defence, largeCheckpointBytes: 1000, prefold: o.prefold,
+      roundFault: () => { if (o.fault && faults.length === 0) { faults.push(o.fault); return o.fault; } return undefined; },
+    });
+    relays.push(r);
+    const spec = defaultJobSpec({ updatesPerRound: k, quorum: k, roundTimeoutMs: 3_600_000, leaseMs: 3_600_000, aggregator: 'centered-clip' });
+    await r.app.scheduler.createJob('big', { ...spec, model }, 'running');
+    return r;
+  }
+  afterAll(async () => { await Promise.all(relays.map((r) => r.stop())); });
+
+  it('the close finds every update decoded, and makes the same version bit for bit as one that decodes them itself', async () => {
+    expect(n).toBeGreaterThanOrEqual(1_000_000);
+    const on = await start({}), off = await start({ prefold: false });
+    for (const r of [on, off]) {
+      const v = await registerSigned(r.url);
+      await uploadRound(r, v, 'big', k, n);
+      await waitFor(async () => r.app.store.getJob('big')!.version, (ver) => ver === 1, 50);
+    }
+    expect(await metric(on, 'tabtrain_round_prefolded_updates', 'job="big"')).toBe(k);
+    expect(await metric(off, 'tabtrain_round_prefolded_updates', 'job="big"')).toBe(0);
+    expect(on.app.pool.runs.prefold).toBe(k);
+    expect(off.app.pool.runs.prefold).toBe(0);
+    expect(on.app.store.versionHash('big', 1)).toBe(off.app.store.versionHash('big', 1));
+    expect(on.app.store.versionHash('big', 1)).not.toBe(on.app.store.versionHash('big', 0));
+  });
+
+  it('a worker that dies mid-round loses what it held decoded: the next attempt reads the updates from the store', async () => {
+    const reference = relays[0];
+    const r = await start({ fault: 'exit' });
+    const v = await registerSigned(r.url);
+    await uploadRound(r, v, 'big', k, n);
+    await waitFor(async () => r.app.store.getJob('big')!.version, (ver) => ver === 1, 50);
+    expect(faults).toEqual(['exit']);
+    expect(r.app.store.appliedUpdates('big', 1)).toHaveLength(k);
+    // the retry found nothing decoded (the thread that held them is gone) and decoded all four itself
+    expect(await metric(r, 'tabtrain_round_prefolded_updates', 'job="big"')).toBe(0);
+    expect(r.app.store.versionHash('big', 1)).toBe(reference.app.store.versionHash('big', 1));
+  });
+});
