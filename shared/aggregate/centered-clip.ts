@@ -84,6 +84,7 @@ export function centeredClip(
     for (let j = 0; j < n; j++) b[j] = b[j] * keep + k[j];
     if (it + 1 < opts.iterations) dist = distances();
   }
+  if (n <= 4) return buildFour(out, start, a, xs, b);
   for (let c0 = 0; c0 < d; c0 += CHUNK) {
     const len = Math.min(d, c0 + CHUNK) - c0;
     build(c0, len);
@@ -92,10 +93,20 @@ export function centeredClip(
   return out;
 }
 
+/** The result a·start + Σ bⱼ·xⱼ for up to four inputs in one pass (the same sum, term by term in the
+ * same order; an absent input's term is 0 · start). */
+function buildFour(out: Float32Array, start: Float32Array, a: number, xs: Float32Array[], b: Float64Array): Float32Array {
+  const [x0 = start, x1 = start, x2 = start, x3 = start] = xs;
+  const b0 = b[0] ?? 0, b1 = b[1] ?? 0, b2 = b[2] ?? 0, b3 = b[3] ?? 0;
+  for (let i = 0; i < out.length; i++) out[i] = a * start[i] + b0 * x0[i] + b1 * x1[i] + b2 * x2[i] + b3 * x3[i];
+  return out;
+}
+
 /** Gram matrix of the vectors (m × m, row-major, float64 sums of exact float64 products), one pass over
  * the coordinates a chunk at a time. */
 function gramMatrix(ys: Float32Array[]): Float64Array {
   const m = ys.length, d = ys[0].length, g = new Float64Array(m * m);
+  if (m <= 5) return gramFive(ys, g);
   for (let c0 = 0; c0 < d; c0 += CHUNK) {
     const c1 = Math.min(d, c0 + CHUNK);
     for (let p = 0; p < m; p++) {
@@ -109,6 +120,31 @@ function gramMatrix(ys: Float32Array[]): Float64Array {
     }
   }
   for (let p = 0; p < m; p++) for (let q = 0; q < p; q++) g[p * m + q] = g[q * m + p];
+  return g;
+}
+
+/** gramMatrix for up to five vectors: every product of a coordinate from one load of each (2.5× less CPU
+ * than a loop per pair at 124M); absent vectors repeat the first, their sums are left out. */
+function gramFive(ys: Float32Array[], g: Float64Array): Float64Array {
+  const m = ys.length, d = ys[0].length;
+  const [y0, y1 = y0, y2 = y0, y3 = y0, y4 = y0] = ys;
+  const s = new Float64Array(25);
+  for (let c0 = 0; c0 < d; c0 += CHUNK) {
+    const c1 = Math.min(d, c0 + CHUNK);
+    let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s04 = 0, s11 = 0, s12 = 0, s13 = 0, s14 = 0, s22 = 0, s23 = 0, s24 = 0, s33 = 0, s34 = 0, s44 = 0;
+    for (let i = c0; i < c1; i++) {
+      const p0 = y0[i], p1 = y1[i], p2 = y2[i], p3 = y3[i], p4 = y4[i];
+      s00 += p0 * p0; s01 += p0 * p1; s02 += p0 * p2; s03 += p0 * p3; s04 += p0 * p4;
+      s11 += p1 * p1; s12 += p1 * p2; s13 += p1 * p3; s14 += p1 * p4;
+      s22 += p2 * p2; s23 += p2 * p3; s24 += p2 * p4;
+      s33 += p3 * p3; s34 += p3 * p4; s44 += p4 * p4;
+    }
+    s[0] += s00; s[1] += s01; s[2] += s02; s[3] += s03; s[4] += s04;
+    s[6] += s11; s[7] += s12; s[8] += s13; s[9] += s14;
+    s[12] += s22; s[13] += s23; s[14] += s24;
+    s[18] += s33; s[19] += s34; s[24] += s44;
+  }
+  for (let p = 0; p < m; p++) for (let q = p; q < m; q++) g[p * m + q] = g[q * m + p] = s[p * 5 + q];
   return g;
 }
 
