@@ -17,7 +17,7 @@ import { publishVersionInPlace } from '../../shared/codec/version-delta.ts';
 import type { AggregatorName, PreAggregatorName } from '../../shared/aggregate/index.ts';
 import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
 import type { BaseCheckpoint, RoundInputs } from '../store/round-inputs.ts';
-import { stageParts, type FileParts, type StagedOutput } from '../store/checkpoint-files.ts';
+import { stageParts, type CheckpointPart, type FileParts, type StagedOutput } from '../store/checkpoint-files.ts';
 import { outerStepInPlace } from '../scheduler/outer-step.ts';
 import { outerGain } from '../scheduler/outer-gain.ts';
 
@@ -114,19 +114,29 @@ async function closeFolded(spec: RoundSpec, inputs: RoundInputs, acc: RoundAccum
   // the outer step's result overwrites `delta` and the base momentum becomes the next (both are this round's own copies)
   const target = outerStepInPlace(cur.params, cur.momentum, delta, spec.outerLr, spec.outerMomentum);
   lap('outer');
+  // each part is written as soon as it is final, while the next stage computes (see stageParts)
+  const writes: Promise<FileParts>[] = [];
+  const stage = (parts: Partial<Record<CheckpointPart, Uint8Array>>) => {
+    if (!spec.output) return;
+    const w = stageParts(spec.output, spec.jobId, spec.version + 1, parts);
+    w.catch(() => undefined); // awaited below; a stage that throws first leaves it to the closer's discard
+    writes.push(w);
+  };
+  stage({ momentum: bytesOf(cur.momentum) });
   // the new version is what its published delta gives: volunteers download that delta and rebuild these
   // exact bits (the base's array becomes the new version's: nothing here reads the base again)
   const published = publishVersionInPlace(cur.params, target, residual, spec.publish);
   lap('publish');
   const p = published.params;
+  stage({ params: bytesOf(p), residual: bytesOf(residual), delta: published.delta });
   const out: RoundOutcome = {
     params: p, momentum: cur.momentum, residual, delta: published.delta, deltaSha256: sha256(published.delta),
     hash: sha256(new Uint8Array(p.buffer, p.byteOffset, p.byteLength)), applied, lost, live, gain, ms, prefolded,
   };
   lap('hash');
   if (spec.output) {
-    const parts = { params: bytesOf(p), momentum: bytesOf(cur.momentum), residual: bytesOf(residual), delta: published.delta };
-    const staged = stageParts(spec.output, spec.jobId, spec.version + 1, parts);
+    // what is left of the writing once the hashes are done
+    const staged: FileParts = Object.assign({}, ...(await Promise.all(writes)));
     out.staged = staged;
     const none = new Float32Array(0);
     if (staged.params !== undefined) out.params = none;

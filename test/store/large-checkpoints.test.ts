@@ -11,7 +11,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultJobSpec } from '../../server/default-job.ts';
 import { openSqliteStores } from '../../server/store/async.ts';
-import { checkpointPath, stageParts, stagedPath } from '../../server/store/checkpoint-files.ts';
+import { checkpointPath, stageParts, stagedPath, type FileParts } from '../../server/store/checkpoint-files.ts';
 import { openPostgresStores } from '../../server/store/postgres/index.ts';
 import { readPostgresParams } from '../../server/store/postgres/params.ts';
 import { readParams } from '../../server/store/sqlite-params.ts';
@@ -237,12 +237,12 @@ describe('large checkpoints: SQLite files', () => {
         params: bytesOf(n.params), momentum: bytesOf(n.momentum), residual: bytesOf(n.residual!), delta: n.delta!.bytes,
       });
       const a = next(1), b = { ...next(1), params: floats(11), hash: 'h1b' };
-      const stagedA = stage('aaaa', a), stagedB = stage('bbbb', b);
+      const stagedA = await stage('aaaa', a), stagedB = await stage('bbbb', b);
       expect(stagedA).toEqual({ params: 4 * N, momentum: 4 * N, residual: 4 * N, delta: 4 * 700 });
       // nothing is a version's file yet
       expect(existsSync(checkpointPath(cp, 'j', 1, 'params'))).toBe(false);
       const none = new Float32Array(0);
-      const staged = (n: NextVersion, attempt: string, parts: typeof stagedA): NextVersion =>
+      const staged = (n: NextVersion, attempt: string, parts: FileParts): NextVersion =>
         ({ ...n, params: none, momentum: none, residual: none, delta: { bytes: new Uint8Array(0), sha256: n.delta!.sha256 }, staged: { attempt, parts } });
       expect(await r.commitRound('j', staged(a, 'aaaa', stagedA), [], 2)).toBe(true);
       // the loser's commit changes nothing: its staged files stay where they were, for its closer to discard
@@ -259,13 +259,13 @@ describe('large checkpoints: SQLite files', () => {
       expect((await r.listDeltas('j', 0, 1)).map((d) => [d.version, d.bytes, d.sha256])).toEqual([[1, 4 * 700, 'd1']]);
       // a part at or under the threshold stays in the row, staged or not
       const small = { ...next(2), delta: { bytes: new Uint8Array(10).fill(7), sha256: 'd2' } };
-      const stagedSmall = stageParts({ ...out, attempt: 'cccc' }, 'j', 2, { params: bytesOf(small.params), momentum: bytesOf(small.momentum), residual: bytesOf(small.residual!), delta: small.delta.bytes });
+      const stagedSmall = await stageParts({ ...out, attempt: 'cccc' }, 'j', 2, { params: bytesOf(small.params), momentum: bytesOf(small.momentum), residual: bytesOf(small.residual!), delta: small.delta.bytes });
       expect(stagedSmall.delta).toBeUndefined();
       expect(await r.commitRound('j', { ...staged(small, 'cccc', stagedSmall), delta: small.delta }, [], 4)).toBe(true);
       expect(new Uint8Array((await r.getDelta('j', 2))!)).toEqual(new Uint8Array(10).fill(7));
       expect((await r.getVersion('j', 2))!.params).toEqual(floats(2));
       // a worker that died after staging, before any commit: its files go on the next open
-      stage('dddd', next(3));
+      await stage('dddd', next(3));
       await stores.close();
       stores = openSqliteStores(file, { checkpointWorker: false, checkpointFileBytes: THRESHOLD });
       expect(readdirSync(join(cp, 'j')).filter((f) => f.endsWith('.staged'))).toEqual([]);
