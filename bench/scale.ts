@@ -5,7 +5,8 @@
 // as the relay reports them (read, fold = decode + accumulate, rule, outer step, publish, hash and write =
 // the new version's files, on the pool; commit = the row, on the event loop), the round close as seen from outside (last
 // upload's answer → the new version visible), and the evaluation (version visible → its evaluation
-// visible). /healthz is polled every 10 ms throughout; the relay's peak RSS (VmHWM, reset before the
+// visible). /healthz is polled every 10 ms throughout, from a thread of this process's own (the uploads'
+// bodies are made before the clock starts); the relay's peak RSS (VmHWM, reset before the
 // uploads) and its own event-loop delay (prom-client's monitor, read from /metrics) are reported. Then one
 // engine training step at 124M through Node and Dawn, with the memory plan's bytes beside the measured.
 // Tasks are one step of batch 1 (the relay's work does not depend on H; a 124M task of the demo's H is over the
@@ -16,6 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { encodeUpdate } from '../shared/codec/index.ts';
 import { mobyDick } from '../shared/jobs/demos.ts';
 import { tokenizerVocab } from '../shared/jobs/spec.ts';
@@ -40,6 +42,30 @@ const engineOn = process.env.BENCH_SCALE_ENGINE !== '0';
 
 const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN; };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** milliseconds on a clock every thread of this process shares */
+const now = (): number => performance.timeOrigin + performance.now();
+
+type Poll = { at: number; ms: number };
+/** Polls `url`/healthz every 10 ms on a worker thread until stopped; a dropped connection or a non-200
+ * answer counts as failed, and polling goes on. */
+function startPoller(url: string): { stop(): Promise<{ polls: Poll[]; failed: number }> } {
+  const w = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads');
+    const now = () => performance.timeOrigin + performance.now();
+    const polls = []; let failed = 0, on = true;
+    parentPort.once('message', () => { on = false; });
+    (async () => {
+      while (on) {
+        const at = now();
+        try { const r = await fetch(workerData + '/healthz'); await r.arrayBuffer(); if (r.status !== 200) failed++; } catch { failed++; }
+        polls.push({ at, ms: now() - at });
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      parentPort.postMessage({ polls, failed });
+    })();`, { eval: true, workerData: url });
+  const done = new Promise<{ polls: Poll[]; failed: number }>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+  return { async stop() { w.postMessage('stop'); const r = await done; await w.terminate(); return r; } };
+}
 
 type Result = {
   size: string; params: number; intakeMs: number[]; closeS: number; evalS: number; stages: Record<string, number>;
@@ -115,54 +141,45 @@ async function runSize(size: string): Promise<Result> {
     for (let i = 0; i < 6000 && (await json<{ evals: Eval[] }>(`/api/jobs/${JOB}/evals`)).evals.length === 0; i++) await sleep(50);
     for (let i = 0, last = cpu(pid); i < 90; i++) { await sleep(2000); const c = cpu(pid); if (c - last < 0.2) break; last = c; }
 
-    // /healthz every 10 ms, from the first upload to the evaluation of the new version
-    const polls: { at: number; ms: number }[] = [];
-    let polling = true, failed = 0;
-    const poller = (async () => {
-      while (polling) {
-        const t = performance.now();
-        try {
-          const r = await fetch(`${url}/healthz`);
-          await r.arrayBuffer();
-          if (r.status !== 200) failed++;
-        } catch {
-          failed++; // a dropped connection counts as a failed answer, and polling goes on
-        }
-        polls.push({ at: t, ms: performance.now() - t });
-        await sleep(10);
-      }
-    })();
-    writeFileSync(`/proc/${pid}/clear_refs`, '5'); // peak RSS from here
-    await fetch(`${url}/metrics`).then((r) => r.text()); // resets the relay's event-loop delay histogram
-
-    const intakeMs: number[] = [];
+    // the uploads are made before the clock starts: this process's own work must not take the relay's CPU
     const r0 = rng(11);
-    const cpu0 = cpuNow(pid);
-    for (const [i, t] of tasks.entries()) {
+    const uploads = await Promise.all(tasks.map(async (t) => {
       // random Δ, not trained: the relay's work does not depend on what the numbers are
       const delta = new Float32Array(n);
       for (let j = 0; j < n; j++) delta[j] = r0.normal() * 1e-4;
       const frame = encodeUpdateFrame({ lease: t.lease, volunteerId, losses: [5], samples: t.steps * t.batchSize, computeMs: 1000 }, encodeUpdate(delta, t.compression));
-      const headers = { 'content-type': 'application/octet-stream', 'x-tabtrain-signature': await signUpdate(identity, t.taskId, t.lease, frame) };
+      return { t, frame, headers: { 'content-type': 'application/octet-stream', 'x-tabtrain-signature': await signUpdate(identity, t.taskId, t.lease, frame) } };
+    }));
+
+    // /healthz every 10 ms, from the first upload to the evaluation of the new version, from a thread of
+    // its own: a poller on this thread would count this thread's own pauses as the relay's
+    const poller = startPoller(url);
+    writeFileSync(`/proc/${pid}/clear_refs`, '5'); // peak RSS from here
+    await fetch(`${url}/metrics`).then((r) => r.text()); // resets the relay's event-loop delay histogram
+
+    const intakeMs: number[] = [];
+    const cpu0 = cpuNow(pid);
+    for (const [i, { t, frame, headers }] of uploads.entries()) {
       const u0 = performance.now();
       const res = await post(`/api/tasks/${t.taskId}/update`, frame as BodyInit, headers);
       const text = await res.text();
       intakeMs.push(performance.now() - u0);
       if (res.status !== 200) throw new Error(`upload ${i} answered ${res.status}: ${text}`);
     }
-    const roundStart = performance.now();
+    uploads.length = 0;
+    const roundStart = now();
     const cpuIntake = cpuSince(pid, cpu0), cpu1 = cpuNow(pid);
     await fetch(`${url}/metrics`).then((r) => r.text()); // the event-loop delay from here covers the round
     let version = 0;
-    while (version < 1) { version = (await json<JobInfo>(`/api/jobs/${JOB}`)).version; if (version < 1) await sleep(10); }
-    const roundEnd = performance.now();
+    // every 50 ms: a job read is a few milliseconds of the relay's loop, which a 10 ms poll made a fifth of a core
+    while (version < 1) { version = (await json<JobInfo>(`/api/jobs/${JOB}`)).version; if (version < 1) await sleep(50); }
+    const roundEnd = now();
     const cpuRound = cpuSince(pid, cpu1), cpu2 = cpuNow(pid);
     const metrics = await fetch(`${url}/metrics`).then((r) => r.text());
-    while (!(await json<{ evals: Eval[] }>(`/api/jobs/${JOB}/evals`)).evals.some((e) => e.version === 1)) await sleep(10);
-    const evalEnd = performance.now();
+    while (!(await json<{ evals: Eval[] }>(`/api/jobs/${JOB}/evals`)).evals.some((e) => e.version === 1)) await sleep(50);
+    const evalEnd = now();
     const cpuEval = cpuSince(pid, cpu2);
-    polling = false;
-    await poller;
+    const { polls, failed } = await poller.stop();
     const rss = status(pid, 'VmHWM');
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
     const stages = Object.fromEntries(['read', 'fold', 'rule', 'outer', 'publish', 'hash', 'write', 'dispatch', 'commit'].map((s) => [s, metric(`tabtrain_round_stage_seconds\\{job="${JOB}",stage="${s}"\\}`)]));
