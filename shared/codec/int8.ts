@@ -80,3 +80,50 @@ function int8Parts(bytes: Uint8Array, dv: DataView, h: FrameHeader): { n: number
 function badInt8(i: number): never {
   throw new CodecError(`int8 update value ${i} is -128; quantised values lie in [-127, 127]`);
 }
+
+/**
+ * A version's int8 publication (version-delta.ts, publishVersionInPlace) a block at a time: per value
+ * x = (target − base) + residual, quantised as encode quantises it, the residual left x − q·s, and the
+ * base moved by q·s; the same operations in the same order as the generic path (subtract, add the
+ * residual, encode with feedback, decode, add), in one pass over each 1 KB block while it is in cache
+ * instead of seven over the whole model (4.4 s → about 1 s at 124M parameters). `target` holds x afterwards.
+ */
+export function publishInt8InPlace(base: Float32Array, target: Float32Array, residual: Float32Array, block: number): Uint8Array {
+  const n = base.length, nb = Math.ceil(n / block);
+  if (!Number.isInteger(block) || block < 1 || block > MAX_BLOCK) throw new CodecError(`compression.block must be an integer in [1, ${MAX_BLOCK}], got ${block}`);
+  const out = new Uint8Array(HEADER + 4 * nb + n);
+  const dv = writeHeader(out, CODE, 8, n, block);
+  const scales = new Float32Array(nb);
+  const q = new Int8Array(out.buffer, HEADER + 4 * nb, n);
+  const levels = 127, off = levels + 0.5;
+  for (let b = 0, s0 = 0; s0 < n; b++, s0 += block) {
+    const s1 = Math.min(s0 + block, n);
+    let max = 0;
+    for (let i = s0; i < s1; i++) {
+      target[i] = target[i] - base[i];
+      target[i] = target[i] + residual[i];
+      const x = target[i]; // as stored: fp32
+      if (!Number.isFinite(x)) throw new CodecError(`delta[${i}] is ${x} (after adding the residual); only finite values can be compressed`);
+      const a = Math.abs(x);
+      if (a > max) max = a;
+    }
+    const scale = Math.fround(max / levels);
+    scales[b] = scale;
+    if (scale === 0) {
+      // as quantizeBlocks: zeros sent, the whole of x stays in the residual, the base gains q·s = 0
+      for (let i = s0; i < s1; i++) { q[i] = 0; residual[i] = target[i] - Math.fround(0 * scale); base[i] = base[i] + 0 * scale; }
+      continue;
+    }
+    const inv = 1 / scale;
+    for (let i = s0; i < s1; i++) {
+      let r = ((target[i] * inv + off) | 0) - levels;
+      if (r > levels) r = levels; else if (r < -levels) r = -levels;
+      q[i] = r;
+      const dq = Math.fround(r * scale);
+      residual[i] = target[i] - dq;
+      base[i] = base[i] + dq;
+    }
+  }
+  writeF32s(out, dv, HEADER, scales);
+  return out;
+}

@@ -6,6 +6,7 @@
 // two fp32 values computed in float64 and stored into a Float32Array is the correctly rounded fp32 result
 // (float64 has more than 2·24 + 2 bits), so every browser and Node get the same bits.
 import { decodeUpdate, encodeUpdate, encodeUpdateFedBack, toDense, type Compression } from './index.ts';
+import { publishInt8InPlace } from './int8.ts';
 
 /** How a job's versions are published: int8 blocks (about 4× fewer bytes than fp32) unless the job
  * compresses nothing. Top-k jobs get int8 too: a version that moved only 1 % of its coordinates would
@@ -42,6 +43,7 @@ export function publishVersion(base: Float32Array, target: Float32Array, residua
  * 124M parameters five model-sized arrays fewer): `target` becomes the step, `base` becomes the published
  * version (returned as params). The same operations in the same order, so the same bits. */
 export function publishVersionInPlace(base: Float32Array, target: Float32Array, residual: Float32Array, c: Compression): { delta: Uint8Array; params: Float32Array } {
+  if (c.kind === 'int8' && residual.length === base.length && target.length === base.length) return { delta: publishInt8InPlace(base, target, residual, c.block), params: base };
   // the step plus the residual, in `target` (the fp32 sums encodeUpdate would make in a copy of its own)
   for (let i = 0; i < target.length; i++) target[i] = target[i] - base[i];
   for (let i = 0; i < target.length; i++) target[i] = target[i] + residual[i];

@@ -52,6 +52,25 @@ describe('version deltas', () => {
       expect(hash(res2)).toBe(hash(res1));
     });
 
+    if (c.kind === 'int8') {
+      it('int8 in place (one pass a block) matches the copies with odd blocks, an all-zero block and a tiny one', () => {
+        const r = rng(4);
+        for (const block of [1, 7, 64]) {
+          const base = Float32Array.from({ length: 1001 }, () => r.normal() * 0.1);
+          const target = Float32Array.from(base, (x) => x + r.normal() * 0.01);
+          const residual = Float32Array.from(base, () => r.normal() * 1e-4);
+          for (let i = 0; i < 2 * block; i++) { target[i] = base[i]; residual[i] = 0; } // blocks with nothing to send
+          for (let i = 2 * block; i < 3 * block; i++) { target[i] = base[i]; residual[i] = 1e-45; } // a scale that underflows
+          const res1 = Float32Array.from(residual), res2 = Float32Array.from(residual);
+          const copied = publishVersion(base, target, res1, { kind: 'int8', block });
+          const inPlace = publishVersionInPlace(Float32Array.from(base), Float32Array.from(target), res2, { kind: 'int8', block });
+          expect(hash(inPlace.params)).toBe(hash(copied.params));
+          expect(Buffer.from(inPlace.delta).equals(Buffer.from(copied.delta))).toBe(true);
+          expect(hash(res2)).toBe(hash(res1));
+        }
+      });
+    }
+
     it(`rebuild the relay's exact bits over 40 versions from any version held (${c.kind} job)`, () => {
       const { v0, deltas, hashes } = chain(40, 3001, c, 7);
       let p: Float32Array = v0;
