@@ -51,9 +51,10 @@ export function createMetrics() {
       name: 'tabtrain_task_steps', help: 'inner steps H of the tasks leased on swarm jobs (sized to each device)',
       labelNames: ['job'], registers: r, buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
     }),
+    roundStageCpuSeconds: new Gauge({ name: 'tabtrain_round_stage_cpu_seconds', help: 'CPU the last round\'s thread spent in each stage (Linux): its wall time less waiting for a core or for the disk', labelNames: ['job', 'stage'], registers: r }),
     roundStageSeconds: new Gauge({
       name: 'tabtrain_round_stage_seconds', labelNames: ['job', 'stage'], registers: r,
-      help: 'the last round close by stage: read, fold (decode + accumulate), rule, outer (step), publish (version delta), hash on the pool; dispatch (queueing, moving results); commit (checkpoint write) on the event loop',
+      help: 'the last round close by stage: read, fold (decode + accumulate), rule, outer (step), publish (version delta), hash, write (what is left of the staged files\' writing after the hash) on the pool; dispatch (queueing, e.g. behind the last update\'s prefold, moving results); commit (the row) on the event loop',
     }),
     roundLoopDelay: new Gauge({
       name: 'tabtrain_round_loop_delay_seconds', labelNames: ['job', 'stat'], registers: r,

@@ -12,6 +12,7 @@
 // updates' arrays are reused for the base params, momentum and residual as they are read (no three new
 // model-sized arrays while the old wait for the garbage collector).
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { decodeUpdate, type Compression, type Update } from '../../shared/codec/index.ts';
 import { publishVersionInPlace } from '../../shared/codec/version-delta.ts';
 import type { AggregatorName, PreAggregatorName } from '../../shared/aggregate/index.ts';
@@ -60,9 +61,22 @@ export type RoundOutcome = {
   gain: number;
   /** milliseconds per stage, on the thread that ran it */
   ms: { read: number; fold: number; rule: number; outer: number; publish: number; hash: number; write: number };
+  /** that thread's CPU milliseconds per stage (Linux; what the wall times are, less waiting for a core) */
+  cpuMs?: RoundOutcome['ms'];
 };
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** This thread's CPU time (user + system) in ms, from /proc (clock ticks of 10 ms); NaN where there is none. */
+function threadCpuMs(): number {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
 
 /** Updates decoded before the close (./prefold.ts): a task id's values, taken from wherever they were held. */
 export type Prefolded = (taskId: string) => Float32Array | undefined;
@@ -70,8 +84,9 @@ export type Prefolded = (taskId: string) => Float32Array | undefined;
 /** `collect`: frees dead arrays now (a pool worker's ./collect.ts), between the stages that leave many */
 export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect: () => void = () => undefined, prefolded: Prefolded = () => undefined): Promise<RoundOutcome> {
   const ms = { read: 0, fold: 0, rule: 0, outer: 0, publish: 0, hash: 0, write: 0 };
-  let t = performance.now();
-  const lap = (stage: keyof typeof ms) => { const n = performance.now(); ms[stage] += n - t; t = n; };
+  const cpuMs = { ...ms };
+  let t = performance.now(), c = threadCpuMs();
+  const lap = (stage: keyof typeof ms) => { const n = performance.now(), nc = threadCpuMs(); ms[stage] += n - t; cpuMs[stage] += nc - c; t = n; c = nc; };
   const applied: string[] = [], lost: string[] = [];
   let found = 0;
   const take: Prefolded = (id) => { const x = prefolded(id); if (x) found++; return x; };
@@ -86,8 +101,9 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect
   if (spec.fault === 'exit') process.exit(1); // a worker thread's exit ends that thread only
   if (spec.fault === 'exit-written' && !spec.output) throw new Error('round fault injected for a test: nothing to stage, the worker failed mid-round');
   if (applied.length === 0) return empty(applied, lost, ms);
+  const withCpu = <T extends RoundOutcome>(o: T): T => (Number.isNaN(c) ? o : { ...o, cpuMs });
   collect(); // the payloads and their decoding's scratch, before the rule's arrays
-  const out = await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms, prefolded: found });
+  const out = withCpu(await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms, prefolded: found }));
   acc = undefined as unknown as RoundAccumulator;
   // what the round wrote and no longer needs (its files hold it now) goes before the result does: the
   // version's evaluation starts reading as soon as the commit lands, and would add to it

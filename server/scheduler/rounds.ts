@@ -159,6 +159,7 @@ export function createRounds(o: RoundsOptions) {
       return false;
     }
     for (const [stage, ms] of Object.entries({ ...r.ms, dispatch: dispatchMs, commit: commitMs })) metrics.roundStageSeconds.set({ job: jobId, stage }, ms / 1000);
+    for (const [stage, ms] of Object.entries(r.cpuMs ?? {})) metrics.roundStageCpuSeconds.set({ job: jobId, stage }, ms / 1000);
     await prune(jobId, version, h.stalenessBound);
     stop();
     const trigger = count >= k ? 'k' : 'timer';

@@ -115,6 +115,10 @@ describe('a large round on the pool', () => {
     console.log(`round of ${k} × ${n} on the pool: ${[...names, 'commit'].map((name) => `${name} ${stage(name).toFixed(2)} s`).join(', ')}; `
       + `${answered} /healthz answers meanwhile; event-loop delay while the pool computed: p99 ${(p99 * 1000).toFixed(1)} ms, max ${(max * 1000).toFixed(1)} ms`);
     expect(answered).toBeGreaterThan(0);
+    // the worker's own CPU per stage: some for the rule, never more than the stage's wall time (10 ms ticks)
+    const cpu = (name: string) => read('tabtrain_round_stage_cpu_seconds', `job="big",stage="${name}"`);
+    expect(cpu('rule')).toBeGreaterThan(0);
+    for (const name of names) expect(cpu(name)).toBeLessThanOrEqual(stage(name) + 0.02);
     // On the loop, the rule alone held it for its whole time (seconds: its one synchronous call), so the
     // loop's worst delay was at least that. On the pool what is left is the loop's own work and the OS
     // scheduler's: a small fraction of the math on any machine. (The 50 ms goal is bench:scale's figure:
@@ -153,7 +157,9 @@ describe('a large model\'s updates decoded as they arrive (server/pool/prefold.t
       await uploadRound(r, v, 'big', k, n);
       await waitFor(async () => r.app.store.getJob('big')!.version, (ver) => ver === 1, 50);
     }
-    expect(await metric(on, 'tabtrain_round_prefolded_updates', 'job="big"')).toBe(k);
+    // every update the close found decoded; the last one's decoding may queue behind the close when the
+    // sweep asks for the round before the upload's own request does (it is then read at the close)
+    expect(await metric(on, 'tabtrain_round_prefolded_updates', 'job="big"')).toBeGreaterThanOrEqual(k - 1);
     expect(await metric(off, 'tabtrain_round_prefolded_updates', 'job="big"')).toBe(0);
     expect(on.app.pool.runs.prefold).toBe(k);
     expect(off.app.pool.runs.prefold).toBe(0);
@@ -169,8 +175,9 @@ describe('a large model\'s updates decoded as they arrive (server/pool/prefold.t
     await waitFor(async () => r.app.store.getJob('big')!.version, (ver) => ver === 1, 50);
     expect(faults).toEqual(['exit']);
     expect(r.app.store.appliedUpdates('big', 1)).toHaveLength(k);
-    // the retry found nothing decoded (the thread that held them is gone) and decoded all four itself
-    expect(await metric(r, 'tabtrain_round_prefolded_updates', 'job="big"')).toBe(0);
+    // the retry found at most the last update decoded (the thread that held the first three is gone; the last's
+    // decoding may have queued behind the failed attempt) and read the others from the store
+    expect(await metric(r, 'tabtrain_round_prefolded_updates', 'job="big"')).toBeLessThanOrEqual(1);
     expect(r.app.store.versionHash('big', 1)).toBe(reference.app.store.versionHash('big', 1));
   });
 });
