@@ -68,7 +68,7 @@ function startPoller(url: string): { stop(): Promise<{ polls: Poll[]; failed: nu
 }
 
 type Result = {
-  size: string; params: number; intakeMs: number[]; closeS: number; evalS: number; stages: Record<string, number>; stageCpu: Record<string, number>;
+  size: string; params: number; intakeMs: number[]; closeS: number; evalS: number; stages: Record<string, number>; stageCpu: Record<string, number>; prefolded: number;
   /** relay CPU seconds by phase: all threads, and the main thread (the event loop) */
   cpu: { intake: Cpu; round: Cpu; eval: Cpu };
   healthP99: { intake: number; round: number; all: number }; healthMax: number; healthFailed: number; healthPolls: number; lagMs: { p99: number; max: number }; rssGb: number;
@@ -91,6 +91,7 @@ process.once('SIGTERM', () => { void relay.close().then(() => process.exit(0)); 
 process.stdout.write('URL ' + relay.url + '\\n');
 `);
   const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  if (process.env.BENCH_SCALE_LOG) child.stdout!.on('data', (c) => process.stderr.write(c));
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (c) => { out += c; const m = /URL (\S+)\n/.exec(out); if (m) resolve(m[1]); });
@@ -186,7 +187,7 @@ async function runSize(size: string): Promise<Result> {
     const stageCpu = Object.fromEntries(['read', 'fold', 'rule', 'outer', 'publish', 'hash', 'write'].map((s) => [s, metric(`tabtrain_round_stage_cpu_seconds\\{job="${JOB}",stage="${s}"\\}`)]));
     const during = (a: number, b: number) => polls.filter((p) => p.at + p.ms >= a && p.at <= b).map((p) => p.ms);
     return {
-      size, params: n, intakeMs, closeS: (roundEnd - roundStart) / 1000, evalS: (evalEnd - roundEnd) / 1000, stages, stageCpu,
+      size, params: n, intakeMs, closeS: (roundEnd - roundStart) / 1000, evalS: (evalEnd - roundEnd) / 1000, stages, stageCpu, prefolded: metric(`tabtrain_round_prefolded_updates\\{job="${JOB}"\\}`),
       cpu: { intake: cpuIntake, round: cpuRound, eval: cpuEval },
       healthP99: { intake: pct(during(0, roundStart), 0.99), round: pct(during(roundStart, roundEnd), 0.99), all: pct(polls.map((p) => p.ms), 0.99) },
       healthMax: Math.max(...during(roundStart, roundEnd)), healthFailed: failed, healthPolls: polls.length,
@@ -229,7 +230,7 @@ for (const size of sizes) {
   const r = await runSize(size);
   results.push(r);
   const st = Object.entries(r.stages).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
-  console.log(`  the round's thread CPU by stage, s: ${Object.entries(r.stageCpu).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+  console.log(`  the round's thread CPU by stage, s: ${Object.entries(r.stageCpu).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}; ${r.prefolded} of ${K} updates decoded on arrival`);
   console.log(`  intake ${r.intakeMs.map((m) => (m / 1000).toFixed(2)).join(' / ')} s per upload; round close ${r.closeS.toFixed(2)} s (relay stages, s: ${st}); evaluation lands ${r.evalS.toFixed(2)} s after`);
   const c = (x: Cpu) => `${x.all.toFixed(2)} s (event loop ${x.main.toFixed(2)} s)`;
   console.log(`  relay CPU: intake ${c(r.cpu.intake)}, round ${c(r.cpu.round)}, evaluation ${c(r.cpu.eval)}`);

@@ -56,8 +56,9 @@ export type IntakeOptions = {
   stopRules: Stopping;
   /** called when an accepted update made the round's K: the round closes outside this request */
   roundReady: (jobId: string) => void;
-  /** called for each stored update that counts (weight > 0): large models' are decoded ahead of the close */
-  accepted: (jobId: string, taskId: string, length: number) => void;
+  /** called before an update is stored; what it answers is called once it is stored (with its task id when it
+   * counts: large models' are decoded ahead of the close) or failed to be (nothing) */
+  storing: (jobId: string, length: number) => (taskId?: string) => void;
   /** swarm jobs' paces and round rule (./swarm.ts) */
   swarm: SwarmPolicy;
 };
@@ -166,18 +167,24 @@ export function createIntake(o: IntakeOptions) {
     // a spot check keeps its copy in the defence store: a spooled one is read before the store takes its file
     const replicaPayload = mine ? (spooled ? await readPayload(spooled) : frame.payload) : undefined;
     const payloadBytes = spooled ? byteLength - spooled.head.byteLength : frame.payload.byteLength;
-    await store.acceptUpdate({
-      // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
-      // volunteer is told the usual weight, so an unflagged check stays unseen.
-      taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : weight,
-      // credit is what the relay leased (H steps of its batch), never the header's claim; the measured
-      // compute time is informative only, and no longer than the lease has been out
-      ...(spooled ? { payloadFile: { path: spooled.file, byteLength: payloadBytes } } : { payload: frame.payload }),
-      payloadHash: hash, losses: header.losses, samples, computeMs, acceptedAt: t, norm,
-    }, JSON.stringify(ack));
+    const stored = o.storing(job.jobId, n);
+    try {
+      await store.acceptUpdate({
+        // a spot check's second copy is kept to compare, not counted: one shard and seed weigh once. Its
+        // volunteer is told the usual weight, so an unflagged check stays unseen.
+        taskId, jobId: job.jobId, volunteerId: header.volunteerId, baseVersion: task.baseVersion, round: job.version, weight: secondCopy ? 0 : weight,
+        // credit is what the relay leased (H steps of its batch), never the header's claim; the measured
+        // compute time is informative only, and no longer than the lease has been out
+        ...(spooled ? { payloadFile: { path: spooled.file, byteLength: payloadBytes } } : { payload: frame.payload }),
+        payloadHash: hash, losses: header.losses, samples, computeMs, acceptedAt: t, norm,
+      }, JSON.stringify(ack));
+    } catch (e) {
+      stored();
+      throw e;
+    }
+    stored(secondCopy ? undefined : taskId);
     // remembered as for the job's nominal H, so tasks of any size share one history (linear in steps:
     // AdamW moves each parameter at most about lr per step, so that is the upper envelope)
-    if (!secondCopy) o.accepted(job.jobId, taskId, n);
     await rememberNorm(job, norm * (h.steps / taskSteps));
     if (mine) await spotCheck(mine, group, taskId, replicaPayload!, n, t);
     metrics.updatesAccepted.inc({ job: job.jobId });

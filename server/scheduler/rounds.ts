@@ -100,6 +100,9 @@ export function createRounds(o: RoundsOptions) {
       const timerDue = byTimer && count >= h.quorum && t0 - job.roundStartedAt >= h.roundTimeoutMs;
       if (count < h.updatesPerRound && !timerDue) return false;
     }
+    // the updates being decoded ahead of this close: waited for, so it folds them decoded
+    const ahead = prefolding.get(jobId);
+    if (ahead?.size) await Promise.all([...ahead]);
     const stop = metrics.roundSeconds.startTimer();
     // Streaming: the pending updates are read one at a time and folded into bucket sums, so the round
     // holds O(buckets × P) whatever K (shared/aggregate/streaming.ts). Folding at the close, from the
@@ -174,17 +177,34 @@ export function createRounds(o: RoundsOptions) {
     return true;
   }
 
-  /** An accepted update of a large model is decoded now on the round lane, where its round's close will
-   * find it (../pool/prefold.ts): the close is then mostly the robust rule and the outer step. Queued
-   * before the close its upload may trigger, on the same one-thread lane. */
-  function prefold(jobId: string, taskId: string, length: number): void {
-    if (!pool || o.prefold === false || length < PREFOLD_MIN_PARAMS) return;
+  /** Per job, the decodings ahead of a round (prefold below) still running or about to start: a close
+   * waits for them, so it finds the updates decoded rather than racing the last upload's. */
+  const prefolding = new Map<string, Set<Promise<void>>>();
+
+  /** Intake is about to store an update of `length` parameters for the job. A large model's is then
+   * decoded on the round lane, where its round's close finds it (../pool/prefold.ts): the close is then
+   * mostly the robust rule and the outer step. Registered before the store's commit, since a close (the
+   * sweep's) may start as soon as the commit lands; answers what to call once the update is stored (its
+   * task id, to decode it) or not stored after all (nothing). */
+  function storing(jobId: string, length: number): (taskId?: string) => void {
+    if (!pool || o.prefold === false || length < PREFOLD_MIN_PARAMS) return () => undefined;
+    const lane = pool;
     const src = store.paramsSource(jobId, 0);
-    if (src instanceof Float32Array) return;
-    pool.run({ kind: 'prefold', db: src.db, taskId, length }).catch((e: unknown) => {
-      // the close reads and decodes it itself
-      if (!(e instanceof PoolClosedError)) log.warn({ err: e, job: jobId, task: taskId }, 'decoding an update ahead of its round failed');
-    });
+    if (src instanceof Float32Array) return () => undefined;
+    let finish!: () => void;
+    const p = new Promise<void>((resolve) => { finish = resolve; });
+    let mine = prefolding.get(jobId);
+    if (!mine) prefolding.set(jobId, (mine = new Set()));
+    const set = mine;
+    set.add(p);
+    void p.then(() => { set.delete(p); if (set.size === 0 && prefolding.get(jobId) === set) prefolding.delete(jobId); });
+    return (taskId) => {
+      if (taskId === undefined) { finish(); return; }
+      lane.run({ kind: 'prefold', db: src.db, taskId, length }).catch((e: unknown) => {
+        // the close reads and decodes it itself
+        if (!(e instanceof PoolClosedError)) log.warn({ err: e, job: jobId, task: taskId }, 'decoding an update ahead of its round failed');
+      }).finally(finish);
+    };
   }
 
   /** The round's math: on the pool, which reads the store itself, or inline from the store (no pool). */
@@ -212,7 +232,7 @@ export function createRounds(o: RoundsOptions) {
   }
 
   return {
-    scheduleRound, closeRound, prefold,
+    scheduleRound, closeRound, storing,
     /** Closes rounds on this worker pool from now on. */
     usePool: (p: WorkPool): void => { pool = p; },
   };

@@ -64,7 +64,7 @@ export function createScheduler(o: SchedulerOptions) {
   });
   stores.on('eval-stored', (e) => later(() => void stopRules.check(e.jobId, { needEval: true })));
   const leasing = createLeasing({ store, guard, secret, log, metrics, now, requireJob, swarm });
-  const intake = createIntake({ store, guard, secret, log, metrics, now, requireJob, stopRules, roundReady: rounds.scheduleRound, accepted: rounds.prefold, swarm });
+  const intake = createIntake({ store, guard, secret, log, metrics, now, requireJob, stopRules, roundReady: rounds.scheduleRound, storing: rounds.storing, swarm });
 
   /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool). */
   /** `initial`: version 0 made elsewhere (the operator plugin makes a big model's on its worker pool).
