@@ -47,14 +47,17 @@ const now = (): number => performance.timeOrigin + performance.now();
 
 type Poll = { at: number; ms: number };
 /** Polls `url`/healthz every 10 ms on a worker thread until stopped; a dropped connection or a non-200
- * answer counts as failed, and polling goes on. */
-function startPoller(url: string): { stop(): Promise<{ polls: Poll[]; failed: number }> } {
+ * answer counts as failed, and polling goes on. Ready once a first, unrecorded poll has been answered (the
+ * thread's first fetch loads the HTTP client: a few hundred ms that are not the relay's). */
+function startPoller(url: string): { ready: Promise<void>; stop(): Promise<{ polls: Poll[]; failed: number }> } {
   const w = new Worker(`
     const { parentPort, workerData } = require('node:worker_threads');
     const now = () => performance.timeOrigin + performance.now();
     const polls = []; let failed = 0, on = true;
     parentPort.once('message', () => { on = false; });
     (async () => {
+      await fetch(workerData + '/healthz').then((r) => r.arrayBuffer()).catch(() => undefined);
+      parentPort.postMessage('ready');
       while (on) {
         const at = now();
         try { const r = await fetch(workerData + '/healthz'); await r.arrayBuffer(); if (r.status !== 200) failed++; } catch { failed++; }
@@ -63,8 +66,9 @@ function startPoller(url: string): { stop(): Promise<{ polls: Poll[]; failed: nu
       }
       parentPort.postMessage({ polls, failed });
     })();`, { eval: true, workerData: url });
-  const done = new Promise<{ polls: Poll[]; failed: number }>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
-  return { async stop() { w.postMessage('stop'); const r = await done; await w.terminate(); return r; } };
+  const ready = new Promise<void>((resolve, reject) => { w.once('message', () => resolve()); w.once('error', reject); });
+  const done = ready.then(() => new Promise<{ polls: Poll[]; failed: number }>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }));
+  return { ready, async stop() { w.postMessage('stop'); const r = await done; await w.terminate(); return r; } };
 }
 
 type Result = {
@@ -155,6 +159,7 @@ async function runSize(size: string): Promise<Result> {
     // /healthz every 10 ms, from the first upload to the evaluation of the new version, from a thread of
     // its own: a poller on this thread would count this thread's own pauses as the relay's
     const poller = startPoller(url);
+    await poller.ready;
     writeFileSync(`/proc/${pid}/clear_refs`, '5'); // peak RSS from here
     await fetch(`${url}/metrics`).then((r) => r.text()); // resets the relay's event-loop delay histogram
 
