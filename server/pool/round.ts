@@ -1,6 +1,6 @@
 // A round's heavy math, run on a pool worker (or inline without a pool): read the base checkpoint and the
-// pending updates, decode and fold them one at a time into the streaming accumulator
-// (shared/aggregate/streaming.ts), the robust rule, the DiLoCo outer step, publishing the version as a
+// pending updates, decode (unless decoded on arrival already, ./prefold.ts) and fold them one at a time
+// into the streaming accumulator (shared/aggregate/streaming.ts), the robust rule, the DiLoCo outer step, publishing the version as a
 // compressed delta (shared/codec/version-delta.ts), the hashes, and (SQLite) writing the new version's
 // large parts to files under this attempt's own staged names (../store/checkpoint-files.ts). The main
 // thread only routes the task and inserts the row (server/scheduler/rounds.ts; the winning commit renames
@@ -101,9 +101,9 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect
   if (spec.fault === 'exit') process.exit(1); // a worker thread's exit ends that thread only
   if (spec.fault === 'exit-written' && !spec.output) throw new Error('round fault injected for a test: nothing to stage, the worker failed mid-round');
   if (applied.length === 0) return empty(applied, lost, ms);
-  const withCpu = <T extends RoundOutcome>(o: T): T => (Number.isNaN(c) ? o : { ...o, cpuMs });
   collect(); // the payloads and their decoding's scratch, before the rule's arrays
-  const out = withCpu(await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms, prefolded: found }));
+  const out = await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms, prefolded: found });
+  if (!Number.isNaN(c)) out.cpuMs = cpuMs;
   acc = undefined as unknown as RoundAccumulator;
   // what the round wrote and no longer needs (its files hold it now) goes before the result does: the
   // version's evaluation starts reading as soon as the commit lands, and would add to it
