@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { decodeUpdate, type Compression, type Update } from '../../shared/codec/index.ts';
 import { publishVersionInPlace } from '../../shared/codec/version-delta.ts';
 import type { AggregatorName, PreAggregatorName } from '../../shared/aggregate/index.ts';
-import { createRoundAccumulator, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
+import { createRoundAccumulator, roundBuckets, type RoundAccumulator } from '../../shared/aggregate/streaming.ts';
 import type { BaseCheckpoint, RoundInputs } from '../store/round-inputs.ts';
 import { stageParts, type CheckpointPart, type FileParts, type StagedOutput } from '../store/checkpoint-files.ts';
 import { outerStepInPlace } from '../scheduler/outer-step.ts';
@@ -174,7 +174,7 @@ const bytesOf = (a: Float32Array): Uint8Array => new Uint8Array(a.buffer, a.byte
  * too: the round's step was then set by the fastest devices and the outer momentum carried it past the
  * minimum (measured: 31 % held-out accuracy where fixed H reached 88 % at equal samples, bench/swarm.ts). */
 async function foldAll(spec: RoundSpec, inputs: RoundInputs, prefolded: Prefolded, applied: string[], lost: string[], all: boolean, lap: (s: 'read' | 'fold') => void): Promise<RoundAccumulator> {
-  const acc = createRoundAccumulator(spec.length, { seed: spec.version });
+  const acc = createRoundAccumulator(spec.length, { seed: spec.version, buckets: roundBuckets(spec.taskIds.length, spec.length) });
   for (const id of spec.taskIds) {
     // decoded when it arrived (./prefold.ts): only its weight and samples are read now
     const held = prefolded(id);

@@ -18,6 +18,17 @@ import type { AggregatorName } from './registry.ts';
 
 /** Default bucket count: enough inputs for the robust rules to tell a few outliers from the crowd. */
 export const DEFAULT_ROUND_BUCKETS = 32;
+/** What a round's accumulator may hold of P-length vectors (float32 kept updates, or float64 bucket sums). */
+export const ROUND_MEMORY_BYTES = 3e9;
+
+/** Buckets for a round of `n` updates of `length` parameters: every update kept whole (the rule sees each)
+ * when up to DEFAULT_ROUND_BUCKETS of them fit the memory; otherwise as many float64 bucket sums as fit, at
+ * least 2 and at most DEFAULT_ROUND_BUCKETS. 32 sums of a 124M model would be 32 GB: a large swarm round
+ * there gets 2 (so its rule sees two bucket means, and its robustness rests on the relay's other checks). */
+export function roundBuckets(n: number, length: number): number {
+  if (n <= DEFAULT_ROUND_BUCKETS && n * 4 * length <= ROUND_MEMORY_BYTES) return Math.max(1, n);
+  return Math.max(2, Math.min(DEFAULT_ROUND_BUCKETS, Math.floor(ROUND_MEMORY_BYTES / (8 * length))));
+}
 
 export type RoundAccumulator = {
   /** Adds one update with its weight (≥ 0); the update may be dropped by the caller afterwards. */

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { aggregate } from '../../shared/aggregate/index.ts';
 import { weightedMean } from '../../shared/aggregate/mean.ts';
-import { createRoundAccumulator } from '../../shared/aggregate/streaming.ts';
+import { createRoundAccumulator, DEFAULT_ROUND_BUCKETS, ROUND_MEMORY_BYTES, roundBuckets } from '../../shared/aggregate/streaming.ts';
 import type { Update } from '../../shared/codec/index.ts';
 import { rng } from '../../shared/util/rng.ts';
 
@@ -73,5 +73,21 @@ describe('streaming round aggregation', () => {
     for (const u of updates(5, 4)) big.fold(u, 1);
     big.close('mean');
     expect(big.release()).toEqual([]);
+  });
+});
+
+describe('a round\'s bucket count (roundBuckets)', () => {
+  it('keeps every update of a small round whole, and fits large rounds of large models into the memory', () => {
+    expect(roundBuckets(4, 1e5)).toBe(4);
+    expect(roundBuckets(32, 1e5)).toBe(32);
+    expect(roundBuckets(1000, 1e5)).toBe(DEFAULT_ROUND_BUCKETS);
+    // 124M parameters: a round of 4 int8 updates stays exact (2 GB of float32); a swarm round of 100 sums
+    // into 2 float64 buckets (2 GB) rather than 32 (32 GB)
+    expect(roundBuckets(4, 126_860_544)).toBe(4);
+    expect(roundBuckets(100, 126_860_544)).toBe(2);
+    expect(roundBuckets(100, 31_000_000)).toBe(12);
+    expect(12 * 8 * 31_000_000).toBeLessThanOrEqual(ROUND_MEMORY_BYTES);
+    // six 124M updates whole would be 3.04 GB: summed into 2 buckets instead
+    expect(roundBuckets(6, 126_860_544)).toBe(2);
   });
 });
