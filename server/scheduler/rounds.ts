@@ -1,5 +1,5 @@
-// Rounds: when K updates are in (or the round timer fired with a quorum; swarm jobs: the round's target
-// time passed with a quorum, ./round-size.ts), the pending updates are aggregated, the DiLoCo outer step
+// Rounds: when K updates are in (or the round timer fired with a quorum; swarm jobs: K from the live
+// tasks, or the round's target time passed with a quorum, ./round-size.ts), the pending updates are aggregated, the DiLoCo outer step
 // makes the next version, published as a compressed delta, and committed with the updates it applied (a
 // conditional commit: only one closer of a round wins); then retention prunes old checkpoints and
 // payloads. Evaluation and stopping rules follow the commit's event.
@@ -89,10 +89,11 @@ export function createRounds(o: RoundsOptions) {
     const count = await store.countPendingUpdates(jobId);
     const t0 = now();
     const swarmJob = isSwarm(h);
-    const k = swarmJob ? swarm.k(jobId, h, t0) : h.updatesPerRound;
+    const live = swarmJob ? await store.countLiveTasks(jobId, t0) : 0;
+    const k = swarmJob ? swarm.k(jobId, h, live) : h.updatesPerRound;
     if (swarmJob) {
-      // by time with a quorum, whoever calls (./round-size.ts)
-      if (!swarm.due(h, count, t0 - job.roundStartedAt)) return false;
+      // K from the live tasks, or by time with a quorum, whoever calls (./round-size.ts)
+      if (!swarm.due(jobId, h, count, live, t0 - job.roundStartedAt)) return false;
     } else {
       const timerDue = byTimer && count >= h.quorum && t0 - job.roundStartedAt >= h.roundTimeoutMs;
       if (count < h.updatesPerRound && !timerDue) return false;
