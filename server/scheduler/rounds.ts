@@ -105,10 +105,17 @@ export function createRounds(o: RoundsOptions) {
     // relays sharing one database close a round from what all of them accepted.
     const taskIds = await store.pendingUpdateIds(jobId);
     if (taskIds.length === 0) { stop(); return false; }
+    // FedNova (Wang et al., arXiv 2007.07481): each Δ of a swarm round is divided by its own samples and
+    // multiplied by the round's effective samples, the weighted mean of its updates' (./pool/round.ts folds
+    // them so). Multiplied by the job's nominal instead, a round of short tasks was stretched to full ones:
+    // the first round of a job, all new volunteers on 3-step first tasks of 20, moved the model as 6.7
+    // times 3 steps of AdamW, whose first steps all go one way; the default MNIST job's held-out loss then
+    // jumped past its guardrail, whose rollbacks struck and banned its honest volunteers within a minute.
+    const effectiveSamples = swarmJob ? (await store.pendingMeanSamples(jobId)) ?? h.steps * h.batchSize : undefined;
     const spec: RoundSpec = {
       jobId, version: job.version, length: paramCount(job.model), taskIds,
       aggregator: h.aggregator, preAggregators: h.preAggregators, outerLr: h.outerLr, outerMomentum: h.outerMomentum,
-      publish: deltaCompression(h.compression, h.versionCompression), nominalSamples: swarmJob ? h.steps * h.batchSize : undefined, fault: o.roundFault?.(),
+      publish: deltaCompression(h.compression, h.versionCompression), nominalSamples: effectiveSamples, fault: o.roundFault?.(),
       // a big swarm round's step grows with how much averaging cut its noise (./outer-gain.ts)
       gain: swarmJob ? { kRef: Math.max(h.updatesPerRound, DILOCO_REPLICAS), max: swarmSettings(h).maxOuterGain } : undefined,
     };
