@@ -192,8 +192,8 @@ export function createIntake(o: IntakeOptions) {
     metrics.updateStaleness.observe({ job: job.jobId }, staleness);
     const pending = await store.countPendingUpdates(job.jobId);
     if (swarmJob) {
-      swarm.accepted(job.jobId, h, taskId, header.volunteerId, taskSteps, computeMs, t - task.issuedAt, t);
-      if (swarm.due(h, pending, t - job.roundStartedAt)) o.roundReady(job.jobId);
+      swarm.accepted(taskId, header.volunteerId, taskSteps, computeMs, t - task.issuedAt);
+      if (swarm.due(job.jobId, h, pending, await store.countLiveTasks(job.jobId, t), t - job.roundStartedAt)) o.roundReady(job.jobId);
     } else if (pending >= h.updatesPerRound) o.roundReady(job.jobId);
     return ack;
   }

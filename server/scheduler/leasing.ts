@@ -87,7 +87,7 @@ export function createLeasing(o: LeasingOptions) {
       state: 'issued', issuedAt: t, expiresAt: t + plan.leaseMs, reissueOf: again?.taskId ?? null, payloadHash: null, ack: null,
     };
     await store.insertTask(task);
-    if (swarmJob) swarm.issued(taskId, plan.steps, plan.leaseMs);
+    if (swarmJob) swarm.issued(taskId, jobId, plan);
     if (replica) {
       await guard.store.addReplica({
         taskId, jobId, groupId: check ? check.groupId : taskId, volunteerId, baseVersion: task.baseVersion, shard: task.shard, seed: task.seed, open: !check,

@@ -23,7 +23,9 @@ export type PaceSettings = {
   /** the job's fixed lease (hyperparameters.leaseMs): a new volunteer's deadline, and the upper bound */
   leaseMs: number;
 };
-export type TaskPlan = { steps: number; leaseMs: number; measured: boolean };
+/** `expectedMs`: how long the task should be out, from its volunteer's recent wall time per step (absent
+ * for a new volunteer's first task). */
+export type TaskPlan = { steps: number; leaseMs: number; measured: boolean; expectedMs?: number };
 
 export type PaceOptions = {
   /** uploads remembered per volunteer (default 8) */
@@ -83,7 +85,8 @@ export function createPace(o: PaceOptions = {}) {
       if (!r) return { steps: clampSteps(Math.ceil(s.steps / 8)), leaseMs: s.leaseMs, measured: false };
       const steps = clampSteps(s.targetTaskMs / median(r.computePerStep));
       const lease = quantile(r.wallPerStep, pct) * steps * factor + slack;
-      return { steps, leaseMs: Math.round(Math.max(minLease, Math.min(s.leaseMs, lease))), measured: true };
+      const leaseMs = Math.round(Math.max(minLease, Math.min(s.leaseMs, lease)));
+      return { steps, leaseMs, measured: true, expectedMs: Math.min(leaseMs, median(r.wallPerStep) * steps) };
     },
     /** Volunteers whose pace is known. */
     known: (): number => byVolunteer.size,

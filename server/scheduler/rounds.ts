@@ -1,5 +1,5 @@
-// Rounds: when K updates are in (or the round timer fired with a quorum; swarm jobs: the round's target
-// time passed with a quorum, ./round-size.ts), the pending updates are aggregated, the DiLoCo outer step
+// Rounds: when K updates are in (or the round timer fired with a quorum; swarm jobs: K from the live
+// tasks, or the round's target time passed with a quorum, ./round-size.ts), the pending updates are aggregated, the DiLoCo outer step
 // makes the next version, published as a compressed delta, and committed with the updates it applied (a
 // conditional commit: only one closer of a round wins); then retention prunes old checkpoints and
 // payloads. Evaluation and stopping rules follow the commit's event.
@@ -92,10 +92,11 @@ export function createRounds(o: RoundsOptions) {
     const count = await store.countPendingUpdates(jobId);
     const t0 = now();
     const swarmJob = isSwarm(h);
-    const k = swarmJob ? swarm.k(jobId, h, t0) : h.updatesPerRound;
+    const live = swarmJob ? await store.countLiveTasks(jobId, t0) : 0;
+    const k = swarmJob ? swarm.k(jobId, h, live) : h.updatesPerRound;
     if (swarmJob) {
-      // by time with a quorum, whoever calls (./round-size.ts)
-      if (!swarm.due(h, count, t0 - job.roundStartedAt)) return false;
+      // K from the live tasks, or by time with a quorum, whoever calls (./round-size.ts)
+      if (!swarm.due(jobId, h, count, live, t0 - job.roundStartedAt)) return false;
     } else {
       const timerDue = byTimer && count >= h.quorum && t0 - job.roundStartedAt >= h.roundTimeoutMs;
       if (count < h.updatesPerRound && !timerDue) return false;
@@ -110,10 +111,17 @@ export function createRounds(o: RoundsOptions) {
     // relays sharing one database close a round from what all of them accepted.
     const taskIds = await store.pendingUpdateIds(jobId);
     if (taskIds.length === 0) { stop(); return false; }
+    // FedNova (Wang et al., arXiv 2007.07481): each Δ of a swarm round is divided by its own samples and
+    // multiplied by the round's effective samples, the weighted mean of its updates' (./pool/round.ts folds
+    // them so). Multiplied by the job's nominal instead, a round of short tasks was stretched to full ones:
+    // the first round of a job, all new volunteers on 3-step first tasks of 20, moved the model as 6.7
+    // times 3 steps of AdamW, whose first steps all go one way; the default MNIST job's held-out loss then
+    // jumped past its guardrail, whose rollbacks struck and banned its honest volunteers within a minute.
+    const effectiveSamples = swarmJob ? (await store.pendingMeanSamples(jobId)) ?? h.steps * h.batchSize : undefined;
     const spec: RoundSpec = {
       jobId, version: job.version, length: paramCount(job.model), taskIds,
       aggregator: h.aggregator, preAggregators: h.preAggregators, outerLr: h.outerLr, outerMomentum: h.outerMomentum,
-      publish: deltaCompression(h.compression, h.versionCompression), nominalSamples: swarmJob ? h.steps * h.batchSize : undefined, fault: o.roundFault?.(),
+      publish: deltaCompression(h.compression, h.versionCompression), nominalSamples: effectiveSamples, fault: o.roundFault?.(),
       // a big swarm round's step grows with how much averaging cut its noise (./outer-gain.ts)
       gain: swarmJob ? { kRef: Math.max(h.updatesPerRound, DILOCO_REPLICAS), max: swarmSettings(h).maxOuterGain } : undefined,
     };

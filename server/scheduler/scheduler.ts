@@ -99,11 +99,12 @@ export function createScheduler(o: SchedulerOptions) {
 
   /** Volunteers training vs waiting, and the K the next round closes at (/metrics and the dashboard). */
   async function gauges(jobId: string, h: JobRow['hyperparameters'], t: number): Promise<void> {
-    metrics.volunteersTraining.set({ job: jobId }, await store.countLiveTasks(jobId, t));
+    const live = await store.countLiveTasks(jobId, t);
+    metrics.volunteersTraining.set({ job: jobId }, live);
     metrics.volunteersWaiting.set({ job: jobId }, leasing.waitingCount(jobId, t));
-    // a swarm job's K is set by each round as it closes (./rounds.ts); before its first, the rate's estimate
+    // a swarm job's K is set by each round as it closes (./rounds.ts); before its first, what it would close at
     if (!isSwarm(h)) metrics.roundSize.set({ job: jobId }, h.updatesPerRound);
-    else if (!(await store.getJob(jobId))?.version) metrics.roundSize.set({ job: jobId }, swarm.k(jobId, h, t));
+    else if (!(await store.getJob(jobId))?.version) metrics.roundSize.set({ job: jobId }, swarm.k(jobId, h, live));
   }
 
   /** After a restart: finish any round that was ready, evaluate versions the crash left unevaluated. */

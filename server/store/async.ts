@@ -261,6 +261,7 @@ export function sqliteStores(core: SqliteStore, o: AsyncStoreOptions = {}): Stor
       // may discard an update whose payload file is gone: a write
       pendingUpdate: write((_fire, taskId) => core.pendingUpdate(taskId)),
       pendingNorms: read(core.pendingNorms),
+      pendingMeanSamples: read(core.pendingMeanSamples),
       countPendingUpdates: read(core.countPendingUpdates),
       appliedUpdates: read(core.appliedUpdates),
       appliedAfter: read(core.appliedAfter),

@@ -281,6 +281,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     updateExists: db.prepare<[string], { n: number }>('SELECT 1 AS n FROM updates WHERE task_id = ?'),
     discardLost: db.prepare<[string]>('UPDATE updates SET discarded = 1 WHERE task_id = ? AND applied_in IS NULL AND discarded = 0'),
     pendingNorms: db.prepare<[string], { norm: number }>('SELECT norm FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0'),
+    pendingMeanSamples: db.prepare<[string], { s: number | null }>('SELECT SUM(weight * samples) / SUM(weight) AS s FROM updates WHERE job_id = ? AND applied_in IS NULL AND discarded = 0 AND weight > 0'),
     acceptTask: db.prepare('UPDATE tasks SET state = \'accepted\', payload_hash = ?, ack = ? WHERE task_id = ?'),
     pendingInc: db.prepare<[number, string]>('UPDATE jobs SET pending_updates = pending_updates + ? WHERE job_id = ?'),
     insertTask: db.prepare(`INSERT INTO tasks (task_id, job_id, volunteer_id, base_version, shard, seed, state, issued_at, expires_at, reissue_of)
@@ -549,6 +550,7 @@ export function openSqliteStore(file: string, o: SqliteStoreOptions = {}): Sqlit
     },
     countPendingUpdates: (jobId) => q.countPending.get(jobId)!.n,
     pendingNorms: (jobId) => q.pendingNorms.all(jobId).map((r) => r.norm),
+    pendingMeanSamples: (jobId) => q.pendingMeanSamples.get(jobId)?.s ?? undefined,
     listUpdates: (jobId) =>
       stmt<[string], UpdateDb>(`SELECT task_id, job_id, volunteer_id, base_version, round, weight, payload_hash, losses, samples, compute_ms, accepted_at, norm
                                       FROM updates WHERE job_id = ? ORDER BY accepted_at, task_id`).all(jobId).map(updateRow),

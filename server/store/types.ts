@@ -129,6 +129,8 @@ export interface Store {
   pendingUpdate(taskId: string): UpdateRow | undefined;
   /** L2 norms of the accepted, unapplied updates: what the round's norm bound is taken from. */
   pendingNorms(jobId: string): number[];
+  /** Samples per pending update, weighted by the updates' weights (undefined with none of weight > 0). */
+  pendingMeanSamples(jobId: string): number | undefined;
   countPendingUpdates(jobId: string): number;
   /** The updates a round applied to make `version`, with their payloads (those retention still keeps): the
    * guardrail weighs each one alone when that version regressed. */
@@ -303,6 +305,8 @@ export interface RelayStore {
   pendingUpdateIds(jobId: string): Promise<string[]>;
   pendingUpdate(taskId: string): Promise<UpdateRow | undefined>;
   pendingNorms(jobId: string): Promise<number[]>;
+  /** Samples per pending update, weighted by the updates' weights (undefined with none of weight > 0). */
+  pendingMeanSamples(jobId: string): Promise<number | undefined>;
   countPendingUpdates(jobId: string): Promise<number>;
   /** The updates a round applied to make `version`, with the payloads retention still keeps. */
   appliedUpdates(jobId: string, version: number): Promise<UpdateRow[]>;

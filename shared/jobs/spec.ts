@@ -5,7 +5,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
-  AdamWSchema, AggregatorSchema, PreAggregatorSchema, HyperparametersSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
+  AdamWSchema, AggregatorSchema, PreAggregatorSchema, HyperparametersSchema, SwarmSchema, UsefulnessSchema, type Hyperparameters, type Usefulness,
 } from '../protocol/messages.ts';
 import { paramCount, type ModelConfig } from '../models/config.ts';
 import { maxContext } from '../models/gpt/config.ts';
@@ -152,6 +152,12 @@ export function checkSubmission(input: unknown): JobSubmission {
     h.preAggregators.forEach((p, i) => {
       if (!Value.Check(PreAggregatorSchema, p)) throw new SpecError(`hyperparameters.preAggregators.${i}`, `must be one of ${PreAggregatorSchema.anyOf.map((a) => `"${a.const}"`).join(', ')} (got ${JSON.stringify(p)})`);
     });
+  }
+  if (h && typeof h === 'object' && h.swarm !== undefined && h.swarm !== false) {
+    // the union's own error says only "expected union value": settings are checked as settings, by field
+    if (typeof h.swarm !== 'object' || h.swarm === null || Array.isArray(h.swarm)) throw new SpecError('hyperparameters.swarm', `must be the swarm's settings ({} for its defaults) or false for the round scheduler (got ${JSON.stringify(h.swarm)?.slice(0, 60)})`);
+    const err = firstError(SwarmSchema, h.swarm, 'hyperparameters.swarm');
+    if (err) throw err;
   }
   const mode = h && typeof h === 'object' && h.usefulness && typeof h.usefulness === 'object' ? (h.usefulness as Record<string, unknown>).mode : undefined;
   if (mode !== undefined && !Value.Check(UsefulnessSchema.properties.mode, mode)) {

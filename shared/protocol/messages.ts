@@ -57,8 +57,8 @@ export const AugmentSchema = Type.Object({
 }, { additionalProperties: false });
 
 /** Asynchronous swarm scheduling (server/scheduler/swarm.ts): every volunteer that asks gets work, each
- * task sized to its device, rounds sized to the arrival rate. Absent: the round scheduler (at most K + 1
- * tasks out, fixed H and lease), as jobs made before it existed. */
+ * task sized to its device, rounds sized to the live tasks (server/scheduler/round-size.ts). Absent or
+ * false: the round scheduler (at most K + 1 tasks out, fixed H and lease). */
 export const SwarmSchema = Type.Object({
   targetTaskMs: Type.Optional(Type.Integer({ minimum: 1_000, maximum: 3_600_000, description: 'wall time a task should take on its volunteer\'s device (default 60000)' })),
   targetRoundMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'a round closes about this often (default 2 × targetTaskMs / stalenessBound)' })),
@@ -89,7 +89,7 @@ export const HyperparametersSchema = Type.Object({
   usefulness: Type.Optional(UsefulnessSchema),
   until: Type.Optional(UntilSchema),
   augment: Type.Optional(AugmentSchema),
-  swarm: Type.Optional(SwarmSchema),
+  swarm: Type.Optional(Type.Union([SwarmSchema, Type.Literal(false)], { description: 'the swarm scheduler\'s settings ({} for its defaults); absent or false: the round scheduler (K + 1 leases)' })),
 });
 
 export const JobStatusSchema = Type.Union([

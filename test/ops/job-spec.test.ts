@@ -27,6 +27,13 @@ describe('job submission', () => {
     expect(hp.usefulness).toEqual({ mode: 'off', minDrop: 0 });
   });
 
+  test('swarm: settings ({} for the defaults) run the swarm scheduler; false or none keep the round scheduler', () => {
+    expect(resolveHyperparameters(checkSubmission({ ...gptJob, hyperparameters: { swarm: {} } })).swarm).toEqual({});
+    expect(resolveHyperparameters(checkSubmission({ ...gptJob, hyperparameters: { swarm: false } })).swarm).toBe(false);
+    expect(resolveHyperparameters(checkSubmission({ ...gptJob, hyperparameters: { swarm: { targetTaskMs: 30_000 } } })).swarm).toEqual({ targetTaskMs: 30_000 });
+    expect(resolveHyperparameters(checkSubmission(structuredClone(gptJob))).swarm).toBeUndefined();
+  });
+
   test('usefulness: a mode alone takes the default minDrop; a negative minDrop tolerates a small rise', () => {
     expect(resolveHyperparameters(checkSubmission({ ...gptJob, hyperparameters: { usefulness: { mode: 'enforce' } } })).usefulness).toEqual({ mode: 'enforce', minDrop: 0 });
     expect(resolveHyperparameters(checkSubmission({ ...gptJob, hyperparameters: { usefulness: { mode: 'enforce', minDrop: -0.05 } } })).usefulness).toEqual({ mode: 'enforce', minDrop: -0.05 });
@@ -48,6 +55,9 @@ describe('job submission', () => {
     [{ ...gptJob, dataset: { format: 'text', tokenizer: 'word' } }, 'dataset.tokenizer'],
     [{ ...gptJob, dataset: { format: 'labelled' } }, 'dataset.format'],
     [{ ...gptJob, colour: 'blue' }, 'colour'],
+    [{ ...gptJob, hyperparameters: { swarm: true } }, 'hyperparameters.swarm'],
+    [{ ...gptJob, hyperparameters: { swarm: { targetTaskMs: 5 } } }, 'hyperparameters.swarm.targetTaskMs'],
+    [{ ...gptJob, hyperparameters: { swarm: { rounds: 3 } } }, 'hyperparameters.swarm.rounds'],
   ])('refuses a bad job naming the field (%#: %s)', (job, field) => {
     expect(fieldOf(() => checkSubmission(job))).toBe(field);
   });

@@ -327,6 +327,16 @@ export function describeStoreContract(name: string, make: StoreFactory): void {
         expect(accepted).toEqual([{ jobId: 'j', taskId: 't1', volunteerId: 'v1', samples: 64, bytes: 4, at: 1_500 }]);
       });
 
+      it('gives the pending updates\' samples weighted by their weights, leaving out weight 0 (a spot check\'s second copy)', async () => {
+        await job();
+        expect(await stores.relay.pendingMeanSamples('j')).toBeUndefined();
+        for (const id of ['m1', 'm2', 'm3']) await stores.relay.insertTask(task(id));
+        await stores.relay.acceptUpdate(update('m1', { weight: 1, samples: 64 }), '{}');
+        await stores.relay.acceptUpdate(update('m2', { weight: 0.25, samples: 640 }), '{}');
+        await stores.relay.acceptUpdate(update('m3', { weight: 0, samples: 10_000 }), '{}');
+        expect(await stores.relay.pendingMeanSamples('j')).toBeCloseTo((64 + 0.25 * 640) / 1.25, 9);
+      });
+
       it('group commit: concurrent accepts share transactions, and every one acknowledged is stored and announced', async () => {
         const accepted = heard('update-accepted');
         await job();

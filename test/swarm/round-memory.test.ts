@@ -12,7 +12,8 @@ const accumulators = async (r: InProcessRelay): Promise<number> =>
 
 describe('a swarm round\'s memory', () => {
   it('holds at most the bucket count of live vectors, for a round of 10 updates and one of 100', async () => {
-    relay = await inProcessRelay({ stalenessBound: 4, quorum: 1, swarm: { targetTaskMs: 60_000, targetRoundMs: 1_000 } });
+    // updatesPerRound above both rounds: each closes by its time, with every update in (not at K from the live tasks)
+    relay = await inProcessRelay({ stalenessBound: 4, quorum: 1, updatesPerRound: 1_000, swarm: { targetTaskMs: 60_000, targetRoundMs: 1_000 } });
     const r = relay;
     const seen: Record<number, number> = {};
     for (const k of [10, 100]) {

@@ -367,6 +367,8 @@ export function createRelayStore(c: Ctx, url: string, o: RelayStoreOptions = {})
     },
     pendingNorms: async (jobId) => (await c.rows<{ norm: number }>(`SELECT norm FROM updates WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0
       ORDER BY accepted_at, task_id`, [jobId])).map((r) => r.norm),
+    pendingMeanSamples: async (jobId) => (await c.one<{ s: number | null }>(`SELECT SUM(weight * samples) / SUM(weight) AS s FROM updates
+      WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0 AND weight > 0`, [jobId]))?.s ?? undefined,
     countPendingUpdates: async (jobId) => (await c.one<{ n: number }>(`SELECT COUNT(*) AS n FROM updates
       WHERE job_id = $1 AND applied_in IS NULL AND discarded = 0`, [jobId]))!.n,
     appliedUpdates: async (jobId, version) => (await c.rows<UpdateDb>(`SELECT ${UPDATE_META}, payload FROM updates
