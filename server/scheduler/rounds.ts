@@ -107,8 +107,9 @@ export function createRounds(o: RoundsOptions) {
     const stop = metrics.roundSeconds.startTimer();
     // Streaming: the pending updates are read one at a time and folded into bucket sums, so the round
     // holds O(buckets × P) whatever K (shared/aggregate/streaming.ts). Folding at the close, from the
-    // store, rather than on arrival keeps no round state in this process: a restart loses nothing, and
-    // relays sharing one database close a round from what all of them accepted.
+    // store, keeps no round state in this process (a large model's updates decoded on arrival are only a
+    // cache of it, ../pool/prefold.ts): a restart loses nothing, and relays sharing one database close a
+    // round from what all of them accepted.
     const taskIds = await store.pendingUpdateIds(jobId);
     if (taskIds.length === 0) { stop(); return false; }
     // FedNova (Wang et al., arXiv 2007.07481): each Δ of a swarm round is divided by its own samples and
