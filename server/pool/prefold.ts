@@ -58,6 +58,3 @@ export function takePrefolded(db: string, taskId: string, length: number): Float
   const e = drop(keyOf(db, taskId));
   return e && e.values.length === length ? e.values : undefined;
 }
-
-/** Updates held now (tests and the pool's own accounting). */
-export const prefoldedCount = (): number => held.size;

@@ -85,8 +85,23 @@ export type Prefolded = (taskId: string) => Float32Array | undefined;
 export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect: () => void = () => undefined, prefolded: Prefolded = () => undefined): Promise<RoundOutcome> {
   const ms = { read: 0, fold: 0, rule: 0, outer: 0, publish: 0, hash: 0, write: 0 };
   const cpuMs = { ...ms };
-  let t = performance.now(), c = threadCpuMs();
-  const lap = (stage: keyof typeof ms) => { const n = performance.now(), nc = threadCpuMs(); ms[stage] += n - t; cpuMs[stage] += nc - c; t = n; c = nc; };
+  // the thread's CPU counts in 10 ms ticks: read again only once that much wall time has passed (a swarm
+  // round of thousands of updates laps twice per update), and shared among the stages lapped since in
+  // proportion to their wall time
+  let t = performance.now(), c = threadCpuMs(), tc = t;
+  const since: Partial<typeof ms> = {};
+  const sample = (n: number) => {
+    const nc = threadCpuMs();
+    for (const [k, w] of Object.entries(since) as [keyof typeof ms, number][]) { cpuMs[k] += n > tc ? ((nc - c) * w) / (n - tc) : 0; delete since[k]; }
+    c = nc; tc = n;
+  };
+  const lap = (stage: keyof typeof ms) => {
+    const n = performance.now();
+    ms[stage] += n - t;
+    since[stage] = (since[stage] ?? 0) + (n - t);
+    t = n;
+    if (n - tc >= 10) sample(n);
+  };
   const applied: string[] = [], lost: string[] = [];
   let found = 0;
   const take: Prefolded = (id) => { const x = prefolded(id); if (x) found++; return x; };
@@ -103,6 +118,7 @@ export async function computeRound(spec: RoundSpec, inputs: RoundInputs, collect
   if (applied.length === 0) return empty(applied, lost, ms);
   collect(); // the payloads and their decoding's scratch, before the rule's arrays
   const out = await closeFolded(spec, inputs, acc, collect, lap, { applied, lost, ms, prefolded: found });
+  sample(t);
   if (!Number.isNaN(c)) out.cpuMs = cpuMs;
   acc = undefined as unknown as RoundAccumulator;
   // what the round wrote and no longer needs (its files hold it now) goes before the result does: the

@@ -38,8 +38,9 @@ const checkAttempt = (attempt: string): string => {
   return attempt;
 };
 
-/** Writes `bytes` to `file` (created or truncated) in pieces of at most 1 GiB; `sync` flushes it to disk. */
-export function writePart(file: string, bytes: Uint8Array, sync: boolean): void {
+/** Writes `bytes` to `file` (created or truncated) in pieces of at most 1 GiB; `sync` flushes it to disk.
+ * Synchronous, for the store's own writes inside its transaction; a round's worker uses writePartAsync. */
+function writePart(file: string, bytes: Uint8Array, sync: boolean): void {
   const fd = openSync(file, 'w');
   try {
     for (let at = 0; at < bytes.byteLength;) at += writeSync(fd, bytes, at, Math.min(bytes.byteLength - at, 1 << 30));

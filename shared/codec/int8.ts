@@ -18,12 +18,9 @@ export const int8 = defineCodec({
   finiteOnly: true,
   encode(x, c, residual) {
     const n = x.length, block = c.block, nb = Math.ceil(n / block);
-    const out = new Uint8Array(HEADER + 4 * nb + n);
-    const dv = writeHeader(out, CODE, 8, n, block);
-    const scales = new Float32Array(nb);
-    const q = new Int8Array(out.buffer, HEADER + 4 * nb, n);
+    const { out, scales, q, seal } = int8Frame(n, block);
     quantizeBlocks(x, block, 127, q, scales);
-    writeF32s(out, dv, HEADER, scales);
+    seal();
     if (residual) {
       for (let b = 0, s0 = 0; b < nb; b++, s0 += block) {
         const s = scales[b], s1 = Math.min(s0 + block, n);
@@ -81,49 +78,42 @@ function badInt8(i: number): never {
   throw new CodecError(`int8 update value ${i} is -128; quantised values lie in [-127, 127]`);
 }
 
-/**
- * A version's int8 publication (version-delta.ts, publishVersionInPlace) a block at a time: per value
- * x = (target − base) + residual, quantised as encode quantises it, the residual left x − q·s, and the
- * base moved by q·s; the same operations in the same order as the generic path (subtract, add the
- * residual, encode with feedback, decode, add), in one pass over each 1 KB block while it is in cache
- * instead of seven over the whole model (4.4 s → about 1 s at 124M parameters). `target` holds x afterwards.
- */
-export function publishInt8InPlace(base: Float32Array, target: Float32Array, residual: Float32Array, block: number): Uint8Array {
-  const n = base.length, nb = Math.ceil(n / block);
-  if (!Number.isInteger(block) || block < 1 || block > MAX_BLOCK) throw new CodecError(`compression.block must be an integer in [1, ${MAX_BLOCK}], got ${block}`);
+/** An int8 frame of n values being written: its bytes, the scales and quantised values to fill, and `seal`
+ * to copy the scales into the bytes once filled. */
+function int8Frame(n: number, block: number): { out: Uint8Array; scales: Float32Array; q: Int8Array; seal(): void } {
+  const nb = Math.ceil(n / block);
   const out = new Uint8Array(HEADER + 4 * nb + n);
   const dv = writeHeader(out, CODE, 8, n, block);
   const scales = new Float32Array(nb);
-  const q = new Int8Array(out.buffer, HEADER + 4 * nb, n);
-  const levels = 127, off = levels + 0.5;
+  return { out, scales, q: new Int8Array(out.buffer, HEADER + 4 * nb, n), seal: () => writeF32s(out, dv, HEADER, scales) };
+}
+
+/**
+ * A version's int8 publication (version-delta.ts, publishVersionInPlace) a block at a time: per value
+ * x = (target − base) + residual, quantised by quantizeBlocks as encode quantises it, the residual left
+ * x − q·s, and the base moved by q·s; the same operations in the same order as the generic path (subtract,
+ * add the residual, encode with feedback, decode, add), in one pass over each 1 KB block while it is in
+ * cache instead of seven over the whole model (4.4 s → 2.1 s of CPU at 124M parameters). `target` holds x
+ * afterwards.
+ */
+export function publishInt8InPlace(base: Float32Array, target: Float32Array, residual: Float32Array, block: number): Uint8Array {
+  if (!Number.isInteger(block) || block < 1 || block > MAX_BLOCK) throw new CodecError(`compression.block must be an integer in [1, ${MAX_BLOCK}], got ${block}`);
+  const n = base.length;
+  const { out, scales, q, seal } = int8Frame(n, block);
+  const dq = new Float32Array(block);
   for (let b = 0, s0 = 0; s0 < n; b++, s0 += block) {
     const s1 = Math.min(s0 + block, n);
-    let max = 0;
     for (let i = s0; i < s1; i++) {
       target[i] = target[i] - base[i];
       target[i] = target[i] + residual[i];
-      const x = target[i]; // as stored: fp32
-      if (!Number.isFinite(x)) throw new CodecError(`delta[${i}] is ${x} (after adding the residual); only finite values can be compressed`);
-      const a = Math.abs(x);
-      if (a > max) max = a;
+      if (!Number.isFinite(target[i])) throw new CodecError(`delta[${i}] is ${target[i]} (after adding the residual); only finite values can be compressed`);
     }
-    const scale = Math.fround(max / levels);
-    scales[b] = scale;
-    if (scale === 0) {
-      // as quantizeBlocks: zeros sent, the whole of x stays in the residual, the base gains q·s = 0
-      for (let i = s0; i < s1; i++) { q[i] = 0; residual[i] = target[i] - Math.fround(0 * scale); base[i] = base[i] + 0 * scale; }
-      continue;
-    }
-    const inv = 1 / scale;
+    quantizeBlocks(target.subarray(s0, s1), block, 127, q.subarray(s0, s1), scales.subarray(b, b + 1), dq);
     for (let i = s0; i < s1; i++) {
-      let r = ((target[i] * inv + off) | 0) - levels;
-      if (r > levels) r = levels; else if (r < -levels) r = -levels;
-      q[i] = r;
-      const dq = Math.fround(r * scale);
-      residual[i] = target[i] - dq;
-      base[i] = base[i] + dq;
+      residual[i] = target[i] - dq[i - s0];
+      base[i] = base[i] + dq[i - s0];
     }
   }
-  writeF32s(out, dv, HEADER, scales);
+  seal();
   return out;
 }
